@@ -1,0 +1,1 @@
+"""Notifier service: consumes course events from NATS JetStream (built in the notifier issue)."""
