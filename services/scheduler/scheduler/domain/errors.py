@@ -1,0 +1,55 @@
+"""Errors the domain raises; the HTTP edge maps each to one problem type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: an invariant id from DOMAIN.md (I1..I11) or a named state rule."""
+
+    rule: str
+    message: str
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+
+class RulesBrokenError(DomainError):
+    """A command would break one or more rules; nothing was recorded."""
+
+    def __init__(self, violations: list[Violation]) -> None:
+        assert violations, "a refusal names at least one rule"
+        self.violations = tuple(violations)
+        super().__init__("; ".join(f"{v.rule}: {v.message}" for v in self.violations))
+
+
+class InvalidCommandError(DomainError):
+    """The command's own values are malformed or out of bounds (independent of state)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        assert problems
+        self.problems = tuple(problems)
+        super().__init__("; ".join(problems))
+
+
+class UnknownSessionError(DomainError):
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"no session {session_id} in this course")
+
+
+class UnknownApprovalError(DomainError):
+    def __init__(self, approval_id: str) -> None:
+        self.approval_id = approval_id
+        super().__init__(f"no dose approval {approval_id} in this course")
+
+
+class NotAddressedError(DomainError):
+    """A prescriber tried to decide an approval addressed to someone else."""
+
+    def __init__(self, approval_id: str) -> None:
+        self.approval_id = approval_id
+        super().__init__(f"dose approval {approval_id} is not addressed to this prescriber")

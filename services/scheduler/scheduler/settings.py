@@ -1,0 +1,61 @@
+"""Settings of the scheduler, read from the environment once and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+
+@dataclass(frozen=True)
+class DatabaseAddress:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    @classmethod
+    def from_url(cls, url: str) -> DatabaseAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ValueError(f"not a PostgreSQL URL: {url!r}")
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432,
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+            dbname=(parts.path or "/postgres").lstrip("/") or "postgres",
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    data_dir: Path = Path(".kact")
+    operator_token: str | None = None
+    database_url: str | None = None
+    db_schema: str = "kact"
+    nats_url: str | None = None
+    cipher_key: str | None = None
+    db_pool_size: int = 10
+    workers: int = 1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            http_host=env.get("KACT_HTTP_HOST", cls.http_host),
+            http_port=int(env.get("KACT_HTTP_PORT", cls.http_port)),
+            data_dir=Path(env.get("KACT_DATA_DIR", str(cls.data_dir))),
+            operator_token=env.get("KACT_OPERATOR_TOKEN") or None,
+            database_url=env.get("KACT_DATABASE_URL") or None,
+            db_schema=env.get("KACT_DB_SCHEMA", cls.db_schema),
+            nats_url=env.get("KACT_NATS_URL") or None,
+            cipher_key=env.get("KACT_CIPHER_KEY") or None,
+            db_pool_size=int(env.get("KACT_DB_POOL_SIZE", cls.db_pool_size)),
+            workers=int(env.get("KACT_WORKERS", cls.workers)),
+        )
