@@ -1,0 +1,108 @@
+"""The scheduler's composition root: connects the event store, projections, directory and HTTP app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+
+import asyncpg
+import psycopg
+from eventsourcing.projection import ProjectionRunner
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from scheduler import directory, idempotency
+from scheduler.application import Courses, event_store_env
+from scheduler.directory import Directory
+from scheduler.http.courses import CourseController, DoseApprovalController
+from scheduler.http.deps import Services, provide_principal, provide_services
+from scheduler.http.directory import ClinicController, PartnershipController
+from scheduler.http.health import live, ready
+from scheduler.http.idempotency import idempotency_middleware
+from scheduler.http.problems import EXCEPTION_HANDLERS
+from scheduler.idempotency import IdempotencyKeys
+from scheduler.readmodels.course_index import CourseIndex, CourseIndexView
+from scheduler.settings import Settings
+
+log = logging.getLogger("kact")
+API_VERSION = "1.0.0"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def ensure_schema(settings: Settings) -> None:
+    """Create the schema the event store, projections and directory tables live in."""
+    assert settings.database_url
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(psycopg.sql.Identifier(settings.db_schema)))
+
+
+async def open_pool(settings: Settings) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=1,
+        max_size=settings.db_pool_size,
+        server_settings={"search_path": settings.db_schema, "application_name": "kact-scheduler"},
+    )
+    async with pool.acquire() as conn:
+        await conn.execute(directory.SCHEMA_SQL + idempotency.SCHEMA_SQL)
+    return pool
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="kact scheduler",
+        version=API_VERSION,
+        description="Scheduling backbone for ketamine-assisted couple therapy: courses, sessions, dose approvals.",
+        path="/schema",
+        components=Components(
+            security_schemes={"apiKey": SecurityScheme(type="http", scheme="bearer", description="API key")}
+        ),
+        security=[{"apiKey": []}],
+        use_handler_docstrings=False,
+    )
+
+
+def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Litestar:
+    assert settings.operator_token, "resolve the operator token first"
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        ensure_schema(settings)
+        env = event_store_env(settings)
+        courses = Courses(env=env)
+        runner = ProjectionRunner(
+            application_class=Courses, projection_class=CourseIndex, view_class=CourseIndexView, env=env
+        )
+        pool = await open_pool(settings)
+        app.state.services = Services(
+            courses=courses,
+            index=runner,
+            directory=Directory(pool, settings.operator_token or ""),
+            idempotency=IdempotencyKeys(pool),
+            clock=clock,
+        )
+        try:
+            yield
+        finally:
+            runner.stop()
+            courses.close()
+            await pool.close()
+
+    return Litestar(
+        route_handlers=[
+            ClinicController, PartnershipController, CourseController, DoseApprovalController, live, ready,
+        ],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal)},
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[idempotency_middleware],
+        lifespan=[lifespan],
+        openapi_config=openapi_config(),
+        debug=False,
+    )

@@ -1,0 +1,168 @@
+"""Clinics, clinicians, rooms, partnerships and API keys (asyncpg); keys are stored only as SHA-256 hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS clinics (
+    id uuid PRIMARY KEY, name text NOT NULL, timezone text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(), created_by text NOT NULL);
+CREATE TABLE IF NOT EXISTS clinicians (
+    id uuid PRIMARY KEY, clinic_id uuid NOT NULL REFERENCES clinics(id), name text NOT NULL,
+    role text NOT NULL CHECK (role IN ('therapist', 'prescriber')),
+    created_at timestamptz NOT NULL DEFAULT now(), created_by text NOT NULL);
+CREATE INDEX IF NOT EXISTS clinicians_clinic ON clinicians (clinic_id, role);
+CREATE TABLE IF NOT EXISTS rooms (
+    id uuid PRIMARY KEY, clinic_id uuid NOT NULL REFERENCES clinics(id), name text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(), created_by text NOT NULL);
+CREATE TABLE IF NOT EXISTS partnership_consents (
+    clinic_id uuid NOT NULL REFERENCES clinics(id), partner_clinic_id uuid NOT NULL REFERENCES clinics(id),
+    created_at timestamptz NOT NULL DEFAULT now(), created_by text NOT NULL,
+    PRIMARY KEY (clinic_id, partner_clinic_id));
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_hash text PRIMARY KEY, kind text NOT NULL CHECK (kind IN ('clinic', 'prescriber')),
+    principal_id uuid NOT NULL, clinic_id uuid NOT NULL REFERENCES clinics(id),
+    created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS access_log (
+    id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), principal text NOT NULL,
+    action text NOT NULL, course_id uuid);
+CREATE INDEX IF NOT EXISTS access_log_course ON access_log (course_id, at);
+"""
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # operator | clinic | prescriber
+    id: str
+    clinic_id: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+OPERATOR = Principal("operator", "root")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key(prefix: str) -> str:
+    return f"kact_{prefix}_{secrets.token_urlsafe(32)}"
+
+
+class Directory:
+    """Who is who: tenants, staff, rooms, partnerships, and which key belongs to whom."""
+
+    def __init__(self, pool: asyncpg.Pool, operator_token: str) -> None:
+        self.pool = pool
+        self._operator_hash = hash_key(operator_token)
+        self._principals: dict[str, Principal] = {}  # keys are immutable, so a found principal can be cached
+
+    async def authenticate(self, key: str) -> Principal | None:
+        digest = hash_key(key)
+        if hmac.compare_digest(digest, self._operator_hash):
+            return OPERATOR
+        cached = self._principals.get(digest)
+        if cached:
+            return cached
+        row = await self.pool.fetchrow(
+            "SELECT kind, principal_id, clinic_id FROM api_keys WHERE key_hash = $1", digest
+        )
+        if row is None:
+            return None
+        principal = Principal(row["kind"], str(row["principal_id"]), str(row["clinic_id"]))
+        self._principals[digest] = principal
+        return principal
+
+    async def create_clinic(self, name: str, timezone: str, by: Principal) -> tuple[dict[str, Any], str]:
+        clinic_id, key = uuid4(), new_key("clinic")
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "INSERT INTO clinics (id, name, timezone, created_by) VALUES ($1, $2, $3, $4) RETURNING *",
+                clinic_id, name, timezone, by.ref,
+            )
+            await conn.execute(
+                "INSERT INTO api_keys (key_hash, kind, principal_id, clinic_id) VALUES ($1, 'clinic', $2, $2)",
+                hash_key(key), clinic_id,
+            )
+        return dict(row), key
+
+    async def clinic(self, clinic_id: UUID) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow("SELECT * FROM clinics WHERE id = $1", clinic_id)
+        return dict(row) if row else None
+
+    async def create_clinician(
+        self, clinic_id: UUID, name: str, role: str, by: Principal
+    ) -> tuple[dict[str, Any], str | None]:
+        clinician_id = uuid4()
+        key = new_key("rx") if role == "prescriber" else None
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "INSERT INTO clinicians (id, clinic_id, name, role, created_by) VALUES ($1, $2, $3, $4, $5) "
+                "RETURNING *",
+                clinician_id, clinic_id, name, role, by.ref,
+            )
+            if key:
+                await conn.execute(
+                    "INSERT INTO api_keys (key_hash, kind, principal_id, clinic_id) VALUES ($1, 'prescriber', $2, $3)",
+                    hash_key(key), clinician_id, clinic_id,
+                )
+        return dict(row), key
+
+    async def create_room(self, clinic_id: UUID, name: str, by: Principal) -> dict[str, Any]:
+        row = await self.pool.fetchrow(
+            "INSERT INTO rooms (id, clinic_id, name, created_by) VALUES ($1, $2, $3, $4) RETURNING *",
+            uuid4(), clinic_id, name, by.ref,
+        )
+        return dict(row)
+
+    async def consent_to_partnership(self, clinic_id: UUID, partner_clinic_id: UUID, by: Principal) -> bool:
+        """Record one side's consent; returns whether the partnership is now agreed by both."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO partnership_consents (clinic_id, partner_clinic_id, created_by) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING",
+                clinic_id, partner_clinic_id, by.ref,
+            )
+            return await self._partnered(conn, clinic_id, partner_clinic_id)
+
+    @staticmethod
+    async def _partnered(conn: asyncpg.Connection, one: UUID, other: UUID) -> bool:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM partnership_consents WHERE (clinic_id = $1 AND partner_clinic_id = $2) "
+            "OR (clinic_id = $2 AND partner_clinic_id = $1)",
+            one, other,
+        )
+        return count == 2
+
+    async def host_facts(self, host_clinic_id: UUID, home_clinic_id: UUID) -> tuple[bool, bool]:
+        """(the host has a prescriber, the host and home clinic have agreed a partnership) for I11."""
+        async with self.pool.acquire() as conn:
+            has_prescriber = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM clinicians WHERE clinic_id = $1 AND role = 'prescriber')", host_clinic_id
+            )
+            partnered = await self._partnered(conn, host_clinic_id, home_clinic_id)
+        return bool(has_prescriber), partnered
+
+    async def clinicians(self, ids: list[UUID]) -> dict[str, dict[str, Any]]:
+        rows = await self.pool.fetch("SELECT * FROM clinicians WHERE id = ANY($1::uuid[])", ids)
+        return {str(r["id"]): dict(r) for r in rows}
+
+    async def room(self, room_id: UUID) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow("SELECT * FROM rooms WHERE id = $1", room_id)
+        return dict(row) if row else None
+
+    async def log_access(self, principal: Principal, action: str, course_id: UUID | None) -> None:
+        await self.pool.execute(
+            "INSERT INTO access_log (principal, action, course_id) VALUES ($1, $2, $3)", principal.ref, action, course_id
+        )

@@ -1,0 +1,63 @@
+"""What handlers depend on: the composed services and the authenticated principal."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from eventsourcing.projection import ProjectionRunner
+from litestar import Request
+from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException
+
+from scheduler.application import Courses, Outcome
+from scheduler.directory import Directory, Principal
+from scheduler.idempotency import IdempotencyKeys
+from scheduler.readmodels.course_index import CourseIndex, CourseIndexView
+
+T = TypeVar("T")
+log = logging.getLogger("kact")
+PROJECTION_WAIT_SECONDS = 5.0
+
+
+@dataclass
+class Services:
+    courses: Courses
+    index: ProjectionRunner[Any, CourseIndexView]
+    directory: Directory
+    idempotency: IdempotencyKeys
+    clock: Callable[[], datetime]
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Run a synchronous eventsourcing call off the event loop."""
+        return await anyio.to_thread.run_sync(fn)
+
+    async def await_index(self, outcome: Outcome) -> None:
+        """Let the course list and approval queue catch up with a write, so a client reads its own writes."""
+        notification_id = outcome.last_notification_id(CourseIndex.topics)
+        if notification_id is None:
+            return
+        try:
+            await self.run(lambda: self.index.wait(notification_id, timeout=PROJECTION_WAIT_SECONDS))
+        except TimeoutError:
+            # The write is committed; only the list lags behind. Say so rather than fail the command.
+            log.warning("course index is more than %ss behind notification %s", PROJECTION_WAIT_SECONDS, notification_id)
+
+
+def provide_services(state: State) -> Services:
+    return state.services
+
+
+async def provide_principal(request: Request[Any, Any, Any], state: State) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise NotAuthorizedException("send 'Authorization: Bearer <api key>'")
+    principal = await state.services.directory.authenticate(key.strip())
+    if principal is None:
+        raise NotAuthorizedException("the API key is not valid")
+    return principal

@@ -1,0 +1,27 @@
+"""Liveness and readiness: ready when PostgreSQL answers and the course index runner is alive."""
+
+from __future__ import annotations
+
+import asyncpg
+from litestar import Response, get
+
+from scheduler.http.deps import Services
+from scheduler.http.schemas import Health
+
+
+@get("/health/live", operation_id="live", tags=["health"], summary="The process is up")
+async def live() -> Health:
+    return Health(status="ok", checks={})
+
+
+@get("/health/ready", operation_id="ready", tags=["health"], summary="PostgreSQL answers and projections run")
+async def ready(services: Services) -> Response[Health]:
+    checks = {}
+    try:
+        await services.directory.pool.fetchval("SELECT 1")
+        checks["postgres"] = "ok"
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        checks["postgres"] = f"error: {exc}"
+    checks["course_index"] = "error: stopped" if services.index.is_interrupted.is_set() else "ok"
+    healthy = all(v == "ok" for v in checks.values())
+    return Response(Health(status="ok" if healthy else "unavailable", checks=checks), status_code=200 if healthy else 503)

@@ -1,0 +1,113 @@
+"""The one place that maps errors to RFC 9457 problem details."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from scheduler.application import ConcurrentUpdateError, CourseNotFoundError
+from scheduler.domain.errors import (
+    DomainError,
+    InvalidCommandError,
+    NotAddressedError,
+    RulesBrokenError,
+    UnknownApprovalError,
+    UnknownSessionError,
+)
+
+log = logging.getLogger("kact.http")
+MEDIA_TYPE = "application/problem+json"
+
+RULE_SLUGS = {
+    "I1": "phase-order",
+    "I2": "medicine-session-limit",
+    "I3": "integration-minimum",
+    "I4": "integration-window",
+    "I5": "medicine-interval",
+    "I6": "dose-approval",
+    "I7": "dosing-model",
+    "I8": "monitoring",
+    "I9": "pre-dose-vitals",
+    "I10": "double-booking",
+    "I11": "hosting",
+    "course-closed": "course-closed",
+    "session-state": "session-state",
+    "session-not-started": "session-not-started",
+    "approval-decided": "approval-decided",
+    "booked-sessions": "booked-sessions",
+}
+
+
+class ProblemError(Exception):
+    """An HTTP-level refusal that is not a domain rule (idempotency, unknown directory entries)."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str) -> None:
+        self.status, self.slug, self.title, self.detail = status, slug, title, detail
+        super().__init__(detail)
+
+
+def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+    body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail, **extra}
+    return Response(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+def rules_broken(request: Request, exc: RulesBrokenError) -> Response[dict[str, Any]]:
+    violations = [{"invariant": v.rule, "detail": v.message} for v in exc.violations]
+    if len(exc.violations) == 1:
+        slug = RULE_SLUGS.get(exc.violations[0].rule, "rule-violation")
+    else:
+        slug = "rule-violations"
+    return problem(409, slug, "The command breaks the course's rules", str(exc), violations=violations)
+
+
+def domain_error(request: Request, exc: DomainError) -> Response[dict[str, Any]]:
+    if isinstance(exc, RulesBrokenError):
+        return rules_broken(request, exc)
+    if isinstance(exc, InvalidCommandError):
+        errors = [{"detail": p} for p in exc.problems]
+        return problem(422, "invalid-input", "The request is not valid", str(exc), errors=errors)
+    if isinstance(exc, ConcurrentUpdateError):
+        return problem(409, "version-conflict", "The course changed concurrently", str(exc))
+    if isinstance(exc, (CourseNotFoundError, UnknownSessionError, UnknownApprovalError, NotAddressedError)):
+        return problem(404, "not-found", "Not found", str(exc) if not isinstance(exc, NotAddressedError) else
+                       f"no dose approval {exc.approval_id}")
+    log.error("unmapped domain error", exc_info=exc)
+    return problem(500, "internal", "Internal error", "unexpected domain error")
+
+
+def problem_error(request: Request, exc: ProblemError) -> Response[dict[str, Any]]:
+    return problem(exc.status, exc.slug, exc.title, exc.detail)
+
+
+def http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
+    if isinstance(exc, ValidationException):
+        errors = exc.extra if isinstance(exc.extra, list) else []
+        return problem(422, "invalid-input", "The request is not valid", exc.detail, errors=errors)
+    if isinstance(exc, NotAuthorizedException):
+        response = problem(401, "unauthorized", "Unauthorized", exc.detail or "a valid API key is required")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    if isinstance(exc, NotFoundException):
+        return problem(404, "not-found", "Not found", exc.detail)
+    status = exc.status_code
+    if status == 400:  # Litestar reports undecodable bodies and bad parameters as 400; they are invalid input
+        return problem(422, "invalid-input", "The request is not valid", exc.detail,
+                       errors=exc.extra if isinstance(exc.extra, list) else [])
+    return problem(status, "http-error", exc.detail or "HTTP error", exc.detail)
+
+
+def unexpected(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(HTTP_500_INTERNAL_SERVER_ERROR, "internal", "Internal error", "unexpected error; it was logged")
+
+
+EXCEPTION_HANDLERS = {
+    DomainError: domain_error,
+    ProblemError: problem_error,
+    HTTPException: http_error,
+    Exception: unexpected,
+}

@@ -1,0 +1,104 @@
+"""Shapes domain state and stored events into response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from scheduler.domain.course import Course, DoseApproval, Session
+from scheduler.http.schemas import (
+    ApprovalView,
+    CourseView,
+    EventView,
+    MilestoneView,
+    MissedWindowView,
+    SessionView,
+)
+
+
+def plain(value: Any) -> Any:
+    """Event and record data as JSON-ready values."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    return value
+
+
+def session_view(session: Session) -> SessionView:
+    return SessionView(
+        id=session.id,
+        kind=session.kind.value,
+        status=session.status.value,
+        partners=list(session.partners),
+        starts_at=session.starts_at,
+        ends_at=session.ends_at,
+        clinic_id=session.clinic_id,
+        room_id=session.room_id,
+        clinician_ids=list(session.clinician_ids),
+        timezone=session.timezone,
+        follows=session.follows,
+        record=plain(session.held) if session.held is not None else None,
+    )
+
+
+def approval_view(course_id: UUID, approval: DoseApproval) -> ApprovalView:
+    return ApprovalView(
+        id=approval.id,
+        course_id=course_id,
+        session_id=approval.session_id,
+        partner=approval.partner,
+        prescriber_id=approval.prescriber_id,
+        requested_mg=approval.requested_mg,
+        status=approval.status.value,
+        approved_mg=approval.approved_mg,
+        requested_at=approval.requested_at,
+        decided_at=approval.decided_at,
+        expires_at=approval.expires_at,
+        reason=approval.reason,
+        vitals_override_reason=approval.vitals_override_reason,
+    )
+
+
+def course_view(course: Course) -> CourseView:
+    return CourseView(
+        id=course.id,
+        version=course.version,
+        home_clinic_id=course.home_clinic_id,
+        model=course.model.value,
+        partners=dict(course.partners),
+        first_dosed=course.first_dosed,
+        protocol=plain(course.protocol.to_dict()),
+        status=course.status.value,
+        phase=course.phase.value,
+        discontinue_reason=course.discontinue_reason,
+        screenings=dict(course.screenings),
+        milestones=[MilestoneView(**m) for m in course.milestones],
+        sessions=[session_view(s) for s in sorted(course.sessions.values(), key=lambda s: s.starts_at)],
+        approvals=[approval_view(course.id, a) for a in course.approvals.values()],
+        missed_windows=[
+            MissedWindowView(session_id=w.session_id, deadline=w.deadline, acknowledged=w.acknowledged, reason=w.reason)
+            for w in course.missed_windows.values()
+        ],
+        allowed_actions=course.allowed_actions(),
+    )
+
+
+ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "by"}
+
+
+def event_view(event: Any) -> EventView:
+    data = {k: v for k, v in vars(event).items() if k not in ENVELOPE}
+    return EventView(
+        version=event.originator_version,
+        type=type(event).TOPIC.split(":", 1)[1].split(".v")[0],
+        topic=type(event).TOPIC,
+        time=event.timestamp,
+        principal=event.by,
+        data=plain(data),
+    )

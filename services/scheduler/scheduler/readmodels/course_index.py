@@ -1,0 +1,151 @@
+"""The course list and the prescribers' approval queue: a projection of the event store kept in PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import singledispatchmethod
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.projection import Projection
+from psycopg.sql import SQL, Identifier
+
+from scheduler.domain.course import Course
+
+PAGE_SIZE = 50
+
+
+class CourseIndexView(PostgresTrackingRecorder):
+    """Rows per course (clinic, status) and per dose approval, written with their tracking position."""
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        schema = Identifier(self.datastore.schema)
+        self.sql_create_statements += [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.course_index ("
+                "course_id uuid PRIMARY KEY, clinic_id text NOT NULL, status text NOT NULL, "
+                "model text NOT NULL, opened_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)"
+            ).format(schema),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS course_index_clinic ON {0}.course_index (clinic_id, status, opened_at)"
+            ).format(schema),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.approval_queue ("
+                "approval_id text PRIMARY KEY, course_id uuid NOT NULL, session_id text NOT NULL, "
+                "partner text NOT NULL, prescriber_id text NOT NULL, requested_mg double precision NOT NULL, "
+                "status text NOT NULL, requested_at timestamptz NOT NULL, decided_at timestamptz)"
+            ).format(schema),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS approval_queue_prescriber ON {0}.approval_queue (prescriber_id, status)"
+            ).format(schema),
+        ]
+
+    def _write(self, statement: SQL, params: dict[str, Any], tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(statement.format(Identifier(self.datastore.schema)), params)
+            self._insert_tracking(curs, tracking)
+
+    def course_opened(self, course_id: UUID, clinic_id: str, model: str, at: datetime, tracking: Tracking) -> None:
+        self._write(
+            SQL(
+                "INSERT INTO {0}.course_index VALUES (%(id)s, %(clinic)s, 'open', %(model)s, %(at)s, %(at)s) "
+                "ON CONFLICT (course_id) DO NOTHING"
+            ),
+            {"id": course_id, "clinic": clinic_id, "model": model, "at": at},
+            tracking,
+        )
+
+    def course_closed(self, course_id: UUID, status: str, at: datetime, tracking: Tracking) -> None:
+        self._write(
+            SQL("UPDATE {0}.course_index SET status = %(status)s, updated_at = %(at)s WHERE course_id = %(id)s"),
+            {"id": course_id, "status": status, "at": at},
+            tracking,
+        )
+
+    def approval_requested(self, event: Course.DoseApprovalRequested, tracking: Tracking) -> None:
+        self._write(
+            SQL(
+                "INSERT INTO {0}.approval_queue VALUES (%(aid)s, %(course)s, %(sid)s, %(partner)s, %(rx)s, %(mg)s, "
+                "'pending', %(at)s, NULL) ON CONFLICT (approval_id) DO NOTHING"
+            ),
+            {
+                "aid": event.approval_id, "course": event.originator_id, "sid": event.session_id,
+                "partner": event.partner, "rx": event.prescriber_id, "mg": event.requested_mg,
+                "at": event.requested_at,
+            },
+            tracking,
+        )
+
+    def approval_decided(self, event: Course.DoseApprovalDecided, tracking: Tracking) -> None:
+        self._write(
+            SQL("UPDATE {0}.approval_queue SET status = %(status)s, decided_at = %(at)s WHERE approval_id = %(aid)s"),
+            {"aid": event.approval_id, "status": event.decision, "at": event.decided_at},
+            tracking,
+        )
+
+    def list_courses(self, clinic_id: str | None, status: str | None, page: int) -> list[dict[str, Any]]:
+        query = SQL(
+            "SELECT course_id, clinic_id, status, model, opened_at, updated_at FROM {0}.course_index "
+            "WHERE (%(clinic)s::text IS NULL OR clinic_id = %(clinic)s) AND (%(status)s::text IS NULL OR status = %(status)s) "
+            "ORDER BY opened_at DESC, course_id LIMIT %(limit)s OFFSET %(offset)s"
+        ).format(Identifier(self.datastore.schema))
+        params = {"clinic": clinic_id, "status": status, "limit": PAGE_SIZE + 1, "offset": (page - 1) * PAGE_SIZE}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, params)
+            return [dict(row) for row in curs.fetchall()]
+
+    def list_approvals(self, prescriber_id: str | None, status: str | None) -> list[dict[str, Any]]:
+        query = SQL(
+            "SELECT * FROM {0}.approval_queue WHERE (%(rx)s::text IS NULL OR prescriber_id = %(rx)s) "
+            "AND (%(status)s::text IS NULL OR status = %(status)s) ORDER BY requested_at LIMIT 500"
+        ).format(Identifier(self.datastore.schema))
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, {"rx": prescriber_id, "status": status})
+            return [dict(row) for row in curs.fetchall()]
+
+    def approval(self, approval_id: str) -> dict[str, Any] | None:
+        query = SQL("SELECT * FROM {0}.approval_queue WHERE approval_id = %(aid)s").format(
+            Identifier(self.datastore.schema)
+        )
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, {"aid": approval_id})
+            row = curs.fetchone()
+            return dict(row) if row else None
+
+
+class CourseIndex(Projection[CourseIndexView]):
+    name = "course_index"
+    topics = tuple(
+        cls.TOPIC
+        for cls in (
+            Course.Created, Course.Completed, Course.Discontinued,
+            Course.DoseApprovalRequested, Course.DoseApprovalDecided,
+        )
+    )
+
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.insert_tracking(tracking)
+
+    @process_event.register
+    def _(self, event: Course.Created, tracking: Tracking) -> None:
+        self.view.course_opened(event.originator_id, event.home_clinic_id, event.model, event.timestamp, tracking)
+
+    @process_event.register
+    def _(self, event: Course.Completed, tracking: Tracking) -> None:
+        self.view.course_closed(event.originator_id, "completed", event.timestamp, tracking)
+
+    @process_event.register
+    def _(self, event: Course.Discontinued, tracking: Tracking) -> None:
+        self.view.course_closed(event.originator_id, "discontinued", event.timestamp, tracking)
+
+    @process_event.register
+    def _(self, event: Course.DoseApprovalRequested, tracking: Tracking) -> None:
+        self.view.approval_requested(event, tracking)
+
+    @process_event.register
+    def _(self, event: Course.DoseApprovalDecided, tracking: Tracking) -> None:
+        self.view.approval_decided(event, tracking)
