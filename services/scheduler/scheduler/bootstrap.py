@@ -19,7 +19,7 @@ from scheduler import directory, idempotency
 from scheduler.application import Courses, event_store_env
 from scheduler.directory import Directory
 from scheduler.http.courses import CourseController, DoseApprovalController
-from scheduler.http.deps import Services, provide_principal, provide_services
+from scheduler.http.deps import Services, provide_now, provide_principal, provide_services
 from scheduler.http.directory import ClinicController, PartnershipController
 from scheduler.http.health import live, ready
 from scheduler.http.idempotency import idempotency_middleware
@@ -87,6 +87,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             directory=Directory(pool, settings.operator_token or ""),
             idempotency=IdempotencyKeys(pool),
             clock=clock,
+            simulated_time=settings.simulated_time,
         )
         try:
             yield
@@ -99,7 +100,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
         route_handlers=[
             ClinicController, PartnershipController, CourseController, DoseApprovalController, live, ready,
         ],
-        dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal)},
+        dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),
+            "now": Provide(provide_now, sync_to_thread=False),
+        },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[idempotency_middleware],
         lifespan=[lifespan],

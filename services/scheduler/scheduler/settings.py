@@ -43,6 +43,7 @@ class Settings:
     cipher_key: str | None = None
     db_pool_size: int = 10
     workers: int = 1
+    simulated_time: bool = False  # tests and benchmarks only: honour the X-Kact-Now header
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -58,4 +59,5 @@ class Settings:
             cipher_key=env.get("KACT_CIPHER_KEY") or None,
             db_pool_size=int(env.get("KACT_DB_POOL_SIZE", cls.db_pool_size)),
             workers=int(env.get("KACT_WORKERS", cls.workers)),
+            simulated_time=env.get("KACT_SIMULATED_TIME", "").lower() in ("1", "true", "yes"),
         )

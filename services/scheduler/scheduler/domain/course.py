@@ -666,6 +666,9 @@ class Course(Aggregate):
         if session.kind is not Kind.MEDICINE and (doses or vitals or adverse_events or discharged_at):
             raise InvalidCommandError(["doses, vitals, adverse events and discharge belong to medicine sessions"])
         _check_medicine_record_shape(doses, vitals, adverse_events)
+        recorded_times = [x["at"] for x in (*doses, *vitals, *adverse_events)] + [discharged_at] * bool(discharged_at)
+        if any(at > now for at in recorded_times):
+            raise InvalidCommandError(["doses, vitals, adverse events and discharge cannot be recorded in the future"])
         violations = self._closed_violations() + _booked_violations(session)
         if session.starts_at > now:
             violations.append(Violation("session-not-started", f"session {session_id} has not started yet"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from datetime import timezone as tz
 from typing import Any
 from uuid import UUID, uuid4
@@ -216,9 +217,9 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/sessions/{session_id:str}/record", operation_id="recordSession", status_code=200,
           summary="Record what happened: held (with doses, vitals, adverse events, discharge) or missed")
     async def record_session(
-        self, course_id: UUID, session_id: str, data: SessionRecord, principal: Principal, services: Services
+        self, course_id: UUID, session_id: str, data: SessionRecord, principal: Principal, services: Services,
+        now: datetime,
     ) -> SessionView:
-        now = services.clock()
         if data.outcome == "missed":
             command = lambda c: c.record_missed(session_id=session_id, reason=data.reason, now=now, by=principal.ref)  # noqa: E731
         else:
@@ -235,13 +236,12 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/dose-approvals", operation_id="requestDoseApproval", status_code=201,
           summary="Ask a prescriber to approve one partner's dose for one medicine session")
     async def request_dose_approval(
-        self, course_id: UUID, data: DoseApprovalCreate, principal: Principal, services: Services
+        self, course_id: UUID, data: DoseApprovalCreate, principal: Principal, services: Services, now: datetime
     ) -> ApprovalView:
         prescriber = (await services.directory.clinicians([data.prescriber_id])).get(str(data.prescriber_id))
         if prescriber is None or prescriber["role"] != "prescriber":
             raise _unknown(f"prescriber {data.prescriber_id} is unknown")
         approval_id = str(uuid4())
-        now = services.clock()
 
         def command(c: Course) -> None:
             session = c.session(data.session_id)
@@ -307,12 +307,11 @@ class DoseApprovalController(Controller):
     @post("/{approval_id:str}/decision", operation_id="decideDoseApproval", status_code=200,
           summary="The addressed prescriber approves or declines a dose")
     async def decide(
-        self, approval_id: str, data: DoseApprovalDecision, principal: Principal, services: Services
+        self, approval_id: str, data: DoseApprovalDecision, principal: Principal, services: Services, now: datetime
     ) -> ApprovalView:
         row = await services.run(lambda: services.index.view.approval(approval_id))
         if principal.kind != "prescriber" or row is None or row["prescriber_id"] != principal.id:
             raise ProblemError(404, "not-found", "Not found", f"no dose approval {approval_id}")
-        now = services.clock()
         outcome = await services.run(
             lambda: services.courses.execute(
                 row["course_id"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -16,6 +16,7 @@ from litestar.exceptions import NotAuthorizedException
 
 from scheduler.application import Courses, Outcome
 from scheduler.directory import Directory, Principal
+from scheduler.http.problems import ProblemError
 from scheduler.idempotency import IdempotencyKeys
 from scheduler.readmodels.course_index import CourseIndex, CourseIndexView
 
@@ -31,6 +32,7 @@ class Services:
     directory: Directory
     idempotency: IdempotencyKeys
     clock: Callable[[], datetime]
+    simulated_time: bool = False
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run a synchronous eventsourcing call off the event loop."""
@@ -50,6 +52,27 @@ class Services:
 
 def provide_services(state: State) -> Services:
     return state.services
+
+
+SIMULATED_TIME_HEADER = "x-kact-now"
+
+
+def provide_now(request: Request[Any, Any, Any], state: State) -> datetime:
+    """The time a command happens: the server clock, or X-Kact-Now where simulated time is enabled."""
+    services: Services = state.services
+    header = request.headers.get(SIMULATED_TIME_HEADER)
+    if header is None:
+        return services.clock()
+    if not services.simulated_time:
+        raise ProblemError(422, "invalid-input", "The request is not valid",
+                           "X-Kact-Now is only honoured when KACT_SIMULATED_TIME is enabled")
+    try:
+        now = datetime.fromisoformat(header)
+    except ValueError:
+        now = None
+    if now is None or now.tzinfo is None:
+        raise ProblemError(422, "invalid-input", "The request is not valid", "X-Kact-Now must be an RFC 3339 instant")
+    return now.astimezone(timezone.utc)
 
 
 async def provide_principal(request: Request[Any, Any, Any], state: State) -> Principal:

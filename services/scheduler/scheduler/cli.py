@@ -1,0 +1,168 @@
+"""The `kact` command: `up` serves the scheduler and its servers, `version` prints the version."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
+from importlib.metadata import version as installed_version
+from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
+
+import uvicorn
+
+from scheduler.embedded import EmbeddedNats, EmbeddedPostgres
+from scheduler.runtime import resolve_runtime_settings
+from scheduler.secretfile import private_dir
+from scheduler.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kact", description="Scheduler for ketamine-assisted couple therapy."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up_command = commands.add_parser(
+        "up",
+        help="serve the API in the foreground (embedded PostgreSQL and NATS unless "
+        "KACT_DATABASE_URL / KACT_NATS_URL are set); Ctrl-C stops everything",
+    )
+    up_command.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    commands.add_parser("version", help="print the installed version")
+    args = parser.parse_args(argv)
+
+    if args.command == "version":
+        print(installed_version("kact"))
+        return 0
+    try:
+        up(Settings.from_env(), access_log=args.access_log)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def up(settings: Settings, *, access_log: bool = False) -> None:
+    """Serve the API until SIGINT or SIGTERM, then stop it and every server started for it.
+
+    Runs in the main thread (it handles signals)."""
+    stack = ExitStack()
+    previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        data_dir = private_dir(settings.data_dir).resolve()
+        settings = replace(settings, data_dir=data_dir)
+        places: list[tuple[str, str]] = [("data dir", str(data_dir))]
+
+        if settings.database_url is None:
+            _say(f"starting PostgreSQL (embedded, cluster in {data_dir / 'pg'}) ...")
+            postgres = stack.enter_context(EmbeddedPostgres(data_dir))
+            database_url = postgres.url
+            places.append(
+                ("PostgreSQL", f"embedded, {_redacted(database_url)}, log {postgres.log_file}")
+            )
+        else:
+            database_url = settings.database_url
+            places.append(("PostgreSQL", f"external, {_redacted(database_url)}"))
+
+        if settings.nats_url is None:
+            _say(f"starting NATS JetStream (embedded, store in {data_dir / 'nats'}) ...")
+            nats = stack.enter_context(EmbeddedNats(data_dir))
+            nats_url = nats.url
+            places.append(
+                (
+                    "NATS",
+                    f"embedded, {nats_url} (monitoring {nats.monitor_url}), log {nats.log_file}",
+                )
+            )
+        else:
+            nats_url = settings.nats_url
+            places.append(("NATS", f"external, {_redacted(nats_url)}"))
+
+        runtime = resolve_runtime_settings(settings, database_url=database_url, nats_url=nats_url)
+        operator_key = (
+            "(from KACT_OPERATOR_TOKEN)" if settings.operator_token else str(runtime.operator_token)
+        )
+
+        # Imported late: `kact version` must not need the whole application.
+        from scheduler.bootstrap import create_app
+
+        config = uvicorn.Config(
+            create_app(runtime),
+            host=runtime.http_host,
+            port=runtime.http_port,
+            access_log=access_log,
+            log_level="info",
+            lifespan="on",
+        )
+
+        def announce(port: int) -> None:
+            lines = [
+                ("API", _base_url(runtime.http_host, port)),
+                ("operator key", operator_key),
+                *places,
+            ]
+            _say(
+                "kact is up\n"
+                + "\n".join(f"  {name:<13} {value}" for name, value in lines)
+                + "\nCtrl-C stops it."
+            )
+
+        _AnnouncingServer(config, announce).run()
+    finally:
+        # Children live in their own process groups, so a second Ctrl-C would only
+        # abort their orderly shutdown; the stop itself kills them after a timeout.
+        with _signals_ignored():
+            stack.close()
+        signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """uvicorn's server, calling `on_ready(port)` once it accepts requests."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[int], None]) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            # The bound port, which differs from the configured one when that is 0.
+            self._on_ready(self.servers[0].sockets[0].getsockname()[1])
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # The default SIGTERM action ends the process at once, skipping every `finally`
+    # and leaving PostgreSQL and NATS running; an exception unwinds and stops them.
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _base_url(host: str, port: int) -> str:
+    if host in ("", "0.0.0.0", "::", "127.0.0.1"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)

@@ -1,0 +1,150 @@
+"""One course from opening to completion over HTTP, and who may see what."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from api_support import T0, Tenant, bearer, iso, ok
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(live_server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def home(client, live_server) -> Tenant:
+    return Tenant.onboard(client, live_server.operator_token)
+
+
+def test_a_taking_turns_course_runs_from_opening_to_completion(home: Tenant, client: httpx.Client) -> None:
+    # open, assess, prepare
+    course = home.open_course("taking_turns", protocol={"min_integration_sessions": 2})
+    cid = course["id"]
+    assert course["phase"] == "assessment" and "record_screening" in course["allowed_actions"]
+    first_dose_day = home.assess_and_prepare(cid)
+    state = ok(client.get(f"/v1/courses/{cid}", headers=home.headers), 200)
+    assert state["phase"] == "medicine"
+    assert [m["milestone"] for m in state["milestones"]] == ["assessed", "prepared"]
+    # partner a is dosed first, then b; each medicine session is integrated
+    first = home.dose(cid, first_dose_day, ["a"])
+    home.integrate(cid, first, count=2)
+    second = home.dose(cid, first_dose_day + timedelta(days=10), ["b"])
+    home.integrate(cid, second, count=2)
+    state = ok(client.get(f"/v1/courses/{cid}", headers=home.headers), 200)
+    assert "complete" in state["allowed_actions"]
+    done = ok(home.post(f"/v1/courses/{cid}/complete"), 200)
+    assert done["status"] == "completed" and done["allowed_actions"] == []
+    assert [m["milestone"] for m in done["milestones"]] == [
+        "assessed", "prepared", "dosed", "integrated", "dosed", "integrated"]
+    # the audit history names who caused every event
+    events = ok(client.get(f"/v1/courses/{cid}/events", headers=home.headers), 200)
+    assert [e["version"] for e in events] == list(range(1, len(events) + 1))
+    principals = {e["principal"] for e in events}
+    assert principals == {f"clinic:{home.clinic['id']}", f"prescriber:{home.prescriber['id']}"}
+    decided = [e for e in events if e["type"] == "DoseApprovalDecided"]
+    assert len(decided) == 2 and all(e["principal"] == f"prescriber:{home.prescriber['id']}" for e in decided)
+    assert events[-1]["type"] == "Completed"
+    # a closed course refuses further commands
+    refused = home.post(f"/v1/courses/{cid}/discontinue", {"reason": "too late"})
+    assert refused.status_code == 409
+    assert refused.json()["type"] == "/problems/course-closed"
+    listed = ok(client.get("/v1/courses?status=completed", headers=home.headers), 200)
+    assert [c["id"] for c in listed["items"]] == [cid]
+
+
+def test_another_clinic_never_sees_a_course(home: Tenant, client: httpx.Client, live_server) -> None:
+    course = home.open_course()
+    other = Tenant.onboard(client, live_server.operator_token, "Other practice")
+    for response in (
+        client.get(f"/v1/courses/{course['id']}", headers=other.headers),
+        client.get(f"/v1/courses/{course['id']}/events", headers=other.headers),
+        other.post(f"/v1/courses/{course['id']}/discontinue", {"reason": "not mine"}),
+    ):
+        assert response.status_code == 404, response.text
+        assert response.json()["type"] == "/problems/not-found"
+    assert course["id"] not in [c["id"] for c in ok(client.get("/v1/courses", headers=other.headers), 200)["items"]]
+    # the operator sees it for audits
+    ok(client.get(f"/v1/courses/{course['id']}/events", headers=bearer(live_server.operator_token)), 200)
+
+
+def test_a_prescriber_sees_and_decides_only_approvals_addressed_to_them(home: Tenant, client: httpx.Client) -> None:
+    course = home.open_course()
+    cid = course["id"]
+    start = home.assess_and_prepare(cid)
+    session = home.book(cid, "medicine", start, hours=3)
+    other_rx = ok(home.post(f"/v1/clinics/{home.clinic['id']}/clinicians", {"name": "Dr B", "role": "prescriber"}), 201)
+    approval = ok(home.post(f"/v1/courses/{cid}/dose-approvals", {
+        "session_id": session["id"], "partner": "a", "prescriber_id": home.prescriber["id"], "requested_mg": 90}), 201)
+    mine = ok(client.get("/v1/dose-approvals?status=pending", headers=home.rx_headers), 200)
+    assert [a["id"] for a in mine] == [approval["id"]]
+    assert ok(client.get("/v1/dose-approvals", headers=bearer(other_rx["api_key"])), 200) == []
+    stranger = client.post(f"/v1/dose-approvals/{approval['id']}/decision", json={"approve": True},
+                           headers=bearer(other_rx["api_key"]))
+    assert stranger.status_code == 404
+    assert client.get(f"/v1/courses/{cid}", headers=home.rx_headers).status_code == 404
+    decided = ok(client.post(f"/v1/dose-approvals/{approval['id']}/decision",
+                             json={"approve": True, "approved_mg": 80}, headers=home.rx_headers), 200)
+    assert decided["status"] == "approved" and decided["approved_mg"] == 80
+    state = ok(client.get(f"/v1/courses/{cid}", headers=home.headers), 200)
+    assert state["approvals"][0]["status"] == "approved"
+
+
+def test_errors_are_problem_details(home: Tenant, client: httpx.Client) -> None:
+    assert client.get("/v1/courses").status_code == 401
+    unauthorised = client.get("/v1/courses", headers=bearer("kact_clinic_wrong"))
+    assert unauthorised.status_code == 401
+    assert unauthorised.headers["content-type"].startswith("application/problem+json")
+    course = home.open_course()
+    cid = course["id"]
+    for body in ({"kind": "assessment", "starts_at": "2026-01-05T09:00:00", "ends_at": iso(T0)},
+                 {"kind": "massage", "starts_at": iso(T0), "ends_at": iso(T0 + timedelta(hours=1))},
+                 {"kind": "assessment", "starts_at": iso(T0), "ends_at": iso(T0 - timedelta(hours=1))},
+                 {"kind": "assessment", "starts_at": iso(T0), "ends_at": iso(T0 + timedelta(hours=1)), "extra": 1}):
+        response = home.post(f"/v1/courses/{cid}/sessions", body)
+        assert response.status_code == 422, response.text
+        assert response.json()["type"] == "/problems/invalid-input"
+    garbage = client.post(f"/v1/courses/{cid}/sessions", content=b"{not json", headers=home.headers)
+    assert garbage.status_code == 422
+    assert client.get(f"/v1/courses/{course['id'][:-1]}0", headers=home.headers).status_code == 404
+    assert client.get("/v1/courses/not-a-uuid", headers=home.headers).status_code in (404, 422)
+    assert ok(client.get(f"/v1/courses/{cid}/events", headers=home.headers), 200)[-1]["version"] == 1
+
+
+def test_a_refusal_lists_every_broken_rule(home: Tenant, client: httpx.Client) -> None:
+    course = home.open_course(protocol={"max_medicine_sessions": 1})
+    cid = course["id"]
+    start = home.assess_and_prepare(cid)
+    home.book(cid, "medicine", start, hours=3)
+    # a second medicine session an hour later: too many (I2), too close (I5) and overlapping (I10)
+    response = home.post(f"/v1/courses/{cid}/sessions", {
+        "kind": "medicine", "starts_at": iso(start + timedelta(hours=1)), "ends_at": iso(start + timedelta(hours=4))})
+    assert response.status_code == 409
+    problem = response.json()
+    assert problem["type"] == "/problems/rule-violations"
+    assert sorted(v["invariant"] for v in problem["violations"]) == ["I10", "I2", "I5"]
+    assert all(v["detail"] for v in problem["violations"])
+
+
+def test_idempotency_key_replays_the_first_response(home: Tenant, client: httpx.Client, live_server) -> None:
+    body = {"model": "together", "partners": {"a": "r1", "b": "r2"}}
+    headers = {"Idempotency-Key": "open-1"}
+    first = home.post("/v1/courses", body, headers=headers)
+    again = home.post("/v1/courses", body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    other_body = home.post("/v1/courses", {**body, "model": "taking_turns"}, headers=headers)
+    assert other_body.status_code == 422 and other_body.json()["type"] == "/problems/idempotency-key-reused"
+    # a key is scoped per principal: another clinic's same key is a different request
+    other = Tenant.onboard(client, live_server.operator_token, "Other practice")
+    mine = [c["id"] for c in ok(client.get("/v1/courses", headers=home.headers), 200)["items"]]
+    assert mine.count(first.json()["id"]) == 1
+    theirs = other.post("/v1/courses", body, headers=headers)
+    assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
