@@ -18,7 +18,6 @@ from scheduler.http.deps import Services
 from scheduler.http.problems import ProblemError
 from scheduler.http.schemas import (
     Acknowledge,
-    ApprovalQueueItem,
     ApprovalView,
     CourseCreate,
     CoursePage,
@@ -292,17 +291,15 @@ class DoseApprovalController(Controller):
     async def list_approvals(
         self, principal: Principal, services: Services,
         status: str | None = Parameter(default=None, pattern="^(pending|approved|declined)$"),
-    ) -> list[ApprovalQueueItem]:
+    ) -> list[ApprovalView]:
         if principal.kind == "clinic":
             raise ProblemError(403, "forbidden", "Forbidden", "the approval queue is for prescribers")
         prescriber = principal.id if principal.kind == "prescriber" else None
         rows = await services.run(lambda: services.index.view.list_approvals(prescriber, status))
-        return [
-            ApprovalQueueItem(id=r["approval_id"], course_id=r["course_id"], session_id=r["session_id"],
-                              partner=r["partner"], prescriber_id=r["prescriber_id"], requested_mg=r["requested_mg"],
-                              status=r["status"], requested_at=r["requested_at"], decided_at=r["decided_at"])
-            for r in rows
-        ]
+        # The queue holds ids only; the requested dose is read from the (encrypted) course itself.
+        courses = {r["course_id"]: await services.run(lambda r=r: services.courses.get_course(r["course_id"]))
+                   for r in rows}
+        return [approval_view(r["course_id"], courses[r["course_id"]].approvals[r["approval_id"]]) for r in rows]
 
     @post("/{approval_id:str}/decision", operation_id="decideDoseApproval", status_code=200,
           summary="The addressed prescriber approves or declines a dose")

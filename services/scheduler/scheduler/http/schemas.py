@@ -271,18 +271,6 @@ class EventView(Struct, kw_only=True):
     data: dict[str, Any]
 
 
-class ApprovalQueueItem(Struct, kw_only=True):
-    id: str
-    course_id: UUID
-    session_id: str
-    partner: str
-    prescriber_id: str
-    requested_mg: float
-    status: str
-    requested_at: datetime
-    decided_at: datetime | None
-
-
 class Health(Struct, kw_only=True):
     status: str
     checks: dict[str, str]

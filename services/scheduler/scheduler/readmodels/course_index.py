@@ -18,7 +18,9 @@ PAGE_SIZE = 50
 
 
 class CourseIndexView(PostgresTrackingRecorder):
-    """Rows per course (clinic, status) and per dose approval, written with their tracking position."""
+    """Rows per course (clinic, status) and per dose approval, written with their tracking position.
+
+    Only identifiers and scheduling facts live here, in clear; doses and notes stay in the encrypted events."""
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
@@ -35,7 +37,7 @@ class CourseIndexView(PostgresTrackingRecorder):
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0}.approval_queue ("
                 "approval_id text PRIMARY KEY, course_id uuid NOT NULL, session_id text NOT NULL, "
-                "partner text NOT NULL, prescriber_id text NOT NULL, requested_mg double precision NOT NULL, "
+                "partner text NOT NULL, prescriber_id text NOT NULL, "
                 "status text NOT NULL, requested_at timestamptz NOT NULL, decided_at timestamptz)"
             ).format(schema),
             SQL(
@@ -68,12 +70,12 @@ class CourseIndexView(PostgresTrackingRecorder):
     def approval_requested(self, event: Course.DoseApprovalRequested, tracking: Tracking) -> None:
         self._write(
             SQL(
-                "INSERT INTO {0}.approval_queue VALUES (%(aid)s, %(course)s, %(sid)s, %(partner)s, %(rx)s, %(mg)s, "
+                "INSERT INTO {0}.approval_queue VALUES (%(aid)s, %(course)s, %(sid)s, %(partner)s, %(rx)s, "
                 "'pending', %(at)s, NULL) ON CONFLICT (approval_id) DO NOTHING"
             ),
             {
                 "aid": event.approval_id, "course": event.originator_id, "sid": event.session_id,
-                "partner": event.partner, "rx": event.prescriber_id, "mg": event.requested_mg,
+                "partner": event.partner, "rx": event.prescriber_id,
                 "at": event.requested_at,
             },
             tracking,
