@@ -15,6 +15,7 @@ from scheduler.directory import Principal
 from scheduler.domain.course import Course, HostFacts, Kind
 from scheduler.domain.protocol import Protocol, VitalsLimit
 from scheduler.http.deps import Services
+from scheduler.http.examples import body
 from scheduler.http.problems import ProblemError
 from scheduler.http.schemas import (
     Acknowledge,
@@ -64,7 +65,7 @@ class CourseController(Controller):
     tags = ["courses"]
 
     @post("/", operation_id="openCourse", status_code=201, summary="Open a couple's course")
-    async def open_course(self, data: CourseCreate, principal: Principal, services: Services) -> CourseView:
+    async def open_course(self, data: body(CourseCreate), principal: Principal, services: Services) -> CourseView:
         clinic_id = _clinic_of(principal)
         settings = {k: v for k, v in _struct_dict(data.protocol).items() if v is not None} if data.protocol else {}
         if data.protocol and data.protocol.vitals_limit:
@@ -133,7 +134,7 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/screenings", operation_id="recordScreening", status_code=200,
           summary="Record a partner's screening result")
     async def record_screening(
-        self, course_id: UUID, data: ScreeningCreate, principal: Principal, services: Services
+        self, course_id: UUID, data: body(ScreeningCreate), principal: Principal, services: Services
     ) -> CourseView:
         await self._clinicians(services, principal, [data.clinician_id])
         outcome = await self._execute(
@@ -155,7 +156,7 @@ class CourseController(Controller):
 
     @post("/{course_id:uuid}/sessions", operation_id="bookSession", status_code=201, summary="Book a session")
     async def book_session(
-        self, course_id: UUID, data: SessionCreate, principal: Principal, services: Services
+        self, course_id: UUID, data: body(SessionCreate), principal: Principal, services: Services
     ) -> SessionView:
         home = _clinic_of(principal)
         host_id = str(data.clinic_id or home)
@@ -187,7 +188,7 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/sessions/{session_id:str}/reschedule", operation_id="rescheduleSession",
           status_code=200, summary="Move a booked session")
     async def reschedule_session(
-        self, course_id: UUID, session_id: str, data: SessionReschedule, principal: Principal, services: Services
+        self, course_id: UUID, session_id: str, data: body(SessionReschedule), principal: Principal, services: Services
     ) -> SessionView:
         if data.clinician_ids:
             await self._clinicians(services, principal, data.clinician_ids)
@@ -205,7 +206,7 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/sessions/{session_id:str}/cancel", operation_id="cancelSession", status_code=200,
           summary="Cancel a booked session")
     async def cancel_session(
-        self, course_id: UUID, session_id: str, data: SessionCancel, principal: Principal, services: Services
+        self, course_id: UUID, session_id: str, data: body(SessionCancel), principal: Principal, services: Services
     ) -> SessionView:
         outcome = await self._execute(
             services, principal, course_id,
@@ -216,7 +217,7 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/sessions/{session_id:str}/record", operation_id="recordSession", status_code=200,
           summary="Record what happened: held (with doses, vitals, adverse events, discharge) or missed")
     async def record_session(
-        self, course_id: UUID, session_id: str, data: SessionRecord, principal: Principal, services: Services,
+        self, course_id: UUID, session_id: str, data: body(SessionRecord), principal: Principal, services: Services,
         now: datetime,
     ) -> SessionView:
         if data.outcome == "missed":
@@ -235,7 +236,7 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/dose-approvals", operation_id="requestDoseApproval", status_code=201,
           summary="Ask a prescriber to approve one partner's dose for one medicine session")
     async def request_dose_approval(
-        self, course_id: UUID, data: DoseApprovalCreate, principal: Principal, services: Services, now: datetime
+        self, course_id: UUID, data: body(DoseApprovalCreate), principal: Principal, services: Services, now: datetime
     ) -> ApprovalView:
         prescriber = (await services.directory.clinicians([data.prescriber_id])).get(str(data.prescriber_id))
         if prescriber is None or prescriber["role"] != "prescriber":
@@ -257,7 +258,7 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/missed-windows/{session_id:str}/acknowledge", operation_id="acknowledgeMissedWindow",
           status_code=200, summary="Acknowledge a missed integration window, with a reason, to unblock dosing")
     async def acknowledge_missed_window(
-        self, course_id: UUID, session_id: str, data: Acknowledge, principal: Principal, services: Services
+        self, course_id: UUID, session_id: str, data: body(Acknowledge), principal: Principal, services: Services
     ) -> CourseView:
         outcome = await self._execute(
             services, principal, course_id,
@@ -274,7 +275,7 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/discontinue", operation_id="discontinueCourse", status_code=200,
           summary="Discontinue the course, with a reason")
     async def discontinue(
-        self, course_id: UUID, data: Discontinue, principal: Principal, services: Services
+        self, course_id: UUID, data: body(Discontinue), principal: Principal, services: Services
     ) -> CourseView:
         outcome = await self._execute(
             services, principal, course_id, lambda c: c.discontinue(reason=data.reason, by=principal.ref)
@@ -304,7 +305,7 @@ class DoseApprovalController(Controller):
     @post("/{approval_id:str}/decision", operation_id="decideDoseApproval", status_code=200,
           summary="The addressed prescriber approves or declines a dose")
     async def decide(
-        self, approval_id: str, data: DoseApprovalDecision, principal: Principal, services: Services, now: datetime
+        self, approval_id: str, data: body(DoseApprovalDecision), principal: Principal, services: Services, now: datetime
     ) -> ApprovalView:
         row = await services.run(lambda: services.index.view.approval(approval_id))
         if principal.kind != "prescriber" or row is None or row["prescriber_id"] != principal.id:

@@ -8,6 +8,7 @@ from litestar import Controller, post
 
 from scheduler.directory import Principal
 from scheduler.http.deps import Services
+from scheduler.http.examples import body
 from scheduler.http.problems import ProblemError
 from scheduler.http.schemas import (
     Clinic,
@@ -40,7 +41,7 @@ class ClinicController(Controller):
 
     @post("/", operation_id="createClinic", status_code=201,
           summary="Onboard a clinic (operator); its API key is shown only in this response")
-    async def create_clinic(self, data: ClinicCreate, principal: Principal, services: Services) -> Clinic:
+    async def create_clinic(self, data: body(ClinicCreate), principal: Principal, services: Services) -> Clinic:
         _require_operator(principal)
         row, key = await services.directory.create_clinic(data.name, data.timezone, principal)
         return Clinic(id=row["id"], name=row["name"], timezone=row["timezone"], api_key=key)
@@ -48,14 +49,14 @@ class ClinicController(Controller):
     @post("/{clinic_id:uuid}/clinicians", operation_id="createClinician", status_code=201,
           summary="Add a therapist or prescriber; a prescriber's API key is shown only in this response")
     async def create_clinician(
-        self, clinic_id: UUID, data: ClinicianCreate, principal: Principal, services: Services
+        self, clinic_id: UUID, data: body(ClinicianCreate), principal: Principal, services: Services
     ) -> Clinician:
         await _manageable(services, principal, clinic_id)
         row, key = await services.directory.create_clinician(clinic_id, data.name, data.role, principal)
         return Clinician(id=row["id"], clinic_id=row["clinic_id"], name=row["name"], role=row["role"], api_key=key)
 
     @post("/{clinic_id:uuid}/rooms", operation_id="createRoom", status_code=201, summary="Add a room")
-    async def create_room(self, clinic_id: UUID, data: RoomCreate, principal: Principal, services: Services) -> Room:
+    async def create_room(self, clinic_id: UUID, data: body(RoomCreate), principal: Principal, services: Services) -> Room:
         await _manageable(services, principal, clinic_id)
         row = await services.directory.create_room(clinic_id, data.name, principal)
         return Room(id=row["id"], clinic_id=row["clinic_id"], name=row["name"])
@@ -67,7 +68,7 @@ class PartnershipController(Controller):
 
     @post("/", operation_id="consentToPartnership", status_code=201,
           summary="A clinic agrees to partner with another; the partnership holds once both have agreed")
-    async def consent(self, data: PartnershipCreate, principal: Principal, services: Services) -> Partnership:
+    async def consent(self, data: body(PartnershipCreate), principal: Principal, services: Services) -> Partnership:
         if principal.kind != "clinic" or principal.clinic_id is None:
             raise ProblemError(403, "forbidden", "Forbidden", "a clinic's key agrees to a partnership")
         own = UUID(principal.clinic_id)

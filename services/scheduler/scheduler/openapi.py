@@ -1,0 +1,30 @@
+"""The HTTP contract as an OpenAPI document; `python -m scheduler.openapi` writes contracts/openapi.json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from scheduler.bootstrap import create_app
+from scheduler.settings import Settings
+
+CONTRACT = Path(__file__).resolve().parents[3] / "contracts" / "openapi.json"
+
+
+def document() -> dict[str, Any]:
+    """The document the app serves at /schema/openapi.json (building the app connects to nothing)."""
+    app = create_app(Settings(operator_token="unused", database_url="postgresql://unused@localhost/unused",
+                              cipher_key="unused"))
+    return app.openapi_schema.to_schema()
+
+
+def render(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else CONTRACT
+    target.write_text(render(document()))
+    print(f"wrote {target}")
