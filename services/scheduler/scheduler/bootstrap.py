@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 
+import anyio.to_thread
 import asyncpg
 import psycopg
 from eventsourcing.projection import ProjectionRunner
@@ -74,12 +75,17 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        ensure_schema(settings)
         env = event_store_env(settings)
-        courses = Courses(env=env)
-        runner = ProjectionRunner(
-            application_class=Courses, projection_class=CourseIndex, view_class=CourseIndexView, env=env
-        )
+
+        def start_event_store() -> tuple[Courses, ProjectionRunner[Courses, CourseIndexView]]:
+            ensure_schema(settings)
+            runner = ProjectionRunner(
+                application_class=Courses, projection_class=CourseIndex, view_class=CourseIndexView, env=env
+            )
+            return Courses(env=env), runner
+
+        # The library connects and creates its tables synchronously: keep that off the event loop too.
+        courses, runner = await anyio.to_thread.run_sync(start_event_store)
         pool = await open_pool(settings)
         app.state.services = Services(
             courses=courses,
@@ -92,8 +98,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
         try:
             yield
         finally:
-            runner.stop()
-            courses.close()
+            await anyio.to_thread.run_sync(runner.stop)
+            await anyio.to_thread.run_sync(courses.close)
             await pool.close()
 
     return Litestar(
