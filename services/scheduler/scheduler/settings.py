@@ -42,7 +42,6 @@ class Settings:
     nats_url: str | None = None
     cipher_key: str | None = None
     db_pool_size: int = 10
-    workers: int = 1
     simulated_time: bool = False  # tests and benchmarks only: honour the X-Kact-Now header
 
     @classmethod
@@ -58,6 +57,5 @@ class Settings:
             nats_url=env.get("KACT_NATS_URL") or None,
             cipher_key=env.get("KACT_CIPHER_KEY") or None,
             db_pool_size=int(env.get("KACT_DB_POOL_SIZE", cls.db_pool_size)),
-            workers=int(env.get("KACT_WORKERS", cls.workers)),
             simulated_time=env.get("KACT_SIMULATED_TIME", "").lower() in ("1", "true", "yes"),
         )

@@ -1,0 +1,100 @@
+"""`kact up` as a user runs it: embedded servers, the README walkthrough, Ctrl-C, and a restart."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from scheduler.embedded import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+WALKTHROUGH = ROOT / "docs" / "walkthrough.sh"
+KACT = Path(sys.executable).with_name("kact")
+
+
+def start(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KACT_")}
+    env |= {"KACT_DATA_DIR": str(data_dir), "KACT_HTTP_PORT": str(port), "KACT_SIMULATED_TIME": "1"}
+    process = subprocess.Popen([str(KACT), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    output = []
+    deadline = time.monotonic() + 120
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        output.append(line)
+        if line.startswith("Ctrl-C stops it."):
+            key = re.search(r"operator key\s+(\S+)", "".join(output))
+            assert key, "".join(output)
+            assert httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10).status_code == 200
+            return process, key.group(1)
+    process.kill()
+    raise AssertionError("kact up did not come up:\n" + "".join(output))
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+
+
+def children_of(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(data_dir) in cmdline:
+            found.append(proc)
+    return found
+
+
+def test_kact_up_runs_the_walkthrough_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "kact", free_port()
+    process, operator_key = start(data_dir, port)
+    try:
+        # the README's walkthrough, verbatim, against the embedded system
+        run = subprocess.run(["bash", str(WALKTHROUGH)], env={**os.environ, "KACT": f"http://127.0.0.1:{port}",
+                                                            "OP": operator_key},
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout + run.stderr
+        lines = run.stdout.splitlines()
+        assert lines[0] == "completed" and lines[-1] == "Completed"
+        assert children_of(data_dir), "embedded PostgreSQL and NATS run from the data dir"
+    finally:
+        stop(process)
+    assert process.returncode in (0, 130)
+    deadline = time.monotonic() + 30
+    while children_of(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert children_of(data_dir) == [], "Ctrl-C left child processes running"
+    assert (data_dir / "cipher.key").stat().st_mode & 0o077 == 0
+    assert (data_dir / "operator.key").stat().st_mode & 0o077 == 0
+
+    # restart on the same data dir: same operator key, the completed course is still there
+    process, again = start(data_dir, port)
+    try:
+        assert again == operator_key
+        courses = httpx.get(f"http://127.0.0.1:{port}/v1/courses?status=completed",
+                            headers={"Authorization": f"Bearer {operator_key}"}, timeout=10).json()
+        assert len(courses["items"]) == 1
+    finally:
+        stop(process)
+
+
+def test_the_readme_walkthrough_is_the_tested_script() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("export KACT=http://127.0.0.1:8000 OP=<operator key>\n", 1)[1].split("\n```", 1)[0]
+    script = WALKTHROUGH.read_text()
+    assert block.strip() in script, "README walkthrough and docs/walkthrough.sh differ"
+
+
+pytestmark = pytest.mark.integration
