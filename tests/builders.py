@@ -20,7 +20,9 @@ def hours(n: float) -> datetime:
     return T0 + timedelta(hours=n)
 
 
-def open_course(model: Model | str = Model.TAKING_TURNS, protocol: Protocol | None = None, **kw: Any) -> Course:
+def open_course(
+    model: Model | str = Model.TAKING_TURNS, protocol: Protocol | None = None, **kw: Any
+) -> Course:
     return Course.open(
         course_id=uuid4(),
         home_clinic_id=HOME,
@@ -32,11 +34,25 @@ def open_course(model: Model | str = Model.TAKING_TURNS, protocol: Protocol | No
     )
 
 
-def book(course: Course, sid: str, kind: Kind | str, start: datetime, length: timedelta = timedelta(hours=1),
-         partners: tuple[str, ...] = ("a", "b"), host: HostFacts | None = HOME_HOST, clinic_id: str = HOME) -> None:
+def book(
+    course: Course,
+    sid: str,
+    kind: Kind | str,
+    start: datetime,
+    length: timedelta = timedelta(hours=1),
+    partners: tuple[str, ...] = ("a", "b"),
+    host: HostFacts | None = HOME_HOST,
+    clinic_id: str = HOME,
+) -> None:
     course.book_session(
-        session_id=sid, kind=kind, partners=partners, starts_at=start, ends_at=start + length,
-        clinic_id=clinic_id, host=host, by=BY,
+        session_id=sid,
+        kind=kind,
+        partners=partners,
+        starts_at=start,
+        ends_at=start + length,
+        clinic_id=clinic_id,
+        host=host,
+        by=BY,
     )
 
 
@@ -67,27 +83,63 @@ def prepare(course: Course, after: datetime) -> datetime:
     return start + timedelta(hours=1)
 
 
-def vitals(partner: str, stage: str, at: datetime, systolic: int = 120, diastolic: int = 80,
-           acceptable: bool = True) -> dict[str, Any]:
-    return {"partner": partner, "stage": stage, "at": at, "systolic": systolic, "diastolic": diastolic,
-            "heart_rate": 70, "acceptable": acceptable}
+def vitals(
+    partner: str,
+    stage: str,
+    at: datetime,
+    systolic: int = 120,
+    diastolic: int = 80,
+    acceptable: bool = True,
+) -> dict[str, Any]:
+    return {
+        "partner": partner,
+        "stage": stage,
+        "at": at,
+        "systolic": systolic,
+        "diastolic": diastolic,
+        "heart_rate": 70,
+        "acceptable": acceptable,
+    }
 
 
-def approve(course: Course, sid: str, partner: str, mg: float = 100.0, at: datetime | None = None,
-            **decision: Any) -> str:
+def approve(
+    course: Course,
+    sid: str,
+    partner: str,
+    mg: float = 100.0,
+    at: datetime | None = None,
+    **decision: Any,
+) -> str:
     aid = f"ap-{sid}-{partner}"
     now = at or course.sessions[sid].starts_at - timedelta(days=1)
     course.request_dose_approval(
-        approval_id=aid, session_id=sid, partner=partner, prescriber_id=PRESCRIBER, requested_mg=mg,
-        prescriber_authorised=True, now=now, by=BY,
+        approval_id=aid,
+        session_id=sid,
+        partner=partner,
+        prescriber_id=PRESCRIBER,
+        requested_mg=mg,
+        prescriber_authorised=True,
+        now=now,
+        by=BY,
     )
-    course.decide_dose_approval(approval_id=aid, prescriber_id=PRESCRIBER, approve=True, now=now,
-                                by=f"prescriber:{PRESCRIBER}", **decision)
+    course.decide_dose_approval(
+        approval_id=aid,
+        prescriber_id=PRESCRIBER,
+        approve=True,
+        now=now,
+        by=f"prescriber:{PRESCRIBER}",
+        **decision,
+    )
     return aid
 
 
-def medicine_record(course: Course, sid: str, partners: list[str], mg: float = 100.0,
-                    monitoring: timedelta = timedelta(minutes=130)) -> dict[str, Any]:
+def medicine_record(
+    course: Course,
+    sid: str,
+    partners: list[str],
+    mg: float = 100.0,
+    monitoring: timedelta = timedelta(minutes=130),
+) -> dict[str, Any]:
     """A complete, rule-abiding record of a medicine session held as booked."""
     start = course.sessions[sid].starts_at
     dosed_at = start + timedelta(minutes=10)
@@ -107,10 +159,17 @@ def dose(course: Course, sid: str, start: datetime, partners: list[str]) -> None
     book(course, sid, Kind.MEDICINE, start, length=timedelta(hours=3))
     for p in partners:
         approve(course, sid, p)
-    course.record_held(session_id=sid, now=start + timedelta(hours=4), by=BY, **medicine_record(course, sid, partners))
+    course.record_held(
+        session_id=sid,
+        now=start + timedelta(hours=4),
+        by=BY,
+        **medicine_record(course, sid, partners),
+    )
 
 
-def integrate(course: Course, medicine_sid: str, count: int | None = None, prefix: str | None = None) -> datetime:
+def integrate(
+    course: Course, medicine_sid: str, count: int | None = None, prefix: str | None = None
+) -> datetime:
     """Holds `count` integration sessions (default: the protocol minimum), a day apart, after a medicine session."""
     count = course.protocol.min_integration_sessions if count is None else count
     end = course.sessions[medicine_sid].finished_at
@@ -123,7 +182,78 @@ def integrate(course: Course, medicine_sid: str, count: int | None = None, prefi
     return start + timedelta(hours=1)
 
 
-def prepared_course(model: Model | str = Model.TAKING_TURNS, protocol: Protocol | None = None) -> tuple[Course, datetime]:
+def prepared_course(
+    model: Model | str = Model.TAKING_TURNS, protocol: Protocol | None = None
+) -> tuple[Course, datetime]:
     course = open_course(model, protocol)
     end = prepare(course, assess(course))
     return course, end
+
+
+def refused(course: Course, error: type[Exception], command: Any) -> Any:
+    """Runs `command()` expecting `error`; asserts the course recorded nothing and kept its state.
+
+    Returns the raised exception so a test can compare its exact violations.
+    """
+    import copy
+
+    import pytest
+
+    before_events = len(course.pending_events)
+    before_version = course.version
+    before_state = copy.deepcopy(course.__dict__)
+    with pytest.raises(error) as info:
+        command()
+    assert len(course.pending_events) == before_events, "a refused command recorded an event"
+    assert course.version == before_version, "a refused command changed the version"
+    assert course.__dict__ == before_state, "a refused command changed the course's state"
+    return info.value
+
+
+def event_types(course: Course) -> list[str]:
+    """Class names of the events the course recorded and has not yet collected."""
+    return [type(e).__name__ for e in course.pending_events]
+
+
+def completed_course(model: Model | str = Model.TAKING_TURNS, protocol: Protocol | None = None,
+                     medicine_sessions: int = 2) -> Course:
+    """A course run by the book from opening to completion: every rule kept, events still pending."""
+    course, end = prepared_course(model, protocol)
+    start = end + timedelta(days=1)
+    for n in range(medicine_sessions):
+        sid = f"med-{n + 1}"
+        partners = ["a", "b"] if Model(model) is Model.TOGETHER else sorted(course.expected_dosed(n))
+        dose(course, sid, start, partners)
+        last = integrate(course, sid)
+        start = max(last + timedelta(days=1), start + timedelta(days=course.protocol.min_medicine_interval_days))
+    course.complete(by=BY)
+    return course
+
+
+def medicine_booked(
+    model: Model | str = Model.TAKING_TURNS,
+    protocol: Protocol | None = None,
+    partners: tuple[str, ...] = ("a",),
+    approved: bool = True,
+) -> tuple[Course, datetime]:
+    """A prepared course with a 3-hour medicine session "m1" booked 20 days after preparation,
+    approved for `partners` unless approved=False; returns the course and m1's start."""
+    course, end = prepared_course(model, protocol)
+    start = end + timedelta(days=20)
+    book(course, "m1", Kind.MEDICINE, start, length=timedelta(hours=3))
+    if approved:
+        for p in partners:
+            approve(course, "m1", p)
+    return course, start
+
+
+def hold_medicine(course: Course, sid: str, record: dict[str, Any], now: datetime | None = None) -> None:
+    """Records a medicine session held with `record` (see medicine_record), by default 4 h after its start."""
+    now = now or course.sessions[sid].starts_at + timedelta(hours=4)
+    course.record_held(session_id=sid, now=now, by=BY, **record)
+
+
+def without_vitals(record: dict[str, Any], partner: str, stage: str) -> dict[str, Any]:
+    """A copy of a medicine record without the partner's vitals of one stage."""
+    readings = [v for v in record["vitals"] if not (v["partner"] == partner and v["stage"] == stage)]
+    return {**record, "vitals": readings}

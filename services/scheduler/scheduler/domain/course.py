@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -156,7 +156,7 @@ class Course(Aggregate):
     class Event(Aggregate.Event):
         by: str
 
-    class Created(Aggregate.Created):
+    class Created(Event, Aggregate.Created):
         """The course was opened (named Created because the library expects that name)."""
 
         TOPIC = "kact.course:Opened.v1"
@@ -513,12 +513,14 @@ class Course(Aggregate):
                     violations.append(
                         Violation("I1", f"an integration session cannot start before medicine session {medicine.id} ends")
                     )
-                earlier = [
-                    s for s in others if s.kind is Kind.INTEGRATION and s.follows == medicine.id
-                    and s.starts_at < starts_at
-                ]
+                # After this change, the earliest integration session of that medicine session opens the window.
+                first = min(
+                    [s.starts_at for s in others if s.kind is Kind.INTEGRATION and s.follows == medicine.id]
+                    + [starts_at]
+                )
                 deadline = self.window_deadline(medicine)
-                if not earlier and starts_at > deadline:
+                # Once a missed window is recorded, late integration sessions are the way back, not a breach.
+                if first > deadline and medicine.id not in self.missed_windows:
                     violations.append(
                         Violation(
                             "I4",
@@ -565,6 +567,8 @@ class Course(Aggregate):
         kind = _parse_kind(kind)
         partners = tuple(sorted(set(partners)))
         problems = _time_problems(starts_at, ends_at)
+        if not problems:
+            starts_at, ends_at = _utc(starts_at), _utc(ends_at)
         if not partners or not set(partners) <= set(PARTNERS):
             problems.append("partners must be a non-empty subset of ['a', 'b']")
         if kind in (Kind.MEDICINE, Kind.INTEGRATION) and partners != PARTNERS:
@@ -610,13 +614,12 @@ class Course(Aggregate):
         problems = _time_problems(starts_at, ends_at)
         if problems:
             raise InvalidCommandError(problems)
+        starts_at, ends_at = _utc(starts_at), _utc(ends_at)
         violations = self._closed_violations() + _booked_violations(session)
         calendar, follows = self._calendar_violations(session.kind, starts_at, ends_at, ignore=session.id)
         violations += calendar
-        if session.kind is Kind.MEDICINE and self.integration_after(session.id, starts_at):
-            violations.append(
-                Violation("I1", f"integration sessions are already booked before the new time of {session.id}")
-            )
+        if session.kind is Kind.MEDICINE:
+            violations += self._moved_medicine_violations(session, starts_at, ends_at)
         self._refuse_if(violations)
         self.trigger_event(
             self.SessionRescheduled,
@@ -629,11 +632,27 @@ class Course(Aggregate):
             by=by,
         )
 
-    def integration_after(self, medicine_id: str, new_start: datetime) -> list[Session]:
-        return [
+    def _moved_medicine_violations(self, medicine: Session, starts_at: datetime, ends_at: datetime) -> list[Violation]:
+        """Its booked integration sessions must still follow it (I1) and the first still open the window (I4)."""
+        following = [
             s for s in self.sessions.values()
-            if s.kind is Kind.INTEGRATION and s.active and s.follows == medicine_id and s.starts_at < new_start
+            if s.kind is Kind.INTEGRATION and s.active and s.follows == medicine.id
         ]
+        violations = []
+        if any(s.starts_at < ends_at for s in following):
+            violations.append(
+                Violation("I1", f"integration sessions are already booked before the new end of {medicine.id}")
+            )
+        deadline = ends_at + timedelta(hours=self.protocol.integration_window_hours)
+        if following and min(s.starts_at for s in following) > deadline and medicine.id not in self.missed_windows:
+            violations.append(
+                Violation(
+                    "I4",
+                    f"the first integration session after medicine session {medicine.id} must start by "
+                    f"{deadline.isoformat()} ({self.protocol.integration_window_hours} h after it ends)",
+                )
+            )
+        return violations
 
     def cancel_session(self, *, session_id: str, reason: str, by: str) -> None:
         session = self.session(session_id)
@@ -642,7 +661,7 @@ class Course(Aggregate):
         self.trigger_event(self.SessionCancelled, session_id=session_id, reason=reason, by=by)
 
     def record_missed(self, *, session_id: str, reason: str, now: datetime, by: str) -> None:
-        session = self.session(session_id)
+        session, now = self.session(session_id), _utc(now)
         violations = self._closed_violations() + _booked_violations(session)
         if session.starts_at > now:
             violations.append(Violation("session-not-started", f"session {session_id} has not started yet"))
@@ -666,6 +685,11 @@ class Course(Aggregate):
         if session.kind is not Kind.MEDICINE and (doses or vitals or adverse_events or discharged_at):
             raise InvalidCommandError(["doses, vitals, adverse events and discharge belong to medicine sessions"])
         _check_medicine_record_shape(doses, vitals, adverse_events)
+        now = _utc(now)
+        doses = [{**d, "at": _utc(d["at"])} for d in doses]
+        vitals = [{**v, "at": _utc(v["at"])} for v in vitals]
+        adverse_events = [{**a, "at": _utc(a["at"])} for a in adverse_events]
+        discharged_at = _utc(discharged_at) if discharged_at is not None else None
         recorded_times = [x["at"] for x in (*doses, *vitals, *adverse_events)] + [discharged_at] * bool(discharged_at)
         if any(at > now for at in recorded_times):
             raise InvalidCommandError(["doses, vitals, adverse events and discharge cannot be recorded in the future"])
@@ -732,7 +756,7 @@ class Course(Aggregate):
         if not doses:
             violations.append(Violation("I7", "a held medicine session records the doses given"))
         elif partners != expected or len(doses) != len(partners):
-            rule = "exactly one partner, in turn," if self.model is Model.TAKING_TURNS else "both partners"
+            rule = "exactly one partner, in turn" if self.model is Model.TAKING_TURNS else "both partners"
             violations.append(
                 Violation(
                     "I7",
@@ -799,7 +823,7 @@ class Course(Aggregate):
             at_discharge = [v for v in discharge if dosed_at <= v["at"] <= discharged_at]
             if not at_discharge:
                 violations.append(Violation("I8", f"partner {partner} has no vitals recorded at discharge"))
-            elif not at_discharge[-1]["acceptable"]:
+            elif not max(at_discharge, key=lambda v: v["at"])["acceptable"]:
                 violations.append(Violation("I8", f"partner {partner}'s discharge vitals are not marked acceptable"))
         if pre:
             reading = max(pre, key=lambda v: v["at"])
@@ -817,7 +841,9 @@ class Course(Aggregate):
                         Violation(
                             "I9",
                             f"partner {partner}'s pre-dose vitals exceed the clinic limit "
-                            f"({limit.systolic}/{limit.diastolic} mmHg) and the prescriber gave no override",
+                            f"({limit.systolic}/{limit.diastolic} mmHg"
+                            + (f", {limit.heart_rate} bpm" if limit.heart_rate is not None else "")
+                            + ") and the prescriber gave no override",
                         )
                     )
         return violations
@@ -836,7 +862,7 @@ class Course(Aggregate):
         now: datetime,
         by: str,
     ) -> None:
-        session = self.session(session_id)
+        session, now = self.session(session_id), _utc(now)
         problems = []
         if partner not in PARTNERS:
             problems.append("partner must be 'a' or 'b'")
@@ -893,7 +919,7 @@ class Course(Aggregate):
         vitals_override_reason: str | None = None,
         by: str,
     ) -> None:
-        approval = self.approval(approval_id)
+        approval, now = self.approval(approval_id), _utc(now)
         if approval.prescriber_id != prescriber_id:
             raise NotAddressedError(approval_id)
         if approve:
@@ -921,6 +947,7 @@ class Course(Aggregate):
 
     def record_missed_integration_windows(self, *, now: datetime, by: str) -> list[str]:
         """Record every integration window that closed without an integration session held in it (I4)."""
+        now = _utc(now)
         if self.closed:
             return []
         missed = []
@@ -1030,6 +1057,13 @@ def _parse_kind(kind: Kind | str) -> Kind:
         raise InvalidCommandError([f"kind must be one of {[k.value for k in Kind]}"]) from None
 
 
+def _utc(at: datetime) -> datetime:
+    """Instants in UTC: Python compares and adds aware datetimes of one zone by wall clock, not elapsed time."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidCommandError(["times must carry a UTC offset"])
+    return at.astimezone(timezone.utc)
+
+
 def _time_problems(starts_at: datetime, ends_at: datetime) -> list[str]:
     if starts_at.tzinfo is None or ends_at.tzinfo is None:
         return ["times must carry a UTC offset"]
@@ -1064,15 +1098,17 @@ def _check_medicine_record_shape(
     for dose in doses:
         if dose.get("partner") not in PARTNERS or not (isinstance(dose.get("mg"), (int, float)) and dose["mg"] > 0):
             problems.append("each dose names partner 'a' or 'b' and a positive mg")
-        if not isinstance(dose.get("at"), datetime):
-            problems.append("each dose has a time 'at'")
+        if not isinstance(dose.get("at"), datetime) or dose["at"].tzinfo is None:
+            problems.append("each dose has a time 'at' with a UTC offset")
     for reading in vitals:
         if reading.get("partner") not in PARTNERS or reading.get("stage") not in tuple(Stage):
             problems.append("each vitals reading names partner 'a' or 'b' and stage pre, post or discharge")
-        if not isinstance(reading.get("at"), datetime):
-            problems.append("each vitals reading has a time 'at'")
+        if not isinstance(reading.get("at"), datetime) or reading["at"].tzinfo is None:
+            problems.append("each vitals reading has a time 'at' with a UTC offset")
     for adverse in adverse_events:
         if adverse.get("partner") not in PARTNERS:
             problems.append("each adverse event names partner 'a' or 'b'")
+        if not isinstance(adverse.get("at"), datetime) or adverse["at"].tzinfo is None:
+            problems.append("each adverse event has a time 'at' with a UTC offset")
     if problems:
         raise InvalidCommandError(sorted(set(problems)))

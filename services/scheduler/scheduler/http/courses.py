@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from datetime import timezone as tz
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -54,10 +53,6 @@ def _owned(course: Course, principal: Principal) -> Course:
 
 def _unknown(what: str) -> ProblemError:
     return ProblemError(422, "invalid-input", "The request is not valid", what)
-
-
-def _utc(value: Any) -> Any:
-    return value.astimezone(tz.utc) if value is not None else None
 
 
 class CourseController(Controller):
@@ -176,8 +171,8 @@ class CourseController(Controller):
         outcome = await self._execute(
             services, principal, course_id,
             lambda c: c.book_session(
-                session_id=session_id, kind=data.kind, partners=data.partners, starts_at=_utc(data.starts_at),
-                ends_at=_utc(data.ends_at), clinic_id=host_id,
+                session_id=session_id, kind=data.kind, partners=data.partners, starts_at=data.starts_at,
+                ends_at=data.ends_at, clinic_id=host_id,
                 room_id=str(data.room_id) if data.room_id else None,
                 clinician_ids=[str(i) for i in data.clinician_ids],
                 timezone=data.timezone or clinic["timezone"], host=host, by=principal.ref,
@@ -195,7 +190,7 @@ class CourseController(Controller):
         outcome = await self._execute(
             services, principal, course_id,
             lambda c: c.reschedule_session(
-                session_id=session_id, starts_at=_utc(data.starts_at), ends_at=_utc(data.ends_at),
+                session_id=session_id, starts_at=data.starts_at, ends_at=data.ends_at,
                 room_id=str(data.room_id) if data.room_id else None,
                 clinician_ids=[str(i) for i in data.clinician_ids] if data.clinician_ids is not None else None,
                 by=principal.ref,
@@ -223,12 +218,12 @@ class CourseController(Controller):
         if data.outcome == "missed":
             command = lambda c: c.record_missed(session_id=session_id, reason=data.reason, now=now, by=principal.ref)  # noqa: E731
         else:
-            doses = [{"partner": d.partner, "approval_id": d.approval_id, "mg": d.mg, "at": _utc(d.at)} for d in data.doses]
-            vitals = [{**_struct_dict(v), "at": _utc(v.at)} for v in data.vitals]
-            adverse = [{**_struct_dict(a), "at": _utc(a.at)} for a in data.adverse_events]
+            doses = [_struct_dict(d) for d in data.doses]
+            vitals = [_struct_dict(v) for v in data.vitals]
+            adverse = [_struct_dict(a) for a in data.adverse_events]
             command = lambda c: c.record_held(  # noqa: E731
                 session_id=session_id, now=now, notes=data.notes, doses=doses, vitals=vitals,
-                adverse_events=adverse, discharged_at=_utc(data.discharged_at), by=principal.ref,
+                adverse_events=adverse, discharged_at=data.discharged_at, by=principal.ref,
             )
         outcome = await self._execute(services, principal, course_id, command)
         return session_view(outcome.course.sessions[session_id])

@@ -1,0 +1,417 @@
+"""Medicine sessions: I3, I4 (missed windows), I8, I9 and refusals listing every rule.
+
+Dose approvals (I6) and the two models (I7) are in test_course_approvals.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from builders import (
+    BY,
+    approve,
+    assess,
+    book,
+    dose,
+    event_types,
+    hold,
+    hold_medicine,
+    integrate,
+    medicine_booked,
+    medicine_record,
+    open_course,
+    refused,
+    vitals,
+    without_vitals,
+)
+
+from scheduler.domain.course import Kind, SessionStatus
+from scheduler.domain.errors import InvalidCommandError, RulesBrokenError
+from scheduler.domain.errors import Violation as V
+from scheduler.domain.protocol import Model, Protocol, VitalsLimit
+
+THREE_H = timedelta(hours=3)
+DOSE_AFTER = timedelta(minutes=10)  # medicine_record doses 10 min after the start
+
+
+def held_ok(course, sid):
+    assert course.sessions[sid].status is SessionStatus.HELD
+    assert course.has_milestone("dosed", sid)
+
+
+# --------------------------------------------------------------------------- I3
+
+
+class TestI3IntegrationBeforeNextDose:
+    def test_next_dose_refused_until_the_minimum_integration_is_held(self):
+        course, start = medicine_booked()
+        hold_medicine(course, "m1", medicine_record(course, "m1", ["a"]))
+        last = integrate(course, "m1", count=3)
+        m2 = start + timedelta(days=8)
+        book(course, "m2", Kind.MEDICINE, m2, length=THREE_H)
+        approve(course, "m2", "b")
+        record = medicine_record(course, "m2", ["b"])
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m2", record))
+        assert err.violations == (
+            V("I3", "medicine session m1 needs 4 integration sessions held before the next medicine session; 3 held"),
+        )
+        book(course, "int-4th", Kind.INTEGRATION, last + timedelta(hours=12))
+        hold(course, "int-4th")
+        hold_medicine(course, "m2", record)
+        held_ok(course, "m2")
+
+    def test_configured_minimum(self):
+        course, start = medicine_booked(protocol=Protocol(min_integration_sessions=1))
+        hold_medicine(course, "m1", medicine_record(course, "m1", ["a"]))
+        integrate(course, "m1")
+        assert course.has_milestone("integrated", "m1")
+        dose(course, "m2", start + timedelta(days=7), ["b"])
+        held_ok(course, "m2")
+
+
+# ------------------------------------------------------------ I4 missed windows
+
+
+class TestI4MissedWindow:
+    def dosed(self):
+        course, start = medicine_booked()
+        hold_medicine(course, "m1", medicine_record(course, "m1", ["a"]))
+        finished = course.sessions["m1"].finished_at
+        return course, start, finished, finished + timedelta(hours=48)
+
+    def test_window_missed_only_after_the_deadline_and_recorded_once(self):
+        course, _, _, deadline = self.dosed()
+        before = len(course.pending_events)
+        assert course.record_missed_integration_windows(now=deadline, by=BY) == []
+        assert len(course.pending_events) == before
+        assert course.record_missed_integration_windows(now=deadline + timedelta(seconds=1), by="system") == ["m1"]
+        event = course.pending_events[-1]
+        assert type(event).__name__ == "IntegrationWindowMissed"
+        assert (event.session_id, event.deadline, event.by) == ("m1", deadline, "system")
+        assert course.record_missed_integration_windows(now=deadline + timedelta(days=3), by=BY) == []
+        assert event_types(course).count("IntegrationWindowMissed") == 1
+
+    def test_integration_held_in_the_window_is_not_a_miss(self):
+        course, _, finished, deadline = self.dosed()
+        book(course, "int-0", Kind.INTEGRATION, deadline - timedelta(hours=1))
+        hold(course, "int-0")
+        assert course.record_missed_integration_windows(now=deadline + timedelta(days=5), by=BY) == []
+        assert course.missed_windows == {}
+
+    def test_booked_but_not_held_integration_is_a_miss(self):
+        course, _, finished, deadline = self.dosed()
+        book(course, "int-0", Kind.INTEGRATION, finished + timedelta(hours=20))
+        assert course.record_missed_integration_windows(now=deadline + timedelta(minutes=1), by=BY) == ["m1"]
+
+    def missed_then_integrated(self):
+        """m1's first integration session is missed; four later ones are held; m2 booked and approved."""
+        course, start, finished, deadline = self.dosed()
+        book(course, "int-0", Kind.INTEGRATION, finished + timedelta(hours=20))
+        for i in range(1, 5):
+            book(course, f"int-{i}", Kind.INTEGRATION, finished + timedelta(days=2 + i))
+        course.record_missed(session_id="int-0", reason="no-show", now=finished + timedelta(hours=22), by=BY)
+        for i in range(1, 5):
+            hold(course, f"int-{i}")
+        assert course.has_milestone("integrated", "m1")
+        m2 = start + timedelta(days=8)
+        book(course, "m2", Kind.MEDICINE, m2, length=THREE_H)
+        approve(course, "m2", "b")
+        return course, m2
+
+    BLOCKED = V("I4", "the integration window after medicine session m1 was missed; a clinician must acknowledge "
+                      "it before the next dose")
+
+    def test_next_dose_blocked_until_acknowledged(self):
+        course, m2 = self.missed_then_integrated()
+        assert course.record_missed_integration_windows(now=m2 - timedelta(days=1), by=BY) == ["m1"]
+        record = medicine_record(course, "m2", ["b"])
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m2", record))
+        assert err.violations == (self.BLOCKED,)
+        course.acknowledge_missed_window(session_id="m1", reason="couple was ill", by="clinician:t-1")
+        event = course.pending_events[-1]
+        assert (type(event).__name__, event.session_id, event.reason) == (
+            "MissedWindowAcknowledged", "m1", "couple was ill"
+        )
+        hold_medicine(course, "m2", record)
+        held_ok(course, "m2")
+
+    def test_next_dose_blocked_even_if_the_miss_was_never_recorded(self):
+        course, m2 = self.missed_then_integrated()
+        record = medicine_record(course, "m2", ["b"])
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m2", record))
+        assert err.violations == (self.BLOCKED,)
+
+    def test_acknowledging_needs_a_recorded_unacknowledged_miss_and_a_reason(self):
+        course, _, _, deadline = self.dosed()
+        err = refused(course, RulesBrokenError,
+                      lambda: course.acknowledge_missed_window(session_id="m1", reason="x", by=BY))
+        assert err.violations == (V("I4", "no missed integration window is recorded for session m1"),)
+        course.record_missed_integration_windows(now=deadline + timedelta(hours=1), by=BY)
+        err = refused(course, InvalidCommandError,
+                      lambda: course.acknowledge_missed_window(session_id="m1", reason=" ", by=BY))
+        assert err.problems == ("an acknowledgement gives a reason",)
+        course.acknowledge_missed_window(session_id="m1", reason="ill", by=BY)
+        err = refused(course, RulesBrokenError,
+                      lambda: course.acknowledge_missed_window(session_id="m1", reason="again", by=BY))
+        assert err.violations == (V("I4", "the missed window of session m1 is already acknowledged"),)
+
+
+# --------------------------------------------------------------------------- I8
+
+
+class TestI8Monitoring:
+    def test_missing_pre_dose_vitals(self):
+        course, _ = medicine_booked()
+        record = without_vitals(medicine_record(course, "m1", ["a"]), "a", "pre")
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V("I8", "partner a has no vitals recorded before the dose"),)
+
+    def test_pre_dose_vitals_taken_after_the_dose_do_not_count(self):
+        course, start = medicine_booked()
+        record = without_vitals(medicine_record(course, "m1", ["a"]), "a", "pre")
+        record["vitals"].append(vitals("a", "pre", start + DOSE_AFTER + timedelta(minutes=1)))
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V("I8", "partner a has no vitals recorded before the dose"),)
+
+    @pytest.mark.parametrize("after", [None, timedelta(minutes=20), timedelta(minutes=70)])
+    def test_missing_post_dose_vitals(self, after):
+        course, start = medicine_booked()
+        record = without_vitals(medicine_record(course, "m1", ["a"]), "a", "post")
+        if after is not None:  # a reading far from "about 40 min after" does not count
+            record["vitals"].append(vitals("a", "post", start + DOSE_AFTER + after))
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V("I8", "partner a has no vitals recorded about 40 min after the dose"),)
+
+    def test_missing_discharge_vitals(self):
+        course, _ = medicine_booked()
+        record = without_vitals(medicine_record(course, "m1", ["a"]), "a", "discharge")
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V("I8", "partner a has no vitals recorded at discharge"),)
+
+    def test_missing_discharge_time(self):
+        course, _ = medicine_booked()
+        record = {**medicine_record(course, "m1", ["a"]), "discharged_at": None}
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V("I8", "a held medicine session records the discharge time"),)
+
+    def test_discharge_too_early(self):
+        course, start = medicine_booked()
+        record = medicine_record(course, "m1", ["a"], monitoring=timedelta(minutes=100))
+        earliest = start + DOSE_AFTER + timedelta(minutes=120)
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (
+            V("I8", f"discharge is allowed 120 min after the dose of partner a, at {earliest.isoformat()} "
+                    "at the earliest"),
+        )
+
+    def test_discharge_at_exactly_the_minimum_is_accepted(self):
+        course, _ = medicine_booked()
+        hold_medicine(course, "m1", medicine_record(course, "m1", ["a"], monitoring=timedelta(minutes=120)))
+        held_ok(course, "m1")
+
+    def test_configured_monitoring_time(self):
+        course, start = medicine_booked(protocol=Protocol(min_monitoring_minutes=180))
+        record = medicine_record(course, "m1", ["a"])  # 130 min
+        earliest = start + DOSE_AFTER + timedelta(minutes=180)
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (
+            V("I8", f"discharge is allowed 180 min after the dose of partner a, at {earliest.isoformat()} "
+                    "at the earliest"),
+        )
+        hold_medicine(course, "m1", medicine_record(course, "m1", ["a"], monitoring=timedelta(minutes=180)))
+        held_ok(course, "m1")
+
+    def test_discharge_vitals_not_acceptable(self):
+        course, _ = medicine_booked()
+        record = medicine_record(course, "m1", ["a"])
+        discharge = [v for v in record["vitals"] if v["stage"] == "discharge"][0]
+        discharge["acceptable"] = False
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V("I8", "partner a's discharge vitals are not marked acceptable"),)
+
+    def test_discharge_vitals_judged_by_the_latest_reading_not_list_order(self):
+        # BUG (e293bb5): the check takes the last discharge reading in list order, not the latest in time.
+        course, _ = medicine_booked()
+        base = medicine_record(course, "m1", ["a"])
+        discharged = base["discharged_at"]
+        kept = without_vitals(base, "a", "discharge")["vitals"]
+        latest_bad = vitals("a", "discharge", discharged - timedelta(minutes=1), acceptable=False)
+        earlier_ok = vitals("a", "discharge", discharged - timedelta(minutes=30), acceptable=True)
+        record = {**base, "vitals": kept + [latest_bad, earlier_ok]}
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V("I8", "partner a's discharge vitals are not marked acceptable"),)
+
+    def test_together_checks_each_partner(self):
+        course, start = medicine_booked(Model.TOGETHER, partners=("a", "b"))
+        record = without_vitals(medicine_record(course, "m1", ["a", "b"]), "b", "post")
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V("I8", "partner b has no vitals recorded about 40 min after the dose"),)
+
+
+# --------------------------------------------------------------------------- I9
+
+
+def with_pre(record, partner, **reading):
+    record = without_vitals(record, partner, "pre")
+    dose_at = next(d["at"] for d in record["doses"] if d["partner"] == partner)
+    record["vitals"].append(vitals(partner, "pre", dose_at - DOSE_AFTER, **reading))
+    return record
+
+
+LIMIT = Protocol(vitals_limit=VitalsLimit(systolic=140, diastolic=90))
+OVER = V("I9", "partner a's pre-dose vitals exceed the clinic limit (140/90 mmHg) and the prescriber gave no override")
+
+
+class TestI9PreDoseVitals:
+    def test_pre_dose_vitals_not_acceptable(self):
+        course, _ = medicine_booked()
+        record = with_pre(medicine_record(course, "m1", ["a"]), "a", acceptable=False)
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V("I9", "partner a's pre-dose vitals are not marked acceptable"),)
+
+    def test_the_latest_pre_dose_reading_counts(self):
+        course, start = medicine_booked()
+        record = medicine_record(course, "m1", ["a"])
+        record["vitals"].append(vitals("a", "pre", start - timedelta(minutes=30), acceptable=False))
+        hold_medicine(course, "m1", record)
+        held_ok(course, "m1")
+
+    def test_no_numeric_limit_by_default(self):
+        course, _ = medicine_booked()
+        hold_medicine(course, "m1", with_pre(medicine_record(course, "m1", ["a"]), "a", systolic=180, diastolic=110))
+        held_ok(course, "m1")
+
+    @pytest.mark.parametrize("systolic,diastolic", [(141, 80), (120, 91), (150, 100)])
+    def test_above_the_clinic_limit_is_refused(self, systolic, diastolic):
+        course, _ = medicine_booked(protocol=LIMIT)
+        record = with_pre(medicine_record(course, "m1", ["a"]), "a", systolic=systolic, diastolic=diastolic)
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (OVER,)
+
+    def test_at_the_clinic_limit_is_accepted(self):
+        course, _ = medicine_booked(protocol=LIMIT)
+        hold_medicine(course, "m1", with_pre(medicine_record(course, "m1", ["a"]), "a", systolic=140, diastolic=90))
+        held_ok(course, "m1")
+
+    def test_heart_rate_limit(self):
+        limit = VitalsLimit(systolic=140, diastolic=90, heart_rate=65)
+        course, _ = medicine_booked(protocol=Protocol(vitals_limit=limit))
+        record = medicine_record(course, "m1", ["a"])  # heart rate 70
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V("I9", "partner a's pre-dose vitals exceed the clinic limit (140/90 mmHg, 65 bpm) "
+                                          "and the prescriber gave no override"),)
+
+    def test_prescriber_override_with_a_reason_is_accepted(self):
+        course, _ = medicine_booked(protocol=LIMIT, approved=False)
+        approve(course, "m1", "a", vitals_override_reason="white-coat hypertension, home readings normal")
+        assert course.approvals["ap-m1-a"].vitals_override_reason == "white-coat hypertension, home readings normal"
+        hold_medicine(course, "m1", with_pre(medicine_record(course, "m1", ["a"]), "a", systolic=150, diastolic=95))
+        held_ok(course, "m1")
+
+    def test_blank_override_is_no_override(self):
+        course, _ = medicine_booked(protocol=LIMIT, approved=False)
+        approve(course, "m1", "a", vitals_override_reason="")
+        record = with_pre(medicine_record(course, "m1", ["a"]), "a", systolic=150, diastolic=95)
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (OVER,)
+
+    def test_override_does_not_replace_the_clinicians_judgement(self):
+        course, _ = medicine_booked(protocol=LIMIT, approved=False)
+        approve(course, "m1", "a", vitals_override_reason="reviewed")
+        record = with_pre(medicine_record(course, "m1", ["a"]), "a", systolic=150, acceptable=False)
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V("I9", "partner a's pre-dose vitals are not marked acceptable"),)
+
+    def test_not_acceptable_and_over_the_limit_lists_both(self):
+        course, _ = medicine_booked(protocol=LIMIT)
+        record = with_pre(medicine_record(course, "m1", ["a"]), "a", systolic=150, acceptable=False)
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V("I9", "partner a's pre-dose vitals are not marked acceptable"), OVER)
+
+
+# --------------------------------------------------------------- several rules
+
+
+class TestEveryBrokenRuleIsListed:
+    def test_no_approval_no_vitals_and_early_discharge(self):
+        course, start = medicine_booked(approved=False)
+        dosed = start + DOSE_AFTER
+        record = {
+            "doses": [{"partner": "a", "mg": 100.0, "at": dosed}],
+            "vitals": [],
+            "discharged_at": dosed + timedelta(minutes=30),
+        }
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (
+            V("I6", "partner a has no dose approval for session m1"),
+            V("I8", "partner a has no vitals recorded before the dose"),
+            V("I8", "partner a has no vitals recorded about 40 min after the dose"),
+            V("I8", f"discharge is allowed 120 min after the dose of partner a, at "
+                    f"{(dosed + timedelta(minutes=120)).isoformat()} at the earliest"),
+            V("I8", "partner a has no vitals recorded at discharge"),
+        )
+        assert course.sessions["m1"].status is SessionStatus.BOOKED
+
+    def test_second_dose_breaking_i3_i4_i7_i6_i8_and_i9(self):
+        course, start = medicine_booked()
+        hold_medicine(course, "m1", medicine_record(course, "m1", ["a"]))
+        m2 = start + timedelta(days=8)
+        book(course, "m2", Kind.MEDICINE, m2, length=THREE_H)
+        dosed = m2 + DOSE_AFTER
+        record = {
+            "doses": [{"partner": "a", "mg": 100.0, "at": dosed}],
+            "vitals": [vitals("a", "pre", m2, acceptable=False)],
+            "discharged_at": dosed + timedelta(minutes=60),
+        }
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m2", record))
+        assert err.violations == (
+            V("I3", "medicine session m1 needs 4 integration sessions held before the next medicine session; 0 held"),
+            V("I4", "the integration window after medicine session m1 was missed; a clinician must acknowledge "
+                    "it before the next dose"),
+            V("I7", "the taking_turns model doses exactly one partner, in turn: expected ['b'], got ['a']"),
+            V("I6", "partner a has no dose approval for session m2"),
+            V("I8", "partner a has no vitals recorded about 40 min after the dose"),
+            V("I8", f"discharge is allowed 120 min after the dose of partner a, at "
+                    f"{(dosed + timedelta(minutes=120)).isoformat()} at the earliest"),
+            V("I8", "partner a has no vitals recorded at discharge"),
+            V("I9", "partner a's pre-dose vitals are not marked acceptable"),
+        )
+
+    def test_medicine_before_prepared_with_bad_records_lists_i1_too(self):
+        course = open_course(Model.TOGETHER)
+        end = assess(course)
+        start = end + timedelta(days=2)
+        book(course, "m1", Kind.MEDICINE, start, length=THREE_H)
+        approve(course, "m1", "a")
+        record = medicine_record(course, "m1", ["a", "b"])
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (
+            V("I1", "a medicine session cannot be held before the course is Prepared"),
+            V("I6", "partner b has no dose approval for session m1"),
+        )
+
+
+class TestMalformedMedicineRecords:
+    def test_shape_problems_are_invalid(self):
+        course, start = medicine_booked()
+        record = {
+            "doses": [{"partner": "c", "mg": 0, "at": start}],
+            "vitals": [{"partner": "a", "stage": "later", "at": start}],
+            "adverse_events": [{"partner": "z", "at": start}],
+        }
+        err = refused(course, InvalidCommandError, lambda: hold_medicine(course, "m1", record))
+        assert err.problems == (
+            "each adverse event names partner 'a' or 'b'",
+            "each dose names partner 'a' or 'b' and a positive mg",
+            "each vitals reading names partner 'a' or 'b' and stage pre, post or discharge",
+        )
+
+    def test_doses_only_for_medicine_sessions(self):
+        course, start = medicine_booked()
+        book(course, "prep-x", Kind.PREPARATION, start - timedelta(days=1))
+        err = refused(
+            course, InvalidCommandError,
+            lambda: course.record_held(session_id="prep-x", now=start, by=BY,
+                                       doses=[{"partner": "a", "mg": 1, "at": start}]),
+        )
+        assert err.problems == ("doses, vitals, adverse events and discharge belong to medicine sessions",)
