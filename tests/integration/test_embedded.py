@@ -1,0 +1,194 @@
+"""The embedded servers are real: PostgreSQL keeps data across restarts, JetStream acks durably."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import stat
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import nats
+import psutil
+import psycopg
+import pytest
+from nats.js.api import StorageType
+from psycopg import sql
+
+from scheduler.embedded import EmbeddedNats, EmbeddedPostgres, ServerError
+
+pytestmark = pytest.mark.integration
+
+# Starts a server, prints its PID, then waits to be killed: a parent that dies without cleanup.
+_HOLD_SERVER = """
+import sys, time
+from pathlib import Path
+from scheduler.embedded import EmbeddedNats, EmbeddedPostgres
+kind = {"postgres": EmbeddedPostgres, "nats": EmbeddedNats}[sys.argv[1]]
+server = kind(Path(sys.argv[2])).start()
+print(server.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _orphan_server(kind: str, data_dir: Path) -> int:
+    """The PID of a server whose parent was killed with SIGKILL (so no cleanup ran)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_SERVER, kind, str(data_dir)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None
+    try:
+        pid = int(holder.stdout.readline())
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert _alive(pid)
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status: str = psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        return False
+    # An exited server that nobody reaped (PID 1 in a container may not) is a zombie.
+    return status != psutil.STATUS_ZOMBIE
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_database_url_answers_queries(database_url: str, db_schema: str) -> None:
+    table = sql.Identifier(db_schema, "probe")
+    with psycopg.connect(database_url) as connection:
+        assert connection.execute("select 1").fetchone() == (1,)
+        connection.execute(sql.SQL("create table {} (id int primary key)").format(table))
+        connection.execute(sql.SQL("insert into {} values (1)").format(table))
+        assert connection.execute(sql.SQL("select count(*) from {}").format(table)).fetchone() == (
+            1,
+        )
+
+
+def test_embedded_postgres_keeps_data_across_restarts(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kact"
+    with EmbeddedPostgres(data_dir) as server:
+        assert server.url.startswith("postgresql://kact:")
+        assert f"@127.0.0.1:{server.port}/kact" in server.url
+        with psycopg.connect(server.url) as connection:
+            connection.execute("create table kept (note text)")
+            connection.execute("insert into kept values ('still here')")
+    assert not server.running
+    assert _mode(data_dir / "postgres.password") == 0o600
+
+    with EmbeddedPostgres(data_dir) as server, psycopg.connect(server.url) as connection:
+        assert connection.execute("select note from kept").fetchall() == [("still here",)]
+        assert connection.execute("show server_encoding").fetchone() == ("UTF8",)
+        assert connection.execute("show max_connections").fetchone() == ("200",)
+        assert connection.execute("show fsync").fetchone() == ("on",)
+
+
+def test_embedded_postgres_requires_the_password(tmp_path: Path) -> None:
+    with EmbeddedPostgres(tmp_path / "kact") as server:
+        wrong = f"postgresql://kact:wrong@127.0.0.1:{server.port}/kact"
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(wrong, connect_timeout=5)
+
+
+def test_embedded_postgres_starts_after_a_killed_server(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kact"
+    with EmbeddedPostgres(data_dir) as server, psycopg.connect(server.url) as connection:
+        connection.execute("create table kept (note text)")
+        connection.execute("insert into kept values ('committed before the crash')")
+    server.start()
+    assert server.pid is not None
+    os.killpg(server.pid, signal.SIGKILL)
+    server.stop()
+    pid_file = data_dir / "pg" / "postmaster.pid"
+    assert pid_file.exists()
+    # The dead server's PID reused by an unrelated live process (PID 1 here).
+    lines = pid_file.read_text().splitlines()
+    pid_file.write_text("\n".join(["1", *lines[1:]]) + "\n")
+
+    with EmbeddedPostgres(data_dir) as server, psycopg.connect(server.url) as connection:
+        assert connection.execute("select note from kept").fetchall() == [
+            ("committed before the crash",)
+        ]
+
+
+def test_embedded_postgres_stops_a_server_left_by_a_killed_parent(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kact"
+    orphan = _orphan_server("postgres", data_dir)
+    with EmbeddedPostgres(data_dir) as server:
+        assert not _alive(orphan)
+        with psycopg.connect(server.url) as connection:
+            assert connection.execute("select current_database()").fetchone() == ("kact",)
+
+
+@pytest.mark.parametrize("server_class", [EmbeddedPostgres, EmbeddedNats])
+def test_a_second_start_on_a_data_dir_in_use_is_refused(
+    server_class: type[EmbeddedPostgres | EmbeddedNats], tmp_path: Path
+) -> None:
+    with server_class(tmp_path / "kact") as first:
+        with pytest.raises(ServerError, match="another process runs"):
+            server_class(tmp_path / "kact").start()
+        assert first.running
+
+
+async def test_jetstream_acknowledges_publishes(nats_url: str) -> None:
+    name = f"T_{secrets.token_hex(6)}"
+    client = await nats.connect(nats_url)
+    try:
+        jetstream = client.jetstream()
+        await jetstream.add_stream(name=name, subjects=[f"{name}.>"], storage=StorageType.FILE)
+        try:
+            ack = await jetstream.publish(f"{name}.probe", b"hello", headers={"Nats-Msg-Id": "m-1"})
+            assert (ack.stream, ack.seq, ack.duplicate) == (name, 1, None)
+            again = await jetstream.publish(
+                f"{name}.probe", b"hello", headers={"Nats-Msg-Id": "m-1"}
+            )
+            assert (again.seq, again.duplicate) == (1, True)
+        finally:
+            await jetstream.delete_stream(name)
+    finally:
+        await client.close()
+
+
+async def test_embedded_nats_syncs_every_write_and_keeps_streams(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kact"
+    name = f"T_{secrets.token_hex(6)}"
+    with EmbeddedNats(data_dir) as server:
+        config = server.config_file.read_text()
+        assert "sync_interval: always" in config
+        assert f'store_dir: "{data_dir / "nats"}"' in config
+        with urllib.request.urlopen(f"{server.monitor_url}/varz", timeout=5) as response:
+            jetstream_config = json.load(response)["jetstream"]["config"]
+        assert jetstream_config["sync_always"] is True
+        client = await nats.connect(server.url)
+        try:
+            ack = await client.jetstream().add_stream(name=name, subjects=[f"{name}.>"])
+            assert ack.config.name == name
+            await client.jetstream().publish(f"{name}.probe", b"kept")
+        finally:
+            await client.close()
+
+    with EmbeddedNats(data_dir) as server:
+        client = await nats.connect(server.url)
+        try:
+            message = await client.jetstream().get_msg(name, seq=1)
+            assert message.data == b"kept"
+        finally:
+            await client.close()
+
+
+def test_embedded_nats_stops_a_server_left_by_a_killed_parent(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kact"
+    orphan = _orphan_server("nats", data_dir)
+    with EmbeddedNats(data_dir) as server:
+        assert not _alive(orphan)
+        assert server.running
