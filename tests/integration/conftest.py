@@ -26,9 +26,10 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_server(database_url: str, db_schema: str) -> Iterator[LiveServer]:
+def live_server(database_url: str, db_schema: str, nats_url: str) -> Iterator[LiveServer]:
     settings = Settings(
         database_url=database_url,
+        nats_url=nats_url,
         db_schema=db_schema,
         operator_token=secrets.token_urlsafe(24),
         cipher_key=AESCipher.create_key(32),

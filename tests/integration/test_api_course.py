@@ -148,3 +148,29 @@ def test_idempotency_key_replays_the_first_response(home: Tenant, client: httpx.
     assert mine.count(first.json()["id"]) == 1
     theirs = other.post("/v1/courses", body, headers=headers)
     assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
+
+
+def test_a_retry_while_the_first_request_runs_is_a_conflict(home: Tenant, live_server) -> None:
+    import asyncio
+
+    import asyncpg
+
+    from scheduler.idempotency import IdempotencyKeys, request_hash
+
+    body = b'{"model": "together", "partners": {"a": "r1", "b": "r2"}}'
+    principal = f"clinic:{home.clinic['id']}"
+
+    async def claim_as_a_running_request() -> None:
+        settings = live_server.settings
+        conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": settings.db_schema})
+        try:
+            keys = IdempotencyKeys(conn)  # type: ignore[arg-type]
+            await keys.claim(principal, "slow-1", request_hash("POST", "/v1/courses", body))
+        finally:
+            await conn.close()
+
+    asyncio.run(claim_as_a_running_request())
+    response = home.client.post("/v1/courses", content=body,
+                                headers={**home.headers, "Idempotency-Key": "slow-1", "Content-Type": "application/json"})
+    assert response.status_code == 409
+    assert response.json()["type"] == "/problems/idempotency-in-progress"

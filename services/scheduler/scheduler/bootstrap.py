@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import anyio.to_thread
 import asyncpg
+import nats
 import psycopg
 from eventsourcing.projection import ProjectionRunner
 from litestar import Litestar
@@ -87,6 +88,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
         # The library connects and creates its tables synchronously: keep that off the event loop too.
         courses, runner = await anyio.to_thread.run_sync(start_event_store)
         pool = await open_pool(settings)
+        # The relay to JetStream arrives with the notifier; until then the connection only backs readiness.
+        bus = await nats.connect(settings.nats_url, name="kact-scheduler", max_reconnect_attempts=-1) \
+            if settings.nats_url else None
         app.state.services = Services(
             courses=courses,
             index=runner,
@@ -94,6 +98,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             idempotency=IdempotencyKeys(pool),
             clock=clock,
             simulated_time=settings.simulated_time,
+            bus=bus,
         )
         try:
             yield
@@ -101,6 +106,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             await anyio.to_thread.run_sync(runner.stop)
             await anyio.to_thread.run_sync(courses.close)
             await pool.close()
+            if bus is not None:
+                await bus.drain()
 
     return Litestar(
         route_handlers=[

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from eventsourcing.projection import ProjectionRunner
 from litestar import Request
+from nats.aio.client import Client as NATS
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException
 
@@ -33,6 +34,7 @@ class Services:
     idempotency: IdempotencyKeys
     clock: Callable[[], datetime]
     simulated_time: bool = False
+    bus: NATS | None = None
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run a synchronous eventsourcing call off the event loop."""

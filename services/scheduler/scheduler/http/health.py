@@ -1,4 +1,4 @@
-"""Liveness and readiness: ready when PostgreSQL answers and the course index runner is alive."""
+"""Liveness and readiness: ready when PostgreSQL answers, NATS is connected and the course index runs."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ async def ready(services: Services) -> Response[Health]:
         checks["postgres"] = "ok"
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         checks["postgres"] = f"error: {exc}"
+    if services.bus is not None:
+        checks["nats"] = "ok" if services.bus.is_connected else "error: disconnected"
     checks["course_index"] = "error: stopped" if services.index.is_interrupted.is_set() else "ok"
     healthy = all(v == "ok" for v in checks.values())
     return Response(Health(status="ok" if healthy else "unavailable", checks=checks), status_code=200 if healthy else 503)
