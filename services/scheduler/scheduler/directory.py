@@ -66,7 +66,11 @@ class Directory:
     def __init__(self, pool: asyncpg.Pool, operator_token: str) -> None:
         self.pool = pool
         self._operator_hash = hash_key(operator_token)
-        self._principals: dict[str, Principal] = {}  # keys are immutable, so a found principal can be cached
+        # Keys, clinics, clinicians and rooms are never changed or deleted, so what was found once can be kept.
+        self._principals: dict[str, Principal] = {}
+        self._clinics: dict[UUID, dict[str, Any]] = {}
+        self._clinicians: dict[str, dict[str, Any]] = {}
+        self._rooms: dict[UUID, dict[str, Any]] = {}
 
     async def authenticate(self, key: str) -> Principal | None:
         digest = hash_key(key)
@@ -98,8 +102,12 @@ class Directory:
         return dict(row), key
 
     async def clinic(self, clinic_id: UUID) -> dict[str, Any] | None:
-        row = await self.pool.fetchrow("SELECT * FROM clinics WHERE id = $1", clinic_id)
-        return dict(row) if row else None
+        if clinic_id not in self._clinics:
+            row = await self.pool.fetchrow("SELECT * FROM clinics WHERE id = $1", clinic_id)
+            if row is None:
+                return None
+            self._clinics[clinic_id] = dict(row)
+        return self._clinics[clinic_id]
 
     async def create_clinician(
         self, clinic_id: UUID, name: str, role: str, by: Principal
@@ -155,12 +163,19 @@ class Directory:
         return bool(has_prescriber), partnered
 
     async def clinicians(self, ids: list[UUID]) -> dict[str, dict[str, Any]]:
-        rows = await self.pool.fetch("SELECT * FROM clinicians WHERE id = ANY($1::uuid[])", ids)
-        return {str(r["id"]): dict(r) for r in rows}
+        missing = [i for i in ids if str(i) not in self._clinicians]
+        if missing:
+            rows = await self.pool.fetch("SELECT * FROM clinicians WHERE id = ANY($1::uuid[])", missing)
+            self._clinicians.update({str(r["id"]): dict(r) for r in rows})
+        return {str(i): self._clinicians[str(i)] for i in ids if str(i) in self._clinicians}
 
     async def room(self, room_id: UUID) -> dict[str, Any] | None:
-        row = await self.pool.fetchrow("SELECT * FROM rooms WHERE id = $1", room_id)
-        return dict(row) if row else None
+        if room_id not in self._rooms:
+            row = await self.pool.fetchrow("SELECT * FROM rooms WHERE id = $1", room_id)
+            if row is None:
+                return None
+            self._rooms[room_id] = dict(row)
+        return self._rooms[room_id]
 
     async def log_access(self, principal: Principal, action: str, course_id: UUID | None) -> None:
         await self.pool.execute(
