@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -385,6 +386,23 @@ class Course(Aggregate):
             first_dosed=first_dosed,
             by=by,
         )
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Course:
+        """A copy that shares nothing mutable, made one level deep.
+
+        The repository hands out a deep copy of its cached course on every command; the generic deep copy walks
+        every held record and dominated the cost of a command. Events replace entity fields and records whole and
+        never mutate them in place, so copying each entity object is enough."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone._pending_events = list(self._pending_events)
+        clone.partners = dict(self.partners)
+        clone.screenings = dict(self.screenings)
+        clone.sessions = {k: copy.copy(v) for k, v in self.sessions.items()}
+        clone.approvals = {k: copy.copy(v) for k, v in self.approvals.items()}
+        clone.milestones = list(self.milestones)
+        clone.missed_windows = {k: copy.copy(v) for k, v in self.missed_windows.items()}
+        return clone
 
     # ------------------------------------------------------------- derived state
 
