@@ -27,7 +27,8 @@ from scheduler.http.health import live, ready
 from scheduler.http.idempotency import idempotency_middleware
 from scheduler.http.problems import EXCEPTION_HANDLERS
 from scheduler.idempotency import IdempotencyKeys
-from scheduler.readmodels.course_index import CourseIndex, CourseIndexView
+from scheduler.readmodels.course_index import CourseIndex, CourseIndexView, course_index_view
+from scheduler.singleton import Singleton
 from scheduler.settings import Settings
 
 log = logging.getLogger("kact")
@@ -78,22 +79,31 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         env = event_store_env(settings)
 
-        def start_event_store() -> tuple[Courses, ProjectionRunner[Courses, CourseIndexView]]:
+        def start_event_store() -> tuple[Courses, CourseIndexView, Singleton]:
             ensure_schema(settings)
-            runner = ProjectionRunner(
-                application_class=Courses, projection_class=CourseIndex, view_class=CourseIndexView, env=env
-            )
-            return Courses(env=env), runner
+            view = course_index_view(env)
+            # Every process serves the index; exactly one (the advisory lock holder) keeps it up to date.
+            projection = Singleton(
+                settings.database_url or "",
+                f"{settings.db_schema}.course_index",
+                start=lambda: ProjectionRunner(
+                    application_class=Courses, projection_class=CourseIndex, view_class=CourseIndexView, env=env
+                ),
+                stop=lambda runner: runner.stop(),
+                healthy=lambda runner: not runner.is_interrupted.is_set(),
+            ).start()
+            return Courses(env=env), view, projection
 
         # The library connects and creates its tables synchronously: keep that off the event loop too.
-        courses, runner = await anyio.to_thread.run_sync(start_event_store)
+        courses, view, projection = await anyio.to_thread.run_sync(start_event_store)
         pool = await open_pool(settings)
         # The relay to JetStream arrives with the notifier; until then the connection only backs readiness.
         bus = await nats.connect(settings.nats_url, name="kact-scheduler", max_reconnect_attempts=-1) \
             if settings.nats_url else None
         app.state.services = Services(
             courses=courses,
-            index=runner,
+            index=view,
+            projection=projection,
             directory=Directory(pool, settings.operator_token or ""),
             idempotency=IdempotencyKeys(pool),
             clock=clock,
@@ -103,7 +113,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
         try:
             yield
         finally:
-            await anyio.to_thread.run_sync(runner.stop)
+            await anyio.to_thread.run_sync(projection.stop)
             await anyio.to_thread.run_sync(courses.close)
             await pool.close()
             if bus is not None:

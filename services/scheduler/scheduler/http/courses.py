@@ -93,7 +93,7 @@ class CourseController(Controller):
         if principal.kind == "prescriber":
             return CoursePage(items=[], page=page, next_page=None)
         clinic = None if principal.kind == "operator" else principal.clinic_id
-        rows = await services.run(lambda: services.index.view.list_courses(clinic, status, page))
+        rows = await services.run(lambda: services.index.list_courses(clinic, status, page))
         items = [
             CourseSummary(id=r["course_id"], home_clinic_id=r["clinic_id"], model=r["model"], status=r["status"],
                           opened_at=r["opened_at"], updated_at=r["updated_at"])
@@ -291,7 +291,7 @@ class DoseApprovalController(Controller):
         if principal.kind == "clinic":
             raise ProblemError(403, "forbidden", "Forbidden", "the approval queue is for prescribers")
         prescriber = principal.id if principal.kind == "prescriber" else None
-        rows = await services.run(lambda: services.index.view.list_approvals(prescriber, status))
+        rows = await services.run(lambda: services.index.list_approvals(prescriber, status))
         # The queue holds ids only; the requested dose is read from the (encrypted) course itself.
         courses = {r["course_id"]: await services.run(lambda r=r: services.courses.get_course(r["course_id"]))
                    for r in rows}
@@ -302,7 +302,7 @@ class DoseApprovalController(Controller):
     async def decide(
         self, approval_id: str, data: body(DoseApprovalDecision), principal: Principal, services: Services, now: datetime
     ) -> ApprovalView:
-        row = await services.run(lambda: services.index.view.approval(approval_id))
+        row = await services.run(lambda: services.index.approval(approval_id))
         if principal.kind != "prescriber" or row is None or row["prescriber_id"] != principal.id:
             raise ProblemError(404, "not-found", "Not found", f"no dose approval {approval_id}")
         outcome = await services.run(

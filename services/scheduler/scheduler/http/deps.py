@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+import anyio
 import anyio.to_thread
-from eventsourcing.projection import ProjectionRunner
 from litestar import Request
 from nats.aio.client import Client as NATS
 from litestar.datastructures import State
@@ -20,6 +21,7 @@ from scheduler.directory import Directory, Principal
 from scheduler.http.problems import ProblemError
 from scheduler.idempotency import IdempotencyKeys
 from scheduler.readmodels.course_index import CourseIndex, CourseIndexView
+from scheduler.singleton import Singleton
 
 T = TypeVar("T")
 log = logging.getLogger("kact")
@@ -29,7 +31,8 @@ PROJECTION_WAIT_SECONDS = 5.0
 @dataclass
 class Services:
     courses: Courses
-    index: ProjectionRunner[Any, CourseIndexView]
+    index: CourseIndexView
+    projection: Singleton
     directory: Directory
     idempotency: IdempotencyKeys
     clock: Callable[[], datetime]
@@ -45,11 +48,15 @@ class Services:
         notification_id = outcome.last_notification_id(CourseIndex.topics)
         if notification_id is None:
             return
-        try:
-            await self.run(lambda: self.index.wait(notification_id, timeout=PROJECTION_WAIT_SECONDS))
-        except TimeoutError:
-            # The write is committed; only the list lags behind. Say so rather than fail the command.
-            log.warning("course index is more than %ss behind notification %s", PROJECTION_WAIT_SECONDS, notification_id)
+        # The library's own wait sleeps 100 ms before its second look; the index is usually a few ms behind.
+        deadline, pause = time.monotonic() + PROJECTION_WAIT_SECONDS, 0.002
+        while not await self.run(lambda: self.index.has_tracking_id(self.courses.name, notification_id)):
+            if time.monotonic() > deadline:
+                # The write is committed; only the list lags behind. Say so rather than fail the command.
+                log.warning("course index is %ss behind notification %s", PROJECTION_WAIT_SECONDS, notification_id)
+                return
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
 
 def provide_services(state: State) -> Services:

@@ -24,6 +24,6 @@ async def ready(services: Services) -> Response[Health]:
         checks["postgres"] = f"error: {exc}"
     if services.bus is not None:
         checks["nats"] = "ok" if services.bus.is_connected else "error: disconnected"
-    checks["course_index"] = "error: stopped" if services.index.is_interrupted.is_set() else "ok"
+    checks["course_index"] = "ok" if services.projection.alive else "error: its runner thread stopped"
     healthy = all(v == "ok" for v in checks.values())
     return Response(Health(status="ok" if healthy else "unavailable", checks=checks), status_code=200 if healthy else 503)

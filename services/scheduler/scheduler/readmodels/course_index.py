@@ -7,9 +7,9 @@ from functools import singledispatchmethod
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import InfrastructureFactory, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from eventsourcing.projection import Projection
+from eventsourcing.projection import BaseProjectionRunner, Projection
 from psycopg.sql import SQL, Identifier
 
 from scheduler.domain.course import Course
@@ -151,3 +151,9 @@ class CourseIndex(Projection[CourseIndexView]):
     @process_event.register
     def _(self, event: Course.DoseApprovalDecided, tracking: Tracking) -> None:
         self.view.approval_decided(event, tracking)
+
+
+def course_index_view(env: dict[str, str]) -> CourseIndexView:
+    """The view as the projection runner builds it (same tables), for processes that only read and wait."""
+    environment = BaseProjectionRunner._construct_env(name=CourseIndex.name, env=env)  # noqa: SLF001
+    return InfrastructureFactory[CourseIndexView].construct(env=environment).tracking_recorder(CourseIndexView)
