@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
@@ -68,14 +71,93 @@ def event_store_env(settings: Settings) -> dict[str, str]:
     }
 
 
+class GroupCommit:
+    """Saves the courses of concurrent commands together, in one transaction.
+
+    The event store takes a table lock for each transaction (to keep the notification log gap-free), so one
+    transaction per command would cap the whole system at one commit, one fsync, per command. One writer thread
+    saves whatever commands are waiting as one batch instead. A batch holds at most one command per course;
+    if any course in it lost a race, every command of the batch reloads and runs again (each on its own)."""
+
+    def __init__(self, app: Application, max_batch: int = 64) -> None:
+        self.app, self.max_batch = app, max_batch
+        self._queue: queue.SimpleQueue[tuple[Course, Future[list[Recording]]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self._thread.start()
+
+    def save(self, course: Course) -> list[Recording]:
+        done: Future[list[Recording]] = Future()
+        self._queue.put((course, done))
+        return done.result()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        carried: list[tuple[Course, Future[list[Recording]]]] = []
+        stopping = False
+        while not (stopping and not carried):
+            waiting = carried or []
+            carried = []
+            if not waiting:
+                item = self._queue.get()
+                if item is None:
+                    return
+                waiting = [item]
+            while len(waiting) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                waiting.append(item)
+            batch, seen = [], set()
+            for course, done in waiting:
+                (carried if course.id in seen else batch).append((course, done))
+                seen.add(course.id)
+            self._save(batch)
+
+    def _save(self, batch: list[tuple[Course, Future[list[Recording]]]]) -> None:
+        try:
+            recordings = self.app.save(*(course for course, _ in batch))
+        except BaseException as error:  # every waiting command gets the error, so none is lost or hidden
+            for _, done in batch:
+                done.set_exception(error)
+            return
+        by_course: dict[UUID, list[Recording]] = {}
+        for recording in recordings:
+            by_course.setdefault(recording.domain_event.originator_id, []).append(recording)
+        for course, done in batch:
+            done.set_result(by_course.get(course.id, []))
+
+
 class Courses(Application):
     """Courses as event streams; every command is optimistic and retried when another writer wins."""
 
     name = "courses"
 
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env=env)
+        self._group_commit: GroupCommit | None = None
+        self._group_commit_lock = threading.Lock()
+
+    def _save_grouped(self, course: Course) -> list[Recording]:
+        with self._group_commit_lock:  # started on first use: the projection runner's copy never writes
+            if self._group_commit is None:
+                self._group_commit = GroupCommit(self)
+        return self._group_commit.save(course)
+
+    def close(self) -> None:
+        if self._group_commit is not None:
+            self._group_commit.close()
+        super().close()
+
     def open_course(self, build: Callable[[], Course]) -> Outcome:
         course = build()
-        return Outcome(course, None, self.save(course))
+        return Outcome(course, None, self._save_grouped(course))
 
     def get_course(self, course_id: UUID, version: int | None = None) -> Course:
         try:
@@ -89,7 +171,7 @@ class Courses(Application):
             course = self.get_course(course_id)
             result = command(course)
             try:
-                recordings = self.save(course)
+                recordings = self._save_grouped(course)
             except IntegrityError:
                 continue
             return Outcome(course, result, recordings)

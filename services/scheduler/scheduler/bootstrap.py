@@ -28,7 +28,7 @@ from scheduler.http.idempotency import idempotency_middleware
 from scheduler.http.problems import EXCEPTION_HANDLERS
 from scheduler.idempotency import IdempotencyKeys
 from scheduler.readmodels.course_index import CourseIndex, CourseIndexView, course_index_view
-from scheduler.singleton import Singleton
+from scheduler.singleton import Singleton, lock_key
 from scheduler.settings import Settings
 
 log = logging.getLogger("kact")
@@ -39,11 +39,22 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def ensure_schema(settings: Settings) -> None:
-    """Create the schema the event store, projections and directory tables live in."""
+def projection_env(env: dict[str, str]) -> dict[str, str]:
+    """The course index reads and writes little: a small pool keeps connections for the commands."""
+    return {**env, "POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "2"}
+
+
+def migrate(settings: Settings, env: dict[str, str]) -> tuple[Courses, CourseIndexView]:
+    """Create the schema and every table, one process at a time (concurrent CREATE ... IF NOT EXISTS collide)."""
     assert settings.database_url
+    schema = psycopg.sql.Identifier(settings.db_schema)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(psycopg.sql.Identifier(settings.db_schema)))
+        conn.execute("SELECT pg_advisory_lock(%s)", (lock_key(f"{settings.db_schema}.migrate"),))
+        conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+        conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(schema))
+        conn.execute(directory.SCHEMA_SQL + idempotency.SCHEMA_SQL)
+        courses, view = Courses(env=env), course_index_view(projection_env(env))
+    return courses, view
 
 
 async def open_pool(settings: Settings) -> asyncpg.Pool:
@@ -53,8 +64,6 @@ async def open_pool(settings: Settings) -> asyncpg.Pool:
         max_size=settings.db_pool_size,
         server_settings={"search_path": settings.db_schema, "application_name": "kact-scheduler"},
     )
-    async with pool.acquire() as conn:
-        await conn.execute(directory.SCHEMA_SQL + idempotency.SCHEMA_SQL)
     return pool
 
 
@@ -80,19 +89,19 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
         env = event_store_env(settings)
 
         def start_event_store() -> tuple[Courses, CourseIndexView, Singleton]:
-            ensure_schema(settings)
-            view = course_index_view(env)
+            courses, view = migrate(settings, env)
             # Every process serves the index; exactly one (the advisory lock holder) keeps it up to date.
             projection = Singleton(
                 settings.database_url or "",
                 f"{settings.db_schema}.course_index",
                 start=lambda: ProjectionRunner(
-                    application_class=Courses, projection_class=CourseIndex, view_class=CourseIndexView, env=env
+                    application_class=Courses, projection_class=CourseIndex, view_class=CourseIndexView,
+                    env=projection_env(env),
                 ),
                 stop=lambda runner: runner.stop(),
                 healthy=lambda runner: not runner.is_interrupted.is_set(),
             ).start()
-            return Courses(env=env), view, projection
+            return courses, view, projection
 
         # The library connects and creates its tables synchronously: keep that off the event loop too.
         courses, view, projection = await anyio.to_thread.run_sync(start_event_store)

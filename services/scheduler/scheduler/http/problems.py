@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
+import eventsourcing.persistence
+import psycopg
+
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -100,6 +104,13 @@ def http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]]
     return problem(status, "http-error", exc.detail or "HTTP error", exc.detail)
 
 
+def unavailable(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    response = problem(503, "unavailable", "Service unavailable", "the database is unavailable; retry shortly")
+    response.headers["Retry-After"] = "2"
+    return response
+
+
 def unexpected(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "internal", "Internal error", "unexpected error; it was logged")
@@ -109,5 +120,12 @@ EXCEPTION_HANDLERS = {
     DomainError: domain_error,
     ProblemError: problem_error,
     HTTPException: http_error,
+    asyncpg.PostgresConnectionError: unavailable,
+    asyncpg.exceptions.TooManyConnectionsError: unavailable,
+    asyncpg.InterfaceError: unavailable,
+    psycopg.OperationalError: unavailable,
+    eventsourcing.persistence.OperationalError: unavailable,
+    eventsourcing.persistence.InterfaceError: unavailable,
+    OSError: unavailable,
     Exception: unexpected,
 }

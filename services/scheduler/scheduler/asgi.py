@@ -1,0 +1,12 @@
+"""The app for ASGI servers that spawn workers: every setting, resolved, comes from the environment."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+
+from scheduler.bootstrap import create_app
+from scheduler.settings import Settings
+
+
+def create_from_env() -> Litestar:
+    return create_app(Settings.from_env())
