@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -114,6 +116,16 @@ def medicine_record(approvals: dict[str, dict[str, Any]], dosed_at: datetime, mg
                            "systolic": 128, "diastolic": 82, "heart_rate": 74, "acceptable": True})
     return {"doses": doses, "vitals": vitals, "discharged_at": iso(dosed_at + timedelta(minutes=130)),
             "notes": "calm session"}
+
+
+def eventually(read: Callable[[], Any], until: Callable[[Any], bool], timeout: float = 10.0) -> Any:
+    """Lists follow the event store within milliseconds: read until the condition holds (or time runs out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if until(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.02)
 
 
 def ok(response: httpx.Response, status: int) -> Any:

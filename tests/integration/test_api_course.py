@@ -8,7 +8,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from api_support import T0, Tenant, bearer, iso, ok
+from api_support import T0, Tenant, bearer, eventually, iso, ok
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,8 @@ def test_a_taking_turns_course_runs_from_opening_to_completion(home: Tenant, cli
     refused = home.post(f"/v1/courses/{cid}/discontinue", {"reason": "too late"})
     assert refused.status_code == 409
     assert refused.json()["type"] == "/problems/course-closed"
-    listed = ok(client.get("/v1/courses?status=completed", headers=home.headers), 200)
+    listed = eventually(lambda: ok(client.get("/v1/courses?status=completed", headers=home.headers), 200),
+                        lambda page: page["items"])
     assert [c["id"] for c in listed["items"]] == [cid]
 
 
@@ -83,7 +84,8 @@ def test_a_prescriber_sees_and_decides_only_approvals_addressed_to_them(home: Te
     other_rx = ok(home.post(f"/v1/clinics/{home.clinic['id']}/clinicians", {"name": "Dr B", "role": "prescriber"}), 201)
     approval = ok(home.post(f"/v1/courses/{cid}/dose-approvals", {
         "session_id": session["id"], "partner": "a", "prescriber_id": home.prescriber["id"], "requested_mg": 90}), 201)
-    mine = ok(client.get("/v1/dose-approvals?status=pending", headers=home.rx_headers), 200)
+    mine = eventually(lambda: ok(client.get("/v1/dose-approvals?status=pending", headers=home.rx_headers), 200),
+                      lambda approvals: approvals)
     assert [a["id"] for a in mine] == [approval["id"]]
     assert ok(client.get("/v1/dose-approvals", headers=bearer(other_rx["api_key"])), 200) == []
     stranger = client.post(f"/v1/dose-approvals/{approval['id']}/decision", json={"approve": True},
@@ -144,7 +146,8 @@ def test_idempotency_key_replays_the_first_response(home: Tenant, client: httpx.
     assert other_body.status_code == 422 and other_body.json()["type"] == "/problems/idempotency-key-reused"
     # a key is scoped per principal: another clinic's same key is a different request
     other = Tenant.onboard(client, live_server.operator_token, "Other practice")
-    mine = [c["id"] for c in ok(client.get("/v1/courses", headers=home.headers), 200)["items"]]
+    mine = [c["id"] for c in eventually(lambda: ok(client.get("/v1/courses", headers=home.headers), 200),
+                                        lambda page: page["items"])["items"]]
     assert mine.count(first.json()["id"]) == 1
     theirs = other.post("/v1/courses", body, headers=headers)
     assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]

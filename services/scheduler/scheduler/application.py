@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -40,11 +40,6 @@ class Outcome:
     course: Course
     result: Any
     recordings: list[Recording]
-
-    def last_notification_id(self, topics: Sequence[str]) -> int | None:
-        """Position of the last recorded event with one of these topics (what a projection must reach)."""
-        ids = [r.notification.id for r in self.recordings if r.notification.topic in topics]
-        return ids[-1] if ids else None
 
 
 def event_store_env(settings: Settings) -> dict[str, str]:

@@ -40,8 +40,9 @@ def utcnow() -> datetime:
 
 
 def projection_env(env: dict[str, str]) -> dict[str, str]:
-    """The course index reads and writes little: a small pool keeps connections for the commands."""
-    return {**env, "POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "2"}
+    """The course index reads and writes little: a small pool keeps connections for the commands. Its tables
+    exist once `migrate` ran; creating them again while another process migrates would collide."""
+    return {**env, "POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "2", "CREATE_TABLE": "n"}
 
 
 def migrate(settings: Settings, env: dict[str, str]) -> tuple[Courses, CourseIndexView]:
@@ -53,7 +54,7 @@ def migrate(settings: Settings, env: dict[str, str]) -> tuple[Courses, CourseInd
         conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
         conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(schema))
         conn.execute(directory.SCHEMA_SQL + idempotency.SCHEMA_SQL)
-        courses, view = Courses(env=env), course_index_view(projection_env(env))
+        courses, view = Courses(env=env), course_index_view({**projection_env(env), "CREATE_TABLE": "y"})
     return courses, view
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import threading
+import time
+import urllib.request
 import signal
 import socket
 import sys
@@ -14,6 +18,7 @@ from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from scheduler.embedded import EmbeddedNats, EmbeddedPostgres, ServerError
 from scheduler.runtime import resolve_runtime_settings
@@ -92,15 +97,6 @@ def up(settings: Settings, *, access_log: bool = False) -> None:
         # Imported late: `kact version` must not need the whole application.
         from scheduler.bootstrap import create_app
 
-        config = uvicorn.Config(
-            create_app(runtime),
-            host=runtime.http_host,
-            port=runtime.http_port,
-            access_log=access_log,
-            log_level="info",
-            lifespan="on",
-        )
-
         def announce(port: int) -> None:
             lines = [
                 ("API", _base_url(runtime.http_host, port)),
@@ -113,13 +109,56 @@ def up(settings: Settings, *, access_log: bool = False) -> None:
                 + "\nCtrl-C stops it."
             )
 
-        _AnnouncingServer(config, announce).run()
+        if runtime.workers > 1:
+            _serve_workers(runtime, access_log, announce)
+        else:
+            config = uvicorn.Config(
+                create_app(runtime),
+                host=runtime.http_host,
+                port=runtime.http_port,
+                access_log=access_log,
+                log_level="info",
+                lifespan="on",
+            )
+            _AnnouncingServer(config, announce).run()
     finally:
         # Children live in their own process groups, so a second Ctrl-C would only
         # abort their orderly shutdown; the stop itself kills them after a timeout.
         with _signals_ignored():
             stack.close()
         signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _serve_workers(runtime: Settings, access_log: bool, announce: Callable[[int], None]) -> None:
+    """Several API processes on one socket; each builds the app from the resolved settings in its environment."""
+    os.environ.update(runtime.as_env())
+    config = uvicorn.Config(
+        "scheduler.asgi:create_from_env",
+        factory=True,
+        host=runtime.http_host,
+        port=runtime.http_port,
+        workers=runtime.workers,
+        access_log=access_log,
+        log_level="info",
+        lifespan="on",
+    )
+    sock = config.bind_socket()
+    port = sock.getsockname()[1]
+
+    def announce_when_ready() -> None:
+        url = f"http://127.0.0.1:{port}/health/ready"
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        announce(port)
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+
+    threading.Thread(target=announce_when_ready, daemon=True).start()
+    Multiprocess(config, sockets=[sock]).run()
 
 
 class _AnnouncingServer(uvicorn.Server):

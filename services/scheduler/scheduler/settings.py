@@ -43,6 +43,7 @@ class Settings:
     cipher_key: str | None = None
     db_pool_size: int = 10
     simulated_time: bool = False  # tests and benchmarks only: honour the X-Kact-Now header
+    workers: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -58,4 +59,22 @@ class Settings:
             cipher_key=env.get("KACT_CIPHER_KEY") or None,
             db_pool_size=int(env.get("KACT_DB_POOL_SIZE", cls.db_pool_size)),
             simulated_time=env.get("KACT_SIMULATED_TIME", "").lower() in ("1", "true", "yes"),
+            workers=int(env.get("KACT_WORKERS", cls.workers)),
         )
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as the environment `from_env` reads (to hand them to worker processes)."""
+        values = {
+            "KACT_HTTP_HOST": self.http_host,
+            "KACT_HTTP_PORT": str(self.http_port),
+            "KACT_DATA_DIR": str(self.data_dir),
+            "KACT_OPERATOR_TOKEN": self.operator_token,
+            "KACT_DATABASE_URL": self.database_url,
+            "KACT_DB_SCHEMA": self.db_schema,
+            "KACT_NATS_URL": self.nats_url,
+            "KACT_CIPHER_KEY": self.cipher_key,
+            "KACT_DB_POOL_SIZE": str(self.db_pool_size),
+            "KACT_SIMULATED_TIME": "1" if self.simulated_time else "",
+            "KACT_WORKERS": str(self.workers),
+        }
+        return {k: v for k, v in values.items() if v is not None}

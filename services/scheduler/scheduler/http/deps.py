@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-import anyio
 import anyio.to_thread
 from litestar import Request
 from nats.aio.client import Client as NATS
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException
 
-from scheduler.application import Courses, Outcome
+from scheduler.application import Courses
 from scheduler.directory import Directory, Principal
 from scheduler.http.problems import ProblemError
 from scheduler.idempotency import IdempotencyKeys
-from scheduler.readmodels.course_index import CourseIndex, CourseIndexView
+from scheduler.readmodels.course_index import CourseIndexView
 from scheduler.singleton import Singleton
 
 T = TypeVar("T")
-log = logging.getLogger("kact")
-PROJECTION_WAIT_SECONDS = 5.0
 
 
 @dataclass
@@ -42,21 +37,6 @@ class Services:
     async def run(self, fn: Callable[[], T]) -> T:
         """Run a synchronous eventsourcing call off the event loop."""
         return await anyio.to_thread.run_sync(fn)
-
-    async def await_index(self, outcome: Outcome) -> None:
-        """Let the course list and approval queue catch up with a write, so a client reads its own writes."""
-        notification_id = outcome.last_notification_id(CourseIndex.topics)
-        if notification_id is None:
-            return
-        # The library's own wait sleeps 100 ms before its second look; the index is usually a few ms behind.
-        deadline, pause = time.monotonic() + PROJECTION_WAIT_SECONDS, 0.002
-        while not await self.run(lambda: self.index.has_tracking_id(self.courses.name, notification_id)):
-            if time.monotonic() > deadline:
-                # The write is committed; only the list lags behind. Say so rather than fail the command.
-                log.warning("course index is %ss behind notification %s", PROJECTION_WAIT_SECONDS, notification_id)
-                return
-            await anyio.sleep(pause)
-            pause = min(pause * 2, 0.05)
 
 
 def provide_services(state: State) -> Services:

@@ -111,15 +111,6 @@ class CourseIndexView(PostgresTrackingRecorder):
             curs.execute(query, {"rx": prescriber_id, "status": status})
             return [dict(row) for row in curs.fetchall()]
 
-    def approval(self, approval_id: str) -> dict[str, Any] | None:
-        query = SQL("SELECT * FROM {0}.approval_queue WHERE approval_id = %(aid)s").format(
-            Identifier(self.datastore.schema)
-        )
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(query, {"aid": approval_id})
-            row = curs.fetchone()
-            return dict(row) if row else None
-
 
 class CourseIndex(Projection[CourseIndexView]):
     name = "course_index"
