@@ -21,9 +21,10 @@ WALKTHROUGH = ROOT / "docs" / "walkthrough.sh"
 KACT = Path(sys.executable).with_name("kact")
 
 
-def start(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+def start(data_dir: Path, port: int, workers: int = 1) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KACT_")}
-    env |= {"KACT_DATA_DIR": str(data_dir), "KACT_HTTP_PORT": str(port), "KACT_SIMULATED_TIME": "1"}
+    env |= {"KACT_DATA_DIR": str(data_dir), "KACT_HTTP_PORT": str(port), "KACT_SIMULATED_TIME": "1",
+            "KACT_WORKERS": str(workers)}
     process = subprocess.Popen([str(KACT), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
     output = []
@@ -88,6 +89,26 @@ def test_kact_up_runs_the_walkthrough_stops_cleanly_and_keeps_data(tmp_path: Pat
         assert len(courses["items"]) == 1
     finally:
         stop(process)
+
+
+def test_several_worker_processes_serve_one_system(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "kact", free_port()
+    process, operator_key = start(data_dir, port, workers=2)
+    try:
+        workers = [p for p in psutil.Process(process.pid).children(recursive=True) if "postgres" not in p.name()
+                   and "nats" not in p.name()]
+        assert len(workers) >= 2
+        run = subprocess.run(["bash", str(WALKTHROUGH)], env={**os.environ, "KACT": f"http://127.0.0.1:{port}",
+                                                            "OP": operator_key},
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert run.stdout.splitlines()[-1] == "Completed"
+    finally:
+        stop(process)
+    deadline = time.monotonic() + 30
+    while children_of(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert children_of(data_dir) == []
 
 
 def test_the_readme_walkthrough_is_the_tested_script() -> None:
