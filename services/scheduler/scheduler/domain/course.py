@@ -718,6 +718,16 @@ class Course(Aggregate):
             violations.append(Violation("I1", "a preparation session cannot be held before the course is Assessed"))
         if session.kind is Kind.MEDICINE:
             violations += self._medicine_violations(session, doses, vitals, discharged_at, now)
+            if discharged_at is not None and discharged_at > session.ends_at:
+                # The couple stays until discharge (I10): the session may not run into another one.
+                clash = [
+                    s for s in self.sessions.values()
+                    if s.active and s.id != session.id and s.overlaps(session.starts_at, discharged_at)
+                ]
+                if clash:
+                    violations.append(
+                        Violation("I10", f"discharge at {discharged_at.isoformat()} runs into session {clash[0].id}")
+                    )
         if session.kind is Kind.INTEGRATION:
             medicine = self.sessions.get(session.follows or "")
             if medicine is None or not self.has_milestone("dosed", medicine.id):
@@ -747,7 +757,12 @@ class Course(Aggregate):
         dosed_before = self.dosed_sessions()
         if dosed_before:
             last = dosed_before[-1]
-            held = len(self.integration_held_after(last.id))
+            # Count only integration sessions that took place before this medicine session (I3 in time order).
+            held = len([s for s in self.integration_held_after(last.id) if s.starts_at < session.starts_at])
+            if session.starts_at < last.starts_at:
+                violations.append(
+                    Violation("I3", f"medicine session {session.id} took place before Dosed session {last.id}")
+                )
             if held < self.protocol.min_integration_sessions:
                 violations.append(
                     Violation(
