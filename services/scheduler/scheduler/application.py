@@ -58,6 +58,8 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_MAX_OVERFLOW": str(settings.db_pool_size),
         "POSTGRES_LOCK_TIMEOUT": "5",
         "CREATE_TABLE": "y",
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "y",
+        "APPLICATION_RECORDER_TOPIC": "scheduler.event_store:LockedInsertRecorder",
         "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
         "CIPHER_KEY": settings.cipher_key,
         # Cached aggregates are fast-forwarded from the store, so several processes stay correct.
