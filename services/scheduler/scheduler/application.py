@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import queue
+import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -74,7 +76,7 @@ class GroupCommit:
     The event store takes a table lock for each transaction (to keep the notification log gap-free), so one
     transaction per command would cap the whole system at one commit, one fsync, per command. One writer thread
     saves whatever commands are waiting as one batch instead. A batch holds at most one command per course;
-    if any course in it lost a race, every command of the batch reloads and runs again (each on its own)."""
+    if a course in it lost a race, the batch is saved again course by course, and only the loser reloads."""
 
     def __init__(self, app: Application, max_batch: int = 64) -> None:
         self.app, self.max_batch = app, max_batch
@@ -118,10 +120,19 @@ class GroupCommit:
             self._save(batch)
 
     def _save(self, batch: list[tuple[Course, Future[list[Recording]]]]) -> None:
+        pending = [(done, course.collect_events()) for course, done in batch]
         try:
-            recordings = self.app.save(*(course for course, _ in batch))
+            recordings = self.app.save(*(event for _, events in pending for event in events))
+        except IntegrityError:
+            if len(pending) == 1:
+                pending[0][0].set_exception(IntegrityError("the course changed concurrently"))
+                return
+            # One course lost a race: save each on its own, so only that command reloads and runs again.
+            for done, events in pending:
+                self._save_alone(done, events)
+            return
         except BaseException as error:  # every waiting command gets the error, so none is lost or hidden
-            for _, done in batch:
+            for done, _ in pending:
                 done.set_exception(error)
             return
         by_course: dict[UUID, list[Recording]] = {}
@@ -129,6 +140,12 @@ class GroupCommit:
             by_course.setdefault(recording.domain_event.originator_id, []).append(recording)
         for course, done in batch:
             done.set_result(by_course.get(course.id, []))
+
+    def _save_alone(self, done: Future[list[Recording]], events: list[Any]) -> None:
+        try:
+            done.set_result(self.app.save(*events))
+        except BaseException as error:
+            done.set_exception(error)
 
 
 class Courses(Application):
@@ -164,7 +181,9 @@ class Courses(Application):
 
     def execute(self, course_id: UUID, command: Callable[[Course], T]) -> Outcome:
         """Run `command` on the current course and save its events; on a version conflict, reload and rerun."""
-        for _ in range(CONFLICT_RETRIES):
+        for attempt in range(CONFLICT_RETRIES):
+            if attempt:  # another writer won: let the winners through before reloading (jittered backoff)
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
             course = self.get_course(course_id)
             result = command(course)
             try:
