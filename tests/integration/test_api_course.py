@@ -177,3 +177,27 @@ def test_a_retry_while_the_first_request_runs_is_a_conflict(home: Tenant, live_s
                                 headers={**home.headers, "Idempotency-Key": "slow-1", "Content-Type": "application/json"})
     assert response.status_code == 409
     assert response.json()["type"] == "/problems/idempotency-in-progress"
+
+
+def test_a_session_at_a_partner_clinic_is_staffed_by_the_hosts_clinicians(
+        home: Tenant, client: httpx.Client, live_server) -> None:
+    host = Tenant.onboard(client, live_server.operator_token, "Ketamine clinic")
+    course = home.open_course()
+    start = home.assess_and_prepare(course["id"])
+    # without a partnership the host may not take medicine sessions (I11)
+    refused = home.post(f"/v1/courses/{course['id']}/sessions", {
+        "kind": "medicine", "starts_at": iso(start), "ends_at": iso(start + timedelta(hours=3)),
+        "clinic_id": host.clinic["id"], "clinician_ids": [host.prescriber["id"]]})
+    assert refused.status_code == 409 and refused.json()["type"] == "/problems/hosting"
+    ok(home.post("/v1/partnerships", {"partner_clinic_id": host.clinic["id"]}), 201)
+    assert ok(host.post("/v1/partnerships", {"partner_clinic_id": home.clinic["id"]}), 201)["agreed"] is True
+    session = home.book(course["id"], "medicine", start, hours=3, clinic_id=host.clinic["id"])
+    moved = ok(home.post(f"/v1/courses/{course['id']}/sessions/{session['id']}/reschedule", {
+        "starts_at": iso(start + timedelta(days=1)), "ends_at": iso(start + timedelta(days=1, hours=3)),
+        "clinician_ids": [host.prescriber["id"], home.therapist["id"]]}), 200)
+    assert moved["clinician_ids"] == [host.prescriber["id"], home.therapist["id"]]
+    stranger = Tenant.onboard(client, live_server.operator_token, "Unrelated clinic")
+    wrong = home.post(f"/v1/courses/{course['id']}/sessions/{session['id']}/reschedule", {
+        "starts_at": iso(start + timedelta(days=2)), "ends_at": iso(start + timedelta(days=2, hours=3)),
+        "clinician_ids": [stranger.therapist["id"]]})
+    assert wrong.status_code == 422

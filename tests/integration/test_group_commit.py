@@ -40,7 +40,7 @@ def test_two_writers_lose_no_update_and_double_none(settings: Settings) -> None:
     writers = [first, second]
     ids = [first.open_course(lambda: Course.open(course_id=uuid4(), home_clinic_id="home", model="together",
                                                  protocol=Protocol(), partners={"a": "x", "b": "y"},
-                                                 by="clinic:home")).course.id for _ in range(COURSES)]
+                                                 by="clinic:home")).id for _ in range(COURSES)]
 
     def book(n: int) -> tuple[int, str]:
         course_id, start = ids[n % COURSES], T0 + timedelta(days=n)  # each booking its own day: all valid

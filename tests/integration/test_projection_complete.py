@@ -33,10 +33,10 @@ def test_every_course_opened_concurrently_reaches_the_list(live_server) -> None:
                 body = {"model": "together", "partners": {"a": "x", "b": "y"}}
                 return ok(client.post("/v1/courses", json=body, headers=home.headers), 201)["id"]
         writer = writers[n % 3]
-        outcome = writer.open_course(lambda: Course.open(
+        course = writer.open_course(lambda: Course.open(
             course_id=uuid4(), home_clinic_id=home.clinic["id"], model="together", protocol=Protocol(),
             partners={"a": "x", "b": "y"}, by="clinic:test"))
-        return str(outcome.course.id)
+        return str(course.id)
 
     try:
         with ThreadPoolExecutor(24) as pool:

@@ -8,18 +8,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.persistence import IntegrityError
 
 from scheduler.domain.course import Course
 from scheduler.domain.errors import DomainError
 from scheduler.settings import DatabaseAddress, Settings
 
-T = TypeVar("T")
 CONFLICT_RETRIES = 8
 
 
@@ -35,13 +33,6 @@ class ConcurrentUpdateError(DomainError):
     def __init__(self, course_id: UUID) -> None:
         self.course_id = course_id
         super().__init__(f"course {course_id} was changed concurrently, retry the command")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    course: Course
-    result: Any
-    recordings: list[Recording]
 
 
 def event_store_env(settings: Settings) -> dict[str, str]:
@@ -80,21 +71,21 @@ class GroupCommit:
 
     def __init__(self, app: Application, max_batch: int = 64) -> None:
         self.app, self.max_batch = app, max_batch
-        self._queue: queue.SimpleQueue[tuple[Course, Future[list[Recording]]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Course, Future[None]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
-    def save(self, course: Course) -> list[Recording]:
-        done: Future[list[Recording]] = Future()
+    def save(self, course: Course) -> None:
+        done: Future[None] = Future()
         self._queue.put((course, done))
-        return done.result()
+        done.result()
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        carried: list[tuple[Course, Future[list[Recording]]]] = []
+        carried: list[tuple[Course, Future[None]]] = []
         stopping = False
         while not (stopping and not carried):
             waiting = carried or []
@@ -119,10 +110,10 @@ class GroupCommit:
                 seen.add(course.id)
             self._save(batch)
 
-    def _save(self, batch: list[tuple[Course, Future[list[Recording]]]]) -> None:
+    def _save(self, batch: list[tuple[Course, Future[None]]]) -> None:
         pending = [(done, course.collect_events()) for course, done in batch]
         try:
-            recordings = self.app.save(*(event for _, events in pending for event in events))
+            self.app.save(*(event for _, events in pending for event in events))
         except IntegrityError:
             if len(pending) == 1:
                 pending[0][0].set_exception(IntegrityError("the course changed concurrently"))
@@ -135,15 +126,13 @@ class GroupCommit:
             for done, _ in pending:
                 done.set_exception(error)
             return
-        by_course: dict[UUID, list[Recording]] = {}
-        for recording in recordings:
-            by_course.setdefault(recording.domain_event.originator_id, []).append(recording)
-        for course, done in batch:
-            done.set_result(by_course.get(course.id, []))
+        for done, _ in pending:
+            done.set_result(None)
 
-    def _save_alone(self, done: Future[list[Recording]], events: list[Any]) -> None:
+    def _save_alone(self, done: Future[None], events: list[Any]) -> None:
         try:
-            done.set_result(self.app.save(*events))
+            self.app.save(*events)
+            done.set_result(None)
         except BaseException as error:
             done.set_exception(error)
 
@@ -158,20 +147,21 @@ class Courses(Application):
         self._group_commit: GroupCommit | None = None
         self._group_commit_lock = threading.Lock()
 
-    def _save_grouped(self, course: Course) -> list[Recording]:
+    def _save_grouped(self, course: Course) -> None:
         with self._group_commit_lock:  # started on first use: the projection runner's copy never writes
             if self._group_commit is None:
                 self._group_commit = GroupCommit(self)
-        return self._group_commit.save(course)
+        self._group_commit.save(course)
 
     def close(self) -> None:
         if self._group_commit is not None:
             self._group_commit.close()
         super().close()
 
-    def open_course(self, build: Callable[[], Course]) -> Outcome:
+    def open_course(self, build: Callable[[], Course]) -> Course:
         course = build()
-        return Outcome(course, None, self._save_grouped(course))
+        self._save_grouped(course)
+        return course
 
     def get_course(self, course_id: UUID, version: int | None = None) -> Course:
         try:
@@ -179,18 +169,20 @@ class Courses(Application):
         except AggregateNotFoundError:
             raise CourseNotFoundError(course_id) from None
 
-    def execute(self, course_id: UUID, command: Callable[[Course], T]) -> Outcome:
-        """Run `command` on the current course and save its events; on a version conflict, reload and rerun."""
+    def execute(self, course_id: UUID, command: Callable[[Course], Any]) -> Course:
+        """Run `command` on the current course and save its events; on a version conflict, reload and rerun.
+
+        Returns the course as saved."""
         for attempt in range(CONFLICT_RETRIES):
             if attempt:  # another writer won: let the winners through before reloading (jittered backoff)
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
             course = self.get_course(course_id)
-            result = command(course)
+            command(course)
             try:
-                recordings = self._save_grouped(course)
+                self._save_grouped(course)
             except IntegrityError:
                 continue
-            return Outcome(course, result, recordings)
+            return course
         raise ConcurrentUpdateError(course_id)
 
     def history(self, course_id: UUID) -> list[Any]:

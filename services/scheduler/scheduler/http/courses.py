@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from litestar import Controller, get, post
+from msgspec.structs import asdict
 from litestar.params import Parameter
 
 from scheduler.application import CourseNotFoundError
@@ -44,11 +45,22 @@ def _clinic_of(principal: Principal) -> str:
     return principal.clinic_id
 
 
-def _owned(course: Course, principal: Principal) -> Course:
+def _may_see(home_clinic_id: str, principal: Principal) -> bool:
     """A course is visible to its home clinic and the operator; to anyone else it does not exist."""
-    if principal.kind == "operator" or (principal.kind == "clinic" and course.home_clinic_id == principal.clinic_id):
+    return principal.kind == "operator" or (principal.kind == "clinic" and home_clinic_id == principal.clinic_id)
+
+
+def _owned(course: Course, principal: Principal) -> Course:
+    if _may_see(course.home_clinic_id, principal):
         return course
     raise CourseNotFoundError(course.id)
+
+
+def _check_staff(found: dict[str, dict[str, Any]], ids: list[UUID], clinics: set[str | None]) -> None:
+    for cid in ids:
+        row = found.get(str(cid))
+        if row is None or str(row["clinic_id"]) not in clinics:
+            raise _unknown(f"clinician {cid} is not staff of the home or hosting clinic")
 
 
 def _unknown(what: str) -> ProblemError:
@@ -62,11 +74,11 @@ class CourseController(Controller):
     @post("/", operation_id="openCourse", status_code=201, summary="Open a couple's course")
     async def open_course(self, data: body(CourseCreate), principal: Principal, services: Services) -> CourseView:
         clinic_id = _clinic_of(principal)
-        settings = {k: v for k, v in _struct_dict(data.protocol).items() if v is not None} if data.protocol else {}
+        settings = {k: v for k, v in asdict(data.protocol).items() if v is not None} if data.protocol else {}
         if data.protocol and data.protocol.vitals_limit:
-            settings["vitals_limit"] = VitalsLimit(**_struct_dict(data.protocol.vitals_limit))
+            settings["vitals_limit"] = VitalsLimit(**asdict(data.protocol.vitals_limit))
         protocol = Protocol(**settings)
-        outcome = await services.run(
+        course = await services.run(
             lambda: services.courses.open_course(
                 lambda: Course.open(
                     course_id=uuid4(),
@@ -79,7 +91,7 @@ class CourseController(Controller):
                 )
             )
         )
-        return course_view(outcome.course)
+        return course_view(course)
 
     @get("/", operation_id="listCourses", summary="List the courses this principal may see")
     async def list_courses(
@@ -112,8 +124,9 @@ class CourseController(Controller):
 
     @get("/{course_id:uuid}/events", operation_id="listCourseEvents", summary="The course's audit history")
     async def list_events(self, course_id: UUID, principal: Principal, services: Services) -> list[EventView]:
-        course = _owned(await services.run(lambda: services.courses.get_course(course_id)), principal)
-        events = await services.run(lambda: services.courses.history(course.id))
+        events = await services.run(lambda: services.courses.history(course_id))
+        if not _may_see(events[0].home_clinic_id, principal):  # the opening event names the home clinic
+            raise CourseNotFoundError(course_id)
         await services.directory.log_access(principal, "read_history", course_id)
         return [event_view(e) for e in events]
 
@@ -131,21 +144,16 @@ class CourseController(Controller):
         self, course_id: UUID, data: body(ScreeningCreate), principal: Principal, services: Services
     ) -> CourseView:
         await self._clinicians(services, principal, [data.clinician_id])
-        outcome = await self._execute(
+        course = await self._execute(
             services, principal, course_id,
             lambda c: c.record_screening(partner=data.partner, result=data.result,
                                          clinician_id=str(data.clinician_id), notes=data.notes, by=principal.ref),
         )
-        return course_view(outcome.course)
+        return course_view(course)
 
     async def _clinicians(self, services: Services, principal: Principal, ids: list[UUID],
                           host: str | None = None) -> None:
-        found = await services.directory.clinicians(ids)
-        allowed = {principal.clinic_id, host}
-        for cid in ids:
-            row = found.get(str(cid))
-            if row is None or str(row["clinic_id"]) not in allowed:
-                raise _unknown(f"clinician {cid} is not staff of the home or hosting clinic")
+        _check_staff(await services.directory.clinicians(ids), ids, {principal.clinic_id, host})
 
     @post("/{course_id:uuid}/sessions", operation_id="bookSession", status_code=201, summary="Book a session")
     async def book_session(
@@ -166,7 +174,7 @@ class CourseController(Controller):
             has_prescriber, partnered = await services.directory.host_facts(UUID(host_id), UUID(home))
             host = HostFacts(host_id, has_prescriber, partnered)
         session_id = str(uuid4())
-        outcome = await self._execute(
+        course = await self._execute(
             services, principal, course_id,
             lambda c: c.book_session(
                 session_id=session_id, kind=data.kind, partners=data.partners, starts_at=data.starts_at,
@@ -176,36 +184,38 @@ class CourseController(Controller):
                 timezone=data.timezone or clinic["timezone"], host=host, by=principal.ref,
             ),
         )
-        return session_view(outcome.course.sessions[session_id])
+        return session_view(course.sessions[session_id])
 
     @post("/{course_id:uuid}/sessions/{session_id:str}/reschedule", operation_id="rescheduleSession",
           status_code=200, summary="Move a booked session")
     async def reschedule_session(
         self, course_id: UUID, session_id: str, data: body(SessionReschedule), principal: Principal, services: Services
     ) -> SessionView:
-        if data.clinician_ids:
-            await self._clinicians(services, principal, data.clinician_ids)
-        outcome = await self._execute(
-            services, principal, course_id,
-            lambda c: c.reschedule_session(
+        staff = await services.directory.clinicians(data.clinician_ids or [])
+
+        def command(c: Course) -> None:
+            # Staff of the home clinic or of the clinic hosting this session, which only the course knows.
+            _check_staff(staff, data.clinician_ids or [], {principal.clinic_id, c.session(session_id).clinic_id})
+            c.reschedule_session(
                 session_id=session_id, starts_at=data.starts_at, ends_at=data.ends_at,
                 room_id=str(data.room_id) if data.room_id else None,
                 clinician_ids=[str(i) for i in data.clinician_ids] if data.clinician_ids is not None else None,
                 by=principal.ref,
-            ),
-        )
-        return session_view(outcome.course.sessions[session_id])
+            )
+
+        course = await self._execute(services, principal, course_id, command)
+        return session_view(course.sessions[session_id])
 
     @post("/{course_id:uuid}/sessions/{session_id:str}/cancel", operation_id="cancelSession", status_code=200,
           summary="Cancel a booked session")
     async def cancel_session(
         self, course_id: UUID, session_id: str, data: body(SessionCancel), principal: Principal, services: Services
     ) -> SessionView:
-        outcome = await self._execute(
+        course = await self._execute(
             services, principal, course_id,
             lambda c: c.cancel_session(session_id=session_id, reason=data.reason, by=principal.ref),
         )
-        return session_view(outcome.course.sessions[session_id])
+        return session_view(course.sessions[session_id])
 
     @post("/{course_id:uuid}/sessions/{session_id:str}/record", operation_id="recordSession", status_code=200,
           summary="Record what happened: held (with doses, vitals, adverse events, discharge) or missed")
@@ -216,15 +226,15 @@ class CourseController(Controller):
         if data.outcome == "missed":
             command = lambda c: c.record_missed(session_id=session_id, reason=data.reason, now=now, by=principal.ref)  # noqa: E731
         else:
-            doses = [_struct_dict(d) for d in data.doses]
-            vitals = [_struct_dict(v) for v in data.vitals]
-            adverse = [_struct_dict(a) for a in data.adverse_events]
+            doses = [asdict(d) for d in data.doses]
+            vitals = [asdict(v) for v in data.vitals]
+            adverse = [asdict(a) for a in data.adverse_events]
             command = lambda c: c.record_held(  # noqa: E731
                 session_id=session_id, now=now, notes=data.notes, doses=doses, vitals=vitals,
                 adverse_events=adverse, discharged_at=data.discharged_at, by=principal.ref,
             )
-        outcome = await self._execute(services, principal, course_id, command)
-        return session_view(outcome.course.sessions[session_id])
+        course = await self._execute(services, principal, course_id, command)
+        return session_view(course.sessions[session_id])
 
     @post("/{course_id:uuid}/dose-approvals", operation_id="requestDoseApproval", status_code=201,
           summary="Ask a prescriber to approve one partner's dose for one medicine session")
@@ -244,34 +254,34 @@ class CourseController(Controller):
                 prescriber_authorised=str(prescriber["clinic_id"]) == session.clinic_id, now=now, by=principal.ref,
             )
 
-        outcome = await self._execute(services, principal, course_id, command)
-        return approval_view(outcome.course.id, outcome.course.approvals[approval_id])
+        course = await self._execute(services, principal, course_id, command)
+        return approval_view(course.id, course.approvals[approval_id])
 
     @post("/{course_id:uuid}/missed-windows/{session_id:str}/acknowledge", operation_id="acknowledgeMissedWindow",
           status_code=200, summary="Acknowledge a missed integration window, with a reason, to unblock dosing")
     async def acknowledge_missed_window(
         self, course_id: UUID, session_id: str, data: body(Acknowledge), principal: Principal, services: Services
     ) -> CourseView:
-        outcome = await self._execute(
+        course = await self._execute(
             services, principal, course_id,
             lambda c: c.acknowledge_missed_window(session_id=session_id, reason=data.reason, by=principal.ref),
         )
-        return course_view(outcome.course)
+        return course_view(course)
 
     @post("/{course_id:uuid}/complete", operation_id="completeCourse", status_code=200, summary="Complete the course")
     async def complete(self, course_id: UUID, principal: Principal, services: Services) -> CourseView:
-        outcome = await self._execute(services, principal, course_id, lambda c: c.complete(by=principal.ref))
-        return course_view(outcome.course)
+        course = await self._execute(services, principal, course_id, lambda c: c.complete(by=principal.ref))
+        return course_view(course)
 
     @post("/{course_id:uuid}/discontinue", operation_id="discontinueCourse", status_code=200,
           summary="Discontinue the course, with a reason")
     async def discontinue(
         self, course_id: UUID, data: body(Discontinue), principal: Principal, services: Services
     ) -> CourseView:
-        outcome = await self._execute(
+        course = await self._execute(
             services, principal, course_id, lambda c: c.discontinue(reason=data.reason, by=principal.ref)
         )
-        return course_view(outcome.course)
+        return course_view(course)
 
 
 class DoseApprovalController(Controller):
@@ -288,8 +298,8 @@ class DoseApprovalController(Controller):
         prescriber = principal.id if principal.kind == "prescriber" else None
         rows = await services.run(lambda: services.index.list_approvals(prescriber, status))
         # The queue holds ids only; the requested dose is read from the (encrypted) course itself.
-        courses = {r["course_id"]: await services.run(lambda r=r: services.courses.get_course(r["course_id"]))
-                   for r in rows}
+        course_ids = {r["course_id"] for r in rows}
+        courses = await services.run(lambda: {cid: services.courses.get_course(cid) for cid in course_ids})
         return [approval_view(r["course_id"], courses[r["course_id"]].approvals[r["approval_id"]]) for r in rows]
 
     @post("/{approval_id:str}/decision", operation_id="decideDoseApproval", status_code=200,
@@ -301,7 +311,7 @@ class DoseApprovalController(Controller):
         if principal.kind != "prescriber" or course_id is None:
             raise ProblemError(404, "not-found", "Not found", f"no dose approval {approval_id}")
         # An approval addressed to someone else, or in an unknown course, is a 404 from the domain's errors.
-        outcome = await services.run(
+        course = await services.run(
             lambda: services.courses.execute(
                 course_id,
                 lambda c: c.decide_dose_approval(
@@ -311,7 +321,7 @@ class DoseApprovalController(Controller):
                 ),
             )
         )
-        return approval_view(outcome.course.id, outcome.course.approvals[approval_id])
+        return approval_view(course.id, course.approvals[approval_id])
 
 
 def approval_id_for(course_id: UUID) -> str:
@@ -328,5 +338,3 @@ def course_of_approval(approval_id: str) -> UUID | None:
         return None
 
 
-def _struct_dict(struct: Any) -> dict[str, Any]:
-    return {f: getattr(struct, f) for f in struct.__struct_fields__}

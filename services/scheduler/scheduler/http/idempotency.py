@@ -32,11 +32,13 @@ def idempotency_middleware(app: ASGIApp) -> ASGIApp:
             return
         headers = dict(scope["headers"])
         key = headers.get(b"idempotency-key", b"").decode("latin-1").strip()
-        auth = headers.get(b"authorization", b"").decode("latin-1")
+        if not key:
+            await app(scope, receive, send)
+            return
         services = scope["app"].state.services
-        scheme, _, token = auth.partition(" ")
+        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
         principal = await services.directory.authenticate(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
-        if not key or principal is None:  # without a key, or unauthenticated (the handler answers 401)
+        if principal is None:  # unauthenticated: the handler answers 401
             await app(scope, receive, send)
             return
         problem_type = b"application/problem+json"
