@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from eventsourcing.cryptography import AESCipher
 
+from kact_contracts.bus import StreamSettings
+
+from notifier.flows import Policy
+from notifier.service import Notifier
+from notifier.settings import NotifierSettings
 from scheduler.bootstrap import create_app
 from scheduler.embedded import free_port
 from scheduler.settings import Settings
@@ -25,11 +34,13 @@ class LiveServer:
     settings: Settings
 
 
-@pytest.fixture(scope="session")
-def live_server(database_url: str, db_schema: str, nats_url: str) -> Iterator[LiveServer]:
-    settings = Settings(
+def server_settings(database_url: str, nats_url: str, db_schema: str) -> Settings:
+    token = secrets.token_hex(4)
+    return Settings(
         database_url=database_url,
         nats_url=nats_url,
+        nats_stream=f"T_{token}",  # a NATS server shared with other runs never mixes their events
+        nats_prefix=f"t{token}",
         db_schema=db_schema,
         operator_token=secrets.token_urlsafe(24),
         cipher_key=AESCipher.create_key(32),
@@ -37,6 +48,11 @@ def live_server(database_url: str, db_schema: str, nats_url: str) -> Iterator[Li
         db_pool_size=20,
         simulated_time=True,
     )
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[LiveServer]:
+    """The scheduler app under uvicorn in a thread, ready when this yields."""
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.http_port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -52,6 +68,54 @@ def live_server(database_url: str, db_schema: str, nats_url: str) -> Iterator[Li
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the scheduler did not become ready")
         time.sleep(0.1)
-    yield LiveServer(base_url, settings.operator_token or "", settings)
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield LiveServer(base_url, settings.operator_token or "", settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url: str, db_schema: str, nats_url: str) -> Iterator[LiveServer]:
+    with serve(server_settings(database_url, nats_url, db_schema)) as server:
+        yield server
+
+
+# Short follow-up times, so that tests see reminders, escalations and retries within seconds.
+TEST_POLICY = Policy(remind_after=timedelta(seconds=3), escalate_after=timedelta(seconds=6),
+                     warn_before_window_closes=timedelta(hours=24))
+
+
+def notifier_settings(settings: Settings, **overrides: Any) -> NotifierSettings:
+    values: dict[str, Any] = dict(
+        database_url=settings.database_url or "", nats_url=settings.nats_url or "", db_schema=settings.db_schema,
+        cipher_key=settings.cipher_key, stream=StreamSettings(name=settings.nats_stream, prefix=settings.nats_prefix),
+        policy=TEST_POLICY, webhook_timeout=2.0, webhook_max_attempts=4, webhook_base_delay=0.2,
+        webhook_max_delay=1.0,
+    )
+    return NotifierSettings(**{**values, **overrides})
+
+
+class NotifierThread:
+    """A notifier running on an event loop of its own, as its own process would."""
+
+    def __init__(self, settings: NotifierSettings) -> None:
+        self.notifier = Notifier(settings)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self.notifier.run(),), daemon=True)
+
+    def start(self) -> NotifierThread:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.notifier.stop)
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the notifier did not drain and stop"
+
+
+@pytest.fixture(scope="session")
+def notifier(live_server: LiveServer) -> Iterator[Notifier]:
+    running = NotifierThread(notifier_settings(live_server.settings)).start()
+    yield running.notifier
+    running.stop()

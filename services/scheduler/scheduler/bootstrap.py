@@ -12,7 +12,10 @@ import anyio.to_thread
 import asyncpg
 import nats
 import psycopg
+from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.projection import ProjectionRunner
+from kact_contracts.bus import StreamSettings
+from kact_contracts.locks import migration_lock
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -29,7 +32,8 @@ from scheduler.http.idempotency import idempotency_middleware
 from scheduler.http.problems import EXCEPTION_HANDLERS
 from scheduler.idempotency import IdempotencyKeys
 from scheduler.readmodels.course_index import CourseIndex, CourseIndexView, course_index_view
-from scheduler.singleton import Singleton, lock_key
+from scheduler.relay import Relay, relay_tracking
+from scheduler.singleton import Singleton
 from scheduler.settings import Settings
 
 log = logging.getLogger("kact")
@@ -52,12 +56,30 @@ def migrate(settings: Settings, env: dict[str, str]) -> tuple[Courses, CourseInd
     assert settings.database_url
     schema = psycopg.sql.Identifier(settings.db_schema)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (lock_key(f"{settings.db_schema}.migrate"),))
+        conn.execute("SELECT pg_advisory_lock(%s)", (migration_lock(settings.db_schema),))
         conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
         conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(schema))
         conn.execute(directory.SCHEMA_SQL + idempotency.SCHEMA_SQL)
         courses, view = Courses(env=env), course_index_view({**projection_env(env), "CREATE_TABLE": "y"})
+        relay_tracking({**projection_env(env), "CREATE_TABLE": "y"}).datastore.close()
     return courses, view
+
+
+def relay_singleton(settings: Settings, env: dict[str, str], courses: Courses) -> Singleton:
+    """The relay to JetStream, run by one scheduler process at a time."""
+    assert settings.nats_url and settings.database_url
+    stream = StreamSettings(name=settings.nats_stream, prefix=settings.nats_prefix)
+
+    def start() -> tuple[Relay, PostgresTrackingRecorder]:
+        tracking = relay_tracking(projection_env(env))
+        return Relay(courses, tracking, settings.nats_url or "", stream).start(), tracking
+
+    def stop(job: tuple[Relay, PostgresTrackingRecorder]) -> None:
+        job[0].stop()
+        job[1].datastore.close()
+
+    return Singleton(settings.database_url, f"{settings.db_schema}.relay", start=start, stop=stop,
+                     healthy=lambda job: job[0].alive)
 
 
 async def open_pool(settings: Settings) -> asyncpg.Pool:
@@ -91,7 +113,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         env = event_store_env(settings)
 
-        def start_event_store() -> tuple[Courses, CourseIndexView, Singleton]:
+        def start_event_store() -> tuple[Courses, CourseIndexView, Singleton, Singleton | None]:
             courses, view = migrate(settings, env)
             # Every process serves the index; exactly one (the advisory lock holder) keeps it up to date.
             projection = Singleton(
@@ -104,12 +126,13 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
                 stop=lambda runner: runner.stop(),
                 healthy=lambda runner: not runner.is_interrupted.is_set(),
             ).start()
-            return courses, view, projection
+            relay = relay_singleton(settings, env, courses).start() if settings.nats_url else None
+            return courses, view, projection, relay
 
         # The library connects and creates its tables synchronously: keep that off the event loop too.
-        courses, view, projection = await anyio.to_thread.run_sync(start_event_store)
+        courses, view, projection, relay = await anyio.to_thread.run_sync(start_event_store)
         pool = await open_pool(settings)
-        # The relay to JetStream arrives with the notifier; until then the connection only backs readiness.
+        # This connection backs readiness; the relay keeps a connection of its own.
         bus = await nats.connect(settings.nats_url, name="kact-scheduler", max_reconnect_attempts=-1) \
             if settings.nats_url else None
         # The aggregate cache keeps many objects alive; with the default thresholds a full collection ran
@@ -128,6 +151,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
         try:
             yield
         finally:
+            if relay is not None:
+                await anyio.to_thread.run_sync(relay.stop)
             await anyio.to_thread.run_sync(projection.stop)
             await anyio.to_thread.run_sync(courses.close)
             await pool.close()

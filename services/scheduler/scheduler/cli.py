@@ -9,11 +9,13 @@ import time
 import urllib.request
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from importlib.metadata import version as installed_version
+from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
@@ -90,6 +92,8 @@ def up(settings: Settings, *, access_log: bool = False) -> None:
             places.append(("NATS", f"external, {_redacted(nats_url)}"))
 
         runtime = resolve_runtime_settings(settings, database_url=database_url, nats_url=nats_url)
+        notifier = stack.enter_context(_notifier_process(runtime, data_dir))
+        places.append(("notifier", f"pid {notifier.pid}, log {data_dir / 'notifier.log'}"))
         operator_key = (
             "(from KACT_OPERATOR_TOKEN)" if settings.operator_token else str(runtime.operator_token)
         )
@@ -173,6 +177,26 @@ class _AnnouncingServer(uvicorn.Server):
         if self.started:
             # The bound port, which differs from the configured one when that is 0.
             self._on_ready(self.servers[0].sockets[0].getsockname()[1])
+
+
+@contextmanager
+def _notifier_process(runtime: Settings, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The notifier as a process of its own (`python -m notifier`), drained with SIGTERM when kact stops."""
+    with open(data_dir / "notifier.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "notifier"], env={**os.environ, **runtime.as_env()},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:

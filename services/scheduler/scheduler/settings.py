@@ -40,6 +40,8 @@ class Settings:
     database_url: str | None = None
     db_schema: str = "kact"
     nats_url: str | None = None
+    nats_stream: str = "KACT_EVENTS"
+    nats_prefix: str = "kact"  # subjects: <prefix>.course.<course id>.<event>.v<n>
     cipher_key: str | None = None
     db_pool_size: int = 10
     simulated_time: bool = False  # tests and benchmarks only: honour the X-Kact-Now header
@@ -56,6 +58,8 @@ class Settings:
             database_url=env.get("KACT_DATABASE_URL") or None,
             db_schema=env.get("KACT_DB_SCHEMA", cls.db_schema),
             nats_url=env.get("KACT_NATS_URL") or None,
+            nats_stream=env.get("KACT_NATS_STREAM", cls.nats_stream),
+            nats_prefix=env.get("KACT_NATS_PREFIX", cls.nats_prefix),
             cipher_key=env.get("KACT_CIPHER_KEY") or None,
             db_pool_size=int(env.get("KACT_DB_POOL_SIZE", cls.db_pool_size)),
             simulated_time=env.get("KACT_SIMULATED_TIME", "").lower() in ("1", "true", "yes"),
@@ -72,6 +76,8 @@ class Settings:
             "KACT_DATABASE_URL": self.database_url,
             "KACT_DB_SCHEMA": self.db_schema,
             "KACT_NATS_URL": self.nats_url,
+            "KACT_NATS_STREAM": self.nats_stream,
+            "KACT_NATS_PREFIX": self.nats_prefix,
             "KACT_CIPHER_KEY": self.cipher_key,
             "KACT_DB_POOL_SIZE": str(self.db_pool_size),
             "KACT_SIMULATED_TIME": "1" if self.simulated_time else "",

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from kact_contracts.locks import lock_key
 
 log = logging.getLogger("kact.singleton")
 HEARTBEAT_SECONDS = 1.0
-
-
-def lock_key(name: str) -> int:
-    """A stable signed 64-bit advisory lock key for a job name."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 class Singleton:

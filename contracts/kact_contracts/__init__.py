@@ -1,0 +1,1 @@
+"""kact's shared contracts: public event models, their CloudEvents envelope, the NATS layout."""

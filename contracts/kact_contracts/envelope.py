@@ -1,0 +1,90 @@
+"""The CloudEvents 1.0 JSON envelope every public event travels in, and the NATS subject it goes to."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from kact_contracts.events import BY_TYPE, Instant, PublicEvent
+
+SOURCE = "/kact/scheduler"
+SCHEMA_BASE = "https://kact.example/contracts/schemas"
+# Event ids are derived, not random: the same stored event always gets the same id, so a re-publication
+# is a duplicate JetStream drops (`Nats-Msg-Id`) and a consumer's inbox recognises.
+EVENT_ID_NAMESPACE = uuid.UUID("6f2f3a8e-4d0c-5b8e-9a57-0c2b1f0e7a11")
+
+
+class FeedItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One entry of a recipient's feed, and the body of every webhook: `position` numbers the recipient's own
+    feed without gaps, so `GET /v1/feed?after=<position>` resumes exactly where a partner stopped."""
+
+    position: int
+    recipient: str  # clinic:<id> | prescriber:<id>
+    notice: str  # why it was sent: booking_request, adverse_event_alert, dose_approval_request, update, ...
+    event: CloudEvent
+
+
+class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A structured-mode CloudEvents 1.0 JSON message.
+
+    Extension attributes (lower-case per the spec): `courseid` and `streamversion` (the course's event
+    stream and the event's version in it, for per-course ordering), `clinicid` (the course's home clinic,
+    for routing) and `position` (the event's position in the scheduler's whole log)."""
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str
+    source: str = SOURCE
+    type: str
+    subject: str
+    time: Instant
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str
+    courseid: str
+    streamversion: int
+    clinicid: str
+    position: int
+    data: dict[str, Any]
+
+    def decode_data(self) -> PublicEvent:
+        """The typed event (raises msgspec.ValidationError if the data does not match its model)."""
+        return msgspec.convert(self.data, BY_TYPE[self.type], strict=False)
+
+
+def event_id(course_id: uuid.UUID, version: int) -> str:
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{course_id}/{version}"))
+
+
+def schema_uri(event_type: str) -> str:
+    return f"{SCHEMA_BASE}/{event_type}.json"
+
+
+def envelope(
+    event: PublicEvent, *, course_id: uuid.UUID | str, version: int, time: datetime, clinic_id: str, position: int,
+    id: str | None = None,
+) -> CloudEvent:
+    """The message for `event`. A course event's id derives from its place in the course's stream; a notice
+    passes its own (derived from what it is about, so that it too is the same each time it is made)."""
+    return CloudEvent(
+        id=id or event_id(uuid.UUID(str(course_id)), version),
+        source=event.SOURCE,
+        type=event.type_name(),
+        subject=f"courses/{course_id}",
+        time=time,
+        dataschema=schema_uri(event.type_name()),
+        courseid=str(course_id),
+        streamversion=version,
+        clinicid=clinic_id,
+        position=position,
+        data=msgspec.to_builtins(event),
+    )
+
+
+def encode(message: CloudEvent) -> bytes:
+    return msgspec.json.encode(message)
+
+
+def decode(payload: bytes) -> CloudEvent:
+    return msgspec.json.decode(payload, type=CloudEvent)

@@ -1,0 +1,212 @@
+"""The public events: what the scheduler tells the world about a course, one typed model per event.
+
+Identifiers and scheduling facts only (minimum necessary): never a partner's name or reference, a note, a
+free-text reason, a dose or a vitals reading. A consumer that needs more asks the API, which checks who asks.
+Each model has a name and a schema version; a breaking change makes a new version, never an edit of this one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+
+import msgspec
+
+Instant = Annotated[datetime, msgspec.Meta(tz=True, extra_json_schema={"format": "date-time"})]
+Partner = Literal["a", "b"]
+SessionKind = Literal["assessment", "preparation", "medicine", "integration"]
+
+
+class PublicEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every public event's data. `NAME` is dotted (`session.booked`), `VERSION` its schema version."""
+
+    NAME: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+    SUMMARY: ClassVar[str]
+    FAMILY: ClassVar[str] = "kact.course"
+    SOURCE: ClassVar[str] = "/kact/scheduler"
+
+    @classmethod
+    def type_name(cls) -> str:
+        """The CloudEvents `type`: `kact.course.session.booked.v1`."""
+        return f"{cls.FAMILY}.{cls.NAME}.v{cls.VERSION}"
+
+
+class CourseOpened(PublicEvent, frozen=True, kw_only=True):
+    NAME = "opened"
+    SUMMARY = "A home clinic opened a couple's course."
+    home_clinic_id: str
+    model: Literal["taking_turns", "together"]
+    first_dosed: Partner
+
+
+class SessionBooked(PublicEvent, frozen=True, kw_only=True):
+    NAME = "session.booked"
+    SUMMARY = "A session was booked; a medicine session hosted by a partner clinic awaits its confirmation."
+    session_id: str
+    kind: SessionKind
+    partners: list[Partner]
+    starts_at: Instant
+    ends_at: Instant
+    timezone: str
+    clinic_id: str
+    room_id: str | None
+    clinician_ids: list[str]
+    follows: str | None
+    needs_confirmation: bool
+
+
+class SessionRescheduled(PublicEvent, frozen=True, kw_only=True):
+    NAME = "session.rescheduled"
+    SUMMARY = "A booked session moved; a partner-hosted session needs confirming again."
+    session_id: str
+    starts_at: Instant
+    ends_at: Instant
+    room_id: str | None
+    clinician_ids: list[str]
+
+
+class SessionCancelled(PublicEvent, frozen=True, kw_only=True):
+    NAME = "session.cancelled"
+    SUMMARY = "A booked session was cancelled."
+    session_id: str
+
+
+class SessionConfirmed(PublicEvent, frozen=True, kw_only=True):
+    NAME = "session.confirmed"
+    SUMMARY = "The partner clinic hosting a medicine session confirmed it."
+    session_id: str
+    clinic_id: str
+
+
+class SessionDeclined(PublicEvent, frozen=True, kw_only=True):
+    NAME = "session.declined"
+    SUMMARY = "The partner clinic hosting a medicine session declined it; the home clinic rebooks."
+    session_id: str
+    clinic_id: str
+
+
+class AdverseEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    partner: Partner
+    at: Instant
+    severity: Literal["mild", "moderate", "severe"]
+
+
+class SessionHeld(PublicEvent, frozen=True, kw_only=True):
+    NAME = "session.held"
+    SUMMARY = "A session was held; for a medicine session, when the couple left and any adverse events (severity only)."
+    session_id: str
+    discharged_at: Instant | None
+    adverse_events: list[AdverseEvent]
+
+
+class SessionMissed(PublicEvent, frozen=True, kw_only=True):
+    NAME = "session.missed"
+    SUMMARY = "A booked session did not take place."
+    session_id: str
+
+
+class DoseApprovalRequested(PublicEvent, frozen=True, kw_only=True):
+    NAME = "dose_approval.requested"
+    SUMMARY = "A prescriber is asked to approve a partner's dose (the amount is read through the API)."
+    approval_id: str
+    session_id: str
+    partner: Partner
+    prescriber_id: str
+    requested_at: Instant
+
+
+class DoseApprovalDecided(PublicEvent, frozen=True, kw_only=True):
+    NAME = "dose_approval.decided"
+    SUMMARY = "The prescriber approved or declined a dose."
+    approval_id: str
+    decision: Literal["approved", "declined"]
+    decided_at: Instant
+    expires_at: Instant | None
+
+
+class Assessed(PublicEvent, frozen=True, kw_only=True):
+    NAME = "milestone.assessed"
+    SUMMARY = "Milestone: both partners screened eligible and a joint assessment was held."
+
+
+class Prepared(PublicEvent, frozen=True, kw_only=True):
+    NAME = "milestone.prepared"
+    SUMMARY = "Milestone: the protocol's preparation sessions were held."
+
+
+class Dosed(PublicEvent, frozen=True, kw_only=True):
+    NAME = "milestone.dosed"
+    SUMMARY = "Milestone: a medicine session was held; its integration window closes at `integration_deadline`."
+    session_id: str
+    integration_deadline: Instant
+
+
+class Integrated(PublicEvent, frozen=True, kw_only=True):
+    NAME = "milestone.integrated"
+    SUMMARY = "Milestone: a medicine session's integration sessions were held."
+    session_id: str
+
+
+class IntegrationWindowMissed(PublicEvent, frozen=True, kw_only=True):
+    NAME = "integration_window.missed"
+    SUMMARY = "A medicine session's integration window closed with no integration session held in it."
+    session_id: str
+    deadline: Instant
+
+
+class MissedWindowAcknowledged(PublicEvent, frozen=True, kw_only=True):
+    NAME = "integration_window.acknowledged"
+    SUMMARY = "The home clinic acknowledged a missed integration window."
+    session_id: str
+
+
+class CourseCompleted(PublicEvent, frozen=True, kw_only=True):
+    NAME = "completed"
+    SUMMARY = "The course was completed."
+
+
+class CourseDiscontinued(PublicEvent, frozen=True, kw_only=True):
+    NAME = "discontinued"
+    SUMMARY = "The course was discontinued."
+
+
+class Notice(PublicEvent, frozen=True, kw_only=True):
+    """What the notifier itself says (reminders, escalations, warnings), in the same envelope as the events."""
+
+    FAMILY = "kact.notice"
+    SOURCE = "/kact/notifier"
+
+
+class DoseApprovalReminder(Notice, frozen=True, kw_only=True):
+    NAME = "dose_approval.reminder"
+    SUMMARY = "To the prescriber: a dose approval is still undecided."
+    approval_id: str
+    session_id: str
+    prescriber_id: str
+    requested_at: Instant
+
+
+class DoseApprovalEscalation(Notice, frozen=True, kw_only=True):
+    NAME = "dose_approval.escalation"
+    SUMMARY = "To the home clinic: a dose approval is still undecided after the reminder."
+    approval_id: str
+    session_id: str
+    prescriber_id: str
+    requested_at: Instant
+
+
+class IntegrationWindowClosing(Notice, frozen=True, kw_only=True):
+    NAME = "integration_window.closing"
+    SUMMARY = "To the home clinic: a medicine session's integration window closes soon with no integration held."
+    session_id: str
+    deadline: Instant
+
+
+PUBLIC_EVENTS: tuple[type[PublicEvent], ...] = (
+    CourseOpened, SessionBooked, SessionRescheduled, SessionCancelled, SessionConfirmed, SessionDeclined,
+    SessionHeld, SessionMissed, DoseApprovalRequested, DoseApprovalDecided, Assessed, Prepared, Dosed,
+    Integrated, IntegrationWindowMissed, MissedWindowAcknowledged, CourseCompleted, CourseDiscontinued,
+)
+NOTICES: tuple[type[Notice], ...] = (DoseApprovalReminder, DoseApprovalEscalation, IntegrationWindowClosing)
+BY_TYPE: dict[str, type[PublicEvent]] = {cls.type_name(): cls for cls in (*PUBLIC_EVENTS, *NOTICES)}

@@ -1,0 +1,203 @@
+"""The notifier process: consumes course events from JetStream, keeps feeds and timers, sends webhooks.
+
+One notifier consumes at a time (PostgreSQL advisory lock; the others wait as hot standbys), so each
+course's events are processed in stream order. Every process runs the webhook delivery worker, which
+shares the pending deliveries through row locks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+import asyncpg
+import msgspec
+import nats
+from kact_contracts.envelope import decode
+from kact_contracts.jetstream import ensure_consumer, ensure_stream
+from kact_contracts.locks import lock_key
+
+from notifier import schema, store, webhooks
+from notifier.settings import NotifierSettings
+
+log = logging.getLogger("kact.notifier")
+RETRY_SECONDS = 1.0
+TIMER_TICK_SECONDS = 1.0
+
+
+class Notifier:
+    def __init__(self, settings: NotifierSettings) -> None:
+        self.settings = settings
+        self._stopping = asyncio.Event()
+        self.processed = 0
+        self.duplicates = 0
+        self.dead_letters = 0
+        self.is_leader = False
+        self._timers_changed = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask for a drain: the message in hand is finished and acked, then everything closes."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        s = self.settings
+        pool = await asyncpg.create_pool(
+            s.database_url, min_size=1, max_size=8,
+            server_settings={"search_path": s.db_schema, "application_name": "kact-notifier"},
+        )
+        try:
+            async with pool.acquire() as conn:
+                await schema.migrate(conn, s.db_schema)
+            worker = webhooks.DeliveryWorker(
+                pool, cipher_key=s.cipher_key, timeout=s.webhook_timeout, max_attempts=s.webhook_max_attempts,
+                base_delay=s.webhook_base_delay, max_delay=s.webhook_max_delay,
+            )
+            delivering = asyncio.create_task(worker.run(), name="webhook-deliveries")
+            try:
+                await self._lead(pool)
+            finally:
+                await worker.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await delivering
+        finally:
+            await pool.close()
+
+    async def _lead(self, pool: asyncpg.Pool) -> None:
+        """Wait for the consumer lock, then consume and fire timers until stopped."""
+        key = lock_key(f"{self.settings.db_schema}.notifier")
+        while not self._stopping.is_set():
+            try:
+                conn = await asyncpg.connect(self.settings.database_url)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("notifier: no database (%s); retrying", exc)
+                await self._sleep(RETRY_SECONDS)
+                continue
+            try:
+                while not self._stopping.is_set():
+                    if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                        self.is_leader = True
+                        log.info("notifier: this process consumes")
+                        try:
+                            await self._consume_and_fire(pool, conn)
+                        finally:
+                            self.is_leader = False
+                        break
+                    await self._sleep(RETRY_SECONDS)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("notifier: lost the database (%s); retrying", exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)
+            await self._sleep(RETRY_SECONDS)
+
+    async def _consume_and_fire(self, pool: asyncpg.Pool, lock_conn: asyncpg.Connection) -> None:
+        nc = await nats.connect(
+            self.settings.nats_url, name="kact-notifier", max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+        )
+        try:
+            js = nc.jetstream()
+            timers = asyncio.create_task(self._fire_timers(pool), name="timers")
+            try:
+                await self._consume(pool, js, lock_conn)
+            finally:
+                timers.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timers
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.drain()
+
+    async def _consume(self, pool: asyncpg.Pool, js: Any, lock_conn: asyncpg.Connection) -> None:
+        s = self.settings
+        subscription = None
+        while not self._stopping.is_set():
+            try:
+                if subscription is None:
+                    await ensure_stream(js, s.stream)
+                    await ensure_consumer(js, s.stream, s.consumer)
+                    subscription = await js.pull_subscribe_bind(durable=s.consumer.durable_name, stream=s.stream.name)
+                messages = await subscription.fetch(100, timeout=1.0)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                await lock_conn.fetchval("SELECT 1")  # still holding the lock (raises if the connection broke)
+                continue
+            except nats.errors.Error as exc:
+                log.warning("notifier: NATS unavailable (%s); retrying", exc)
+                subscription = None
+                await self._sleep(RETRY_SECONDS)
+                continue
+            for index, message in enumerate(messages):
+                if self._stopping.is_set():
+                    for rest in messages[index:]:  # let the next notifier have them at once
+                        with contextlib.suppress(Exception):
+                            await rest.nak()
+                    return
+                await self._handle(pool, message)
+
+    async def _handle(self, pool: asyncpg.Pool, message: Any) -> None:
+        s = self.settings
+        meta = message.metadata
+        try:
+            event = decode(message.data)
+            event.decode_data()
+        except (msgspec.ValidationError, msgspec.DecodeError, KeyError) as exc:
+            # Malformed: no retry can help. Kept as a dead letter, visible and redrivable.
+            await self._dead_letter(pool, message, f"undecodable: {exc}", None)
+            await message.ack()
+            return
+        while True:
+            try:
+                async with pool.acquire() as conn:
+                    fresh = await store.process(conn, event, meta.sequence.stream, s.policy)
+                break
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                    asyncpg.CannotConnectNowError) as exc:
+                # The database is away: hold the message (and with it the course's order) and keep trying.
+                log.warning("notifier: database unavailable (%s); holding message %s", exc, event.id)
+                with contextlib.suppress(Exception):
+                    await message.in_progress()
+                await asyncio.sleep(RETRY_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - a bug or a message the rules cannot take
+                if meta.num_delivered >= s.consumer.max_deliver:
+                    await self._dead_letter(pool, message, f"{type(exc).__name__}: {exc}", event.id)
+                    await message.ack()
+                else:
+                    backoff = s.consumer.backoff_seconds
+                    await message.nak(delay=backoff[min(meta.num_delivered, len(backoff)) - 1])
+                log.exception("notifier: processing %s failed (delivery %d)", event.id, meta.num_delivered)
+                return
+        await message.ack()
+        if fresh:
+            self.processed += 1
+            self._timers_changed.set()
+        else:
+            self.duplicates += 1
+
+    async def _dead_letter(self, pool: asyncpg.Pool, message: Any, error: str, event_id: str | None) -> None:
+        meta = message.metadata
+        await store.dead_letter(
+            pool, subject=message.subject, payload=message.data, error=error,
+            deliveries=meta.num_delivered, stream_seq=meta.sequence.stream, event_id=event_id,
+        )
+        self.dead_letters += 1
+
+    async def _fire_timers(self, pool: asyncpg.Pool) -> None:
+        """Send reminders, escalations and warnings when due: sleeps until the next one (at most a tick)."""
+        while True:
+            try:
+                now = datetime.now(timezone.utc)
+                while await store.fire_due_timers(pool, now):
+                    now = datetime.now(timezone.utc)
+                due = await store.next_timer_due(pool)
+                wait = TIMER_TICK_SECONDS if due is None else min(TIMER_TICK_SECONDS, (due - now).total_seconds())
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("notifier: timers paused (%s)", exc)
+                wait = RETRY_SECONDS
+            self._timers_changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._timers_changed.wait(), max(wait, 0.01))
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)

@@ -1,0 +1,141 @@
+"""The notifier's transactional work: inbox, course facts, feeds, timers, dead letters (asyncpg).
+
+`process` does everything one message causes in one transaction with its inbox row, so a message is
+processed exactly once however often it is delivered; the caller acks only after the commit."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from kact_contracts.envelope import CloudEvent, FeedItem, envelope
+
+from notifier import flows, webhooks
+
+NOTICE_ID_NAMESPACE = uuid.UUID("0b6f5d0e-2a71-5c43-8f0e-9d3c1a6b7e22")
+
+
+def _facts_from_row(home_clinic_id: str, facts: dict[str, Any]) -> flows.CourseFacts:
+    return flows.CourseFacts(
+        home_clinic_id=home_clinic_id,
+        sessions={sid: flows.SessionFacts(**s) for sid, s in facts.get("sessions", {}).items()},
+        approvals={aid: (a[0], a[1]) for aid, a in facts.get("approvals", {}).items()},
+    )
+
+
+def _facts_to_json(facts: flows.CourseFacts) -> str:
+    return json.dumps({
+        "sessions": {sid: asdict(s) for sid, s in facts.sessions.items()},
+        "approvals": {aid: list(a) for aid, a in facts.approvals.items()},
+    })
+
+
+async def process(conn: asyncpg.Connection, message: CloudEvent, stream_seq: int, policy: flows.Policy) -> bool:
+    """Apply one course event; False if it was processed before (a redelivery or a re-publication)."""
+    event = message.decode_data()
+    async with conn.transaction():
+        fresh = await conn.fetchval(
+            "INSERT INTO notifier_inbox (event_id, stream_seq, type, course_id, course_version) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true",
+            message.id, stream_seq, message.type, uuid.UUID(message.courseid), message.streamversion,
+        )
+        if not fresh:
+            return False
+        row = await conn.fetchrow(
+            "SELECT home_clinic_id, facts FROM notifier_courses WHERE course_id = $1 FOR UPDATE",
+            uuid.UUID(message.courseid),
+        )
+        facts = _facts_from_row(message.clinicid, json.loads(row["facts"])) if row else \
+            flows.CourseFacts(home_clinic_id=message.clinicid)
+        outcome = flows.decide(event, message.courseid, facts, policy)
+        flows.remember(event, facts)
+        await conn.execute(
+            "INSERT INTO notifier_courses (course_id, home_clinic_id, facts) VALUES ($1, $2, $3::jsonb) "
+            "ON CONFLICT (course_id) DO UPDATE SET facts = EXCLUDED.facts",
+            uuid.UUID(message.courseid), facts.home_clinic_id, _facts_to_json(facts),
+        )
+        for sent in outcome.messages:
+            await deliver(conn, sent.recipient, sent.notice, message)
+        for timer in outcome.timers:
+            notice = envelope(
+                timer.notice, course_id=message.courseid, version=message.streamversion, time=timer.due_at,
+                clinic_id=message.clinicid, position=message.position,
+                id=str(uuid.uuid5(NOTICE_ID_NAMESPACE, timer.key)),
+            )
+            await conn.execute(
+                "INSERT INTO notifier_timers (key, due_at, course_id, recipient, reason, message) "
+                "VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (key) DO NOTHING",
+                timer.key, timer.due_at, uuid.UUID(message.courseid), timer.recipient.ref, timer.reason,
+                msgspec.json.encode(notice).decode(),
+            )
+        for key in outcome.cancel:
+            if key.endswith(":"):
+                await conn.execute(
+                    "UPDATE notifier_timers SET state = 'cancelled' WHERE state = 'pending' AND starts_with(key, $1)",
+                    key,
+                )
+            else:
+                await conn.execute(
+                    "UPDATE notifier_timers SET state = 'cancelled' WHERE state = 'pending' AND key = $1", key
+                )
+    return True
+
+
+async def deliver(conn: asyncpg.Connection, recipient: flows.Recipient, notice: str, message: CloudEvent) -> int:
+    """Append the message to the recipient's feed (next position, no gaps) and queue its webhooks."""
+    position = await conn.fetchval(
+        "INSERT INTO feed_heads (recipient, position) VALUES ($1, 1) "
+        "ON CONFLICT (recipient) DO UPDATE SET position = feed_heads.position + 1 RETURNING position",
+        recipient.ref,
+    )
+    item = FeedItem(position=position, recipient=recipient.ref, notice=notice, event=message)
+    body = msgspec.to_builtins(item)
+    await conn.execute(
+        "INSERT INTO feed (recipient, position, event_id, event_type, notice, item) VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+        recipient.ref, position, message.id, message.type, notice, json.dumps(body),
+    )
+    await webhooks.enqueue(
+        conn, recipient_kind=recipient.kind, recipient_id=recipient.id, event_id=message.id,
+        event_type=message.type, feed_position=position, envelope=body,
+    )
+    return position
+
+
+async def fire_due_timers(pool: asyncpg.Pool, now: datetime, limit: int = 100) -> int:
+    """Send every pending timer due by `now`, each once (row locks let several notifiers share the work)."""
+    fired = 0
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT key, recipient, reason, message FROM notifier_timers WHERE state = 'pending' AND due_at <= $1 "
+            "ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            now, limit,
+        )
+        for row in rows:
+            kind, _, rid = row["recipient"].partition(":")
+            message = msgspec.json.decode(row["message"].encode(), type=CloudEvent)
+            await deliver(conn, flows.Recipient(kind, rid), row["reason"], message)
+            await conn.execute(
+                "UPDATE notifier_timers SET state = 'fired', fired_at = $2 WHERE key = $1", row["key"], now
+            )
+            fired += 1
+    return fired
+
+
+async def next_timer_due(pool: asyncpg.Pool) -> datetime | None:
+    return await pool.fetchval("SELECT min(due_at) FROM notifier_timers WHERE state = 'pending'")
+
+
+async def dead_letter(
+    pool: asyncpg.Pool, *, subject: str, payload: bytes, error: str, deliveries: int, stream_seq: int | None,
+    event_id: str | None,
+) -> int:
+    return await pool.fetchval(
+        "INSERT INTO dead_letters (stream_seq, subject, event_id, payload, error, deliveries) "
+        "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        stream_seq, subject, event_id, payload.decode("utf-8", "replace"), error, deliveries,
+    )

@@ -1,0 +1,61 @@
+"""`GET /v1/feed`: everything the notifier addressed to the caller, from any position, without gaps.
+
+Each clinic and each prescriber has a feed of its own, numbered 1, 2, 3, ... (the notifier appends in the
+same transaction as it processes the event). Every webhook carries the same item with its position, so a
+partner that was down asks for `?after=<the last position it saw>` and catches up."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import msgspec
+from litestar import get
+from litestar.params import Parameter
+
+from scheduler.directory import Principal
+from scheduler.http.deps import Services
+from scheduler.http.problems import ProblemError
+
+MAX_LIMIT = 500
+
+
+class FeedPage(msgspec.Struct, kw_only=True):
+    recipient: str
+    items: list[dict[str, Any]]
+    next_after: int
+    has_more: bool
+
+
+def _recipient(principal: Principal, recipient: str | None) -> str:
+    if principal.kind == "operator":
+        if not recipient:
+            raise ProblemError(422, "invalid-input", "The request is not valid",
+                               "the operator names a feed: ?recipient=clinic:<id> or prescriber:<id>")
+        return recipient
+    own = f"{principal.kind}:{principal.id if principal.kind == 'prescriber' else principal.clinic_id}"
+    if recipient not in (None, own):
+        raise ProblemError(404, "not-found", "Not found", f"no feed {recipient}")
+    return own
+
+
+@get("/v1/feed", operation_id="readFeed", tags=["notifications"],
+     summary="Everything addressed to the caller after a position (the webhook items, gap-free)")
+async def read_feed(
+    services: Services,
+    principal: Principal,
+    after: Annotated[int, Parameter(ge=0, description="the last position already seen (0: from the start)")] = 0,
+    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 100,
+    recipient: Annotated[str | None, Parameter(description="operator only: clinic:<id> or prescriber:<id>")] = None,
+) -> FeedPage:
+    feed = _recipient(principal, recipient)
+    rows = await services.directory.pool.fetch(
+        "SELECT position, item FROM feed WHERE recipient = $1 AND position > $2 ORDER BY position LIMIT $3",
+        feed, after, limit + 1,
+    )
+    items = [json.loads(row["item"]) for row in rows[:limit]]
+    await services.directory.log_access(principal, "read_feed", None)
+    return FeedPage(
+        recipient=feed, items=items, next_after=items[-1]["position"] if items else after,
+        has_more=len(rows) > limit,
+    )

@@ -1,0 +1,83 @@
+"""Which stored course events become public events, and what of them: the explicit map to the contracts.
+
+Every domain event class has an entry; `None` keeps it internal. Partner references, notes, free-text
+reasons, doses and vitals never leave the event store (tests/unit/test_publishing.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kact_contracts import events as public
+
+from scheduler.domain.course import Course, Kind
+
+Mapper = Callable[[Any, str], public.PublicEvent]
+
+
+def _booked(event: Course.SessionBooked, home_clinic_id: str) -> public.SessionBooked:
+    session = event.session
+    return public.SessionBooked(
+        session_id=session["id"],
+        kind=session["kind"],
+        partners=list(session["partners"]),
+        starts_at=session["starts_at"],
+        ends_at=session["ends_at"],
+        timezone=session["timezone"],
+        clinic_id=session["clinic_id"],
+        room_id=session.get("room_id"),
+        clinician_ids=list(session.get("clinician_ids", ())),
+        follows=session.get("follows"),
+        needs_confirmation=session["kind"] == Kind.MEDICINE and session["clinic_id"] != home_clinic_id,
+    )
+
+
+def _held(event: Course.SessionHeld, home_clinic_id: str) -> public.SessionHeld:
+    record = event.record
+    return public.SessionHeld(
+        session_id=event.session_id,
+        discharged_at=record.get("discharged_at"),
+        adverse_events=[
+            public.AdverseEvent(partner=a["partner"], at=a["at"], severity=a["severity"])
+            for a in record.get("adverse_events", ())
+        ],
+    )
+
+
+MAPPING: dict[type[Course.Event], Mapper | None] = {
+    Course.Created: lambda e, home: public.CourseOpened(
+        home_clinic_id=e.home_clinic_id, model=e.model, first_dosed=e.first_dosed
+    ),
+    Course.ScreeningRecorded: None,  # screening results and notes stay with the home clinic
+    Course.SessionBooked: _booked,
+    Course.SessionRescheduled: lambda e, home: public.SessionRescheduled(
+        session_id=e.session_id, starts_at=e.starts_at, ends_at=e.ends_at, room_id=e.room_id,
+        clinician_ids=list(e.clinician_ids),
+    ),
+    Course.SessionCancelled: lambda e, home: public.SessionCancelled(session_id=e.session_id),
+    Course.SessionHeld: _held,
+    Course.SessionMissed: lambda e, home: public.SessionMissed(session_id=e.session_id),
+    Course.DoseApprovalRequested: lambda e, home: public.DoseApprovalRequested(
+        approval_id=e.approval_id, session_id=e.session_id, partner=e.partner, prescriber_id=e.prescriber_id,
+        requested_at=e.requested_at,
+    ),
+    Course.DoseApprovalDecided: lambda e, home: public.DoseApprovalDecided(
+        approval_id=e.approval_id, decision=e.decision, decided_at=e.decided_at, expires_at=e.expires_at,
+    ),
+    Course.Assessed: lambda e, home: public.Assessed(),
+    Course.Prepared: lambda e, home: public.Prepared(),
+    Course.Dosed: lambda e, home: public.Dosed(session_id=e.session_id, integration_deadline=e.integration_deadline),
+    Course.Integrated: lambda e, home: public.Integrated(session_id=e.session_id),
+    Course.IntegrationWindowMissed: lambda e, home: public.IntegrationWindowMissed(
+        session_id=e.session_id, deadline=e.deadline
+    ),
+    Course.MissedWindowAcknowledged: lambda e, home: public.MissedWindowAcknowledged(session_id=e.session_id),
+    Course.Completed: lambda e, home: public.CourseCompleted(),
+    Course.Discontinued: lambda e, home: public.CourseDiscontinued(),
+}
+
+
+def to_public(event: Course.Event, home_clinic_id: str) -> public.PublicEvent | None:
+    """The public event for a stored course event, or None for an internal one (KeyError: unmapped)."""
+    mapper = MAPPING[type(event)]
+    return None if mapper is None else mapper(event, home_clinic_id)

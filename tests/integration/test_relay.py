@@ -1,0 +1,164 @@
+"""The relay: stored course events reach JetStream in order, valid, once, across restarts and fail-over."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from eventsourcing.cryptography import AESCipher
+from kact_contracts.bus import StreamSettings
+from psycopg import sql
+
+from builders import completed_course
+from bus_support import check_message, delete_stream, read_stream
+from scheduler.application import Courses, event_store_env
+from scheduler.bootstrap import migrate, projection_env, relay_singleton
+from scheduler.domain.course import Course
+from scheduler.publishing import to_public
+from scheduler.relay import Relay, relay_tracking
+from scheduler.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(database_url: str, nats_url: str) -> Iterator[Settings]:
+    token = secrets.token_hex(4)
+    settings = Settings(
+        database_url=database_url, db_schema=f"relay_{token}", cipher_key=AESCipher.create_key(32),
+        nats_url=nats_url, nats_stream=f"RELAY_{token}", nats_prefix=f"relay{token}",
+    )
+    yield settings
+    asyncio.run(delete_stream(nats_url, settings.nats_stream))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.db_schema)))
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[tuple[Courses, dict[str, str]]]:
+    env = event_store_env(settings)
+    courses, view = migrate(settings, env)
+    yield courses, env
+    courses.close()
+    view.datastore.close()
+
+
+def stream_of(settings: Settings) -> StreamSettings:
+    return StreamSettings(name=settings.nats_stream, prefix=settings.nats_prefix)
+
+
+def relay(courses: Courses, env: dict[str, str], settings: Settings) -> Relay:
+    return Relay(courses, relay_tracking(projection_env(env)), settings.nats_url or "", stream_of(settings)).start()
+
+
+def save_courses(courses: Courses, n: int) -> list[Course]:
+    saved = []
+    for _ in range(n):
+        course = completed_course()
+        courses.save(course)
+        saved.append(course)
+    return saved
+
+
+def public_events(courses: Courses, saved: list[Course]) -> dict[str, list[int]]:
+    """Each course's published stream versions, as the contract mapping says they should be."""
+    expected: dict[str, list[int]] = {}
+    for course in saved:
+        events = courses.repository.event_store.get(course.id)
+        expected[str(course.id)] = [e.originator_version for e in events if to_public(e, course.home_clinic_id)]
+    return expected
+
+
+def published(messages: list[Any], stream: StreamSettings) -> dict[str, list[int]]:
+    versions: dict[str, list[int]] = defaultdict(list)
+    for message in messages:
+        envelope = check_message(message.subject, dict(message.headers or {}), message.data, stream)
+        versions[envelope.courseid].append(envelope.streamversion)
+    return dict(versions)
+
+
+def wait_for(predicate: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_stored_and_live_events_reach_the_stream_valid_and_in_course_order(
+    store: tuple[Courses, dict[str, str]], settings: Settings
+) -> None:
+    courses, env = store
+    saved = save_courses(courses, 3)  # before the relay starts: read from the log
+    running = relay(courses, env, settings)
+    try:
+        saved += save_courses(courses, 3)  # while it runs: woken by NOTIFY
+        expected = public_events(courses, saved)
+        total = sum(map(len, expected.values()))
+        messages = asyncio.run(read_stream(settings.nats_url or "", stream_of(settings), total))
+        assert published(messages, stream_of(settings)) == expected
+        assert len(messages) == total
+        last = courses.recorder.max_notification_id()
+        wait_for(lambda: running.stats.position == last)
+        tracked = relay_tracking(projection_env(env))
+        assert tracked.max_tracking_id(courses.name) == last
+        tracked.datastore.close()
+    finally:
+        running.stop()
+
+
+def test_a_restarted_relay_leaves_no_gap_and_the_stream_drops_its_repeats(
+    store: tuple[Courses, dict[str, str]], settings: Settings
+) -> None:
+    courses, env = store
+    saved: list[Course] = []
+    writing = threading.Thread(target=lambda: saved.extend(save_courses(courses, 8)))
+    first = relay(courses, env, settings)
+    writing.start()
+    wait_for(lambda: first.stats.published > 40)
+    first.stop()  # mid-stream
+    # As if it had crashed after the acks but before recording them: it must publish the tail again.
+    with psycopg.connect(settings.database_url or "", autocommit=True) as conn:
+        table = sql.Identifier(settings.db_schema, "relay_tracking")
+        conn.execute(sql.SQL("DELETE FROM {}").format(table))
+        conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s)").format(table), (courses.name, 5))
+    second = relay(courses, env, settings)
+    try:
+        writing.join()
+        expected = public_events(courses, saved)
+        total = sum(map(len, expected.values()))
+        messages = asyncio.run(read_stream(settings.nats_url or "", stream_of(settings), total))
+        assert published(messages, stream_of(settings)) == expected  # each event once, in course order
+        wait_for(lambda: second.stats.position == courses.recorder.max_notification_id())
+        assert second.stats.duplicates > 0  # the repeats were sent and dropped by the stream
+    finally:
+        second.stop()
+
+
+def test_two_scheduler_processes_run_one_relay_and_the_other_takes_over(
+    store: tuple[Courses, dict[str, str]], settings: Settings
+) -> None:
+    courses, env = store
+    one = relay_singleton(settings, env, courses).start()
+    other = relay_singleton(settings, env, Courses(env=env)).start()
+    try:
+        wait_for(lambda: one.is_leader or other.is_leader)
+        leader, follower = (one, other) if one.is_leader else (other, one)
+        saved = save_courses(courses, 2)
+        leader.stop()  # the leading process goes away
+        wait_for(lambda: follower.is_leader)
+        saved += save_courses(courses, 2)
+        expected = public_events(courses, saved)
+        total = sum(map(len, expected.values()))
+        messages = asyncio.run(read_stream(settings.nats_url or "", stream_of(settings), total))
+        assert published(messages, stream_of(settings)) == expected
+        assert not (one.is_leader and other.is_leader)
+    finally:
+        one.stop()
+        other.stop()
