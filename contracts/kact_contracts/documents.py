@@ -20,7 +20,7 @@ ASYNCAPI_VERSION = "1.0.0"
 
 def event_schema(cls: type[PublicEvent]) -> dict[str, Any]:
     """One event's JSON Schema (draft 2020-12): the whole envelope, with `type` fixed and `data` typed."""
-    (envelope_ref, data_ref), components = msgspec.json.schema_components((CloudEvent, cls))
+    (_, data_ref), components = msgspec.json.schema_components((CloudEvent, cls))
     defs: dict[str, Any] = components
     envelope = json.loads(json.dumps(defs.pop("CloudEvent")))
     envelope["properties"]["type"] = {"const": cls.type_name()}

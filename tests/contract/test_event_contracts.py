@@ -10,11 +10,10 @@ from pathlib import Path
 import jsonschema
 import msgspec
 import pytest
+from builders import BY, book, completed_course, hours, open_course
 from kact_contracts import events as public
 from kact_contracts.documents import CONTRACTS_DIR, documents
 from kact_contracts.envelope import CloudEvent, FeedItem, decode, encode, envelope
-
-from builders import BY, book, completed_course, hours, open_course
 from scheduler.domain.course import Course
 from scheduler.publishing import MAPPING, to_public
 
@@ -85,7 +84,7 @@ def test_a_whole_course_maps_to_messages_that_validate_and_round_trip() -> None:
         assert decode(encode(message)) == message
         assert isinstance(message.decode_data(), public.BY_TYPE[message.type])
     versions = [m.streamversion for m in messages]
-    assert versions == sorted(versions) and len(set(m.id for m in messages)) == len(messages)
+    assert versions == sorted(versions) and len({m.id for m in messages}) == len(messages)
 
 
 def test_a_schema_refuses_a_message_with_extra_or_missing_fields() -> None:

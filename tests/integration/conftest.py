@@ -16,9 +16,7 @@ import httpx
 import pytest
 import uvicorn
 from eventsourcing.cryptography import AESCipher
-
 from kact_contracts.bus import StreamSettings
-
 from notifier.flows import Policy
 from notifier.service import Notifier
 from notifier.settings import NotifierSettings
@@ -87,12 +85,13 @@ TEST_POLICY = Policy(remind_after=timedelta(seconds=3), escalate_after=timedelta
 
 
 def notifier_settings(settings: Settings, **overrides: Any) -> NotifierSettings:
-    values: dict[str, Any] = dict(
-        database_url=settings.database_url or "", nats_url=settings.nats_url or "", db_schema=settings.db_schema,
-        cipher_key=settings.cipher_key, stream=StreamSettings(name=settings.nats_stream, prefix=settings.nats_prefix),
-        policy=TEST_POLICY, webhook_timeout=2.0, webhook_max_attempts=4, webhook_base_delay=0.2,
-        webhook_max_delay=1.0,
-    )
+    values: dict[str, Any] = {
+        "database_url": settings.database_url or "", "nats_url": settings.nats_url or "",
+        "db_schema": settings.db_schema, "cipher_key": settings.cipher_key,
+        "stream": StreamSettings(name=settings.nats_stream, prefix=settings.nats_prefix),
+        "policy": TEST_POLICY, "webhook_timeout": 2.0, "webhook_max_attempts": 4, "webhook_base_delay": 0.2,
+        "webhook_max_delay": 1.0,
+    }
     return NotifierSettings(**{**values, **overrides})
 
 

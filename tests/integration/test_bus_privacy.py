@@ -6,11 +6,11 @@ import asyncio
 import json
 import threading
 from datetime import timedelta
+from typing import Self
 
 import httpx
 import nats
 import pytest
-
 from api_support import Tenant, medicine_record, ok
 from bus_support import validator
 
@@ -45,7 +45,7 @@ class Tap:
         await nc.flush()
         await nc.close()
 
-    def __enter__(self) -> Tap:
+    def __enter__(self) -> Self:
         self.thread.start()
         self.ready.wait(10)
         return self
@@ -90,7 +90,7 @@ def test_a_whole_course_on_the_bus_carries_no_name_contact_or_note(live_server) 
         validator(document["type"]).validate(document)
 
 
-async def _until_discontinued(settings, course_id: str) -> None:  # noqa: ANN001
+async def _until_discontinued(settings, course_id: str) -> None:
     nc = await nats.connect(settings.nats_url)
     try:
         js = nc.jetstream()

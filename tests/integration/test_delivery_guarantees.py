@@ -12,22 +12,27 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import nats
 import psycopg
 import pytest
-from psycopg import sql
-
-from api_support import T0, Tenant, bearer, ok
+from api_support import Tenant, ok
 from bus_support import delete_stream
-from conftest import LiveServer, NotifierThread, notifier_settings, serve, server_settings
+from conftest import (
+    LiveServer,
+    NotifierThread,
+    notifier_settings,
+    serve,
+    server_settings,
+)
+from psycopg import sql
 from receiver import Receiver
 from scheduler.embedded import EmbeddedNats
 
 pytestmark = pytest.mark.integration
+PUBLIC_EVENTS_PER_COURSE = 13
 
 
 @pytest.fixture
@@ -55,7 +60,7 @@ def stream_count(server: LiveServer) -> int:
     return asyncio.run(count())
 
 
-def wait_until(predicate, timeout: float = 90.0, every: float = 0.2) -> None:  # noqa: ANN001
+def wait_until(predicate, timeout: float = 90.0, every: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
@@ -63,7 +68,8 @@ def wait_until(predicate, timeout: float = 90.0, every: float = 0.2) -> None:  #
 
 
 def run_courses(server: LiveServer, tenant: Tenant, courses: int, failures: list[str]) -> None:
-    """Walk `courses` courses through assessment and preparation: 12 public events each."""
+    """Walk `courses` courses through assessment and preparation: 13 public events each (opened, 5 booked,
+    5 held, assessed, prepared; screenings stay internal)."""
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
         worker = Tenant(client, tenant.clinic, tenant.therapist, tenant.prescriber, tenant.headers)
         for _ in range(courses):
@@ -111,7 +117,7 @@ def test_a_notifier_killed_mid_stream_loses_and_doubles_nothing(
             for writer in writers:
                 writer.join()
             assert failures == []
-            published = 42 * 12
+            published = 42 * PUBLIC_EVENTS_PER_COURSE
             wait_until(lambda: stream_count(server) >= published)
             assert stream_count(server) == published
             wait_until(lambda: home_feed_is_complete(server, tenant, published))
@@ -166,7 +172,7 @@ def test_nats_down_for_ten_seconds_the_api_keeps_accepting_and_every_event_arriv
                 bus.start()
                 run_courses(server, tenant, 2, failures)
                 assert failures == [] and during >= 1
-                published = (3 + during + 2) * 12
+                published = (3 + during + 2) * PUBLIC_EVENTS_PER_COURSE
                 wait_until(lambda: rows(server, "SELECT count(*) FROM notifier_inbox")[0][0] >= published, 120)
                 assert rows(server, "SELECT count(*) FROM notifier_inbox")[0][0] == published
                 order: dict[str, list[int]] = defaultdict(list)

@@ -12,12 +12,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from builders import completed_course
+from bus_support import check_message, delete_stream, read_stream
 from eventsourcing.cryptography import AESCipher
 from kact_contracts.bus import StreamSettings
 from psycopg import sql
-
-from builders import completed_course
-from bus_support import check_message, delete_stream, read_stream
 from scheduler.application import Courses, event_store_env
 from scheduler.bootstrap import migrate, projection_env, relay_singleton
 from scheduler.domain.course import Course

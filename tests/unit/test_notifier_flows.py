@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from kact_contracts import events as ev
+from notifier.flows import (
+    CourseFacts,
+    Message,
+    Policy,
+    SessionFacts,
+    clinic,
+    decide,
+    prescriber,
+    remember,
+)
 
-from notifier.flows import CourseFacts, Message, Policy, SessionFacts, clinic, decide, prescriber, remember
-
-T = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
+T = datetime(2026, 3, 2, 9, tzinfo=UTC)
 COURSE = "c-1"
 POLICY = Policy(remind_after=timedelta(hours=1), escalate_after=timedelta(hours=4),
                 warn_before_window_closes=timedelta(hours=24))

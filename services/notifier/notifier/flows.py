@@ -117,8 +117,8 @@ def decide(event: ev.PublicEvent, course_id: str, facts: CourseFacts, policy: Po
             rx = prescriber(event.prescriber_id)
             out.tell([rx], "dose_approval_request")
             out.tell([home], "update")
-            details = dict(approval_id=event.approval_id, session_id=event.session_id,
-                           prescriber_id=event.prescriber_id, requested_at=event.requested_at)
+            details = {"approval_id": event.approval_id, "session_id": event.session_id,
+                       "prescriber_id": event.prescriber_id, "requested_at": event.requested_at}
             out.timers.append(Timer(f"{course_id}:approval:{event.approval_id}:reminder",
                                     event.requested_at + policy.remind_after,
                                     ev.DoseApprovalReminder(**details), rx, "dose_approval_reminder"))

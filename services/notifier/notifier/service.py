@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -106,8 +106,9 @@ class Notifier:
                 with contextlib.suppress(asyncio.CancelledError):
                     await timers
         finally:
+            # Every message in hand was acked or nak'ed: close (a drain waits out the pending pull requests).
             with contextlib.suppress(Exception):
-                await nc.drain()
+                await nc.close()
 
     async def _consume(self, pool: asyncpg.Pool, js: Any, lock_conn: asyncpg.Connection) -> None:
         s = self.settings
@@ -119,7 +120,7 @@ class Notifier:
                     await ensure_consumer(js, s.stream, s.consumer)
                     subscription = await js.pull_subscribe_bind(durable=s.consumer.durable_name, stream=s.stream.name)
                 messages = await subscription.fetch(100, timeout=1.0)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 await lock_conn.fetchval("SELECT 1")  # still holding the lock (raises if the connection broke)
                 continue
             except nats.errors.Error as exc:
@@ -158,7 +159,7 @@ class Notifier:
                 with contextlib.suppress(Exception):
                     await message.in_progress()
                 await asyncio.sleep(RETRY_SECONDS)
-            except Exception as exc:  # noqa: BLE001 - a bug or a message the rules cannot take
+            except Exception as exc:
                 if meta.num_delivered >= s.consumer.max_deliver:
                     await self._dead_letter(pool, message, f"{type(exc).__name__}: {exc}", event.id)
                     await message.ack()
@@ -183,12 +184,14 @@ class Notifier:
         self.dead_letters += 1
 
     async def _fire_timers(self, pool: asyncpg.Pool) -> None:
-        """Send reminders, escalations and warnings when due: sleeps until the next one (at most a tick)."""
+        """Send reminders, escalations and warnings when due, and redrive the dead letters an operator
+        released: sleeps until the next timer (at most a tick)."""
         while True:
             try:
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
                 while await store.fire_due_timers(pool, now):
-                    now = datetime.now(timezone.utc)
+                    now = datetime.now(UTC)
+                await store.redrive_dead_letters(pool, self.settings.policy)
                 due = await store.next_timer_due(pool)
                 wait = TIMER_TICK_SECONDS if due is None else min(TIMER_TICK_SECONDS, (due - now).total_seconds())
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -139,3 +139,29 @@ async def dead_letter(
         "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         stream_seq, subject, event_id, payload.decode("utf-8", "replace"), error, deliveries,
     )
+
+
+async def redrive_dead_letters(pool: asyncpg.Pool, policy: flows.Policy, limit: int = 50) -> int:
+    """Process again the dead letters an operator asked to redrive; a failure stays a dead letter, with
+    the new error. Each is taken once (row locks), and its inbox row still prevents double processing."""
+    done = 0
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT id, stream_seq, payload FROM dead_letters WHERE redrive_requested_at IS NOT NULL "
+            "AND redriven_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            limit,
+        )
+        for row in rows:
+            try:
+                message = msgspec.json.decode(row["payload"].encode(), type=CloudEvent)
+                async with conn.transaction():
+                    await process(conn, message, row["stream_seq"] or 0, policy)
+            except Exception as exc:  # noqa: BLE001 - recorded for the operator, who may fix and redrive again
+                await conn.execute(
+                    "UPDATE dead_letters SET error = $2, redrive_requested_at = NULL WHERE id = $1",
+                    row["id"], f"redrive failed: {type(exc).__name__}: {exc}",
+                )
+                continue
+            await conn.execute("UPDATE dead_letters SET redriven_at = now() WHERE id = $1", row["id"])
+            done += 1
+    return done

@@ -25,8 +25,10 @@ from scheduler import directory, idempotency
 from scheduler.application import Courses, event_store_env
 from scheduler.directory import Directory
 from scheduler.http.courses import CourseController, DoseApprovalController
+from scheduler.http.dead_letters import list_dead_letters, redrive_dead_letter
 from scheduler.http.deps import Services, provide_now, provide_principal, provide_services
 from scheduler.http.directory import ClinicController, PartnershipController
+from scheduler.http.feed import read_feed
 from scheduler.http.health import live, ready
 from scheduler.http.idempotency import idempotency_middleware
 from scheduler.http.problems import EXCEPTION_HANDLERS
@@ -162,6 +164,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
     return Litestar(
         route_handlers=[
             ClinicController, PartnershipController, CourseController, DoseApprovalController, live, ready,
+            read_feed, list_dead_letters, redrive_dead_letter,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),
             "now": Provide(provide_now, sync_to_thread=False),

@@ -1,0 +1,65 @@
+"""Dead letters: course events the notifier could not process, for the operator to inspect and redrive."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from litestar import get, post
+from litestar.params import Parameter
+
+from scheduler.directory import Principal
+from scheduler.http.deps import Services
+from scheduler.http.problems import ProblemError
+
+PAGE_SIZE = 50
+
+
+class DeadLetter(msgspec.Struct, kw_only=True):
+    id: int
+    subject: str
+    event_id: str | None
+    error: str
+    deliveries: int
+    created_at: datetime
+    redrive_requested_at: datetime | None
+    redriven_at: datetime | None
+    payload: str
+
+
+def _operator(principal: Principal) -> None:
+    if principal.kind != "operator":
+        raise ProblemError(404, "not-found", "Not found", "dead letters are the operator's")
+
+
+@get("/v1/dead-letters", operation_id="listDeadLetters", tags=["notifications"],
+     summary="Messages the notifier could not process (operator)")
+async def list_dead_letters(
+    services: Services, principal: Principal, page: Annotated[int, Parameter(ge=1)] = 1,
+    pending: Annotated[bool, Parameter(description="only those not redriven yet")] = True,
+) -> list[DeadLetter]:
+    _operator(principal)
+    rows = await services.directory.pool.fetch(
+        "SELECT id, subject, event_id, error, deliveries, created_at, redrive_requested_at, redriven_at, payload "
+        "FROM dead_letters WHERE NOT $1 OR redriven_at IS NULL ORDER BY id DESC LIMIT $2 OFFSET $3",
+        pending, PAGE_SIZE, (page - 1) * PAGE_SIZE,
+    )
+    return [DeadLetter(**dict(row)) for row in rows]
+
+
+@post("/v1/dead-letters/{dead_letter_id:int}/redrive", operation_id="redriveDeadLetter", tags=["notifications"],
+      summary="Ask the notifier to process a dead letter again (operator)", status_code=202)
+async def redrive_dead_letter(services: Services, principal: Principal, dead_letter_id: int) -> DeadLetter:
+    _operator(principal)
+    row = await services.directory.pool.fetchrow(
+        "UPDATE dead_letters SET redrive_requested_at = now() WHERE id = $1 AND redriven_at IS NULL "
+        "RETURNING id, subject, event_id, error, deliveries, created_at, redrive_requested_at, redriven_at, payload",
+        dead_letter_id,
+    )
+    if row is None:
+        exists = await services.directory.pool.fetchval("SELECT true FROM dead_letters WHERE id = $1", dead_letter_id)
+        if exists:
+            raise ProblemError(409, "already-redriven", "Already redriven", f"dead letter {dead_letter_id} was processed")
+        raise ProblemError(404, "not-found", "Not found", f"no dead letter {dead_letter_id}")
+    return DeadLetter(**dict(row))
