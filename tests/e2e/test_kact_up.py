@@ -49,6 +49,18 @@ def stop(process: subprocess.Popen[str]) -> None:
     process.wait(timeout=60)
 
 
+def notifiers_of(process: subprocess.Popen[str]) -> list[psutil.Process]:
+    """The `python -m notifier` process `kact up` started."""
+    found = []
+    for child in psutil.Process(process.pid).children(recursive=True):
+        try:
+            if child.cmdline()[-2:] == ["-m", "notifier"]:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
 def children_of(data_dir: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
@@ -70,9 +82,11 @@ def test_kact_up_runs_the_walkthrough_stops_cleanly_and_keeps_data(tmp_path: Pat
         lines = run.stdout.splitlines()
         assert lines[0] == "completed" and lines[-1] == "Completed"
         assert children_of(data_dir), "embedded PostgreSQL and NATS run from the data dir"
+        (notifier,) = notifiers_of(process)
     finally:
         stop(process)
     assert process.returncode in (0, 130)
+    assert not notifier.is_running(), "Ctrl-C left the notifier running"
     deadline = time.monotonic() + 30
     while children_of(data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -110,7 +110,15 @@ class NotifierThread:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.notifier.stop)
         self.thread.join(timeout=30)
-        assert not self.thread.is_alive(), "the notifier did not drain and stop"
+        if self.thread.is_alive():
+            stacks = []
+            for task in asyncio.all_tasks(self.loop):
+                chain, coro = [], task.get_coro()
+                while coro is not None and hasattr(coro, "cr_frame") and coro.cr_frame is not None:
+                    chain.append(f"{coro.cr_code.co_name}:{coro.cr_frame.f_lineno}")
+                    coro = coro.cr_await
+                stacks.append(f"{task.get_name()}: " + " -> ".join(chain))
+            raise AssertionError("the notifier did not drain and stop:\n" + "\n".join(stacks))
 
 
 @pytest.fixture(scope="session")

@@ -77,10 +77,11 @@ def test_a_whole_course_on_the_bus_carries_no_name_contact_or_note(live_server) 
         ok(home.post(f"/v1/courses/{cid}/discontinue", {"reason": "too costly"}), 200)
         history = ok(client.get(f"/v1/courses/{cid}/events", headers=home.headers), 200)
         asyncio.run(_until_discontinued(settings, cid))  # the course's last event went past on the bus
+    # The tap sees each event published by the relay and again as delivered to the notifier's pull consumer.
     ours = [(subject, data) for subject, _, data in tap.messages
             if subject.startswith(f"{settings.nats_prefix}.course.{cid}.")]
     published = [e for e in history if e["type"] != "ScreeningRecorded"]
-    assert len(ours) == len(published) >= 20  # the tap saw every event of the course
+    assert len({json.loads(data)["id"] for _, data in ours}) == len(published) >= 19  # it saw every event
     everything = b"\n".join(b" ".join((subject.encode(), headers, data)) for subject, headers, data in tap.messages)
     for secret in SECRETS:
         assert secret in repr(history) or secret in (CONTACT, PARTNER_A, PARTNER_B), secret

@@ -39,6 +39,7 @@ class Timer:
     notice: ev.Notice
     recipient: Recipient
     reason: str
+    expires_at: datetime | None = None  # past this, the notice no longer makes sense and is dropped
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class Policy:
     remind_after: timedelta = timedelta(hours=1)
     escalate_after: timedelta = timedelta(hours=4)
     warn_before_window_closes: timedelta = timedelta(hours=24)
+    # A follow-up already overdue when planned (the notifier was behind, or the event was late) waits this
+    # long, so that a decision already on its way cancels it instead of crossing it.
+    settle: timedelta = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ def decide(event: ev.PublicEvent, course_id: str, facts: CourseFacts, policy: Po
                                     event.integration_deadline - policy.warn_before_window_closes,
                                     ev.IntegrationWindowClosing(session_id=event.session_id,
                                                                 deadline=event.integration_deadline),
-                                    home, "integration_window_warning"))
+                                    home, "integration_window_warning", expires_at=event.integration_deadline))
         case ev.Integrated():
             out.tell({home, *(clinic(h) for h in facts.partner_hosts())}, "milestone")
         case ev.Assessed() | ev.Prepared():

@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS notifier_timers (
     recipient text NOT NULL,
     reason text NOT NULL,
     message jsonb NOT NULL,
-    state text NOT NULL DEFAULT 'pending',
+    expires_at timestamptz,
+    state text NOT NULL DEFAULT 'pending',  -- pending | fired | cancelled | expired
     fired_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS notifier_timers_due ON notifier_timers (due_at) WHERE state = 'pending';

@@ -36,6 +36,9 @@ class Notifier:
         self.dead_letters = 0
         self.is_leader = False
         self._timers_changed = asyncio.Event()
+        # Follow-ups go out only when the consumer has nothing older waiting: a reminder must not overtake
+        # the decision that cancels it.
+        self._caught_up = False
 
     def stop(self) -> None:
         """Ask for a drain: the message in hand is finished and acked, then everything closes."""
@@ -121,6 +124,8 @@ class Notifier:
                     subscription = await js.pull_subscribe_bind(durable=s.consumer.durable_name, stream=s.stream.name)
                 messages = await subscription.fetch(100, timeout=1.0)
             except (TimeoutError, nats.errors.TimeoutError):
+                self._caught_up = True
+                self._timers_changed.set()
                 await lock_conn.fetchval("SELECT 1")  # still holding the lock (raises if the connection broke)
                 continue
             except nats.errors.Error as exc:
@@ -169,6 +174,7 @@ class Notifier:
                 log.exception("notifier: processing %s failed (delivery %d)", event.id, meta.num_delivered)
                 return
         await message.ack()
+        self._caught_up = meta.num_pending == 0
         if fresh:
             self.processed += 1
             self._timers_changed.set()
@@ -189,7 +195,7 @@ class Notifier:
         while True:
             try:
                 now = datetime.now(UTC)
-                while await store.fire_due_timers(pool, now):
+                while self._caught_up and await store.fire_due_timers(pool, now):
                     now = datetime.now(UTC)
                 await store.redrive_dead_letters(pool, self.settings.policy)
                 due = await store.next_timer_due(pool)

@@ -68,10 +68,11 @@ async def process(conn: asyncpg.Connection, message: CloudEvent, stream_seq: int
                 id=str(uuid.uuid5(NOTICE_ID_NAMESPACE, timer.key)),
             )
             await conn.execute(
-                "INSERT INTO notifier_timers (key, due_at, course_id, recipient, reason, message) "
-                "VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (key) DO NOTHING",
+                "INSERT INTO notifier_timers (key, due_at, course_id, recipient, reason, message, expires_at) "
+                "VALUES ($1, greatest($2, now() + $7::interval), $3, $4, $5, $6::jsonb, $8) "
+                "ON CONFLICT (key) DO NOTHING",
                 timer.key, timer.due_at, uuid.UUID(message.courseid), timer.recipient.ref, timer.reason,
-                msgspec.json.encode(notice).decode(),
+                msgspec.json.encode(notice).decode(), policy.settle, timer.expires_at,
             )
         for key in outcome.cancel:
             if key.endswith(":"):
@@ -107,9 +108,13 @@ async def deliver(conn: asyncpg.Connection, recipient: flows.Recipient, notice: 
 
 
 async def fire_due_timers(pool: asyncpg.Pool, now: datetime, limit: int = 100) -> int:
-    """Send every pending timer due by `now`, each once (row locks let several notifiers share the work)."""
+    """Send every pending timer due by `now`, each once (row locks let several notifiers share the work);
+    one whose moment has passed (a window warning after the window closed) expires unsent."""
     fired = 0
     async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE notifier_timers SET state = 'expired' WHERE state = 'pending' AND expires_at <= $1", now
+        )
         rows = await conn.fetch(
             "SELECT key, recipient, reason, message FROM notifier_timers WHERE state = 'pending' AND due_at <= $1 "
             "ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",

@@ -20,6 +20,8 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from notifier import schema as notifier_schema
+from notifier.webhooks import SecretBox
 
 from scheduler import directory, idempotency
 from scheduler.application import Courses, event_store_env
@@ -31,6 +33,7 @@ from scheduler.http.directory import ClinicController, PartnershipController
 from scheduler.http.feed import read_feed
 from scheduler.http.health import live, ready
 from scheduler.http.idempotency import idempotency_middleware
+from scheduler.http.notifications import ROUTES as NOTIFICATION_ROUTES
 from scheduler.http.problems import EXCEPTION_HANDLERS
 from scheduler.idempotency import IdempotencyKeys
 from scheduler.readmodels.course_index import CourseIndex, CourseIndexView, course_index_view
@@ -61,7 +64,7 @@ def migrate(settings: Settings, env: dict[str, str]) -> tuple[Courses, CourseInd
         conn.execute("SELECT pg_advisory_lock(%s)", (migration_lock(settings.db_schema),))
         conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
         conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(schema))
-        conn.execute(directory.SCHEMA_SQL + idempotency.SCHEMA_SQL)
+        conn.execute(directory.SCHEMA_SQL + idempotency.SCHEMA_SQL + notifier_schema.all_sql())
         courses, view = Courses(env=env), course_index_view({**projection_env(env), "CREATE_TABLE": "y"})
         relay_tracking({**projection_env(env), "CREATE_TABLE": "y"}).datastore.close()
     return courses, view
@@ -149,6 +152,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             clock=clock,
             simulated_time=settings.simulated_time,
             bus=bus,
+            webhook_secrets=SecretBox(settings.cipher_key or ""),
         )
         try:
             yield
@@ -164,7 +168,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
     return Litestar(
         route_handlers=[
             ClinicController, PartnershipController, CourseController, DoseApprovalController, live, ready,
-            read_feed, list_dead_letters, redrive_dead_letter,
+            read_feed, list_dead_letters, redrive_dead_letter, *NOTIFICATION_ROUTES,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),
             "now": Provide(provide_now, sync_to_thread=False),

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from litestar import Request
 from nats.aio.client import Client as NATS
+from notifier.webhooks import SecretBox
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException
 
@@ -33,6 +34,7 @@ class Services:
     clock: Callable[[], datetime]
     simulated_time: bool = False
     bus: NATS | None = None
+    webhook_secrets: SecretBox | None = None  # encrypts webhook signing secrets (the cipher key's)
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run a synchronous eventsourcing call off the event loop."""

@@ -274,3 +274,53 @@ class EventView(Struct, kw_only=True):
 class Health(Struct, kw_only=True):
     status: str
     checks: dict[str, str]
+
+
+EventType = Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class WebhookCreate(Input, kw_only=True):
+    url: Annotated[str, Meta(min_length=1, max_length=2000, description="http or https URL that receives the POSTs")]
+    event_types: Annotated[list[EventType], Meta(max_length=100, description="CloudEvents types; empty: every event")]
+
+
+class Webhook(Struct, kw_only=True):
+    id: UUID
+    owner: str  # clinic:<id> | prescriber:<id>
+    url: str
+    event_types: list[str]
+    created_at: datetime
+    secret: str | None = msgspec.field(default=None)  # the whsec_ signing secret, only when created
+
+
+class DeliveryAttempt(Struct, kw_only=True):
+    attempt: int
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class Delivery(Struct, kw_only=True):
+    id: UUID  # also the webhook-id header the receiver saw
+    webhook_id: UUID
+    recipient: str  # clinic:<id> | prescriber:<id>
+    event_id: str
+    event_type: str
+    feed_position: int
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryDetail(Delivery, kw_only=True):
+    attempt_log: list[DeliveryAttempt]  # every attempt, oldest first (counting restarts at a redrive)
+
+
+class DeliveryPage(Struct, kw_only=True):
+    items: list[Delivery]
+    page: int
+    next_page: int | None
