@@ -167,7 +167,7 @@ def test_a_retry_while_the_first_request_runs_is_a_conflict(home: Tenant, live_s
         settings = live_server.settings
         conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": settings.db_schema})
         try:
-            keys = IdempotencyKeys(conn)  # type: ignore[arg-type]
+            keys = IdempotencyKeys(conn, settings.cipher_key or "")  # type: ignore[arg-type]
             await keys.claim(principal, "slow-1", request_hash("POST", "/v1/courses", body))
         finally:
             await conn.close()

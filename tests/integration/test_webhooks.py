@@ -459,6 +459,21 @@ def test_the_signing_secret_is_not_stored_in_clear(server: LiveServer, client: h
     assert webhooks.SecretBox(server.settings.cipher_key or "").open(sealed, UUID(created["id"])) == secret
 
 
+def test_a_secret_in_a_replayable_response_is_not_stored_in_clear(server: LiveServer, client: httpx.Client) -> None:
+    home = Tenant.onboard(client, server.operator_token)
+    headers = {**home.headers, "Idempotency-Key": "register-hook-1"}
+    body = {"url": "https://clinic.example/hook", "event_types": []}
+    created = ok(client.post(f"/v1/clinics/{home.clinic['id']}/webhooks", headers=headers, json=body), 201)
+    replayed = ok(client.post(f"/v1/clinics/{home.clinic['id']}/webhooks", headers=headers, json=body), 201)
+    assert replayed == created  # the retry gets the first response, secret included
+    with psycopg.connect(server.settings.database_url or "") as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(server.settings.db_schema)))
+        stored = [bytes(r[0]) for r in conn.execute(
+            "SELECT body FROM idempotency_keys WHERE key = 'register-hook-1'").fetchall()]
+    assert len(stored) == 1
+    assert created["secret"].encode() not in stored[0] and b"clinic.example" not in stored[0]
+
+
 @pytest.fixture(scope="module")
 def tenant(server: LiveServer) -> Iterator[Tenant]:
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
