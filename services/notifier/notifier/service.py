@@ -101,13 +101,15 @@ class Notifier:
         )
         try:
             js = nc.jetstream()
-            timers = asyncio.create_task(self._fire_timers(pool), name="timers")
+            done = asyncio.Event()
+            timers = asyncio.create_task(self._fire_timers(pool, done), name="timers")
             try:
                 await self._consume(pool, js, lock_conn)
             finally:
-                timers.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await timers
+                # Asked to end, not cancelled: a cancel can be lost in a wait_for that completes at that moment.
+                done.set()
+                self._timers_changed.set()
+                await timers
         finally:
             # Every message in hand was acked or nak'ed: close (a drain waits out the pending pull requests).
             with contextlib.suppress(Exception):
@@ -189,10 +191,10 @@ class Notifier:
         )
         self.dead_letters += 1
 
-    async def _fire_timers(self, pool: asyncpg.Pool) -> None:
+    async def _fire_timers(self, pool: asyncpg.Pool, done: asyncio.Event) -> None:
         """Send reminders, escalations and warnings when due, and redrive the dead letters an operator
         released: sleeps until the next timer (at most a tick)."""
-        while True:
+        while not done.is_set():
             try:
                 now = datetime.now(UTC)
                 while self._caught_up and await store.fire_due_timers(pool, now):
@@ -204,9 +206,12 @@ class Notifier:
                 log.warning("notifier: timers paused (%s)", exc)
                 wait = RETRY_SECONDS
             self._timers_changed.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._timers_changed.wait(), max(wait, 0.01))
+            if not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(wait, 0.01)):
+                        await self._timers_changed.wait()
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()

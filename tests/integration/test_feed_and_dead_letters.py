@@ -1,0 +1,118 @@
+"""The gap-free feed (a partner that was down catches up by itself) and the dead letters (poison messages
+kept, visible and redrivable)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import nats
+import psycopg
+import pytest
+from kact_contracts import events as public
+from kact_contracts.envelope import encode, envelope
+from psycopg import sql
+
+from api_support import Tenant, bearer, eventually, ok
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(live_server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server.base_url, timeout=30) as client:
+        yield client
+
+
+def feed(client: httpx.Client, headers: dict[str, str], **params: Any) -> dict[str, Any]:
+    return ok(client.get("/v1/feed", params=params, headers=headers), 200)
+
+
+def test_the_feed_replays_everything_addressed_to_a_clinic_from_any_position_and_nothing_else(
+    live_server, notifier, client: httpx.Client
+) -> None:
+    home = Tenant.onboard(client, live_server.operator_token)
+    other = Tenant.onboard(client, live_server.operator_token, "Other practice")
+    cid = home.open_course()["id"]
+    home.assess_and_prepare(cid)  # 13 public events, all addressed to the home clinic
+    other_cid = other.open_course()["id"]
+    whole = eventually(lambda: feed(client, home.headers, after=0, limit=500), lambda page: len(page["items"]) >= 13)
+    items = whole["items"]
+    assert [i["position"] for i in items] == list(range(1, 14)) and whole["has_more"] is False
+    assert {i["event"]["courseid"] for i in items} == {cid}
+    assert [i["event"]["streamversion"] for i in items] == sorted(i["event"]["streamversion"] for i in items)
+    assert all(i["recipient"] == f"clinic:{home.clinic['id']}" for i in items)
+    # page through from any position: the same items, no gaps, no repeats
+    paged, after = [], 0
+    while True:
+        page = feed(client, home.headers, after=after, limit=5)
+        paged += page["items"]
+        after = page["next_after"]
+        if not page["has_more"]:
+            break
+    assert paged == items
+    assert feed(client, home.headers, after=10)["items"] == items[10:]
+    assert feed(client, home.headers, after=13)["items"] == [] and feed(client, home.headers, after=13)["next_after"] == 13
+    # tenants: the other clinic sees only its own course, and cannot name another feed
+    theirs = eventually(lambda: feed(client, other.headers), lambda page: page["items"])
+    assert {i["event"]["courseid"] for i in theirs["items"]} == {other_cid}
+    assert client.get("/v1/feed", params={"recipient": f"clinic:{home.clinic['id']}"},
+                      headers=other.headers).status_code == 404
+    # the operator reads any feed by name, and must name one
+    assert feed(client, bearer(live_server.operator_token), recipient=f"clinic:{home.clinic['id']}")["items"] == items
+    assert client.get("/v1/feed", headers=bearer(live_server.operator_token)).status_code == 422
+    assert client.get("/v1/feed", params={"after": -1}, headers=home.headers).status_code == 422
+
+
+async def publish(settings: Any, subject: str, payload: bytes) -> None:
+    nc = await nats.connect(settings.nats_url)
+    try:
+        await nc.jetstream().publish(subject, payload, stream=settings.nats_stream)
+    finally:
+        await nc.close()
+
+
+def test_a_poison_message_becomes_a_visible_dead_letter_and_a_redrive_processes_a_repaired_one(
+    live_server, notifier, client: httpx.Client
+) -> None:
+    settings, operator = live_server.settings, bearer(live_server.operator_token)
+    course_id = uuid.uuid4()
+    subject = f"{settings.nats_prefix}.course.{course_id}.opened.v1"
+    asyncio.run(publish(settings, subject, b'{"specversion": "1.0", "id": "broken"'))
+    letters = eventually(lambda: ok(client.get("/v1/dead-letters", headers=operator), 200),
+                         lambda rows: any(r["subject"] == subject for r in rows))
+    (letter,) = [r for r in letters if r["subject"] == subject]
+    assert letter["error"].startswith("undecodable") and letter["redriven_at"] is None
+    home = Tenant.onboard(client, live_server.operator_token)
+    assert client.get("/v1/dead-letters", headers=home.headers).status_code == 404  # the operator's only
+    # An operator repairs a dead letter's cause (here: as if a bug had refused a valid event) and redrives it.
+    good = envelope(public.CourseOpened(home_clinic_id=home.clinic["id"], model="together", first_dosed="a"),
+                    course_id=course_id, version=1, time=datetime.now(UTC), clinic_id=home.clinic["id"], position=0)
+    with psycopg.connect(settings.database_url or "", autocommit=True) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(settings.db_schema)))
+        (repaired_id,) = conn.execute(
+            "INSERT INTO dead_letters (stream_seq, subject, event_id, payload, error, deliveries) "
+            "VALUES (NULL, %s, %s, %s, 'RuntimeError: a bug, since fixed', 6) RETURNING id",
+            (subject, good.id, encode(good).decode())).fetchone()
+    redriven = client.post(f"/v1/dead-letters/{repaired_id}/redrive", headers=operator)
+    assert redriven.status_code == 202 and redriven.json()["redrive_requested_at"]
+    items = eventually(lambda: feed(client, home.headers)["items"], lambda got: got, timeout=15)
+    assert [i["event"]["id"] for i in items] == [good.id]
+    done = eventually(lambda: ok(client.get("/v1/dead-letters", params={"pending": "false"}, headers=operator), 200),
+                      lambda rows: any(r["id"] == repaired_id and r["redriven_at"] for r in rows))
+    assert any(r["id"] == repaired_id and r["redriven_at"] for r in done)
+    again = client.post(f"/v1/dead-letters/{repaired_id}/redrive", headers=operator)
+    assert again.status_code == 409
+    # The poison message, redriven, stays a dead letter with the new error: nothing is lost or half-done.
+    ok(client.post(f"/v1/dead-letters/{letter['id']}/redrive", headers=operator), 202)
+    still = eventually(lambda: ok(client.get("/v1/dead-letters", headers=operator), 200),
+                       lambda rows: any(r["id"] == letter["id"] and r["error"].startswith("redrive failed")
+                                        for r in rows))
+    assert any(r["id"] == letter["id"] and r["redriven_at"] is None for r in still)
+    assert json.loads(redriven.text)["subject"] == subject
+    assert client.post("/v1/dead-letters/999999999/redrive", headers=operator).status_code == 404
