@@ -14,11 +14,10 @@ import httpx
 import nats
 import psycopg
 import pytest
+from api_support import Tenant, bearer, eventually, ok
 from kact_contracts import events as public
 from kact_contracts.envelope import encode, envelope
 from psycopg import sql
-
-from api_support import Tenant, bearer, eventually, ok
 
 pytestmark = pytest.mark.integration
 
