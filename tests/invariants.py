@@ -10,6 +10,9 @@ Rule ids are DOMAIN.md's (I1..I10), plus:
   - "milestone":     a milestone recorded twice, without its conditions, or missing once its conditions hold
                      (Assessed, Prepared, Dosed, Integrated), and "ineligible ends the course";
   - "session-state": a session held / cancelled / missed / rescheduled that was not booked, or an unknown id;
+  - "session-confirmation": a session confirmed / declined by a clinic that does not host it, that needed no
+                     confirmation (only a medicine session hosted by another clinic than the home clinic does),
+                     that was not booked, decided the same way twice, or declined without a reason;
   - "stream":        the stream itself is malformed (not opened first, versions not consecutive).
 
 Time. Commands carry a `now` that the events do not store, so the checker keeps a lower bound of the clock:
@@ -94,6 +97,8 @@ class _Session:
     follows: str | None
     status: str = "booked"
     record: dict[str, Any] | None = None
+    clinic_id: str = ""
+    confirmation: str = "not_needed"  # | pending | confirmed | declined
 
     @property
     def active(self) -> bool:
@@ -138,6 +143,7 @@ class _Judge:
     originator_id: Any = None
     version: int = 0
     model: str = ""
+    home_clinic_id: str = ""
     first_dosed: str = "a"
     protocol: dict[str, Any] = field(default_factory=dict)
     closed: str | None = None
@@ -296,6 +302,7 @@ class _Judge:
         self.opened = True
         self.originator_id = event.originator_id
         self.model = event.model
+        self.home_clinic_id = event.home_clinic_id
         self.first_dosed = event.first_dosed
         self.protocol = dict(event.protocol)
         if self.model not in ("taking_turns", "together"):
@@ -333,7 +340,10 @@ class _Judge:
             start=_utc(data["starts_at"]),
             end=_utc(data["ends_at"]),
             follows=data.get("follows"),
+            clinic_id=data.get("clinic_id", ""),
         )
+        if session.kind == "medicine" and session.clinic_id != self.home_clinic_id:
+            session.confirmation = "pending"  # the partner clinic hosting it is asked to confirm
         self.sessions[sid] = session
         if not session.start < session.end:
             self.breach("session-state", f"session {sid} ends before it starts")
@@ -376,6 +386,8 @@ class _Judge:
             self.breach("session-state", f"session {session.id} ends before it starts")
         if session.kind == "integration":
             session.follows = event.follows
+        if session.confirmation != "not_needed":
+            session.confirmation = "pending"  # a new time asks the host again
         self.check_calendar(session)
         for medicine_id in sorted(affected):
             first = self.first_integration(medicine_id)
@@ -387,6 +399,31 @@ class _Judge:
             for integration in self.active("integration"):
                 if integration.follows == session.id:
                     self.check_integration_follows(integration)
+
+    def judge_confirmation(self, event: Any, decision: str) -> None:
+        session = self.known_session(event.session_id)
+        if session is None:
+            return
+        if session.status != "booked":
+            self.breach("session-confirmation", f"session {session.id} is {session.status}, not booked")
+        if event.clinic_id != session.clinic_id:
+            self.breach("session-confirmation", f"session {session.id} is hosted by {session.clinic_id}, "
+                        f"not by {event.clinic_id}")
+        if getattr(event, "by", None) != f"clinic:{session.clinic_id}":
+            self.breach("session-confirmation", f"session {session.id} was {decision} by {event.by}, not its host")
+        if session.confirmation == "not_needed":
+            self.breach("session-confirmation", f"session {session.id} needed no confirmation")
+        elif session.confirmation == decision:
+            self.breach("session-confirmation", f"session {session.id} is {decision} twice")
+        if decision == "declined" and not str(event.reason).strip():
+            self.breach("session-confirmation", f"session {session.id} is declined without a reason")
+        session.confirmation = decision
+
+    def on_SessionConfirmed(self, event: Any) -> None:
+        self.judge_confirmation(event, "confirmed")
+
+    def on_SessionDeclined(self, event: Any) -> None:
+        self.judge_confirmation(event, "declined")
 
     def on_SessionCancelled(self, event: Any) -> None:
         session = self.known_session(event.session_id)
@@ -551,6 +588,11 @@ class _Judge:
             self.breach("milestone", f"medicine session {event.session_id} is Dosed twice")
         if not self.prepared:
             self.breach("I1", f"Dosed {event.session_id} before the course was Prepared")
+        if session is not None and _utc(getattr(event, "integration_deadline", None)) != self.deadline(session):
+            self.breach(
+                "I4", f"Dosed {event.session_id} says its window closes {getattr(event, 'integration_deadline', None)}, "
+                f"not {self.deadline(session)}",
+            )
         self.expect_dosed = None
         self.dosed.append(event.session_id)
 

@@ -293,6 +293,56 @@ async def test_a_timeout_counts_as_a_failed_attempt(
     assert attempt["status_code"] is None and 250 <= attempt["duration_ms"] < 1000
 
 
+async def test_the_worker_survives_a_database_blip_and_listens_again(
+    pool: asyncpg.Pool, database_url: str, cipher_key: str, receiver: tuple[Receiver, Calls],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hooks, _ = receiver
+    monkeypatch.setattr(webhooks, "LEASE_MARGIN_SECONDS", 3.0)  # a lost claim is claimed again within 5 s
+    path = f"/blip-{secrets.token_hex(3)}"
+    owner, _ = await subscribe(pool, cipher_key, hooks.url + path)
+    name = f"kact-wh-blip-{secrets.token_hex(3)}"
+    search_path = await pool.fetchval("SELECT current_schema()")
+    own = await asyncpg.create_pool(database_url, min_size=1, max_size=4,
+                                    server_settings={"search_path": search_path, "application_name": name})
+
+    async def kill() -> int:
+        return await pool.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", name)
+
+    try:
+        async with running(own, cipher_key) as worker:
+            await enqueue(pool, "clinic", owner, position=1)
+            await until(lambda: len(hooks.at(path)) == 1)
+            # The database drops every connection of the worker, again and again for a second, while an
+            # event is queued: the worker keeps retrying instead of crashing.
+            killed, flapping_until = 0, time.monotonic() + 1.0
+            await enqueue(pool, "clinic", owner, position=2)
+            while time.monotonic() < flapping_until:
+                killed += await kill()
+                await asyncio.sleep(0.05)
+            assert killed > 0
+            await until(lambda: len(hooks.at(path)) == 2, timeout=20)
+            # Once it is back, the worker listens again: a new event is sent at once, not at the next idle check.
+            await until(lambda: own.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+                                             "AND query ILIKE 'LISTEN%'", name), timeout=20)
+            queued_at = time.time()
+            await enqueue(pool, "clinic", owner, position=3)
+            await until(lambda: len(hooks.at(path)) == 3, timeout=20)
+            assert hooks.at(path)[2].at - queued_at < 1.5, "woken by NOTIFY after the blip"
+            assert worker.attempted == 3  # and `running` awaits the worker's run(): it did not crash
+    finally:
+        await own.close()
+    # Each sent once. A claim whose commit's answer was lost in the blip leaves its lease to run out (the
+    # delivery is then claimed again), so the one queued during the blip may count two claims for one send.
+    ids = [r.headers["webhook-id"] for r in hooks.at(path)]
+    assert len(ids) == len(set(ids)) == 3
+    rows = await delivery_rows(pool, hooks.url + path)
+    assert [(r["feed_position"], r["status"]) for r in rows] == [(1, "delivered"), (2, "delivered"), (3, "delivered")]
+    assert rows[0]["attempts"] == rows[2]["attempts"] == 1 and rows[1]["attempts"] in (1, 2)
+    assert await pool.fetchval("SELECT count(*) FROM delivery_attempts") == 3
+
+
 async def _failed(pool: asyncpg.Pool, url: str) -> bool:
     rows = await delivery_rows(pool, url)
     return bool(rows) and all(r["status"] == "failed" for r in rows)

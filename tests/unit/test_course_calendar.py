@@ -197,6 +197,42 @@ class TestI4BookingWindowDomainBugs:
                     f"{new_deadline.isoformat()} (48 h after it ends)"),
         )
 
+    def test_moving_the_first_integration_to_an_earlier_medicine_session_cannot_leave_the_window_empty(self):
+        # BUG (found by the stateful test): moving the first integration session of m2 before m2 makes it follow
+        # m1; only m1's window was checked, so m2's first integration session ended up outside its window.
+        course, end = prepared_course()
+        dose(course, "m1", end + timedelta(days=2), ["a"])
+        m1_end = course.sessions["m1"].finished_at
+        book(course, "int-m1", Kind.INTEGRATION, m1_end + timedelta(hours=20))
+        m2 = m1_end + timedelta(days=10)
+        book_medicine(course, "m2", m2)
+        m2_deadline = m2 + THREE_H + timedelta(hours=48)
+        book(course, "int-0", Kind.INTEGRATION, m2 + THREE_H + timedelta(hours=20))
+        book(course, "int-1", Kind.INTEGRATION, m2 + THREE_H + timedelta(hours=70))
+        assert course.sessions["int-1"].follows == "m2"
+        err = refused(course, RulesBrokenError, lambda: reschedule(course, "int-0", m1_end + timedelta(hours=30)))
+        assert err.violations == (
+            V("I4", f"the first integration session after medicine session m2 must start by "
+                    f"{m2_deadline.isoformat()} (48 h after it ends)"),
+        )
+        # with another integration session of m2 left in its window, the move is fine
+        book(course, "int-2", Kind.INTEGRATION, m2 + THREE_H + timedelta(hours=30))
+        reschedule(course, "int-0", m1_end + timedelta(hours=30))
+        assert course.sessions["int-0"].follows == "m1"
+
+    def test_moving_a_missed_integration_session_to_another_medicine_session_is_refused_as_not_booked(self):
+        # BUG (found by the stateful test): the check above crashed (min() of nothing) on a session that was
+        # no longer booked, instead of refusing the move with session-state.
+        course, end = prepared_course()
+        dose(course, "m1", end + timedelta(days=2), ["a"])
+        m1_end = course.sessions["m1"].finished_at
+        book(course, "int-m1", Kind.INTEGRATION, m1_end + timedelta(hours=20))
+        course.record_missed(session_id="int-m1", reason="no show", now=m1_end + timedelta(hours=22), by=BY)
+        m2 = m1_end + timedelta(days=10)
+        book_medicine(course, "m2", m2)
+        err = refused(course, RulesBrokenError, lambda: reschedule(course, "int-m1", m2 + THREE_H + timedelta(hours=5)))
+        assert err.violations == (V("session-state", "session int-m1 is missed, not booked"),)
+
     def test_after_an_acknowledged_missed_window_integration_can_still_be_booked(self):
         # BUG (e293bb5): once the window closed with no integration session booked, every integration booking
         # for that medicine session is refused with I4 forever, so the course can neither hold the

@@ -28,6 +28,7 @@ EXPECTED = {
     "Created", "ScreeningRecorded", "SessionBooked", "SessionRescheduled", "SessionCancelled", "SessionHeld",
     "SessionMissed", "DoseApprovalRequested", "DoseApprovalDecided", "Assessed", "Prepared", "Dosed",
     "Integrated", "IntegrationWindowMissed", "MissedWindowAcknowledged", "Completed", "Discontinued",
+    "SessionConfirmed", "SessionDeclined",
 }
 
 

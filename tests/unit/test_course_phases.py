@@ -218,7 +218,11 @@ class TestMilestones:
         before = len(course.pending_events)
         dose(course, "m1", end + timedelta(days=2), ["a"])
         assert event_types(course)[before:].count("Dosed") == 1
-        assert course.pending_events[-1].session_id == "m1"
+        dosed = course.pending_events[-1]
+        assert dosed.session_id == "m1"
+        # the window closes integration_window_hours after discharge (I4), and the event says when
+        discharged = course.sessions["m1"].held["discharged_at"]
+        assert dosed.integration_deadline == discharged + timedelta(hours=course.protocol.integration_window_hours)
         last = integrate(course, "m1", count=3)
         assert count(course, "Integrated") == 0
         one_more_integration(course, "int-4th", last)

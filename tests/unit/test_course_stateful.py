@@ -55,6 +55,7 @@ from scheduler.domain.course import (
 from scheduler.domain.errors import (
     InvalidCommandError,
     NotAddressedError,
+    NotHostingError,
     RulesBrokenError,
     UnknownApprovalError,
     UnknownSessionError,
@@ -65,11 +66,13 @@ from scheduler.domain.protocol import Model, Protocol, VitalsLimit
 # 2-4 minutes here. The limit stays hard, just long enough for the report to come out.
 pytestmark = pytest.mark.timeout(900)
 
-DOMAIN_ERRORS = (RulesBrokenError, InvalidCommandError, UnknownSessionError, UnknownApprovalError, NotAddressedError)
+DOMAIN_ERRORS = (RulesBrokenError, InvalidCommandError, UnknownSessionError, UnknownApprovalError, NotAddressedError,
+                 NotHostingError)
 OTHER_PRESCRIBER = "rx-2"
 PARTNER_CLINIC = "partner"
 NO_PRESCRIBER_HOST = HostFacts(HOME, has_prescriber=False, is_partner_of_home=False)
 UNPARTNERED_HOST = HostFacts(PARTNER_CLINIC, has_prescriber=True, is_partner_of_home=False)
+PARTNERED_HOST = HostFacts(PARTNER_CLINIC, has_prescriber=True, is_partner_of_home=True)
 DOSE_AFTER_START = timedelta(minutes=10)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -654,9 +657,11 @@ class CourseMachine(RuleBasedStateMachine):
         length = self.medicine_length(data)
         start = self.at(self.free_slot(start, length, medicine=True))
         sid = self.next_id("med-")
+        # Sometimes at the partner clinic, which is then asked to confirm it.
+        host = PARTNERED_HOST if data.draw(st.booleans(), label="at the partner clinic") else HOME_HOST
         booked = self.run("book_session medicine", course.book_session,
             session_id=sid, kind=Kind.MEDICINE, partners=("a", "b"), starts_at=start, ends_at=start + length,
-            clinic_id=HOME, host=HOME_HOST, by=BY)
+            clinic_id=host.clinic_id, host=host, by=BY)
         if booked and any(s.follows == last.id and s.starts_at > start for s in self.sessions(
                 SessionStatus.BOOKED, kind=Kind.INTEGRATION)):
             event("progress: next dose booked before integration sessions of the last one")
@@ -695,7 +700,8 @@ class CourseMachine(RuleBasedStateMachine):
         anchor=st.sampled_from(["clock", "clock", "other session", "medicine", "past"]),
         offset=st.sampled_from([HOUR, 5 * HOUR, DAY, 2 * DAY, 6 * DAY, 20 * DAY, -HOUR, timedelta(minutes=30)]),
         length=st.sampled_from([HOUR, 3 * HOUR, timedelta(minutes=50)]),
-        host=st.sampled_from([HOME_HOST, HOME_HOST, HOME_HOST, None, NO_PRESCRIBER_HOST, UNPARTNERED_HOST]),
+        host=st.sampled_from([HOME_HOST, HOME_HOST, HOME_HOST, None, NO_PRESCRIBER_HOST, UNPARTNERED_HOST,
+                              PARTNERED_HOST]),
         data=st.data(),
     )
     def book_session(self, kind, partners, anchor, offset, length, host, data) -> None:
@@ -789,6 +795,23 @@ class CourseMachine(RuleBasedStateMachine):
         requested = approval.requested_mg if approval is not None else 100.0
         approved_mg = {"requested": None, "less": requested / 2, "more": requested + 25}[amount]
         self.decide(aid, prescriber, approve, approved_mg, override)
+
+    @command(
+        data=st.data(),
+        by_host=st.sampled_from([True, True, True, False]),
+        decision=st.sampled_from(["confirmed", "declined", "maybe"]),
+        reason=st.sampled_from(["no monitoring nurse that day", " "]),
+    )
+    def confirm_session(self, data, by_host, decision, reason) -> None:
+        """The hosting clinic (or, sometimes, another) confirms or declines a session, usually one at a partner."""
+        course = self.course
+        hosted = [s.id for s in self.sessions(SessionStatus.BOOKED, kind=Kind.MEDICINE) if s.clinic_id != HOME]
+        sid = data.draw(st.sampled_from(hosted * 3 + sorted(course.sessions) + [UNKNOWN]), label="session")
+        session = course.sessions.get(sid)
+        clinic = session.clinic_id if session is not None and by_host else "elsewhere"
+        if self.run("confirm_session", course.confirm_session,
+                    session_id=sid, clinic_id=clinic, decision=decision, reason=reason, by=f"clinic:{clinic}"):
+            event(f"accepted confirm_session: {decision}")
 
     @command()
     def record_missed_integration_windows(self) -> None:

@@ -56,7 +56,8 @@ def force_held(course: Course, sid: str, **record: Any) -> None:
     """Records a session held without any check (and Dosed after a medicine session, as the aggregate would)."""
     course.trigger_event(Course.SessionHeld, session_id=sid, record={"notes": "", **record}, by=BY)
     if course.sessions[sid].kind is Kind.MEDICINE:
-        course.trigger_event(Course.Dosed, session_id=sid, by=BY)
+        deadline = course.window_deadline(course.sessions[sid])
+        course.trigger_event(Course.Dosed, session_id=sid, integration_deadline=deadline, by=BY)
 
 
 def booked_medicine(model=Model.TAKING_TURNS, protocol=None, partners=("a",)):

@@ -86,6 +86,8 @@ LEASE_MARGIN_SECONDS = 10.0  # an attempt's lease: the request timeout plus this
 IDLE_CHECK_SECONDS = 10.0  # the longest a worker sleeps without a notification (a lost LISTEN connection)
 RETRY_SECONDS = 1.0
 USER_AGENT = "kact-webhooks/1"
+# What a database that went away raises (asyncpg leaves a connection cut mid-operation in an internal state error).
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 def new_secret() -> str:
@@ -248,7 +250,8 @@ class DeliveryWorker:
         self._done = asyncio.Event()
         self._started = False
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._listener: Any = None  # the pool connection holding LISTEN
+        self._listener: Any = None  # the pool connection holding LISTEN, kept out of the pool while listening
+        self._listener_lost = False
         self._channel: str | None = None
 
     async def run(self) -> None:
@@ -272,7 +275,7 @@ class DeliveryWorker:
                     if free > 0 and len(claimed) == free:
                         continue  # more may be due
                     wait = IDLE_CHECK_SECONDS if free <= 0 else await self._seconds_to_next_due()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except DATABASE_ERRORS as exc:
                     log.warning("webhooks: database unavailable (%s); retrying", exc)
                     await self._unlisten()
                     wait = RETRY_SECONDS
@@ -304,16 +307,29 @@ class DeliveryWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(seconds, 0.0))
 
+    def _listening(self) -> bool:
+        if self._listener is None or self._listener_lost:
+            return False
+        try:
+            return not self._listener.is_closed()
+        except asyncpg.InterfaceError:  # the pool took the connection back when it died
+            return False
+
     async def _listen(self) -> None:
-        if self._listener is not None and not self._listener.is_closed():
+        if self._listening():
             return
         await self._unlisten()
         conn = await self.pool.acquire()
         try:
+            self._listener_lost = False
+            # A lost connection hears no more notifications: wake, and listen again on a new one.
+            conn.add_termination_listener(self._terminated)
             self._channel = await conn.fetchval(f"SELECT {CHANNEL_SQL}")
             await conn.add_listener(self._channel, self._notified)
         except BaseException:
-            await self.pool.release(conn)
+            with contextlib.suppress(*DATABASE_ERRORS):
+                conn.remove_termination_listener(self._terminated)
+                await self.pool.release(conn)
             raise
         self._listener = conn
 
@@ -321,13 +337,18 @@ class DeliveryWorker:
         conn, self._listener = self._listener, None
         if conn is None:
             return
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        with contextlib.suppress(*DATABASE_ERRORS):
+            conn.remove_termination_listener(self._terminated)
             if not conn.is_closed():
                 await conn.remove_listener(self._channel, self._notified)
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        with contextlib.suppress(*DATABASE_ERRORS):
             await self.pool.release(conn)
 
     def _notified(self, *_: Any) -> None:
+        self._wake.set()
+
+    def _terminated(self, *_: Any) -> None:
+        self._listener_lost = True
         self._wake.set()
 
     async def _claim(self, limit: int) -> list[asyncpg.Record]:
@@ -369,11 +390,19 @@ class DeliveryWorker:
         duration_ms = round((time.monotonic() - started) * 1000)
         if error:
             log.info("webhooks: attempt %d of delivery %s to %s failed: %s", row["attempts"], row["id"], row["url"], error)
-        try:
-            await self._record(row, started_at, status_code, error, duration_ms)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            # The lease runs out and the attempt is made again: at least once, never lost.
-            log.warning("webhooks: could not record attempt %d of %s (%s)", row["attempts"], row["id"], exc)
+        # The result is known: keep trying to record it while the lease is this worker's (a database blip must
+        # not cause a second send). Past the lease, the attempt is made again: at least once, never lost.
+        lease_ends = started + self.timeout + LEASE_MARGIN_SECONDS - 1.0
+        while True:
+            try:
+                await self._record(row, started_at, status_code, error, duration_ms)
+                return
+            except DATABASE_ERRORS as exc:
+                if time.monotonic() + RETRY_SECONDS >= lease_ends:
+                    log.warning("webhooks: could not record attempt %d of %s (%s)", row["attempts"], row["id"], exc)
+                    return
+                log.info("webhooks: recording attempt %d of %s failed (%s); retrying", row["attempts"], row["id"], exc)
+            await asyncio.sleep(RETRY_SECONDS)
 
     async def _send(self, client: httpx.AsyncClient, row: asyncpg.Record) -> tuple[int | None, str | None]:
         try:
@@ -410,9 +439,11 @@ class DeliveryWorker:
     ) -> None:
         attempt = row["attempts"]
         async with self.pool.acquire() as conn, conn.transaction():
+            # Recorded again after a commit whose answer was lost: still one row.
             await conn.execute(
                 "INSERT INTO delivery_attempts (delivery_id, attempt, at, status_code, error, duration_ms) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
+                "SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM delivery_attempts "
+                "WHERE delivery_id = $1 AND attempt = $2 AND at = $3)",
                 row["id"], attempt, at, status_code, error, duration_ms,
             )
             # Only while the lease is this worker's (the same attempt count, still pending).

@@ -25,6 +25,7 @@ from notifier.webhooks import SecretBox
 
 from scheduler import directory, idempotency
 from scheduler.application import Courses, event_store_env
+from scheduler.deadlines import deadline_singleton
 from scheduler.directory import Directory
 from scheduler.http.courses import CourseController, DoseApprovalController
 from scheduler.http.dead_letters import list_dead_letters, redrive_dead_letter
@@ -136,6 +137,10 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
 
         # The library connects and creates its tables synchronously: keep that off the event loop too.
         courses, view, projection, relay = await anyio.to_thread.run_sync(start_event_store)
+        watcher = deadline_singleton(
+            settings.database_url or "", f"{settings.db_schema}.deadlines", courses, projection_env(env), clock,
+            settings.deadline_check_seconds,
+        ).start() if settings.deadline_check_seconds > 0 else None  # integration windows pass by `clock`
         pool = await open_pool(settings)
         # This connection backs readiness; the relay keeps a connection of its own.
         bus = await nats.connect(settings.nats_url, name="kact-scheduler", max_reconnect_attempts=-1) \
@@ -157,6 +162,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
         try:
             yield
         finally:
+            if watcher is not None:
+                await anyio.to_thread.run_sync(watcher.stop)
             if relay is not None:
                 await anyio.to_thread.run_sync(relay.stop)
             await anyio.to_thread.run_sync(projection.stop)

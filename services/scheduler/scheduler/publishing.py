@@ -10,7 +10,7 @@ from typing import Any
 
 from kact_contracts import events as public
 
-from scheduler.domain.course import Course, Kind
+from scheduler.domain.course import Course, needs_confirmation
 
 Mapper = Callable[[Any, str], public.PublicEvent]
 
@@ -28,7 +28,7 @@ def _booked(event: Course.SessionBooked, home_clinic_id: str) -> public.SessionB
         room_id=session.get("room_id"),
         clinician_ids=list(session.get("clinician_ids", ())),
         follows=session.get("follows"),
-        needs_confirmation=session["kind"] == Kind.MEDICINE and session["clinic_id"] != home_clinic_id,
+        needs_confirmation=needs_confirmation(session["kind"], session["clinic_id"], home_clinic_id),
     )
 
 
@@ -55,6 +55,10 @@ MAPPING: dict[type[Course.Event], Mapper | None] = {
         clinician_ids=list(e.clinician_ids),
     ),
     Course.SessionCancelled: lambda e, home: public.SessionCancelled(session_id=e.session_id),
+    Course.SessionConfirmed: lambda e, home: public.SessionConfirmed(session_id=e.session_id, clinic_id=e.clinic_id),
+    Course.SessionDeclined: lambda e, home: public.SessionDeclined(  # the reason stays in the event store
+        session_id=e.session_id, clinic_id=e.clinic_id
+    ),
     Course.SessionHeld: _held,
     Course.SessionMissed: lambda e, home: public.SessionMissed(session_id=e.session_id),
     Course.DoseApprovalRequested: lambda e, home: public.DoseApprovalRequested(

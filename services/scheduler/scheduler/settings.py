@@ -46,6 +46,7 @@ class Settings:
     db_pool_size: int = 10
     simulated_time: bool = False  # tests and benchmarks only: honour the X-Kact-Now header
     workers: int = 1
+    deadline_check_seconds: float = 5.0  # the deadline watcher looks again at least this often; 0: never runs
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +65,7 @@ class Settings:
             db_pool_size=int(env.get("KACT_DB_POOL_SIZE", cls.db_pool_size)),
             simulated_time=env.get("KACT_SIMULATED_TIME", "").lower() in ("1", "true", "yes"),
             workers=int(env.get("KACT_WORKERS", cls.workers)),
+            deadline_check_seconds=float(env.get("KACT_DEADLINE_CHECK_SECONDS", cls.deadline_check_seconds)),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -82,5 +84,6 @@ class Settings:
             "KACT_DB_POOL_SIZE": str(self.db_pool_size),
             "KACT_SIMULATED_TIME": "1" if self.simulated_time else "",
             "KACT_WORKERS": str(self.workers),
+            "KACT_DEADLINE_CHECK_SECONDS": str(self.deadline_check_seconds),
         }
         return {k: v for k, v in values.items() if v is not None}

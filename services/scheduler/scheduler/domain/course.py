@@ -15,6 +15,7 @@ from eventsourcing.domain import Aggregate
 from scheduler.domain.errors import (
     InvalidCommandError,
     NotAddressedError,
+    NotHostingError,
     RulesBrokenError,
     UnknownApprovalError,
     UnknownSessionError,
@@ -61,6 +62,15 @@ class ApprovalStatus(StrEnum):
     DECLINED = "declined"
 
 
+class Confirmation(StrEnum):
+    """Whether the clinic hosting a session agreed to it (a medicine session at a partner clinic)."""
+
+    NOT_NEEDED = "not_needed"  # hosted at the home clinic
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    DECLINED = "declined"
+
+
 class Stage(StrEnum):
     PRE = "pre"
     POST = "post"
@@ -90,6 +100,7 @@ class Session:
     status: SessionStatus = SessionStatus.BOOKED
     follows: str | None = None  # integration: the medicine session it integrates
     held: dict[str, Any] | None = None
+    confirmation: Confirmation = Confirmation.NOT_NEEDED
 
     @property
     def active(self) -> bool:
@@ -132,6 +143,11 @@ class MissedWindow:
     deadline: datetime
     acknowledged: bool = False
     reason: str | None = None
+
+
+def needs_confirmation(kind: Kind | str, clinic_id: str, home_clinic_id: str) -> bool:
+    """A medicine session hosted by a clinic other than the home clinic waits for the host to confirm it."""
+    return Kind(kind) is Kind.MEDICINE and clinic_id != home_clinic_id
 
 
 def _session_from_data(data: dict[str, Any]) -> Session:
@@ -184,6 +200,8 @@ class Course(Aggregate):
 
         def apply(self, course: Course) -> None:
             session = _session_from_data(self.session)
+            if needs_confirmation(session.kind, session.clinic_id, course.home_clinic_id):
+                session.confirmation = Confirmation.PENDING
             course.sessions[session.id] = session
 
     class SessionRescheduled(Event):
@@ -202,6 +220,25 @@ class Course(Aggregate):
             session.room_id = self.room_id
             session.clinician_ids = tuple(self.clinician_ids)
             session.follows = self.follows
+            if session.confirmation is not Confirmation.NOT_NEEDED:
+                session.confirmation = Confirmation.PENDING  # the host is asked again for the new time
+
+    class SessionConfirmed(Event):
+        TOPIC = "kact.course:SessionConfirmed.v1"
+        session_id: str
+        clinic_id: str
+
+        def apply(self, course: Course) -> None:
+            course.sessions[self.session_id].confirmation = Confirmation.CONFIRMED
+
+    class SessionDeclined(Event):
+        TOPIC = "kact.course:SessionDeclined.v1"
+        session_id: str
+        clinic_id: str
+        reason: str
+
+        def apply(self, course: Course) -> None:
+            course.sessions[self.session_id].confirmation = Confirmation.DECLINED
 
     class SessionCancelled(Event):
         TOPIC = "kact.course:SessionCancelled.v1"
@@ -282,6 +319,7 @@ class Course(Aggregate):
     class Dosed(Event):
         TOPIC = "kact.course:Dosed.v1"
         session_id: str
+        integration_deadline: datetime  # when its integration window closes (I4), fixed once it is held
 
         def apply(self, course: Course) -> None:
             course.milestones.append({"milestone": "dosed", "session_id": self.session_id, "at": self.timestamp})
@@ -638,6 +676,8 @@ class Course(Aggregate):
         violations += calendar
         if session.kind is Kind.MEDICINE:
             violations += self._moved_medicine_violations(session, starts_at, ends_at)
+        if session.kind is Kind.INTEGRATION and session.follows and follows != session.follows:
+            violations += self._left_window_violations(session)
         self._refuse_if(violations)
         self.trigger_event(
             self.SessionRescheduled,
@@ -671,6 +711,59 @@ class Course(Aggregate):
                 )
             )
         return violations
+
+    def _left_window_violations(self, moved: Session) -> list[Violation]:
+        """An integration session moved to another medicine session may not leave the window of the one it
+        followed without an integration session in it (I4), unless that window was already recorded missed."""
+        medicine = self.sessions.get(moved.follows or "")
+        if medicine is None or medicine.id in self.missed_windows or moved.status is not SessionStatus.BOOKED:
+            return []  # a session that is not booked is not moved at all (session-state)
+        following = [
+            s for s in self.sessions.values()
+            if s.kind is Kind.INTEGRATION and s.active and s.follows == medicine.id
+        ]
+        remaining = [s.starts_at for s in following if s.id != moved.id]
+        deadline = self.window_deadline(medicine)
+        if min(s.starts_at for s in following) <= deadline and remaining and min(remaining) > deadline:
+            return [
+                Violation(
+                    "I4",
+                    f"the first integration session after medicine session {medicine.id} must start by "
+                    f"{deadline.isoformat()} ({self.protocol.integration_window_hours} h after it ends)",
+                )
+            ]
+        return []
+
+    def confirm_session(
+        self, *, session_id: str, clinic_id: str, decision: str, reason: str = "", by: str
+    ) -> None:
+        """The clinic hosting a medicine session for another (home) clinic confirms or declines it."""
+        session = self.session(session_id)
+        if session.clinic_id != clinic_id:
+            raise NotHostingError(session_id, clinic_id)
+        problems = []
+        if decision not in (Confirmation.CONFIRMED, Confirmation.DECLINED):
+            problems.append("decision must be 'confirmed' or 'declined'")
+        elif decision == Confirmation.DECLINED and not reason.strip():
+            problems.append("declining a session gives a reason")
+        if problems:
+            raise InvalidCommandError(problems)
+        decided = Confirmation(decision)
+        violations = self._closed_violations() + _booked_violations(session)
+        if session.confirmation is Confirmation.NOT_NEEDED:
+            violations.append(
+                Violation(
+                    "session-confirmation",
+                    f"session {session_id} needs no confirmation: only a medicine session hosted by a partner clinic does",
+                )
+            )
+        elif session.confirmation is decided:
+            violations.append(Violation("session-confirmation", f"session {session_id} is already {decided.value}"))
+        self._refuse_if(violations)
+        if decided is Confirmation.CONFIRMED:
+            self.trigger_event(self.SessionConfirmed, session_id=session_id, clinic_id=clinic_id, by=by)
+        else:
+            self.trigger_event(self.SessionDeclined, session_id=session_id, clinic_id=clinic_id, reason=reason, by=by)
 
     def cancel_session(self, *, session_id: str, reason: str, by: str) -> None:
         session = self.session(session_id)
@@ -740,7 +833,9 @@ class Course(Aggregate):
             record.update(doses=doses, vitals=vitals, adverse_events=adverse_events, discharged_at=discharged_at)
         self.trigger_event(self.SessionHeld, session_id=session_id, record=record, by=by)
         if session.kind is Kind.MEDICINE:
-            self.trigger_event(self.Dosed, session_id=session_id, by=by)
+            self.trigger_event(
+                self.Dosed, session_id=session_id, integration_deadline=self.window_deadline(session), by=by
+            )
         self._record_milestones(by)
 
     def _medicine_violations(

@@ -53,3 +53,11 @@ class NotAddressedError(DomainError):
     def __init__(self, approval_id: str) -> None:
         self.approval_id = approval_id
         super().__init__(f"dose approval {approval_id} is not addressed to this prescriber")
+
+
+class NotHostingError(DomainError):
+    """A clinic tried to confirm or decline a session that another clinic hosts."""
+
+    def __init__(self, session_id: str, clinic_id: str) -> None:
+        self.session_id, self.clinic_id = session_id, clinic_id
+        super().__init__(f"session {session_id} is not hosted by clinic {clinic_id}")

@@ -28,14 +28,22 @@ from scheduler.http.schemas import (
     DoseApprovalCreate,
     DoseApprovalDecision,
     EventView,
+    HostedSessionView,
     ScreeningCreate,
     SessionCancel,
+    SessionConfirm,
     SessionCreate,
     SessionRecord,
     SessionReschedule,
     SessionView,
 )
-from scheduler.http.views import approval_view, course_view, event_view, session_view
+from scheduler.http.views import (
+    approval_view,
+    course_view,
+    event_view,
+    hosted_session_view,
+    session_view,
+)
 from scheduler.readmodels.course_index import PAGE_SIZE
 
 
@@ -216,6 +224,27 @@ class CourseController(Controller):
             lambda c: c.cancel_session(session_id=session_id, reason=data.reason, by=principal.ref),
         )
         return session_view(course.sessions[session_id])
+
+    @post("/{course_id:uuid}/sessions/{session_id:str}/confirm", operation_id="confirmSession", status_code=200,
+          summary="The clinic hosting a medicine session (with its own key) confirms or declines it")
+    async def confirm_session(
+        self, course_id: UUID, session_id: str, data: body(SessionConfirm), principal: Principal, services: Services
+    ) -> HostedSessionView:
+        clinic = _clinic_of(principal)
+
+        def command(c: Course) -> None:
+            if c.home_clinic_id != clinic:
+                # A partner clinic sees a course only through the sessions it hosts: none, no course.
+                if not any(s.clinic_id == clinic for s in c.sessions.values()):
+                    raise CourseNotFoundError(c.id)
+            elif c.session(session_id).clinic_id != clinic:
+                raise ProblemError(403, "forbidden", "Forbidden",
+                                   f"only the clinic hosting session {session_id} confirms or declines it")
+            c.confirm_session(session_id=session_id, clinic_id=clinic, decision=data.decision, reason=data.reason,
+                              by=principal.ref)
+
+        course = await services.run(lambda: services.courses.execute(course_id, command))
+        return hosted_session_view(course.sessions[session_id])
 
     @post("/{course_id:uuid}/sessions/{session_id:str}/record", operation_id="recordSession", status_code=200,
           summary="Record what happened: held (with doses, vitals, adverse events, discharge) or missed")

@@ -50,6 +50,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "DoseApprovalDecision": {"approve": True, "approved_mg": 100, "reason": "screening and vitals fine"},
     "Discontinue": {"reason": "couple chose to stop"},
     "Acknowledge": {"reason": "integration session moved by illness; therapist called both partners"},
+    "SessionConfirm": {"decision": "declined", "reason": "no monitoring nurse available that morning"},
     "WebhookCreate": {"url": "https://clinic.example/kact-hook",
                       "event_types": ["kact.course.session.booked.v1", "kact.notice.dose_approval.reminder.v1"]},
 }

@@ -18,6 +18,7 @@ from scheduler.domain.errors import (
     DomainError,
     InvalidCommandError,
     NotAddressedError,
+    NotHostingError,
     RulesBrokenError,
     UnknownApprovalError,
     UnknownSessionError,
@@ -43,6 +44,7 @@ RULE_SLUGS = {
     "session-not-started": "session-not-started",
     "approval-decided": "approval-decided",
     "booked-sessions": "booked-sessions",
+    "session-confirmation": "session-confirmation",
 }
 
 
@@ -76,6 +78,8 @@ def domain_error(request: Request, exc: DomainError) -> Response[dict[str, Any]]
         return problem(422, "invalid-input", "The request is not valid", str(exc), errors=errors)
     if isinstance(exc, ConcurrentUpdateError):
         return problem(409, "version-conflict", "The course changed concurrently", str(exc))
+    if isinstance(exc, NotHostingError):  # another clinic's session does not exist for this one
+        return problem(404, "not-found", "Not found", f"no session {exc.session_id} in this course")
     if isinstance(exc, (CourseNotFoundError, UnknownSessionError, UnknownApprovalError, NotAddressedError)):
         return problem(404, "not-found", "Not found", str(exc) if not isinstance(exc, NotAddressedError) else
                        f"no dose approval {exc.approval_id}")

@@ -176,6 +176,11 @@ class DoseApprovalDecision(Input, kw_only=True):
     vitals_override_reason: Text | None = None
 
 
+class SessionConfirm(Input, kw_only=True):
+    decision: Literal["confirmed", "declined"]
+    reason: Text = ""  # required when declining
+
+
 class Discontinue(Input, kw_only=True):
     reason: Reason
 
@@ -197,6 +202,20 @@ class SessionView(Struct, kw_only=True):
     timezone: str
     follows: str | None
     record: dict[str, Any] | None
+    confirmation: Literal["not_needed", "pending", "confirmed", "declined"]  # by the hosting clinic
+
+
+class HostedSessionView(Struct, kw_only=True):
+    """What the clinic hosting a session sees of it: scheduling facts only, nothing of the couple."""
+
+    id: str
+    kind: str
+    status: str
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+    clinic_id: str
+    confirmation: Literal["not_needed", "pending", "confirmed", "declined"]
 
 
 class ApprovalView(Struct, kw_only=True):

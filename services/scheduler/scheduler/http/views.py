@@ -11,6 +11,7 @@ from scheduler.http.schemas import (
     ApprovalView,
     CourseView,
     EventView,
+    HostedSessionView,
     MilestoneView,
     MissedWindowView,
     SessionView,
@@ -44,6 +45,20 @@ def session_view(session: Session) -> SessionView:
         timezone=session.timezone,
         follows=session.follows,
         record=plain(session.held) if session.held is not None else None,
+        confirmation=session.confirmation.value,
+    )
+
+
+def hosted_session_view(session: Session) -> HostedSessionView:
+    return HostedSessionView(
+        id=session.id,
+        kind=session.kind.value,
+        status=session.status.value,
+        starts_at=session.starts_at,
+        ends_at=session.ends_at,
+        timezone=session.timezone,
+        clinic_id=session.clinic_id,
+        confirmation=session.confirmation.value,
     )
 
 

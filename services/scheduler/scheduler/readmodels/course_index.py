@@ -1,4 +1,5 @@
-"""The course list and the prescribers' approval queue: a projection of the event store kept in PostgreSQL."""
+"""The course list, the prescribers' approval queue and the open integration-window deadlines: a projection of the
+event store kept in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -43,14 +44,28 @@ class CourseIndexView(PostgresTrackingRecorder):
             SQL(
                 "CREATE INDEX IF NOT EXISTS approval_queue_prescriber ON {0}.approval_queue (prescriber_id, status)"
             ).format(schema),
+            # One row per Dosed medicine session: its integration window closes at `deadline` (I4). status:
+            # open -> missed (IntegrationWindowMissed) | checked (the deadline watcher found it kept) | closed.
+            # opened_at: when the row was indexed (the database's clock): the watcher lets a new row settle first.
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.integration_deadlines ("
+                "course_id uuid NOT NULL, session_id text NOT NULL, deadline timestamptz NOT NULL, "
+                "status text NOT NULL, opened_at timestamptz NOT NULL DEFAULT now(), "
+                "PRIMARY KEY (course_id, session_id))"
+            ).format(schema),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS integration_deadlines_open ON {0}.integration_deadlines (deadline) "
+                "WHERE status = 'open'"
+            ).format(schema),
         ]
 
-    def _write(self, statement: SQL, params: dict[str, Any], tracking: Tracking) -> None:
+    def _write(self, statement: SQL, params: dict[str, Any], tracking: Tracking, *more: SQL) -> None:
         with self.datastore.transaction(commit=True) as curs:
             # Derived data, rebuilt from the event store: an index row need not wait for its own fsync.
             # Row and tracking commit together, so a crash can only lose both, never one of them.
             curs.execute("SET LOCAL synchronous_commit TO off")
-            curs.execute(statement.format(Identifier(self.datastore.schema)), params)
+            for sql in (statement, *more):
+                curs.execute(sql.format(Identifier(self.datastore.schema)), params)
             self._insert_tracking(curs, tracking)
 
     def course_opened(self, course_id: UUID, clinic_id: str, model: str, at: datetime, tracking: Tracking) -> None:
@@ -68,7 +83,71 @@ class CourseIndexView(PostgresTrackingRecorder):
             SQL("UPDATE {0}.course_index SET status = %(status)s, updated_at = %(at)s WHERE course_id = %(id)s"),
             {"id": course_id, "status": status, "at": at},
             tracking,
+            # A closed course accepts no more commands: nothing of it is left to watch.
+            SQL("UPDATE {0}.integration_deadlines SET status = 'closed' WHERE course_id = %(id)s AND status = 'open'"),
         )
+
+    def deadline_opened(self, event: Course.Dosed, tracking: Tracking) -> None:
+        self._write(
+            SQL(
+                "INSERT INTO {0}.integration_deadlines (course_id, session_id, deadline, status) "
+                "VALUES (%(course)s, %(sid)s, %(deadline)s, 'open') "
+                "ON CONFLICT (course_id, session_id) DO NOTHING"
+            ),
+            {"course": event.originator_id, "sid": event.session_id, "deadline": event.integration_deadline},
+            tracking,
+        )
+
+    def deadline_missed(self, event: Course.IntegrationWindowMissed, tracking: Tracking) -> None:
+        self._write(
+            SQL(
+                "UPDATE {0}.integration_deadlines SET status = 'missed' "
+                "WHERE course_id = %(course)s AND session_id = %(sid)s"
+            ),
+            {"course": event.originator_id, "sid": event.session_id},
+            tracking,
+        )
+
+    def due_deadlines(self, now: datetime, limit: int = 500, min_age_seconds: float = 0.0) -> list[dict[str, Any]]:
+        """Open deadlines that passed before `now`, earliest first, of rows indexed at least `min_age_seconds` ago."""
+        query = SQL(
+            "SELECT course_id, session_id, deadline FROM {0}.integration_deadlines "
+            "WHERE status = 'open' AND deadline < %(now)s "
+            "AND opened_at <= now() - make_interval(secs => %(min_age)s) "
+            "ORDER BY deadline, course_id, session_id LIMIT %(limit)s"
+        ).format(Identifier(self.datastore.schema))
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, {"now": now, "limit": limit, "min_age": min_age_seconds})
+            return [dict(row) for row in curs.fetchall()]
+
+    def next_deadline(self, now: datetime) -> datetime | None:
+        """The earliest open deadline not yet passed at `now`."""
+        query = SQL(
+            "SELECT min(deadline) AS next FROM {0}.integration_deadlines WHERE status = 'open' AND deadline >= %(now)s"
+        ).format(Identifier(self.datastore.schema))
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, {"now": now})
+            row = curs.fetchone()
+            return row["next"] if row else None
+
+    def settle_deadlines(self, course_id: UUID, statuses: dict[str, str]) -> None:
+        """Mark open deadlines of a course as the watcher found them ('missed' or 'checked')."""
+        query = SQL(
+            "UPDATE {0}.integration_deadlines SET status = %(status)s "
+            "WHERE course_id = %(course)s AND session_id = %(sid)s AND status = 'open'"
+        ).format(Identifier(self.datastore.schema))
+        with self.datastore.transaction(commit=True) as curs:
+            for sid, status in statuses.items():
+                curs.execute(query, {"course": course_id, "sid": sid, "status": status})
+
+    def deadlines(self, course_id: UUID) -> dict[str, tuple[datetime, str]]:
+        """A course's watched deadlines: session id -> (deadline, status)."""
+        query = SQL(
+            "SELECT session_id, deadline, status FROM {0}.integration_deadlines WHERE course_id = %(course)s"
+        ).format(Identifier(self.datastore.schema))
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, {"course": course_id})
+            return {row["session_id"]: (row["deadline"], row["status"]) for row in curs.fetchall()}
 
     def approval_requested(self, event: Course.DoseApprovalRequested, tracking: Tracking) -> None:
         self._write(
@@ -119,6 +198,7 @@ class CourseIndex(Projection[CourseIndexView]):
         for cls in (
             Course.Created, Course.Completed, Course.Discontinued,
             Course.DoseApprovalRequested, Course.DoseApprovalDecided,
+            Course.Dosed, Course.IntegrationWindowMissed,
         )
     )
 
@@ -145,6 +225,14 @@ class CourseIndex(Projection[CourseIndexView]):
     @process_event.register
     def _(self, event: Course.DoseApprovalDecided, tracking: Tracking) -> None:
         self.view.approval_decided(event, tracking)
+
+    @process_event.register
+    def _(self, event: Course.Dosed, tracking: Tracking) -> None:
+        self.view.deadline_opened(event, tracking)
+
+    @process_event.register
+    def _(self, event: Course.IntegrationWindowMissed, tracking: Tracking) -> None:
+        self.view.deadline_missed(event, tracking)
 
 
 def course_index_view(env: dict[str, str]) -> CourseIndexView:

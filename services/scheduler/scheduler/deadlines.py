@@ -1,0 +1,124 @@
+"""The integration-window deadline watcher (DOMAIN.md I4): records a missed window once its deadline passed.
+
+The course index keeps one row per Dosed medicine session with the deadline its Dosed event names. One scheduler
+process at a time (a `Singleton`) sleeps until the earliest open deadline, looking again at least every
+`KACT_DEADLINE_CHECK_SECONDS`, and runs `Course.record_missed_integration_windows` on every course whose deadline
+passed. A row is judged no sooner than one check interval after it was indexed: under simulated time (X-Kact-Now)
+a course lives through a window that closed long ago in moments, and the integration session held right after the
+dose must be recorded before its window is judged (the notifier's timers settle the same way). The command is
+idempotent and runs through `Courses.execute` (optimistic, retried on a version conflict), so a second watcher, a
+fail-over or a restart between the command and marking its row never records a window twice: exactly one
+`IntegrationWindowMissed` per missed window, and none for a window kept in time."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from scheduler.application import Courses
+from scheduler.domain.course import Course
+from scheduler.readmodels.course_index import CourseIndexView, course_index_view
+from scheduler.singleton import Singleton
+
+log = logging.getLogger("kact.deadlines")
+BY = "system:deadline-watcher"
+
+
+class DeadlineWatcher:
+    """Checks due integration-window deadlines in a thread of its own until stopped."""
+
+    def __init__(
+        self,
+        courses: Courses,
+        view: CourseIndexView,
+        clock: Callable[[], datetime],
+        check_seconds: float = 5.0,
+        batch: int = 500,
+    ) -> None:
+        assert check_seconds > 0, "the watcher looks again at least every check_seconds"
+        self.courses, self.view, self.clock = courses, view, clock
+        self.check_seconds, self.batch = check_seconds, batch
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="deadline-watcher", daemon=True)
+
+    def start(self) -> DeadlineWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stopping.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                wait = self.check_once()
+            except Exception:  # the database may be away for a moment: look again later, never die of it
+                log.exception("deadline watcher: checking the deadlines failed")
+                wait = self.check_seconds
+            self._stopping.wait(wait)
+
+    def check_once(self) -> float:
+        """Settles every deadline that passed; returns how long to sleep before the next one is due."""
+        now = self.clock()
+        due = self.view.due_deadlines(now, self.batch, min_age_seconds=self.check_seconds)
+        failed = False
+        for course_id in dict.fromkeys(row["course_id"] for row in due):  # each course once, earliest first
+            sessions = [row["session_id"] for row in due if row["course_id"] == course_id]
+            try:
+                self.settle(course_id, sessions, now)
+            except Exception:
+                failed = True  # its rows stay open: the next round tries again
+                log.exception("deadline watcher: course %s could not be checked", course_id)
+        if len(due) == self.batch and not failed:
+            return 0.0  # more are due
+        upcoming = self.view.next_deadline(now)
+        if upcoming is None:
+            return self.check_seconds
+        return min(self.check_seconds, max(0.0, (upcoming - self.clock()).total_seconds()))
+
+    def settle(self, course_id: UUID, session_ids: list[str], now: datetime) -> list[str]:
+        """Records the course's missed windows as of `now` and marks its due rows; returns the sessions
+        whose windows this call recorded missed."""
+        recorded: list[str] = []
+
+        def command(course: Course) -> None:
+            recorded[:] = course.record_missed_integration_windows(now=now, by=BY)
+
+        course = self.courses.execute(course_id, command)
+        self.view.settle_deadlines(
+            course_id, {sid: "missed" if sid in course.missed_windows else "checked" for sid in session_ids}
+        )
+        if recorded:
+            log.info("deadline watcher: course %s missed the integration window of %s", course_id, recorded)
+        return recorded
+
+
+def deadline_singleton(
+    database_url: str,
+    name: str,
+    courses: Courses,
+    view_env: dict[str, str],
+    clock: Callable[[], datetime],
+    check_seconds: float,
+) -> Singleton:
+    """The watcher, run by one scheduler process at a time (another takes over if it dies)."""
+
+    def start() -> tuple[DeadlineWatcher, CourseIndexView]:
+        view = course_index_view(view_env)
+        return DeadlineWatcher(courses, view, clock, check_seconds).start(), view
+
+    def stop(job: tuple[DeadlineWatcher, Any]) -> None:
+        job[0].stop()
+        job[1].datastore.close()
+
+    return Singleton(database_url, name, start=start, stop=stop, healthy=lambda job: job[0].alive)
