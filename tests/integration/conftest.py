@@ -43,7 +43,7 @@ def server_settings(database_url: str, nats_url: str, db_schema: str) -> Setting
         operator_token=secrets.token_urlsafe(24),
         cipher_key=AESCipher.create_key(32),
         http_port=free_port(),
-        db_pool_size=20,
+        db_pool_size=4,  # several servers share the machine's PostgreSQL (max_connections 100) in CI
         simulated_time=True,
     )
 
