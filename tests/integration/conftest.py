@@ -6,10 +6,10 @@ import asyncio
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -20,7 +20,7 @@ from kact_contracts.bus import StreamSettings
 from notifier.flows import Policy
 from notifier.service import Notifier
 from notifier.settings import NotifierSettings
-from scheduler.bootstrap import create_app
+from scheduler.bootstrap import create_app, utcnow
 from scheduler.embedded import free_port
 from scheduler.settings import Settings
 
@@ -49,9 +49,10 @@ def server_settings(database_url: str, nats_url: str, db_schema: str) -> Setting
 
 
 @contextmanager
-def serve(settings: Settings) -> Iterator[LiveServer]:
-    """The scheduler app under uvicorn in a thread, ready when this yields."""
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.http_port, log_level="warning")
+def serve(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Iterator[LiveServer]:
+    """The scheduler app under uvicorn in a thread (its deadline watcher following `clock`), ready when this yields."""
+    config = uvicorn.Config(create_app(settings, clock=clock), host="127.0.0.1", port=settings.http_port,
+                            log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -9,7 +9,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -17,13 +16,13 @@ from uuid import UUID
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from api_support import T0, Tenant, eventually, ok
 from builders import dose, prepared_course
+from conftest import serve
 from eventsourcing.cryptography import AESCipher
 from psycopg import sql
 from scheduler.application import Courses, event_store_env
-from scheduler.bootstrap import create_app, projection_env
+from scheduler.bootstrap import projection_env
 from scheduler.deadlines import BY, DeadlineWatcher
 from scheduler.embedded import free_port
 from scheduler.readmodels.course_index import course_index_view
@@ -59,30 +58,6 @@ def settings_for(database_url: str, schema: str, **overrides: Any) -> Settings:
         "simulated_time": True, "deadline_check_seconds": CHECK_SECONDS,
     }
     return Settings(**{**values, **overrides})
-
-
-@contextmanager
-def serve(settings: Settings, clock: Callable[[], datetime]) -> Iterator[str]:
-    """A scheduler process (uvicorn in a thread) whose deadline watcher follows `clock`; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, clock=clock), host="127.0.0.1",
-                                           port=settings.http_port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{settings.http_port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and thread.is_alive(), "the scheduler did not become ready"
-        time.sleep(0.1)
-    try:
-        yield base_url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def rows(settings: Settings) -> dict[tuple[str, str], tuple[datetime, str]]:
@@ -126,7 +101,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def test_a_passed_deadline_is_recorded_missed_once_and_a_kept_window_never(database_url: str, schema: str) -> None:
     settings, clock = settings_for(database_url, schema), Clock(T0)
-    with serve(settings, clock) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
+    with serve(settings, clock) as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
         home = Tenant.onboard(client, settings.operator_token or "")
         missed, kept = home.open_course()["id"], home.open_course()["id"]
         for cid in (missed, kept):
