@@ -36,7 +36,7 @@ def check_message(subject: str, headers: dict[str, str], payload: bytes, stream:
     return message
 
 
-async def read_stream(nats_url: str, stream: StreamSettings, expected: int, timeout: float = 30.0) -> list[Any]:
+async def read_stream(nats_url: str, stream: StreamSettings, expected: int, timeout: float = 90.0) -> list[Any]:
     """Every message in the stream, in stream order, once at least `expected` are there (or the timeout)."""
     nc = await nats.connect(nats_url)
     try:
