@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import msgspec
 import nats
 import psycopg
 import pytest
 from api_support import Tenant, bearer, eventually, ok
+from conftest import NotifierThread, notifier_settings, server_settings
 from kact_contracts import events as public
+from kact_contracts.bus import StreamSettings
 from kact_contracts.envelope import encode, envelope
+from kact_contracts.jetstream import ensure_stream
 from psycopg import sql
 
 pytestmark = pytest.mark.integration
@@ -115,3 +121,53 @@ def test_a_poison_message_becomes_a_visible_dead_letter_and_a_redrive_processes_
     assert any(r["id"] == letter["id"] and r["redriven_at"] is None for r in still)
     assert json.loads(redriven.text)["subject"] == subject
     assert client.post("/v1/dead-letters/999999999/redrive", headers=operator).status_code == 404
+
+
+def test_a_message_that_fails_in_a_batch_delays_only_itself(database_url: str, nats_url: str, live_server) -> None:
+    """The notifier processes a fetched batch in one transaction; when one message of it fails, the others
+    are processed one by one and acked, and the failing one alone waits for its redelivery."""
+    schema = f"t_batch_{secrets.token_hex(4)}"
+    settings = replace(server_settings(database_url, nats_url, schema), cipher_key=live_server.settings.cipher_key)
+    clinic = str(uuid.uuid4())
+    good = [envelope(public.CourseOpened(home_clinic_id=clinic, model="together", first_dosed="a"),
+                     course_id=uuid.uuid4(), version=1, time=datetime.now(UTC), clinic_id=clinic, position=n)
+            for n in (1, 2)]
+    # Valid on the wire, but its course id is no UUID: processing fails, every time.
+    poison = msgspec.structs.replace(good[0], id=str(uuid.uuid4()), courseid="not-a-course")
+
+    async def publish_all() -> None:
+        nc = await nats.connect(nats_url)
+        try:
+            js = nc.jetstream()
+            stream = StreamSettings(name=settings.nats_stream, prefix=settings.nats_prefix)
+            await ensure_stream(js, stream)
+            for message in (good[0], poison, good[1]):  # all waiting before the notifier's first fetch
+                await js.publish(f"{stream.prefix}.course.{message.courseid}.opened.v1", encode(message),
+                                 stream=stream.name)
+        finally:
+            await nc.close()
+
+    asyncio.run(publish_all())
+    running = NotifierThread(notifier_settings(settings)).start()
+    try:
+        eventually(lambda: running.notifier.processed, lambda n: n == 2, timeout=30)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+            inbox = {row[0] for row in conn.execute("SELECT event_id FROM notifier_inbox")}
+            feed_items = conn.execute("SELECT position, event_id FROM feed ORDER BY position").fetchall()
+        assert inbox == {good[0].id, good[1].id}
+        assert feed_items == [(1, good[0].id), (2, good[1].id)]  # in stream order, the poison skipped
+        assert running.notifier.dead_letters == 0  # not yet: it is redelivered after a back-off first
+    finally:
+        running.stop()
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        asyncio.run(delete_stream(nats_url, settings.nats_stream))
+
+
+async def delete_stream(nats_url: str, name: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().delete_stream(name)
+    finally:
+        await nc.close()

@@ -135,53 +135,70 @@ class Notifier:
                 subscription = None
                 await self._sleep(RETRY_SECONDS)
                 continue
-            for index, message in enumerate(messages):
-                if self._stopping.is_set():
-                    for rest in messages[index:]:  # let the next notifier have them at once
-                        with contextlib.suppress(Exception):
-                            await rest.nak()
-                    return
-                await self._handle(pool, message)
+            if self._stopping.is_set():
+                for message in messages:  # let the next notifier have them at once
+                    with contextlib.suppress(Exception):
+                        await message.nak()
+                return
+            await self._handle(pool, messages)
 
-    async def _handle(self, pool: asyncpg.Pool, message: Any) -> None:
-        s = self.settings
-        meta = message.metadata
-        try:
-            event = decode(message.data)
-            event.decode_data()
-        except (msgspec.ValidationError, msgspec.DecodeError, KeyError) as exc:
-            # Malformed: no retry can help. Kept as a dead letter, visible and redrivable.
-            await self._dead_letter(pool, message, f"undecodable: {exc}", None)
-            await message.ack()
+    async def _handle(self, pool: asyncpg.Pool, messages: list[Any]) -> None:
+        """Process a fetched batch in one transaction, then ack it. If the batch fails, each message is
+        processed alone, so that one poison message delays only itself."""
+        batch: list[tuple[Any, store.Received]] = []
+        for message in messages:
+            try:
+                batch.append((message, store.Received.of(decode(message.data), message.metadata.sequence.stream)))
+            except (msgspec.ValidationError, msgspec.DecodeError, KeyError) as exc:
+                # Malformed: no retry can help. Kept as a dead letter, visible and redrivable.
+                await self._dead_letter(pool, message, f"undecodable: {exc}", None)
+                await message.ack()
+        if not batch:
             return
+        try:
+            fresh = await self._process_holding(pool, batch)
+        except Exception as exc:  # noqa: BLE001 - any failure: one by one, then nak or dead letter
+            if len(batch) > 1:
+                log.warning("notifier: a batch of %d failed (%s); processing one by one", len(batch), exc)
+                for message, _ in batch:
+                    await self._handle(pool, [message])
+                return
+            await self._refuse(pool, batch[0], exc)
+            return
+        for (message, _), new in zip(batch, fresh, strict=True):
+            await message.ack()
+            if new:
+                self.processed += 1
+            else:
+                self.duplicates += 1
+        self._caught_up = batch[-1][0].metadata.num_pending == 0
+
+    async def _process_holding(self, pool: asyncpg.Pool, batch: list[tuple[Any, store.Received]]) -> list[bool]:
+        """`store.process_batch`; while the database is away, holds the messages (and with them each course's
+        order), telling JetStream they are in progress, and keeps trying."""
         while True:
             try:
                 async with pool.acquire() as conn:
-                    fresh = await store.process(conn, event, meta.sequence.stream, s.policy)
-                break
+                    return await store.process_batch(conn, [received for _, received in batch], self.settings.policy)
             except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                     asyncpg.CannotConnectNowError) as exc:
-                # The database is away: hold the message (and with it the course's order) and keep trying.
-                log.warning("notifier: database unavailable (%s); holding message %s", exc, event.id)
-                with contextlib.suppress(Exception):
-                    await message.in_progress()
+                log.warning("notifier: database unavailable (%s); holding %d message(s)", exc, len(batch))
+                for message, _ in batch:
+                    with contextlib.suppress(Exception):
+                        await message.in_progress()
                 await asyncio.sleep(RETRY_SECONDS)
-            except Exception as exc:
-                if meta.num_delivered >= s.consumer.max_deliver:
-                    await self._dead_letter(pool, message, f"{type(exc).__name__}: {exc}", event.id)
-                    await message.ack()
-                else:
-                    backoff = s.consumer.backoff_seconds
-                    await message.nak(delay=backoff[min(meta.num_delivered, len(backoff)) - 1])
-                log.exception("notifier: processing %s failed (delivery %d)", event.id, meta.num_delivered)
-                return
-        await message.ack()
-        self._caught_up = meta.num_pending == 0
-        if fresh:
-            self.processed += 1
-            self._timers_changed.set()
+
+    async def _refuse(self, pool: asyncpg.Pool, item: tuple[Any, store.Received], exc: Exception) -> None:
+        """A message whose processing failed: redelivered after a back-off, a dead letter after the last try."""
+        message, received = item
+        meta = message.metadata
+        log.error("notifier: processing %s failed (delivery %d)", received.message.id, meta.num_delivered, exc_info=exc)
+        if meta.num_delivered >= self.settings.consumer.max_deliver:
+            await self._dead_letter(pool, message, f"{type(exc).__name__}: {exc}", received.message.id)
+            await message.ack()
         else:
-            self.duplicates += 1
+            backoff = self.settings.consumer.backoff_seconds
+            await message.nak(delay=backoff[min(meta.num_delivered, len(backoff)) - 1])
 
     async def _dead_letter(self, pool: asyncpg.Pool, message: Any, error: str, event_id: str | None) -> None:
         meta = message.metadata

@@ -1,18 +1,19 @@
 """The notifier's transactional work: inbox, course facts, feeds, timers, dead letters (asyncpg).
 
-`process` does everything one message causes in one transaction with its inbox row, so a message is
-processed exactly once however often it is delivered; the caller acks only after the commit."""
+`process_batch` does everything the messages cause in one transaction with their inbox rows, so a message
+is processed exactly once however often it is delivered; the caller acks only after the commit."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import msgspec
+from kact_contracts import events as ev
 from kact_contracts.envelope import CloudEvent, FeedItem, envelope
 
 from notifier import flows, webhooks
@@ -35,55 +36,85 @@ def _facts_to_json(facts: flows.CourseFacts) -> str:
     })
 
 
-async def process(conn: asyncpg.Connection, message: CloudEvent, stream_seq: int, policy: flows.Policy) -> bool:
+@dataclass
+class Received:
+    """One message as it arrived: its envelope, its typed event and its stream sequence."""
+
+    message: CloudEvent
+    event: ev.PublicEvent
+    stream_seq: int
+
+    @classmethod
+    def of(cls, message: CloudEvent, stream_seq: int) -> Received:
+        return cls(message, message.decode_data(), stream_seq)
+
+
+async def process(conn: asyncpg.Connection, received: Received, policy: flows.Policy) -> bool:
     """Apply one course event; False if it was processed before (a redelivery or a re-publication)."""
-    event = message.decode_data()
+    return (await process_batch(conn, [received], policy))[0]
+
+
+async def process_batch(conn: asyncpg.Connection, batch: list[Received], policy: flows.Policy) -> list[bool]:
+    """Apply several course events in order, in ONE transaction (all or none): for each, whether it was new.
+
+    Each course's facts are read once and written once per batch, and the whole batch costs one commit."""
+    facts: dict[uuid.UUID, flows.CourseFacts] = {}
     async with conn.transaction():
-        fresh = await conn.fetchval(
-            "INSERT INTO notifier_inbox (event_id, stream_seq, type, course_id, course_version) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true",
-            message.id, stream_seq, message.type, uuid.UUID(message.courseid), message.streamversion,
-        )
-        if not fresh:
-            return False
+        fresh = [await _apply(conn, received, facts, policy) for received in batch]
+        if facts:
+            await conn.executemany(
+                "INSERT INTO notifier_courses (course_id, home_clinic_id, facts) VALUES ($1, $2, $3::jsonb) "
+                "ON CONFLICT (course_id) DO UPDATE SET facts = EXCLUDED.facts",
+                [(course_id, f.home_clinic_id, _facts_to_json(f)) for course_id, f in facts.items()],
+            )
+    return fresh
+
+
+async def _apply(
+    conn: asyncpg.Connection, received: Received, facts: dict[uuid.UUID, flows.CourseFacts], policy: flows.Policy,
+) -> bool:
+    message, course_id = received.message, uuid.UUID(received.message.courseid)
+    fresh = await conn.fetchval(
+        "INSERT INTO notifier_inbox (event_id, stream_seq, type, course_id, course_version) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true",
+        message.id, received.stream_seq, message.type, course_id, message.streamversion,
+    )
+    if not fresh:
+        return False
+    course = facts.get(course_id)
+    if course is None:
         row = await conn.fetchrow(
-            "SELECT home_clinic_id, facts FROM notifier_courses WHERE course_id = $1 FOR UPDATE",
-            uuid.UUID(message.courseid),
+            "SELECT home_clinic_id, facts FROM notifier_courses WHERE course_id = $1 FOR UPDATE", course_id
         )
-        facts = _facts_from_row(message.clinicid, json.loads(row["facts"])) if row else \
+        course = facts[course_id] = _facts_from_row(message.clinicid, json.loads(row["facts"])) if row else \
             flows.CourseFacts(home_clinic_id=message.clinicid)
-        outcome = flows.decide(event, message.courseid, facts, policy)
-        flows.remember(event, facts)
-        await conn.execute(
-            "INSERT INTO notifier_courses (course_id, home_clinic_id, facts) VALUES ($1, $2, $3::jsonb) "
-            "ON CONFLICT (course_id) DO UPDATE SET facts = EXCLUDED.facts",
-            uuid.UUID(message.courseid), facts.home_clinic_id, _facts_to_json(facts),
+    outcome = flows.decide(received.event, message.courseid, course, policy)
+    flows.remember(received.event, course)
+    for sent in outcome.messages:
+        await deliver(conn, sent.recipient, sent.notice, message)
+    for timer in outcome.timers:
+        notice = envelope(
+            timer.notice, course_id=message.courseid, version=message.streamversion, time=timer.due_at,
+            clinic_id=message.clinicid, position=message.position,
+            id=str(uuid.uuid5(NOTICE_ID_NAMESPACE, timer.key)),
         )
-        for sent in outcome.messages:
-            await deliver(conn, sent.recipient, sent.notice, message)
-        for timer in outcome.timers:
-            notice = envelope(
-                timer.notice, course_id=message.courseid, version=message.streamversion, time=timer.due_at,
-                clinic_id=message.clinicid, position=message.position,
-                id=str(uuid.uuid5(NOTICE_ID_NAMESPACE, timer.key)),
-            )
+        await conn.execute(
+            "INSERT INTO notifier_timers (key, due_at, course_id, recipient, reason, message, expires_at) "
+            "VALUES ($1, greatest($2, now() + $7::interval), $3, $4, $5, $6::jsonb, $8) "
+            "ON CONFLICT (key) DO NOTHING",
+            timer.key, timer.due_at, course_id, timer.recipient.ref, timer.reason,
+            msgspec.json.encode(notice).decode(), policy.settle, timer.expires_at,
+        )
+    for key in outcome.cancel:
+        if key.endswith(":"):
             await conn.execute(
-                "INSERT INTO notifier_timers (key, due_at, course_id, recipient, reason, message, expires_at) "
-                "VALUES ($1, greatest($2, now() + $7::interval), $3, $4, $5, $6::jsonb, $8) "
-                "ON CONFLICT (key) DO NOTHING",
-                timer.key, timer.due_at, uuid.UUID(message.courseid), timer.recipient.ref, timer.reason,
-                msgspec.json.encode(notice).decode(), policy.settle, timer.expires_at,
+                "UPDATE notifier_timers SET state = 'cancelled' WHERE state = 'pending' AND starts_with(key, $1)",
+                key,
             )
-        for key in outcome.cancel:
-            if key.endswith(":"):
-                await conn.execute(
-                    "UPDATE notifier_timers SET state = 'cancelled' WHERE state = 'pending' AND starts_with(key, $1)",
-                    key,
-                )
-            else:
-                await conn.execute(
-                    "UPDATE notifier_timers SET state = 'cancelled' WHERE state = 'pending' AND key = $1", key
-                )
+        else:
+            await conn.execute(
+                "UPDATE notifier_timers SET state = 'cancelled' WHERE state = 'pending' AND key = $1", key
+            )
     return True
 
 
@@ -160,7 +191,7 @@ async def redrive_dead_letters(pool: asyncpg.Pool, policy: flows.Policy, limit: 
             try:
                 message = msgspec.json.decode(row["payload"].encode(), type=CloudEvent)
                 async with conn.transaction():
-                    await process(conn, message, row["stream_seq"] or 0, policy)
+                    await process(conn, Received.of(message, row["stream_seq"] or 0), policy)
             except Exception as exc:  # noqa: BLE001 - recorded for the operator, who may fix and redrive again
                 await conn.execute(
                     "UPDATE dead_letters SET error = $2, redrive_requested_at = NULL WHERE id = $1",
