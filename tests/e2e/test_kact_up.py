@@ -30,35 +30,54 @@ def start(data_dir: Path, port: int, workers: int = 1) -> tuple[subprocess.Popen
     output = []
     deadline = time.monotonic() + 120
     assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        output.append(line)
-        if line.startswith("Ctrl-C stops it."):
-            key = re.search(r"operator key\s+(\S+)", "".join(output))
-            assert key, "".join(output)
-            assert httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10).status_code == 200
-            return process, key.group(1)
-    process.kill()
-    raise AssertionError("kact up did not come up:\n" + "".join(output))
+    try:
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+            output.append(line)
+            if line.startswith("Ctrl-C stops it."):
+                key = re.search(r"operator key\s+(\S+)", "".join(output))
+                assert key, "".join(output)
+                # announced only once ready
+                assert httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10).status_code == 200
+                return process, key.group(1)
+        raise AssertionError("kact up did not come up:\n" + "".join(output))
+    except BaseException:
+        stop(process)
+        raise
 
 
-def stop(process: subprocess.Popen[str]) -> None:
+def stop(process: subprocess.Popen[str]) -> str:
+    """Ctrl-C, and what kact printed from then on."""
     process.send_signal(signal.SIGINT)
-    process.wait(timeout=60)
+    try:
+        return process.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
 
 
-def notifiers_of(process: subprocess.Popen[str]) -> list[psutil.Process]:
-    """The `python -m notifier` process `kact up` started."""
+def helpers_of(process: subprocess.Popen[str], module: str) -> list[psutil.Process]:
+    """The `python -m <module>` processes `kact up` started (the notifier, the background jobs)."""
     found = []
     for child in psutil.Process(process.pid).children(recursive=True):
         try:
-            if child.cmdline()[-2:] == ["-m", "notifier"]:
+            if child.cmdline()[-2:] == ["-m", module]:
                 found.append(child)
         except psutil.NoSuchProcess:
             continue
     return found
+
+
+def restarted(process: subprocess.Popen[str], module: str, old: psutil.Process, timeout: float = 30) -> psutil.Process:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fresh = [p for p in helpers_of(process, module) if p.pid != old.pid]
+        if fresh:
+            return fresh[0]
+        time.sleep(0.2)
+    raise AssertionError(f"kact up did not restart {module}")
 
 
 def children_of(data_dir: Path) -> list[psutil.Process]:
@@ -82,15 +101,26 @@ def test_kact_up_runs_the_walkthrough_stops_cleanly_and_keeps_data(tmp_path: Pat
         lines = run.stdout.splitlines()
         assert lines[0] == "completed" and lines[-1] == "Completed"
         assert children_of(data_dir), "embedded PostgreSQL and NATS run from the data dir"
-        (notifier,) = notifiers_of(process)
+        (notifier,) = helpers_of(process, "notifier")
+        (jobs,) = helpers_of(process, "scheduler.jobs")
+        # A helper that dies is started again; while the jobs are away the API says it is not ready.
+        for old, module in ((notifier, "notifier"), (jobs, "scheduler.jobs")):
+            old.kill()
+            new = restarted(process, module, old)
+        deadline = time.monotonic() + 60
+        while httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "the restarted jobs never took the course index over"
+            time.sleep(0.2)
+        (notifier,), jobs = helpers_of(process, "notifier"), new
     finally:
-        stop(process)
-    assert process.returncode in (0, 130)
+        said = stop(process)
+    assert process.returncode in (0, 130), said
     assert not notifier.is_running(), "Ctrl-C left the notifier running"
+    assert not jobs.is_running(), "Ctrl-C left the background jobs running"
     deadline = time.monotonic() + 30
     while children_of(data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert children_of(data_dir) == [], "Ctrl-C left child processes running"
+    assert children_of(data_dir) == [], f"Ctrl-C left child processes running; kact said:\n{said}"
     assert (data_dir / "cipher.key").stat().st_mode & 0o077 == 0
     assert (data_dir / "operator.key").stat().st_mode & 0o077 == 0
 

@@ -22,11 +22,11 @@ from conftest import serve
 from eventsourcing.cryptography import AESCipher
 from psycopg import sql
 from scheduler.application import Courses, event_store_env
-from scheduler.bootstrap import projection_env
 from scheduler.deadlines import BY, DeadlineWatcher
 from scheduler.embedded import free_port
 from scheduler.readmodels.course_index import course_index_view
 from scheduler.settings import Settings
+from scheduler.storage import projection_env
 
 pytestmark = pytest.mark.integration
 CHECK_SECONDS = 0.3

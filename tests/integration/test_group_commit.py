@@ -10,15 +10,14 @@ from uuid import uuid4
 
 import psycopg
 import pytest
+from builders import T0
 from eventsourcing.cryptography import AESCipher
 from psycopg import sql
-
-from builders import T0
 from scheduler.application import ConcurrentUpdateError, Courses, event_store_env
-from scheduler.bootstrap import migrate
 from scheduler.domain.course import Course
 from scheduler.domain.protocol import Protocol
 from scheduler.settings import Settings
+from scheduler.storage import migrate
 
 pytestmark = pytest.mark.integration
 COURSES, COMMANDS = 6, 240

@@ -18,11 +18,12 @@ from eventsourcing.cryptography import AESCipher
 from kact_contracts.bus import StreamSettings
 from psycopg import sql
 from scheduler.application import Courses, event_store_env
-from scheduler.bootstrap import migrate, projection_env, relay_singleton
 from scheduler.domain.course import Course
+from scheduler.jobs import relay_singleton
 from scheduler.publishing import to_public
 from scheduler.relay import Relay, relay_tracking
 from scheduler.settings import Settings
+from scheduler.storage import migrate, projection_env
 
 pytestmark = pytest.mark.integration
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import threading
-import time
-import urllib.request
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -92,8 +92,13 @@ def up(settings: Settings, *, access_log: bool = False) -> None:
             places.append(("NATS", f"external, {_redacted(nats_url)}"))
 
         runtime = resolve_runtime_settings(settings, database_url=database_url, nats_url=nats_url)
-        notifier = stack.enter_context(_notifier_process(runtime, data_dir))
-        places.append(("notifier", f"pid {notifier.pid}, log {data_dir / 'notifier.log'}"))
+        # The API processes serve requests only; the course index, the relay and the deadline watcher run in
+        # a process of their own (each job also fails over between processes through its advisory lock).
+        jobs = stack.enter_context(_helper("jobs", "scheduler.jobs", runtime, data_dir))
+        places.append(("jobs", f"pid {jobs.pid}, log {jobs.log_path}"))
+        runtime = replace(runtime, background_jobs=False)
+        notifier = stack.enter_context(_helper("notifier", "notifier", runtime, data_dir))
+        places.append(("notifier", f"pid {notifier.pid}, log {notifier.log_path}"))
         operator_key = (
             "(from KACT_OPERATOR_TOKEN)" if settings.operator_token else str(runtime.operator_token)
         )
@@ -133,6 +138,25 @@ def up(settings: Settings, *, access_log: bool = False) -> None:
         signal.signal(signal.SIGTERM, previous_sigterm)
 
 
+def _announce_when_ready(port: int, announce: Callable[[int], None]) -> None:
+    """Calls `announce(port)` from a thread of its own once `/health/ready` answers 200 (the API serves, and
+    the background jobs process keeps the course index)."""
+
+    def wait() -> None:
+        url = f"http://127.0.0.1:{port}/health/ready"
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        announce(port)
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+
+    threading.Thread(target=wait, name="announce", daemon=True).start()
+
+
 def _serve_workers(runtime: Settings, access_log: bool, announce: Callable[[int], None]) -> None:
     """Several API processes on one socket; each builds the app from the resolved settings in its environment."""
     os.environ.update(runtime.as_env())
@@ -147,26 +171,12 @@ def _serve_workers(runtime: Settings, access_log: bool, announce: Callable[[int]
         lifespan="on",
     )
     sock = config.bind_socket()
-    port = sock.getsockname()[1]
-
-    def announce_when_ready() -> None:
-        url = f"http://127.0.0.1:{port}/health/ready"
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        announce(port)
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-
-    threading.Thread(target=announce_when_ready, daemon=True).start()
+    _announce_when_ready(sock.getsockname()[1], announce)
     Multiprocess(config, sockets=[sock]).run()
 
 
 class _AnnouncingServer(uvicorn.Server):
-    """uvicorn's server, calling `on_ready(port)` once it accepts requests."""
+    """uvicorn's server, calling `on_ready(port)` once it is ready (see `_announce_when_ready`)."""
 
     def __init__(self, config: uvicorn.Config, on_ready: Callable[[int], None]) -> None:
         super().__init__(config)
@@ -176,27 +186,74 @@ class _AnnouncingServer(uvicorn.Server):
         await super().startup(sockets=sockets)
         if self.started:
             # The bound port, which differs from the configured one when that is 0.
-            self._on_ready(self.servers[0].sockets[0].getsockname()[1])
+            _announce_when_ready(self.servers[0].sockets[0].getsockname()[1], self._on_ready)
 
 
-@contextmanager
-def _notifier_process(runtime: Settings, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The notifier as a process of its own (`python -m notifier`), drained with SIGTERM when kact stops."""
-    with open(data_dir / "notifier.log", "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "notifier"], env={**os.environ, **runtime.as_env()},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
+class _Helper:
+    """A helper process of `kact up` (`python -m <module>`, output to `<data dir>/<name>.log`): restarted when it
+    dies (after 1 s, doubling up to 30 s while it keeps dying young), stopped with SIGTERM on exit."""
+
+    STOP_TIMEOUT = 30.0
+
+    def __init__(self, name: str, module: str, env: dict[str, str], data_dir: Path) -> None:
+        self.name, self.module, self.env = name, module, env
+        self.log_path = data_dir / f"{name}.log"
+        self.restarts = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._process = self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name=f"watch-{name}", daemon=True)
+        self._watcher.start()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with open(self.log_path, "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", self.module], env={**os.environ, **self.env},
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def _watch(self) -> None:
+        delay = 1.0
+        while not self._stopping.wait(0.5):
+            started, code = time.monotonic(), self._process.poll()
+            if code is None:
+                continue
+            _say(f"kact: the {self.name} exited (code {code}); restarting it in {delay:.0f} s (log {self.log_path})")
+            if self._stopping.wait(delay):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._process = self._spawn()
+                self.restarts += 1
+            # Dying again within a minute of a restart doubles the wait before the next.
+            delay = min(delay * 2, 30.0) if time.monotonic() - started < 60 else 1.0
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+        process = self._process
         if process.poll() is None:
             process.terminate()
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=self.STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        self._watcher.join(5)
+
+
+@contextmanager
+def _helper(name: str, module: str, runtime: Settings, data_dir: Path) -> Iterator[_Helper]:
+    helper = _Helper(name, module, runtime.as_env(), data_dir)
+    try:
+        yield helper
+    finally:
+        helper.stop()
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:

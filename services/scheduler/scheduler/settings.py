@@ -47,6 +47,9 @@ class Settings:
     simulated_time: bool = False  # tests and benchmarks only: honour the X-Kact-Now header
     workers: int = 1
     deadline_check_seconds: float = 5.0  # the deadline watcher looks again at least this often; 0: never runs
+    # Contend for the background jobs (course index, relay, deadline watcher) in this process; `kact up` runs
+    # them in a process of their own instead (`python -m scheduler.jobs`).
+    background_jobs: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -66,6 +69,7 @@ class Settings:
             simulated_time=env.get("KACT_SIMULATED_TIME", "").lower() in ("1", "true", "yes"),
             workers=int(env.get("KACT_WORKERS", cls.workers)),
             deadline_check_seconds=float(env.get("KACT_DEADLINE_CHECK_SECONDS", cls.deadline_check_seconds)),
+            background_jobs=env.get("KACT_BACKGROUND_JOBS", "1").lower() not in ("0", "false", "no"),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -85,5 +89,6 @@ class Settings:
             "KACT_SIMULATED_TIME": "1" if self.simulated_time else "",
             "KACT_WORKERS": str(self.workers),
             "KACT_DEADLINE_CHECK_SECONDS": str(self.deadline_check_seconds),
+            "KACT_BACKGROUND_JOBS": "1" if self.background_jobs else "0",
         }
         return {k: v for k, v in values.items() if v is not None}

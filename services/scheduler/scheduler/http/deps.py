@@ -19,7 +19,6 @@ from scheduler.directory import Directory, Principal
 from scheduler.http.problems import ProblemError
 from scheduler.idempotency import IdempotencyKeys
 from scheduler.readmodels.course_index import CourseIndexView
-from scheduler.singleton import Singleton
 
 T = TypeVar("T")
 
@@ -28,7 +27,7 @@ T = TypeVar("T")
 class Services:
     courses: Courses
     index: CourseIndexView
-    projection: Singleton
+    course_index_lock: str  # held by the process that keeps the index (this one or another)
     directory: Directory
     idempotency: IdempotencyKeys
     clock: Callable[[], datetime]

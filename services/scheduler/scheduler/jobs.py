@@ -1,0 +1,121 @@
+"""The scheduler's background jobs: the course index projection, the relay to JetStream and the deadline
+watcher. Each runs in one process at a time (a `Singleton`: whoever holds its advisory lock), so any number
+of scheduler processes may run them and one takes over when another dies.
+
+`kact up` runs them in a process of their own (`python -m scheduler.jobs`) so that the API processes spend
+their interpreter on requests; an API process started alone (tests, `create_app` with the default
+`KACT_BACKGROUND_JOBS=1`) runs them itself."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.projection import ProjectionRunner
+from kact_contracts.bus import StreamSettings
+
+from scheduler.application import Courses, event_store_env
+from scheduler.deadlines import deadline_singleton
+from scheduler.readmodels.course_index import CourseIndex, CourseIndexView
+from scheduler.relay import Relay, relay_tracking
+from scheduler.settings import Settings
+from scheduler.singleton import Singleton
+from scheduler.storage import migrate, projection_env
+
+log = logging.getLogger("kact.jobs")
+
+
+def course_index_lock(settings: Settings) -> str:
+    return f"{settings.db_schema}.course_index"
+
+
+def projection_singleton(settings: Settings, env: dict[str, str]) -> Singleton:
+    """The course index, kept up to date by one scheduler process at a time; every process reads it."""
+    return Singleton(
+        settings.database_url or "",
+        course_index_lock(settings),
+        start=lambda: ProjectionRunner(
+            application_class=Courses, projection_class=CourseIndex, view_class=CourseIndexView,
+            env=projection_env(env),
+        ),
+        stop=lambda runner: runner.stop(),
+        healthy=lambda runner: not runner.is_interrupted.is_set(),
+    )
+
+
+def relay_singleton(settings: Settings, env: dict[str, str], courses: Courses) -> Singleton:
+    """The relay to JetStream, run by one scheduler process at a time."""
+    assert settings.nats_url and settings.database_url
+    stream = StreamSettings(name=settings.nats_stream, prefix=settings.nats_prefix)
+
+    def start() -> tuple[Relay, PostgresTrackingRecorder]:
+        tracking = relay_tracking(projection_env(env))
+        return Relay(courses, tracking, settings.nats_url or "", stream).start(), tracking
+
+    def stop(job: tuple[Relay, PostgresTrackingRecorder]) -> None:
+        job[0].stop()
+        job[1].datastore.close()
+
+    return Singleton(settings.database_url, f"{settings.db_schema}.relay", start=start, stop=stop,
+                     healthy=lambda job: job[0].alive)
+
+
+@dataclass
+class BackgroundJobs:
+    projection: Singleton
+    relay: Singleton | None  # without NATS, nothing to relay to
+    watcher: Singleton | None  # KACT_DEADLINE_CHECK_SECONDS=0 turns it off
+
+    @classmethod
+    def start(
+        cls, settings: Settings, env: dict[str, str], courses: Courses, clock: Callable[[], datetime]
+    ) -> BackgroundJobs:
+        """Contend for every job; call once the tables exist (`migrate`). Integration windows pass by `clock`."""
+        projection = projection_singleton(settings, env).start()
+        relay = relay_singleton(settings, env, courses).start() if settings.nats_url else None
+        watcher = deadline_singleton(
+            settings.database_url or "", f"{settings.db_schema}.deadlines", courses, projection_env(env), clock,
+            settings.deadline_check_seconds,
+        ).start() if settings.deadline_check_seconds > 0 else None
+        return cls(projection, relay, watcher)
+
+    def stop(self) -> None:
+        for job in (self.watcher, self.relay, self.projection):  # the watcher reads what the projection writes
+            if job is not None:
+                job.stop()
+
+
+def main() -> None:
+    """`python -m scheduler.jobs`: run the background jobs until SIGTERM or SIGINT (settings resolved, as
+    `kact up` hands them over in the environment)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s jobs %(levelname)s %(name)s %(message)s")
+    settings = Settings.from_env()
+    stopping = threading.Event()
+
+    def ask_to_stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, ask_to_stop)
+    env = event_store_env(settings)
+    courses, view = migrate(settings, env)
+    view.datastore.close()
+    jobs = BackgroundJobs.start(settings, env, courses, lambda: datetime.now(UTC))
+    log.info("background jobs started (schema %s)", settings.db_schema)
+    try:
+        while not stopping.wait(1.0):
+            pass
+    finally:
+        jobs.stop()
+        courses.close()
+        log.info("background jobs stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The scheduler's tables in PostgreSQL: created once, by whichever process starts first."""
+
+from __future__ import annotations
+
+import psycopg
+from kact_contracts.locks import migration_lock
+from notifier import schema as notifier_schema
+
+from scheduler import directory, idempotency
+from scheduler.application import Courses
+from scheduler.readmodels.course_index import CourseIndexView, course_index_view
+from scheduler.relay import relay_tracking
+from scheduler.settings import Settings
+
+
+def projection_env(env: dict[str, str]) -> dict[str, str]:
+    """The course index reads and writes little: a small pool keeps connections for the commands. Its tables
+    exist once `migrate` ran; creating them again while another process migrates would collide."""
+    return {**env, "POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "2", "CREATE_TABLE": "n"}
+
+
+def migrate(settings: Settings, env: dict[str, str]) -> tuple[Courses, CourseIndexView]:
+    """Create the schema and every table, one process at a time (concurrent CREATE ... IF NOT EXISTS collide)."""
+    assert settings.database_url
+    schema = psycopg.sql.Identifier(settings.db_schema)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (migration_lock(settings.db_schema),))
+        conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+        conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(schema))
+        conn.execute(directory.SCHEMA_SQL + idempotency.SCHEMA_SQL + notifier_schema.all_sql())
+        courses, view = Courses(env=env), course_index_view({**projection_env(env), "CREATE_TABLE": "y"})
+        relay_tracking({**projection_env(env), "CREATE_TABLE": "y"}).datastore.close()
+    return courses, view
