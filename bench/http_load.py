@@ -600,13 +600,21 @@ class CpuWatch:
                                      thread.system_time)
                 for child in server.children(recursive=True):
                     with contextlib.suppress(psutil.Error):
-                        name = child.name()
+                        name, cmdline = child.name(), child.cmdline()
                         if name.startswith("postgres"):
                             add(child, "postgres")
                         elif name.startswith("nats"):
                             add(child, "nats-server")
+                        elif cmdline[-2:] == ["-m", "notifier"]:
+                            add(child, "notifier")
+                        elif cmdline[-2:] == ["-m", "scheduler.jobs"]:  # course index, relay, deadline watcher
+                            add(child, "jobs")
                         else:  # uvicorn worker processes (KACT_WORKERS > 1)
                             add(child, "server workers")
+        # An external NATS (the machine's): every nats-server the server did not start.
+        for proc in psutil.process_iter(["name"]):
+            if (proc.info["name"] or "").startswith("nats-server") and proc.pid not in found:
+                add(proc, "nats-server")
         if self.postmaster_pid:
             with contextlib.suppress(psutil.Error):
                 postmaster = psutil.Process(self.postmaster_pid)
@@ -815,6 +823,8 @@ class Server:
     database_url: str | None  # for the save() phase and CPU accounting
     schema: str | None  # the random schema to drop (external PostgreSQL only)
     embedded: bool
+    nats_url: str | None = None  # external NATS only
+    nats_stream: str | None = None
 
 
 def kact_command() -> list[str]:
@@ -839,9 +849,12 @@ def started_server(args: argparse.Namespace, log_path: Path) -> Iterator[Server]
     external_db = env.get("KACT_DATABASE_URL") or None
     schema = None
     if external_db:
-        schema = f"bench_{secrets.token_hex(4)}"
+        token = secrets.token_hex(4)
+        schema = f"bench_{token}"
         env["KACT_DB_SCHEMA"] = schema
         env.setdefault("KACT_NATS_URL", "nats://127.0.0.1:4222")
+        # A NATS server shared with other runs: a stream and subjects of this run's own, removed at the end.
+        env["KACT_NATS_STREAM"], env["KACT_NATS_PREFIX"] = f"BENCH_{token}", f"bench{token}"
     for item in args.server_env:
         name, _, value = item.partition("=")
         env[name] = value
@@ -857,7 +870,8 @@ def started_server(args: argparse.Namespace, log_path: Path) -> Iterator[Server]
         announcement = wait_until_up(proc, log_path, args.startup_timeout)
         base_url = announcement.get("API", f"http://127.0.0.1:{port}")
         database_url = external_db or embedded_database_url(announcement.get("PostgreSQL", ""), data_dir)
-        server = Server(proc, base_url, operator_key, data_dir, log_path, database_url, schema, not external_db)
+        server = Server(proc, base_url, operator_key, data_dir, log_path, database_url, schema, not external_db,
+                        env.get("KACT_NATS_URL"), env.get("KACT_NATS_STREAM"))
         wait_until_ready(base_url, proc, args.startup_timeout)
         yield server
     finally:
@@ -865,7 +879,66 @@ def started_server(args: argparse.Namespace, log_path: Path) -> Iterator[Server]
         log.close()
         if external_db and schema and not args.keep_schema:
             drop_schema(external_db, schema)
+            asyncio.run(delete_stream(env["KACT_NATS_URL"], env["KACT_NATS_STREAM"]))
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def background_backlog(database_url: str, schema: str, nats_url: str, stream: str, limit_s: float = 180.0
+                       ) -> dict[str, Any]:
+    """How far the background work is behind the commands when the load stops (events not yet relayed to
+    JetStream, relayed but not yet processed by the notifier), and how long it
+    takes to catch up. A system that keeps its latency by falling behind shows it here."""
+    import nats
+    import psycopg
+    from psycopg import sql
+
+    async def stream_messages() -> int:
+        nc = await nats.connect(nats_url)
+        try:
+            return (await nc.jetstream().stream_info(stream)).state.messages
+        finally:
+            await nc.close()
+
+    def read() -> dict[str, int]:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+
+            def value(query: str) -> int:
+                return conn.execute(query).fetchone()[0] or 0  # type: ignore[index]
+
+            counts = {
+                "stored": value("SELECT max(notification_id) FROM courses_events"),
+                "relayed": value("SELECT max(notification_id) FROM relay_tracking"),
+                "processed": value("SELECT count(*) FROM notifier_inbox"),
+            }
+        return {**counts, "published": asyncio.run(stream_messages())}
+
+    def behind(c: dict[str, int]) -> dict[str, int]:
+        return {"not_relayed": c["stored"] - c["relayed"],
+                "not_processed_by_notifier": c["published"] - c["processed"]}
+
+    started = time.monotonic()
+    try:
+        first = now = read()
+        while any(behind(now).values()) and time.monotonic() - started < limit_s:
+            time.sleep(0.1)
+            now = read()
+    except Exception as exc:  # noqa: BLE001 (the HTTP figures are still worth keeping)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"at_load_end": behind(first), "caught_up": not any(behind(now).values()),
+            "seconds_to_catch_up": round(time.monotonic() - started, 2), "events_stored": now["stored"]}
+
+
+async def delete_stream(url: str, name: str) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().delete_stream(name)
+    except Exception as exc:  # noqa: BLE001 - cleanup only
+        say(f"could not delete stream {name}: {exc}")
+    finally:
+        await nc.close()
 
 
 def free_port() -> int:
@@ -987,6 +1060,10 @@ def print_table(result: dict[str, Any]) -> None:
         out.append(f"  courses completed in window: {co['completed_in_window']} ({co['per_s']:.2f}/s), "
                    f"abandoned on error: {co['abandoned_on_error']}")
         out.append(f"  non-2xx: {http['non_2xx']}   transport errors: {http['transport_errors']}")
+        if http.get("backlog"):
+            b = http["backlog"]
+            out.append(f"  background work behind at load end: {json.dumps(b.get('at_load_end') or b)}; caught up "
+                       f"{'in ' + str(b['seconds_to_catch_up']) + ' s' if b.get('caught_up') else 'NOT'}")
         if http.get("cpu"):
             cpu = http["cpu"]
             groups = ", ".join(f"{k} {v:.2f}" for k, v in cpu["cores_busy_by_group"].items())
@@ -1155,6 +1232,10 @@ def main(argv: list[str] | None = None) -> int:
                     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
             http = asyncio.run(http_phase(args, base_url, operator_key))
             result["http"] = http
+            if not args.base_url and server.schema and server.nats_url and server.nats_stream:
+                say("waiting for the relay, the course index and the notifier to catch up ...")
+                http["backlog"] = background_backlog(database_url, server.schema, server.nats_url,
+                                                     server.nats_stream)
             c = http["commands"]
             result["floor"] = {
                 "commands_per_s": FLOOR_COMMANDS_PER_S, "p99_ms": FLOOR_P99_MS,

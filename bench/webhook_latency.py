@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import sys
 import time
 from datetime import datetime, timedelta
@@ -139,18 +138,6 @@ async def measure(args: argparse.Namespace, base_url: str, operator_key: str) ->
                               and len(receiver.arrivals) >= expected and counts["errors"] == 0)}
 
 
-async def delete_stream(url: str, name: str) -> None:
-    import nats
-
-    nc = await nats.connect(url)
-    try:
-        await nc.jetstream().delete_stream(name)
-    except Exception as exc:  # noqa: BLE001 - cleanup only
-        say(f"could not delete stream {name}: {exc}")
-    finally:
-        await nc.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rate", type=float, default=50.0, help="commands per second in all (default 50)")
@@ -163,13 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now().strftime("%Y%m%dT%H%M%SZ")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     output = RESULTS_DIR / f"webhook-{stamp}.json"
-    token = secrets.token_hex(4)
-    # A NATS server shared with other runs: a stream and subjects of this run's own.
-    args.server_env += [f"KACT_NATS_STREAM=BENCH_{token}", f"KACT_NATS_PREFIX=bench{token}"]
     with started_server(args, output.with_suffix(".server.log")) as server:
         result = asyncio.run(measure(args, server.base_url, server.operator_key))
-    if os.environ.get("KACT_DATABASE_URL"):  # a shared NATS server: remove this run's stream
-        asyncio.run(delete_stream(os.environ.get("KACT_NATS_URL", "nats://127.0.0.1:4222"), f"BENCH_{token}"))
     result["config"] = {"rate": args.rate, "clients": args.clients, "duration": args.duration,
                         "database": "external" if os.environ.get("KACT_DATABASE_URL") else "embedded"}
     output.write_text(json.dumps(result, indent=2))

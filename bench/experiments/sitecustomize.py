@@ -6,6 +6,8 @@
 Each patch imitates a change suggested in the benchmark report, so its effect can be measured before
 anyone edits services/:
 
+- switch_interval: the interpreter hands the GIL over every $KACT_BENCH_SWITCH_INTERVAL seconds (default
+  0.0005) instead of every 5 ms, i.e. `sys.setswitchinterval(...)` at start.
 - asyncpg_no_reset: asyncpg pools skip the per-release reset query (`SELECT pg_advisory_unlock_all();
   CLOSE ALL; UNLISTEN *; RESET ALL`), i.e. `asyncpg.create_pool(..., reset=<no-op>)`.
 (Two earlier patches, a fast projection wait and the locked insert function, became real changes:
@@ -41,6 +43,10 @@ def _asyncpg_no_reset() -> None:
     asyncpg.create_pool = create_pool  # type: ignore[assignment]
 
 
+def _switch_interval() -> None:
+    sys.setswitchinterval(float(os.environ.get("KACT_BENCH_SWITCH_INTERVAL", "0.0005")))
+
+
 def _yappi_cpu() -> None:
     import atexit
 
@@ -63,7 +69,8 @@ def _yappi_cpu() -> None:
 
 
 for name in sorted(PATCHES):
-    patch = {"asyncpg_no_reset": _asyncpg_no_reset, "yappi_cpu": _yappi_cpu}.get(name)
+    patch = {"asyncpg_no_reset": _asyncpg_no_reset, "switch_interval": _switch_interval,
+             "yappi_cpu": _yappi_cpu}.get(name)
     if patch is None:
         print(f"bench sitecustomize: unknown patch {name!r}", file=sys.stderr)
         continue
