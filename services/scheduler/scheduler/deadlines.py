@@ -13,13 +13,13 @@ fail-over or a restart between the command and marking its row never records a w
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from scheduler.application import Courses
+from scheduler.background import BackgroundThread
 from scheduler.domain.course import Course
 from scheduler.readmodels.course_index import CourseIndexView, course_index_view
 from scheduler.singleton import Singleton
@@ -28,7 +28,7 @@ log = logging.getLogger("kact.deadlines")
 BY = "system:deadline-watcher"
 
 
-class DeadlineWatcher:
+class DeadlineWatcher(BackgroundThread):
     """Checks due integration-window deadlines in a thread of its own until stopped."""
 
     def __init__(
@@ -42,21 +42,7 @@ class DeadlineWatcher:
         assert check_seconds > 0, "the watcher looks again at least every check_seconds"
         self.courses, self.view, self.clock = courses, view, clock
         self.check_seconds, self.batch = check_seconds, batch
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="deadline-watcher", daemon=True)
-
-    def start(self) -> DeadlineWatcher:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stopping.set()
-        if self._thread.ident is not None:
-            self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
+        super().__init__("deadline-watcher")
 
     def _run(self) -> None:
         while not self._stopping.is_set():

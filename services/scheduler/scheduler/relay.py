@@ -8,10 +8,12 @@ unrecorded tail, which the stream's duplicate window drops. One process relays a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -25,6 +27,7 @@ from kact_contracts.envelope import encode, envelope
 from kact_contracts.jetstream import ensure_stream
 
 from scheduler.application import Courses
+from scheduler.background import BackgroundThread
 from scheduler.domain.course import Course
 from scheduler.publishing import to_public
 
@@ -49,7 +52,7 @@ class RelayStats:
     connected: bool = False
 
 
-class Relay:
+class Relay(BackgroundThread):
     def __init__(
         self,
         app: Courses,
@@ -62,21 +65,8 @@ class Relay:
         self.app, self.tracking, self.nats_url, self.stream = app, tracking, nats_url, stream
         self.batch_size, self.ack_timeout = batch_size, ack_timeout
         self.stats = RelayStats()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
         self._home_clinics: OrderedDict[UUID, str] = OrderedDict()
-
-    def start(self) -> Relay:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stopping.set()
-        self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
+        super().__init__("relay")
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -102,25 +92,40 @@ class Relay:
             self.stats.position = position
             notifications: queue.Queue[Notification] = queue.Queue(maxsize=self.batch_size * 4)
             done = threading.Event()
+            arrived = asyncio.Event()
+            loop = asyncio.get_running_loop()
+
+            def wake() -> None:
+                with contextlib.suppress(RuntimeError):  # the loop closed: this run of the relay is over
+                    loop.call_soon_threadsafe(arrived.set)
+
             reader = threading.Thread(
-                target=self._read, args=(position, notifications, done), name="relay-reader", daemon=True
+                target=self._read, args=(position, notifications, done, wake), name="relay-reader", daemon=True
             )
             reader.start()
             try:
                 while not self._stopping.is_set():
-                    batch = await asyncio.to_thread(self._take, notifications, done)
+                    arrived.clear()  # before taking: a notification put after this sets it again
+                    batch = self._take(notifications)
                     if batch:
                         await self._publish(js, batch)
                     elif done.is_set():
                         raise RuntimeError("the event store subscription ended")
+                    else:
+                        with contextlib.suppress(TimeoutError):  # now and then: to notice stopping
+                            async with asyncio.timeout(0.2):
+                                await arrived.wait()
             finally:
                 done.set()
                 reader.join(5)
         finally:
             await nc.close()
 
-    def _read(self, position: int, out: queue.Queue[Notification], done: threading.Event) -> None:
-        """Feeds notifications after `position` from the LISTEN/NOTIFY subscription, until `done`."""
+    def _read(
+        self, position: int, out: queue.Queue[Notification], done: threading.Event, wake: Callable[[], object]
+    ) -> None:
+        """Feeds notifications after `position` from the LISTEN/NOTIFY subscription, until `done`, calling
+        `wake` after each (the queue is bounded: a relay that falls behind holds the reader back)."""
         try:
             with self.app.recorder.subscribe(gt=position) as subscription:
                 stopper = threading.Thread(target=lambda: (done.wait(), subscription.stop()), daemon=True)
@@ -129,6 +134,7 @@ class Relay:
                     while not done.is_set():
                         try:
                             out.put(notification, timeout=0.2)
+                            wake()
                             break
                         except queue.Full:
                             continue
@@ -138,13 +144,11 @@ class Relay:
             log.warning("relay subscription failed: %s", exc)
         finally:
             done.set()
+            wake()
 
-    def _take(self, notifications: queue.Queue[Notification], done: threading.Event) -> list[Notification]:
-        """The next notifications: waits for one (briefly, to notice stopping), then takes what else is there."""
-        try:
-            batch = [notifications.get(timeout=0.2)]
-        except queue.Empty:
-            return []
+    def _take(self, notifications: queue.Queue[Notification]) -> list[Notification]:
+        """The notifications waiting (at most a batch), without waiting."""
+        batch: list[Notification] = []
         while len(batch) < self.batch_size:
             try:
                 batch.append(notifications.get_nowait())

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from kact_contracts.locks import lock_key
 
+from scheduler.background import BackgroundThread
+
 log = logging.getLogger("kact.singleton")
 HEARTBEAT_SECONDS = 1.0
 
 
-class Singleton:
+class Singleton(BackgroundThread):
     """Runs `start()` in the one process that holds the lock, and `stop(job)` when it loses or gives it up.
 
     The lock lives on a dedicated connection: if the process dies or the connection breaks, PostgreSQL
@@ -32,21 +33,8 @@ class Singleton:
         self.database_url, self.name = database_url, name
         self._start, self._stop, self._healthy = start, stop, healthy
         self.retry_seconds = retry_seconds
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"singleton-{name}", daemon=True)
         self.is_leader = False
-
-    def start(self) -> Singleton:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stopping.set()
-        self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
+        super().__init__(f"singleton-{name}")
 
     def _run(self) -> None:
         while not self._stopping.is_set():
