@@ -124,6 +124,16 @@ def test_a_medicine_session_at_a_partner_clinic_is_confirmed_by_that_clinic(
     (shown,) = [s for s in course["sessions"] if s["id"] == session["id"]]
     assert shown["confirmation"] == "confirmed"
     at_home.wait("update", type="kact.course.session.confirmed.v1", session_id=session["id"])
+    # Moved to another day: the host is asked again, and this time declines.
+    later = datetime.fromisoformat(session["starts_at"]) + timedelta(days=1)
+    ok(home.post(f"/v1/courses/{cid}/sessions/{session['id']}/reschedule",
+                 {"starts_at": iso(later), "ends_at": iso(later + timedelta(hours=3))}), 200)
+    at_host.wait("booking_request", type="kact.course.session.rescheduled.v1", session_id=session["id"])
+    ok(host.post(f"/v1/courses/{cid}/sessions/{session['id']}/confirm",
+                 {"decision": "declined", "reason": "no room free that day"}), 200)
+    course = ok(client.get(f"/v1/courses/{cid}", headers=home.headers), 200)
+    assert [s["confirmation"] for s in course["sessions"] if s["id"] == session["id"]] == ["declined"]
+    at_home.wait("update", type="kact.course.session.declined.v1", session_id=session["id"])
     # The host heard only about what it hosts and the milestones: nothing about the preparation sessions.
     hosted = {i["event"]["data"].get("session_id") for i in at_host.items()} - {None}
     assert hosted == {session["id"]}

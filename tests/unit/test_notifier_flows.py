@@ -48,6 +48,20 @@ def test_a_session_at_the_home_clinic_goes_to_the_home_clinic_only() -> None:
     assert out.messages == [Message(HOME, "update")]
 
 
+def test_a_rescheduled_partner_medicine_session_asks_its_host_again_and_other_moves_are_updates() -> None:
+    course = facts()
+    remember(booked("partner"), course)
+    moved = ev.SessionRescheduled(session_id="med-2", starts_at=T + timedelta(days=1),
+                                  ends_at=T + timedelta(days=1, hours=3), room_id=None, clinician_ids=[])
+    assert decide(moved, COURSE, course, POLICY).messages == [Message(PARTNER, "booking_request"),
+                                                              Message(HOME, "update")]
+    # a session that needed no confirmation (here: booked before its host's answer was asked for) is an update
+    moved_other = ev.SessionRescheduled(session_id="med-1", starts_at=T, ends_at=T + timedelta(hours=3),
+                                        room_id=None, clinician_ids=[])
+    assert decide(moved_other, COURSE, course, POLICY).messages == [Message(HOME, "update"),
+                                                                    Message(PARTNER, "update")]
+
+
 def test_a_dose_approval_request_goes_to_its_prescriber_with_a_reminder_and_an_escalation_planned() -> None:
     event = ev.DoseApprovalRequested(approval_id="apr-3", session_id="med-1", partner="a", prescriber_id="rx-3",
                                      requested_at=T)
@@ -113,6 +127,6 @@ def test_remember_keeps_hosts_and_approvals() -> None:
     remember(booked("partner"), known)
     remember(ev.DoseApprovalRequested(approval_id="apr-3", session_id="med-2", partner="b", prescriber_id="rx-3",
                                       requested_at=T), known)
-    assert known.sessions == {"med-2": SessionFacts("partner", "medicine", None)}
+    assert known.sessions == {"med-2": SessionFacts("partner", "medicine", None, needs_confirmation=True)}
     assert known.approvals == {"apr-3": ("med-2", "rx-3")}
     assert known.partner_hosts() == {"partner"} and known.partner_hosts("nope") == set()

@@ -57,6 +57,7 @@ class SessionFacts:
     clinic_id: str
     kind: str
     follows: str | None = None
+    needs_confirmation: bool = False  # its host confirms it (again after every reschedule)
 
 
 @dataclass
@@ -110,6 +111,10 @@ def decide(event: ev.PublicEvent, course_id: str, facts: CourseFacts, policy: Po
             prescribers = {prescriber(rx) for sid, rx in facts.approvals.values() if sid == event.session_id}
             out.tell({home, *prescribers}, "adverse_event_alert")
             out.tell({clinic(h) for h in facts.partner_hosts(event.session_id)}, "adverse_event_alert")
+        case ev.SessionRescheduled() if (session := facts.sessions.get(event.session_id)) and \
+                session.needs_confirmation:
+            out.tell({clinic(session.clinic_id)} - {home}, "booking_request")  # the host is asked again
+            out.tell([home], "update")
         case ev.SessionRescheduled() | ev.SessionCancelled() | ev.SessionConfirmed() | ev.SessionDeclined() | \
                 ev.SessionHeld() | ev.SessionMissed():
             out.tell([home], "update")
@@ -161,6 +166,7 @@ def remember(event: ev.PublicEvent, facts: CourseFacts) -> None:
     """Update the course facts after an event (in the same transaction as the messages)."""
     match event:
         case ev.SessionBooked():
-            facts.sessions[event.session_id] = SessionFacts(event.clinic_id, event.kind, event.follows)
+            facts.sessions[event.session_id] = SessionFacts(event.clinic_id, event.kind, event.follows,
+                                                            event.needs_confirmation)
         case ev.DoseApprovalRequested():
             facts.approvals[event.approval_id] = (event.session_id, event.prescriber_id)

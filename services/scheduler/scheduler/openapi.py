@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,13 @@ def render(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
-if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else CONTRACT
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m scheduler.openapi", description=__doc__)
+    parser.add_argument("target", nargs="?", type=Path, default=CONTRACT, help=f"where to write (default {CONTRACT})")
+    target = parser.parse_args(argv).target
     target.write_text(render(document()))
     print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()
