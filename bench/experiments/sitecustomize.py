@@ -68,7 +68,11 @@ def _yappi_cpu() -> None:
     atexit.register(dump)
 
 
-for name in sorted(PATCHES):
+# The started server's helper processes (python -m notifier, python -m scheduler.jobs) inherit this folder on
+# PYTHONPATH: patch the API process only.
+HELPER = "-m" in sys.orig_argv
+
+for name in sorted(PATCHES) if not HELPER else ():
     patch = {"asyncpg_no_reset": _asyncpg_no_reset, "switch_interval": _switch_interval,
              "yappi_cpu": _yappi_cpu}.get(name)
     if patch is None:

@@ -6,6 +6,7 @@ import secrets
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 from uuid import uuid4
 
 import psycopg
@@ -15,6 +16,7 @@ from eventsourcing.cryptography import AESCipher
 from psycopg import sql
 from scheduler.application import ConcurrentUpdateError, Courses, event_store_env
 from scheduler.domain.course import Course
+from scheduler.domain.errors import RulesBrokenError
 from scheduler.domain.protocol import Protocol
 from scheduler.settings import Settings
 from scheduler.storage import migrate
@@ -67,3 +69,40 @@ def test_two_writers_lose_no_update_and_double_none(settings: Settings) -> None:
     finally:
         second.close()
         first.close()
+
+
+def test_a_writer_with_a_stale_cached_course_never_writes_or_refuses_on_stale_state(settings: Settings) -> None:
+    """Commands run first on the process's cached course without asking the store: a write based on a stale
+    copy loses to the version constraint and is decided again, and so is a refusal or a no-op."""
+    env = event_store_env(settings)
+    stale, _ = migrate(settings, env)
+    other = Courses(env=env)  # another process
+    course_id = stale.open_course(lambda: Course.open(
+        course_id=uuid4(), home_clinic_id="home", model="together", protocol=Protocol(),
+        partners={"a": "x", "b": "y"}, by="clinic:home")).id
+
+    def booking(sid: str, day: int) -> Any:
+        start = T0 + timedelta(days=day)
+        return lambda c: c.book_session(session_id=sid, kind="assessment", partners=["a", "b"], starts_at=start,
+                                        ends_at=start + timedelta(hours=1), clinic_id="home", by="clinic:home")
+
+    try:
+        stale.execute(course_id, booking("s1", 1))  # `stale` caches the course at this version
+        other.execute(course_id, booking("s2", 2))  # ... which the other process moves on
+        # 1. valid on the stale copy, refused on the current course: I10, the couple is busy on day 2
+        with pytest.raises(RulesBrokenError) as refused:
+            stale.execute(course_id, booking("s3", 2))
+        assert [v.rule for v in refused.value.violations] == ["I10"]
+        # 2. refused on the stale copy (no session s4 there), accepted on the current course
+        other.execute(course_id, booking("s4", 3))
+        held = stale.execute(course_id, lambda c: c.record_missed(
+            session_id="s4", reason="the couple did not come", now=T0 + timedelta(days=4), by="clinic:home"))
+        assert held.sessions["s4"].status.value == "missed"
+        # 3. a no-op answers with the current course
+        other.execute(course_id, booking("s5", 5))
+        assert "s5" in stale.execute(course_id, lambda c: None).sessions
+        stored = [e.__class__.__name__ for e in other.events.get(course_id)]
+        assert stored.count("SessionBooked") == 4 and stored.count("SessionMissed") == 1
+    finally:
+        other.close()
+        stale.close()

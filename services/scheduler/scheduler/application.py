@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from copy import deepcopy
 from typing import Any
 from uuid import UUID
 
@@ -146,6 +147,7 @@ class Courses(Application):
         super().__init__(env=env)
         self._group_commit: GroupCommit | None = None
         self._group_commit_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
 
     def _save_grouped(self, course: Course) -> None:
         with self._group_commit_lock:  # started on first use: the projection runner's copy never writes
@@ -161,6 +163,7 @@ class Courses(Application):
     def open_course(self, build: Callable[[], Course]) -> Course:
         course = build()
         self._save_grouped(course)
+        self._remember(course)
         return course
 
     def get_course(self, course_id: UUID, version: int | None = None) -> Course:
@@ -172,18 +175,60 @@ class Courses(Application):
     def execute(self, course_id: UUID, command: Callable[[Course], Any]) -> Course:
         """Run `command` on the current course and save its events; on a version conflict, reload and rerun.
 
-        Returns the course as saved."""
-        for attempt in range(CONFLICT_RETRIES):
-            if attempt:  # another writer won: let the winners through before reloading (jittered backoff)
-                time.sleep(random.uniform(0, 0.002 * 2**attempt))
-            course = self.get_course(course_id)
-            command(course)
+        The command first runs on this process's cached copy of the course as it stands, without asking the
+        database for newer events: any events it leads to are saved only if no other writer got there first
+        (the store's version constraint), so a stale copy costs a conflict and a rerun, never a wrong write.
+        What a stale copy could get wrong is a refusal or a no-op: those are decided again on the course
+        fast-forwarded from the store. Returns the course as saved."""
+        trust_cache, conflicts = True, 0
+        while True:
+            course = self._cached(course_id) if trust_cache else None
+            from_cache, course = course is not None, course or self.get_course(course_id)
+            try:
+                command(course)
+            except Exception:
+                if from_cache:
+                    trust_cache = False  # decide the refusal again on the current course
+                    continue
+                raise
+            if from_cache and not course.pending_events:
+                trust_cache = False  # a no-op: confirm it on the current course
+                continue
             try:
                 self._save_grouped(course)
             except IntegrityError:
+                conflicts += 1
+                if conflicts >= CONFLICT_RETRIES:
+                    raise ConcurrentUpdateError(course_id) from None
+                trust_cache = False
+                # another writer won: let the winners through before reloading (jittered backoff)
+                time.sleep(random.uniform(0, 0.002 * 2**conflicts))
                 continue
+            self._remember(course)
             return course
-        raise ConcurrentUpdateError(course_id)
+
+    def _cached(self, course_id: UUID) -> Course | None:
+        """A copy of the cached course (commands mutate what they get), or None if it is not cached."""
+        cache = self.repository.cache
+        if cache is None:
+            return None
+        try:
+            return deepcopy(cache.get(course_id))
+        except KeyError:
+            return None
+
+    def _remember(self, course: Course) -> None:
+        """Cache the course as just saved, unless the cache already holds a later version."""
+        cache = self.repository.cache
+        if cache is None:
+            return
+        with self._cache_lock:
+            try:
+                if cache.get(course.id).version >= course.version:
+                    return
+            except KeyError:
+                pass
+            cache.put(course.id, deepcopy(course))  # the caller still reads its own; fast-forwards mutate this one
 
     def history(self, course_id: UUID) -> list[Any]:
         events = list(self.events.get(course_id))
