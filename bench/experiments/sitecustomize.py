@@ -8,6 +8,11 @@ anyone edits services/:
 
 - switch_interval: the interpreter hands the GIL over every $KACT_BENCH_SWITCH_INTERVAL seconds (default
   0.0005) instead of every 5 ms, i.e. `sys.setswitchinterval(...)` at start.
+- thread_limit: at most $KACT_BENCH_THREADS (default 8) eventsourcing calls run at once in worker threads
+  (anyio's default limiter allows 40), i.e. `current_default_thread_limiter().total_tokens = N`.
+- timings: records how long each part of a command takes (the thread hand-off, `Courses.execute`, the wait
+  for the group commit, each batch's save and size, the event loop's lag) and writes percentiles to
+  $KACT_BENCH_TIMINGS_OUT (default /tmp/kact-timings.json) at exit.
 - asyncpg_no_reset: asyncpg pools skip the per-release reset query (`SELECT pg_advisory_unlock_all();
   CLOSE ALL; UNLISTEN *; RESET ALL`), i.e. `asyncpg.create_pool(..., reset=<no-op>)`.
 (Two earlier patches, a fast projection wait and the locked insert function, became real changes:
@@ -47,6 +52,123 @@ def _switch_interval() -> None:
     sys.setswitchinterval(float(os.environ.get("KACT_BENCH_SWITCH_INTERVAL", "0.0005")))
 
 
+def _thread_limit() -> None:
+    import anyio.to_thread
+
+    original = anyio.to_thread.run_sync
+    tokens = int(os.environ.get("KACT_BENCH_THREADS", "8"))
+
+    async def run_sync(*args: object, **kwargs: object) -> object:
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        if limiter.total_tokens != tokens:
+            limiter.total_tokens = tokens
+        return await original(*args, **kwargs)
+
+    anyio.to_thread.run_sync = run_sync  # type: ignore[assignment]
+
+
+def _timings() -> None:
+    import asyncio
+    import atexit
+    import json
+    import time
+    from collections import defaultdict
+
+    samples: dict[str, list[float]] = defaultdict(list)
+
+    def timed(owner: object, name: str, key: str) -> None:
+        original = getattr(owner, name)
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                samples[key].append(time.perf_counter() - start)
+
+        setattr(owner, name, wrapper)
+
+    def patch_scheduler() -> None:
+        from scheduler import application
+        from scheduler.http import deps
+
+        timed(application.Courses, "execute", "courses_execute")
+        timed(application.GroupCommit, "save", "group_commit_wait")
+        original_save = application.GroupCommit._save
+
+        def batch(self: object, items: list[object]) -> None:
+            start = time.perf_counter()
+            original_save(self, items)
+            samples["batch_save"].append(time.perf_counter() - start)
+            samples["batch_size"].append(len(items))
+
+        application.GroupCommit._save = batch
+        original_run = deps.Services.run
+
+        async def run(self: object, fn: object) -> object:
+            start = time.perf_counter()
+            inner: dict[str, float] = {}
+
+            def call() -> object:
+                inner["started"] = time.perf_counter()
+                return fn()
+
+            try:
+                return await original_run(self, call)
+            finally:
+                end = time.perf_counter()
+                samples["thread_queue"].append(inner.get("started", end) - start)
+                samples["services_run"].append(end - start)
+
+        deps.Services.run = run
+
+        original_lifespan_start = asyncio.BaseEventLoop.run_forever
+
+        async def lag() -> None:
+            while True:
+                before = time.perf_counter()
+                await asyncio.sleep(0.01)
+                samples["event_loop_lag"].append(time.perf_counter() - before - 0.01)
+
+        def run_forever(self: asyncio.BaseEventLoop) -> None:
+            self.call_soon(lambda: self.create_task(lag()))
+            original_lifespan_start(self)
+
+        asyncio.BaseEventLoop.run_forever = run_forever
+
+    import builtins
+
+    original_import = builtins.__import__
+    done = {"patched": False}
+
+    def importer(name: str, *args: object, **kwargs: object) -> object:
+        module = original_import(name, *args, **kwargs)
+        if not done["patched"] and name == "scheduler.bootstrap":
+            done["patched"] = True
+            patch_scheduler()
+        return module
+
+    builtins.__import__ = importer
+
+    def dump() -> None:
+        out = {}
+        for key, values in samples.items():
+            values = sorted(values)
+            if not values:
+                continue
+            scale = 1 if key == "batch_size" else 1000
+
+            def q(f: float) -> float:
+                return round(values[min(len(values) - 1, int(f * len(values)))] * scale, 2)
+
+            out[key] = {"n": len(values), "mean": round(sum(values) / len(values) * scale, 2),
+                        "p50": q(0.5), "p95": q(0.95), "p99": q(0.99), "max": round(values[-1] * scale, 2)}
+        with open(os.environ.get("KACT_BENCH_TIMINGS_OUT", "/tmp/kact-timings.json"), "w") as f:
+            json.dump(out, f, indent=1)
+
+    atexit.register(dump)
+
+
 def _yappi_cpu() -> None:
     import atexit
 
@@ -74,6 +196,8 @@ HELPER = "-m" in sys.orig_argv
 
 for name in sorted(PATCHES) if not HELPER else ():
     patch = {"asyncpg_no_reset": _asyncpg_no_reset, "switch_interval": _switch_interval,
+             "thread_limit": _thread_limit,
+             "timings": _timings,
              "yappi_cpu": _yappi_cpu}.get(name)
     if patch is None:
         print(f"bench sitecustomize: unknown patch {name!r}", file=sys.stderr)

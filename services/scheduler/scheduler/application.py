@@ -9,11 +9,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from copy import deepcopy
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from scheduler.domain.course import Course
 from scheduler.domain.errors import DomainError
@@ -68,25 +69,28 @@ class GroupCommit:
     The event store takes a table lock for each transaction (to keep the notification log gap-free), so one
     transaction per command would cap the whole system at one commit, one fsync, per command. One writer thread
     saves whatever commands are waiting as one batch instead. A batch holds at most one command per course;
-    if a course in it lost a race, the batch is saved again course by course, and only the loser reloads."""
+    if a course in it lost a race, the batch is saved again course by course, and only the loser reloads.
+
+    Each command's events are encoded and encrypted in its own thread before it joins the queue: the writer,
+    which every command waits for, only inserts."""
 
     def __init__(self, app: Application, max_batch: int = 64) -> None:
         self.app, self.max_batch = app, max_batch
-        self._queue: queue.SimpleQueue[tuple[Course, Future[None]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
     def save(self, course: Course) -> None:
-        done: Future[None] = Future()
-        self._queue.put((course, done))
-        done.result()
+        pending = _Pending(course.id, [self.app.mapper.to_stored_event(e) for e in course.collect_events()])
+        self._queue.put(pending)
+        pending.done.result()
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        carried: list[tuple[Course, Future[None]]] = []
+        carried: list[_Pending] = []
         stopping = False
         while not (stopping and not carried):
             waiting = carried or []
@@ -106,36 +110,44 @@ class GroupCommit:
                     break
                 waiting.append(item)
             batch, seen = [], set()
-            for course, done in waiting:
-                (carried if course.id in seen else batch).append((course, done))
-                seen.add(course.id)
+            for pending in waiting:
+                (carried if pending.course_id in seen else batch).append(pending)
+                seen.add(pending.course_id)
             self._save(batch)
 
-    def _save(self, batch: list[tuple[Course, Future[None]]]) -> None:
-        pending = [(done, course.collect_events()) for course, done in batch]
+    def _save(self, batch: list[_Pending]) -> None:
         try:
-            self.app.save(*(event for _, events in pending for event in events))
+            self.app.recorder.insert_events([event for pending in batch for event in pending.events])
         except IntegrityError:
-            if len(pending) == 1:
-                pending[0][0].set_exception(IntegrityError("the course changed concurrently"))
+            if len(batch) == 1:
+                batch[0].done.set_exception(IntegrityError("the course changed concurrently"))
                 return
             # One course lost a race: save each on its own, so only that command reloads and runs again.
-            for done, events in pending:
-                self._save_alone(done, events)
+            for pending in batch:
+                self._save_alone(pending)
             return
         except BaseException as error:  # every waiting command gets the error, so none is lost or hidden
-            for done, _ in pending:
-                done.set_exception(error)
+            for pending in batch:
+                pending.done.set_exception(error)
             return
-        for done, _ in pending:
-            done.set_result(None)
+        for pending in batch:
+            pending.done.set_result(None)
 
-    def _save_alone(self, done: Future[None], events: list[Any]) -> None:
+    def _save_alone(self, pending: _Pending) -> None:
         try:
-            self.app.save(*events)
-            done.set_result(None)
+            self.app.recorder.insert_events(pending.events)
+            pending.done.set_result(None)
         except BaseException as error:
-            done.set_exception(error)
+            pending.done.set_exception(error)
+
+
+@dataclass
+class _Pending:
+    """One command's events, encoded for the store, and the future its thread waits on."""
+
+    course_id: UUID
+    events: list[StoredEvent]
+    done: Future[None] = field(default_factory=Future)
 
 
 class Courses(Application):
