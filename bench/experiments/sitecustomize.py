@@ -191,8 +191,9 @@ def _yappi_cpu() -> None:
 
 
 # The started server's helper processes (python -m notifier, python -m scheduler.jobs) inherit this folder on
-# PYTHONPATH: patch the API process only.
-HELPER = "-m" in sys.orig_argv
+# PYTHONPATH: patch the API process only, or only the helper named by $KACT_BENCH_PATCH_MODULE.
+MODULE = os.environ.get("KACT_BENCH_PATCH_MODULE")
+HELPER = (sys.orig_argv[-2:] != ["-m", MODULE]) if MODULE else ("-m" in sys.orig_argv)
 
 for name in sorted(PATCHES) if not HELPER else ():
     patch = {"asyncpg_no_reset": _asyncpg_no_reset, "switch_interval": _switch_interval,

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import signal
 
+import uvloop
+
 from notifier.service import Notifier
 from notifier.settings import NotifierSettings
 
@@ -20,4 +22,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s notifier %(levelname)s %(message)s")
-    asyncio.run(main())
+    uvloop.run(main())

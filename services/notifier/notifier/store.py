@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import msgspec
 from kact_contracts import events as ev
-from kact_contracts.envelope import CloudEvent, FeedItem, envelope
+from kact_contracts.envelope import CloudEvent, envelope
 
 from notifier import flows, webhooks
 
@@ -30,10 +30,8 @@ def _facts_from_row(home_clinic_id: str, facts: dict[str, Any]) -> flows.CourseF
 
 
 def _facts_to_json(facts: flows.CourseFacts) -> str:
-    return json.dumps({
-        "sessions": {sid: asdict(s) for sid, s in facts.sessions.items()},
-        "approvals": {aid: list(a) for aid, a in facts.approvals.items()},
-    })
+    # msgspec encodes the (flat, frozen) dataclasses field by field, without asdict's deep copies
+    return msgspec.json.encode({"sessions": facts.sessions, "approvals": facts.approvals}).decode()
 
 
 @dataclass
@@ -118,24 +116,28 @@ async def _apply(
     return True
 
 
+# The recipient's next feed position (no gaps: the head row is locked until commit), the feed item with that
+# position inside, and its webhooks' deliveries, in one round trip.
+DELIVER_SQL = (
+    "WITH head AS ("
+    " INSERT INTO feed_heads (recipient, position) VALUES ($5, 1)"
+    " ON CONFLICT (recipient) DO UPDATE SET position = feed_heads.position + 1 RETURNING position"
+    "), item AS ("
+    " INSERT INTO feed (recipient, position, event_id, event_type, notice, item)"
+    " SELECT $5, position, $3, $4, $6, jsonb_build_object('position', position) || $7::jsonb FROM head"
+    " RETURNING position AS feed_position, item AS payload"
+    "), " + webhooks.queue_deliveries_sql("item") + ", (SELECT feed_position FROM item) AS position"
+)
+
+
 async def deliver(conn: asyncpg.Connection, recipient: flows.Recipient, notice: str, message: CloudEvent) -> int:
     """Append the message to the recipient's feed (next position, no gaps) and queue its webhooks."""
-    position = await conn.fetchval(
-        "INSERT INTO feed_heads (recipient, position) VALUES ($1, 1) "
-        "ON CONFLICT (recipient) DO UPDATE SET position = feed_heads.position + 1 RETURNING position",
-        recipient.ref,
+    # A FeedItem but for its position, which the statement adds.
+    item = msgspec.json.encode({"recipient": recipient.ref, "notice": notice, "event": message}).decode()
+    row = await conn.fetchrow(
+        DELIVER_SQL, recipient.kind, recipient.id, message.id, message.type, recipient.ref, notice, item
     )
-    item = FeedItem(position=position, recipient=recipient.ref, notice=notice, event=message)
-    body = msgspec.to_builtins(item)
-    await conn.execute(
-        "INSERT INTO feed (recipient, position, event_id, event_type, notice, item) VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
-        recipient.ref, position, message.id, message.type, notice, json.dumps(body),
-    )
-    await webhooks.enqueue(
-        conn, recipient_kind=recipient.kind, recipient_id=recipient.id, event_id=message.id,
-        event_type=message.type, feed_position=position, envelope=body,
-    )
-    return position
+    return int(row["position"])
 
 
 async def fire_due_timers(pool: asyncpg.Pool, now: datetime, limit: int = 100) -> int:

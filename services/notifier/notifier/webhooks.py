@@ -177,6 +177,28 @@ async def disable(pool: asyncpg.Pool, owner_kind: str, owner_id: str, subscripti
 # Deliveries ------------------------------------------------------------------------------------------------
 
 
+def queue_deliveries_sql(item: str) -> str:
+    """A statement (`WITH queued AS (...) <select>`) inserting one delivery per active webhook of recipient
+    ($1 kind, $2 id) that wants the event ($3 id, $4 type), with `feed_position` and `payload` read from the
+    relation `item`, once per webhook and event, and waking the delivery workers if any was queued. It selects
+    how many were queued. `item` may be a CTE the caller defines first (`... , queued AS`)."""
+    return (
+        "queued AS ("
+        " INSERT INTO deliveries (id, subscription_id, recipient_kind, recipient_id, event_id, event_type,"
+        "  feed_position, payload, next_attempt_at)"
+        f" SELECT gen_random_uuid(), s.id, $1, $2, $3, $4, i.feed_position, i.payload, now() FROM {item} i,"
+        " webhook_subscriptions s"
+        " WHERE s.owner_kind = $1 AND s.owner_id = $2 AND s.disabled_at IS NULL"
+        "  AND (cardinality(s.event_types) = 0 OR $4 = ANY (s.event_types))"
+        " ON CONFLICT (subscription_id, event_id) DO NOTHING RETURNING 1) "
+        f"SELECT (SELECT count(*) FROM queued) AS queued,"
+        f" (SELECT pg_notify({CHANNEL_SQL}, '') WHERE EXISTS (SELECT 1 FROM queued)) AS woken"
+    )
+
+
+ENQUEUE_SQL = "WITH " + queue_deliveries_sql("(SELECT $5::bigint AS feed_position, $6::jsonb AS payload)")
+
+
 async def enqueue(
     conn: asyncpg.Connection, *, recipient_kind: str, recipient_id: str, event_id: str, event_type: str,
     feed_position: int, envelope: dict[str, Any],
@@ -184,20 +206,11 @@ async def enqueue(
     """Queue one delivery of `envelope` per active webhook of the recipient that wants `event_type`; call it
     inside the transaction that processes the event. An event queued again is not queued twice. Returns how
     many deliveries were queued; the workers wake when the transaction commits."""
-    queued = await conn.fetchval(
-        "WITH queued AS ("
-        " INSERT INTO deliveries (id, subscription_id, recipient_kind, recipient_id, event_id, event_type,"
-        "  feed_position, payload, next_attempt_at)"
-        " SELECT gen_random_uuid(), s.id, $1, $2, $3, $4, $5, $6::jsonb, now() FROM webhook_subscriptions s"
-        " WHERE s.owner_kind = $1 AND s.owner_id = $2 AND s.disabled_at IS NULL"
-        "  AND (cardinality(s.event_types) = 0 OR $4 = ANY (s.event_types))"
-        " ON CONFLICT (subscription_id, event_id) DO NOTHING RETURNING 1) "
-        "SELECT count(*) FROM queued",
-        recipient_kind, recipient_id, event_id, event_type, feed_position, msgspec.json.encode(envelope).decode(),
+    row = await conn.fetchrow(
+        ENQUEUE_SQL, recipient_kind, recipient_id, event_id, event_type, feed_position,
+        msgspec.json.encode(envelope).decode(),
     )
-    if queued:
-        await conn.execute(f"SELECT pg_notify({CHANNEL_SQL}, '')")
-    return int(queued)
+    return int(row["queued"])
 
 
 async def redrive(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: UUID) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 from uuid import UUID
 
 import nats
+import uvloop
 from eventsourcing.persistence import InfrastructureFactory, Notification, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.utils import Environment
@@ -71,7 +72,8 @@ class Relay(BackgroundThread):
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                asyncio.run(self._relay())
+                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                    runner.run(self._relay())
             except Exception as exc:  # noqa: BLE001 - any failure: start again from the recorded position
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 self.stats.restarts += 1
