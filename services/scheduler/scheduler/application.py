@@ -240,7 +240,8 @@ class Courses(Application):
                     return
             except KeyError:
                 pass
-            cache.put(course.id, deepcopy(course))  # the caller still reads its own; fast-forwards mutate this one
+            # Shared with the caller, who only reads it (for its answer); commands run on copies (`_cached`).
+            cache.put(course.id, course)
 
     def history(self, course_id: UUID) -> list[Any]:
         events = list(self.events.get(course_id))

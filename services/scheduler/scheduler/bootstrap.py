@@ -110,6 +110,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             if jobs is not None:
                 await anyio.to_thread.run_sync(jobs.stop)
             await anyio.to_thread.run_sync(courses.close)
+            app.state.services.executor.shutdown(wait=False)
             await pool.close()
             if bus is not None:
                 await bus.drain()
