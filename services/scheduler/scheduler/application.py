@@ -6,7 +6,8 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -81,9 +82,13 @@ class GroupCommit:
         self._thread.start()
 
     def save(self, course: Course) -> None:
+        self.submit(course).result()
+
+    def submit(self, course: Course) -> Future[None]:
+        """Queue the course's new events; the future is done once they are committed (or failed)."""
         pending = _Pending(course.id, [self.app.mapper.to_stored_event(e) for e in course.collect_events()])
         self._queue.put(pending)
-        pending.done.result()
+        return pending.done
 
     def close(self) -> None:
         self._queue.put(None)
@@ -150,6 +155,36 @@ class _Pending:
     done: Future[None] = field(default_factory=Future)
 
 
+@dataclass(frozen=True)
+class Call:
+    """Run `fn` (CPU work: load the course, run the command, encode its events) and send back its result."""
+
+    fn: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Wait until the group commit saved these events (raises IntegrityError if another writer won)."""
+
+    future: Future[None]
+
+
+@dataclass(frozen=True)
+class Pause:
+    seconds: float
+
+
+Step = Call | Commit | Pause
+
+
+@dataclass(frozen=True)
+class _Decided:
+    course: Course
+    committed: Future[None] | None  # None: nothing to save
+    doubtful: bool = False  # decided on a cached copy without saving anything: decide again
+
+
+
 class Courses(Application):
     """Courses as event streams; every command is optimistic and retried when another writer wins."""
 
@@ -162,10 +197,13 @@ class Courses(Application):
         self._cache_lock = threading.Lock()
 
     def _save_grouped(self, course: Course) -> None:
+        self._submit(course).result()
+
+    def _submit(self, course: Course) -> Future[None]:
         with self._group_commit_lock:  # started on first use: the projection runner's copy never writes
             if self._group_commit is None:
                 self._group_commit = GroupCommit(self)
-        self._group_commit.save(course)
+        return self._group_commit.submit(course)
 
     def close(self) -> None:
         if self._group_commit is not None:
@@ -173,10 +211,15 @@ class Courses(Application):
         super().close()
 
     def open_course(self, build: Callable[[], Course]) -> Course:
-        course = build()
-        self._save_grouped(course)
-        self._remember(course)
+        course, committed = self.submit_new_course(build)
+        committed.result()
+        self.remember(course)
         return course
+
+    def submit_new_course(self, build: Callable[[], Course]) -> tuple[Course, Future[None]]:
+        """A new course and the future of its commit (then `remember` it)."""
+        course = build()
+        return course, self._submit(course)
 
     def get_course(self, course_id: UUID, version: int | None = None) -> Course:
         try:
@@ -185,39 +228,72 @@ class Courses(Application):
             raise CourseNotFoundError(course_id) from None
 
     def execute(self, course_id: UUID, command: Callable[[Course], Any]) -> Course:
-        """Run `command` on the current course and save its events; on a version conflict, reload and rerun.
+        """Run `command` on the current course and save its events (see `execution`), in this thread."""
+        steps = self.execution(course_id, command)
+        advance: Callable[[], Step] = functools.partial(next, steps)
+        while True:
+            try:
+                step = advance()
+            except StopIteration as done:
+                return done.value
+            try:
+                match step:
+                    case Call(fn):
+                        result = fn()
+                    case Commit(future):
+                        result = future.result()
+                    case Pause(seconds):
+                        result = time.sleep(seconds)
+            except Exception as error:  # noqa: BLE001 - thrown back into the execution, which decides
+                advance = functools.partial(steps.throw, error)
+            else:
+                advance = functools.partial(steps.send, result)
+
+    def execution(self, course_id: UUID, command: Callable[[Course], Any]) -> Generator[Step, Any, Course]:
+        """Running `command` on the current course and saving its events, as steps for a driver to carry out
+        (`execute` here in a thread; the API awaits the commit without holding a thread): `Call` runs the
+        command (CPU work, in a worker thread), `Commit` waits for the group commit, `Pause` backs off. The
+        result of each step is sent back; a step's exception is thrown back in.
 
         The command first runs on this process's cached copy of the course as it stands, without asking the
         database for newer events: any events it leads to are saved only if no other writer got there first
         (the store's version constraint), so a stale copy costs a conflict and a rerun, never a wrong write.
         What a stale copy could get wrong is a refusal or a no-op: those are decided again on the course
-        fast-forwarded from the store. Returns the course as saved."""
+        fast-forwarded from the store. On a version conflict the command runs again on the current course.
+        Returns the course as saved."""
         trust_cache, conflicts = True, 0
         while True:
-            course = self._cached(course_id) if trust_cache else None
-            from_cache, course = course is not None, course or self.get_course(course_id)
-            try:
-                command(course)
-            except Exception:
-                if from_cache:
-                    trust_cache = False  # decide the refusal again on the current course
+            decided: _Decided = yield Call(functools.partial(self._decide, course_id, command, trust_cache))
+            if decided.doubtful:
+                trust_cache = False  # a refusal or a no-op on a cached copy: decide again on the current course
+                continue
+            if decided.committed is not None:
+                try:
+                    yield Commit(decided.committed)
+                except IntegrityError:
+                    conflicts += 1
+                    if conflicts >= CONFLICT_RETRIES:
+                        raise ConcurrentUpdateError(course_id) from None
+                    trust_cache = False
+                    # another writer won: let the winners through before reloading (jittered backoff)
+                    yield Pause(random.uniform(0, 0.002 * 2**conflicts))
                     continue
-                raise
-            if from_cache and not course.pending_events:
-                trust_cache = False  # a no-op: confirm it on the current course
-                continue
-            try:
-                self._save_grouped(course)
-            except IntegrityError:
-                conflicts += 1
-                if conflicts >= CONFLICT_RETRIES:
-                    raise ConcurrentUpdateError(course_id) from None
-                trust_cache = False
-                # another writer won: let the winners through before reloading (jittered backoff)
-                time.sleep(random.uniform(0, 0.002 * 2**conflicts))
-                continue
-            self._remember(course)
-            return course
+                self.remember(decided.course)
+            return decided.course
+
+    def _decide(self, course_id: UUID, command: Callable[[Course], Any], trust_cache: bool) -> _Decided:
+        """Run the command on the course (the cached copy, if trusted and there) and queue its events."""
+        course = self._cached(course_id) if trust_cache else None
+        from_cache, course = course is not None, course or self.get_course(course_id)
+        try:
+            command(course)
+        except Exception:
+            if from_cache:
+                return _Decided(course, None, doubtful=True)
+            raise
+        if not course.pending_events:
+            return _Decided(course, None, doubtful=from_cache)
+        return _Decided(course, self._submit(course))
 
     def _cached(self, course_id: UUID) -> Course | None:
         """A copy of the cached course (commands mutate what they get), or None if it is not cached."""
@@ -229,7 +305,7 @@ class Courses(Application):
         except KeyError:
             return None
 
-    def _remember(self, course: Course) -> None:
+    def remember(self, course: Course) -> None:
         """Cache the course as just saved, unless the cache already holds a later version."""
         cache = self.repository.cache
         if cache is None:

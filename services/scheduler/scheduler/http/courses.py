@@ -86,17 +86,15 @@ class CourseController(Controller):
         if data.protocol and data.protocol.vitals_limit:
             settings["vitals_limit"] = VitalsLimit(**asdict(data.protocol.vitals_limit))
         protocol = Protocol(**settings)
-        course = await services.run(
-            lambda: services.courses.open_course(
-                lambda: Course.open(
-                    course_id=uuid4(),
-                    home_clinic_id=clinic_id,
-                    model=data.model,
-                    protocol=protocol,
-                    partners={"a": data.partners.a, "b": data.partners.b},
-                    first_dosed=data.first_dosed,
-                    by=principal.ref,
-                )
+        course = await services.open_course(
+            lambda: Course.open(
+                course_id=uuid4(),
+                home_clinic_id=clinic_id,
+                model=data.model,
+                protocol=protocol,
+                partners={"a": data.partners.a, "b": data.partners.b},
+                first_dosed=data.first_dosed,
+                by=principal.ref,
             )
         )
         return course_view(course)
@@ -144,7 +142,7 @@ class CourseController(Controller):
         def run(course: Course) -> Any:
             return command(_owned(course, principal))
 
-        return await services.run(lambda: services.courses.execute(course_id, run))
+        return await services.execute(course_id, run)
 
     @post("/{course_id:uuid}/screenings", operation_id="recordScreening", status_code=200,
           summary="Record a partner's screening result")
@@ -243,7 +241,7 @@ class CourseController(Controller):
             c.confirm_session(session_id=session_id, clinic_id=clinic, decision=data.decision, reason=data.reason,
                               by=principal.ref)
 
-        course = await services.run(lambda: services.courses.execute(course_id, command))
+        course = await services.execute(course_id, command)
         return hosted_session_view(course.sessions[session_id])
 
     @post("/{course_id:uuid}/sessions/{session_id:str}/record", operation_id="recordSession", status_code=200,
@@ -340,15 +338,13 @@ class DoseApprovalController(Controller):
         if principal.kind != "prescriber" or course_id is None:
             raise ProblemError(404, "not-found", "Not found", f"no dose approval {approval_id}")
         # An approval addressed to someone else, or in an unknown course, is a 404 from the domain's errors.
-        course = await services.run(
-            lambda: services.courses.execute(
-                course_id,
-                lambda c: c.decide_dose_approval(
-                    approval_id=approval_id, prescriber_id=principal.id, approve=data.approve, now=now,
-                    approved_mg=data.approved_mg, reason=data.reason,
-                    vitals_override_reason=data.vitals_override_reason, by=principal.ref,
-                ),
-            )
+        course = await services.execute(
+            course_id,
+            lambda c: c.decide_dose_approval(
+                approval_id=approval_id, prescriber_id=principal.id, approve=data.approve, now=now,
+                approved_mg=data.approved_mg, reason=data.reason,
+                vitals_override_reason=data.vitals_override_reason, by=principal.ref,
+            ),
         )
         return approval_view(course.id, course.approvals[approval_id])
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
+from uuid import UUID
 
 from litestar import Request
 from nats.aio.client import Client as NATS
@@ -15,7 +17,8 @@ from notifier.webhooks import SecretBox
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException
 
-from scheduler.application import Courses
+from scheduler.application import Call, Commit, Courses, Pause, Step
+from scheduler.domain.course import Course
 from scheduler.directory import Directory, Principal
 from scheduler.http.problems import ProblemError
 from scheduler.idempotency import IdempotencyKeys
@@ -35,21 +38,57 @@ class Services:
     simulated_time: bool = False
     bus: NATS | None = None
     webhook_secrets: SecretBox | None = None  # encrypts webhook signing secrets (the cipher key's)
-    # The threads the eventsourcing calls run in (asyncio's executor hand-off costs far less than anyio's):
-    # as many as commands may wait at once for the group commit.
+    # The threads the eventsourcing calls run in (asyncio's executor hand-off costs far less than anyio's).
+    # Commands wait for the group commit without a thread, so a few threads keep up; more would only take
+    # turns at the interpreter lock, and the event loop with them.
     executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=64, thread_name_prefix="eventsourcing")
+        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="eventsourcing")
     )
 
     async def run(self, fn: Callable[[], T]) -> T:
-        """Run a synchronous eventsourcing call off the event loop. Cancelled, it still waits for the call to
-        end (a command commits or not) before the cancellation goes on."""
-        future = asyncio.get_running_loop().run_in_executor(self.executor, fn)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            await asyncio.wait([future])
-            raise
+        """Run a synchronous eventsourcing call off the event loop."""
+        return await _to_the_end(asyncio.get_running_loop().run_in_executor(self.executor, fn))
+
+    async def execute(self, course_id: UUID, command: Callable[[Course], Any]) -> Course:
+        """`Courses.execute` for the event loop: the command runs in a worker thread, and the wait for the
+        group commit holds no thread (so a few threads serve every command in flight)."""
+        steps = self.courses.execution(course_id, command)
+        advance: Callable[[], Step] = functools.partial(next, steps)
+        while True:
+            try:
+                step = advance()
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            try:
+                match step:
+                    case Call(fn):
+                        result = await self.run(fn)
+                    case Commit(future):
+                        result = await _to_the_end(asyncio.wrap_future(future))
+                    case Pause(seconds):
+                        result = await asyncio.sleep(seconds)
+            except Exception as error:  # noqa: BLE001 - thrown back into the execution, which decides
+                advance = functools.partial(steps.throw, error)
+            else:
+                advance = functools.partial(steps.send, result)
+
+
+    async def open_course(self, build: Callable[[], Course]) -> Course:
+        """`Courses.open_course` for the event loop (the commit is awaited without a thread)."""
+        course, committed = await self.run(functools.partial(self.courses.submit_new_course, build))
+        await _to_the_end(asyncio.wrap_future(committed))
+        self.courses.remember(course)
+        return course
+
+
+async def _to_the_end(future: asyncio.Future[T]) -> T:
+    """Await a future that stands for work in another thread; cancelled, still wait for that work to end (a
+    command commits or not) before the cancellation goes on."""
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise
 
 
 def provide_services(state: State) -> Services:
