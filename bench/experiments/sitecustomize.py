@@ -92,8 +92,7 @@ def _timings() -> None:
         from scheduler import application
         from scheduler.http import deps
 
-        timed(application.Courses, "execute", "courses_execute")
-        timed(application.GroupCommit, "save", "group_commit_wait")
+        timed(application.Courses, "_decide", "decide_in_thread")
         original_save = application.GroupCommit._save
 
         def batch(self: object, items: list[object]) -> None:
@@ -105,7 +104,12 @@ def _timings() -> None:
         application.GroupCommit._save = batch
         original_run = deps.Services.run
 
+        lag_started = {"yes": False}
+
         async def run(self: object, fn: object) -> object:
+            if not lag_started["yes"]:
+                lag_started["yes"] = True
+                asyncio.get_running_loop().create_task(lag())
             start = time.perf_counter()
             inner: dict[str, float] = {}
 
@@ -121,20 +125,22 @@ def _timings() -> None:
                 samples["services_run"].append(end - start)
 
         deps.Services.run = run
+        original_execute = deps.Services.execute
 
-        original_lifespan_start = asyncio.BaseEventLoop.run_forever
+        async def execute(self: object, *args: object) -> object:
+            start = time.perf_counter()
+            try:
+                return await original_execute(self, *args)
+            finally:
+                samples["services_execute"].append(time.perf_counter() - start)
+
+        deps.Services.execute = execute
 
         async def lag() -> None:
             while True:
                 before = time.perf_counter()
                 await asyncio.sleep(0.01)
                 samples["event_loop_lag"].append(time.perf_counter() - before - 0.01)
-
-        def run_forever(self: asyncio.BaseEventLoop) -> None:
-            self.call_soon(lambda: self.create_task(lag()))
-            original_lifespan_start(self)
-
-        asyncio.BaseEventLoop.run_forever = run_forever
 
     import builtins
 
