@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import queue
 import random
 import threading
 import time
-import functools
 from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from copy import deepcopy
@@ -182,7 +182,6 @@ class _Decided:
     course: Course
     committed: Future[None] | None  # None: nothing to save
     doubtful: bool = False  # decided on a cached copy without saving anything: decide again
-
 
 
 class Courses(Application):

@@ -12,14 +12,14 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from litestar import Request
-from nats.aio.client import Client as NATS
-from notifier.webhooks import SecretBox
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException
+from nats.aio.client import Client as NATS
+from notifier.webhooks import SecretBox
 
 from scheduler.application import Call, Commit, Courses, Pause, Step
-from scheduler.domain.course import Course
 from scheduler.directory import Directory, Principal
+from scheduler.domain.course import Course
 from scheduler.http.problems import ProblemError
 from scheduler.idempotency import IdempotencyKeys
 from scheduler.readmodels.course_index import CourseIndexView
