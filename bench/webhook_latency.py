@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now().strftime("%Y%m%dT%H%M%SZ")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     output = RESULTS_DIR / f"webhook-{stamp}.json"
+    args.server_env.append("KACT_WEBHOOK_ALLOW_PRIVATE=1")  # the receiver listens on loopback
     with started_server(args, output.with_suffix(".server.log")) as server:
         result = asyncio.run(measure(args, server.base_url, server.operator_key))
     result["config"] = {"rate": args.rate, "clients": args.clients, "duration": args.duration,

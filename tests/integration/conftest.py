@@ -45,6 +45,7 @@ def server_settings(database_url: str, nats_url: str, db_schema: str) -> Setting
         http_port=free_port(),
         db_pool_size=4,  # several servers share the machine's PostgreSQL (max_connections 100) in CI
         simulated_time=True,
+        webhook_allow_private=True,  # the stand-in clinic and prescriber systems listen on loopback
     )
 
 
@@ -91,7 +92,7 @@ def notifier_settings(settings: Settings, **overrides: Any) -> NotifierSettings:
         "db_schema": settings.db_schema, "cipher_key": settings.cipher_key,
         "stream": StreamSettings(name=settings.nats_stream, prefix=settings.nats_prefix),
         "policy": TEST_POLICY, "webhook_timeout": 2.0, "webhook_max_attempts": 4, "webhook_base_delay": 0.2,
-        "webhook_max_delay": 1.0,
+        "webhook_max_delay": 1.0, "webhook_allow_private": True,
     }
     return NotifierSettings(**{**values, **overrides})
 

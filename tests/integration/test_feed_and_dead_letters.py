@@ -18,6 +18,7 @@ import nats
 import psycopg
 import pytest
 from api_support import Tenant, bearer, eventually, ok
+from bus_support import delete_stream
 from conftest import NotifierThread, notifier_settings, server_settings
 from kact_contracts import events as public
 from kact_contracts.bus import StreamSettings
@@ -163,11 +164,3 @@ def test_a_message_that_fails_in_a_batch_delays_only_itself(database_url: str, n
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         asyncio.run(delete_stream(nats_url, settings.nats_stream))
-
-
-async def delete_stream(nats_url: str, name: str) -> None:
-    nc = await nats.connect(nats_url)
-    try:
-        await nc.jetstream().delete_stream(name)
-    finally:
-        await nc.close()

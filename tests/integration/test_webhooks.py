@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -28,6 +28,7 @@ from notifier import schema, webhooks
 from notifier.webhooks import DeliveryWorker
 from psycopg import sql
 from receiver import Receiver
+from scheduler.embedded import free_port
 from standardwebhooks import Webhook, WebhookVerificationError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -88,7 +89,8 @@ async def until(check: Callable[[], Any], timeout: float = 30.0, every: float = 
 
 @asynccontextmanager
 async def running(pool: asyncpg.Pool, cipher_key: str, **settings: Any) -> AsyncIterator[DeliveryWorker]:
-    values = {"timeout": 2.0, "max_attempts": 4, "base_delay": 0.05, "max_delay": 0.2, **settings}
+    values = {"timeout": 2.0, "max_attempts": 4, "base_delay": 0.05, "max_delay": 0.2, "allow_private": True,
+              **settings}
     worker = DeliveryWorker(pool, cipher_key=cipher_key, **values)
     task = asyncio.create_task(worker.run())
     try:
@@ -257,7 +259,7 @@ async def test_stop_lets_the_attempt_in_flight_finish_and_records_it(
     hooks, calls = receiver
     path = f"/slow-{secrets.token_hex(3)}"
     owner, _ = await subscribe(pool, cipher_key, hooks.url + path)
-    worker = DeliveryWorker(pool, cipher_key=cipher_key, timeout=5.0)
+    worker = DeliveryWorker(pool, cipher_key=cipher_key, timeout=5.0, allow_private=True)
     task = asyncio.create_task(worker.run())
     calls.delay = 1.0
     try:
@@ -291,6 +293,23 @@ async def test_a_timeout_counts_as_a_failed_attempt(
     assert row["status"] == "failed" and row["last_error"] == "no response within 0.3 s"
     (attempt,) = await pool.fetch("SELECT * FROM delivery_attempts WHERE delivery_id = $1", row["id"])
     assert attempt["status_code"] is None and 250 <= attempt["duration_ms"] < 1000
+
+
+async def test_a_webhook_to_a_host_that_is_not_public_is_refused_at_delivery(
+    pool: asyncpg.Pool, cipher_key: str, receiver: tuple[Receiver, Calls]
+) -> None:
+    """Without KACT_WEBHOOK_ALLOW_PRIVATE, a host name that resolves to a loopback (or private) address is
+    refused when the delivery is attempted, whatever it resolved to when it was registered."""
+    hooks, _ = receiver
+    path = f"/private-{secrets.token_hex(3)}"
+    url = hooks.url.replace("127.0.0.1", "localhost") + path
+    owner, _ = await subscribe(pool, cipher_key, url)
+    async with running(pool, cipher_key, max_attempts=1, allow_private=False):
+        await enqueue(pool, "clinic", owner)
+        await until(lambda: _failed(pool, url))
+    (row,) = await delivery_rows(pool, url)
+    assert row["last_error"].startswith("refused: localhost is ") and "not a public address" in row["last_error"]
+    assert hooks.at(path) == []
 
 
 async def test_the_worker_survives_a_database_blip_and_listens_again(
@@ -550,6 +569,20 @@ def test_an_invalid_webhook_is_a_422_problem(tenant: Tenant, client: httpx.Clien
         assert response.status_code == 422, response.text
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["type"] == "/problems/invalid-input"
+
+
+def test_a_webhook_to_an_address_that_is_not_public_is_refused_unless_allowed(server: LiveServer) -> None:
+    strict = replace(server.settings, http_port=free_port(), webhook_allow_private=False, background_jobs=False)
+    with serve(strict) as api, httpx.Client(base_url=api.base_url, timeout=30) as client:
+        tenant = Tenant.onboard(client, api.operator_token)
+        hooks = f"/v1/clinics/{tenant.clinic['id']}/webhooks"
+        for url in ("http://127.0.0.1:9/hook", "http://localhost/hook", "https://10.1.2.3/hook",
+                    "http://[::1]:8080/hook", "http://169.254.169.254/latest/meta-data", "http://192.168.0.7/"):
+            response = client.post(hooks, json={"url": url, "event_types": []}, headers=tenant.headers)
+            assert response.status_code == 422, url
+            assert "not a public address" in response.json()["detail"]
+        ok(client.post(hooks, json={"url": "https://clinic.example/hook", "event_types": []},
+                       headers=tenant.headers), 201)
 
 
 def test_bad_delivery_queries_are_problems_not_errors(server: LiveServer, client: httpx.Client) -> None:

@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidTag
 from eventsourcing.cryptography import AESCipher
 from hypothesis import given
 from hypothesis import strategies as st
+from notifier import webhooks
 from notifier.webhooks import SecretBox, backoff, new_secret, sign
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -76,3 +77,14 @@ def test_a_sealed_secret_is_not_readable_and_opens_only_for_its_own_subscription
         SecretBox(AESCipher.create_key(32)).open(sealed, subscription)
     with pytest.raises(ValueError):
         SecretBox(base64.b64encode(b"short").decode())
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.8", "172.16.4.1", "192.168.1.1", "169.254.169.254",
+                                     "100.64.0.1", "0.0.0.0", "224.0.0.1", "::1", "fc00::1", "fe80::1%eth0", "::"])
+def test_loopback_private_link_local_and_reserved_addresses_are_not_public(address: str) -> None:
+    assert webhooks.not_public(address)
+
+
+@pytest.mark.parametrize("host", ["8.8.8.8", "2001:4860:4860::8888", "clinic.example"])
+def test_public_addresses_and_host_names_pass_the_literal_check(host: str) -> None:
+    assert not webhooks.not_public(host)  # a host name is checked against what it resolves to, at delivery

@@ -56,6 +56,7 @@ class Notifier:
             worker = webhooks.DeliveryWorker(
                 pool, cipher_key=s.cipher_key, timeout=s.webhook_timeout, max_attempts=s.webhook_max_attempts,
                 base_delay=s.webhook_base_delay, max_delay=s.webhook_max_delay,
+                allow_private=s.webhook_allow_private,
             )
             delivering = asyncio.create_task(worker.run(), name="webhook-deliveries")
             try:

@@ -12,6 +12,11 @@ from kact_contracts.bus import ConsumerSettings, StreamSettings
 from notifier.flows import Policy
 
 
+def allow_private_webhooks(env: Mapping[str, str]) -> bool:
+    """KACT_WEBHOOK_ALLOW_PRIVATE: whether webhooks may go to loopback, private or link-local addresses."""
+    return env.get("KACT_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes")
+
+
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return float(env.get(name, default))
 
@@ -29,6 +34,7 @@ class NotifierSettings:
     webhook_max_attempts: int = 8
     webhook_base_delay: float = 1.0
     webhook_max_delay: float = 300.0
+    webhook_allow_private: bool = False  # webhooks to loopback, private or link-local addresses (development)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NotifierSettings:
@@ -54,4 +60,5 @@ class NotifierSettings:
             webhook_max_attempts=int(env.get("KACT_WEBHOOK_MAX_ATTEMPTS", 8)),
             webhook_base_delay=_seconds(env, "KACT_WEBHOOK_BASE_DELAY", 1.0),
             webhook_max_delay=_seconds(env, "KACT_WEBHOOK_MAX_DELAY", 300.0),
+            webhook_allow_private=allow_private_webhooks(env),
         )

@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import logging
 import os
 import random
 import secrets
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -177,6 +180,32 @@ async def disable(pool: asyncpg.Pool, owner_kind: str, owner_id: str, subscripti
 # Deliveries ------------------------------------------------------------------------------------------------
 
 
+def not_public(address: str) -> bool:
+    """Loopback, private, link-local, shared, reserved, multicast...: anything but a global unicast address."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone index is not part of the address
+    except ValueError:
+        return False  # a host name: resolved at delivery time
+    return not ip.is_global or ip.is_multicast
+
+
+async def private_target(url: str) -> str | None:
+    """Why a webhook must not be sent to `url` (its host is or resolves to an address that is not public,
+    e.g. the kact host's own services), or None. A host that does not resolve is left to the request."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
+        )
+    except OSError:
+        return None
+    for *_, sockaddr in infos:
+        if not_public(str(sockaddr[0])):
+            return f"{host} is {sockaddr[0]}, not a public address (KACT_WEBHOOK_ALLOW_PRIVATE=1 allows it)"
+    return None
+
+
 def queue_deliveries_sql(item: str) -> str:
     """A statement (`WITH queued AS (...) <select>`) inserting one delivery per active webhook of recipient
     ($1 kind, $2 id) that wants the event ($3 id, $4 type), with `feed_position` and `payload` read from the
@@ -244,7 +273,7 @@ class DeliveryWorker:
     def __init__(
         self, pool: asyncpg.Pool, *, cipher_key: str | None, timeout: float = 5.0, max_attempts: int = 8,
         base_delay: float = 1.0, max_delay: float = 300.0, concurrency: int = 16,
-        client: httpx.AsyncClient | None = None, rng: random.Random | None = None,
+        client: httpx.AsyncClient | None = None, rng: random.Random | None = None, allow_private: bool = False,
     ) -> None:
         if not cipher_key:
             raise ValueError("webhook deliveries need the cipher key (KACT_CIPHER_KEY) to read signing secrets")
@@ -255,6 +284,7 @@ class DeliveryWorker:
         self.timeout, self.max_attempts = timeout, max_attempts
         self.base_delay, self.max_delay = base_delay, max_delay
         self.concurrency = concurrency
+        self.allow_private = allow_private  # else: no webhook to loopback, private or link-local addresses
         self.rng = rng or random.Random()
         self._client = client
         self.attempted = 0  # attempts this worker made (for tests and metrics)
@@ -422,6 +452,8 @@ class DeliveryWorker:
             secret = self.box.open(row["secret"], row["subscription_id"])
         except InvalidTag:
             return None, "the signing secret cannot be decrypted (was the cipher key changed?)"
+        if not self.allow_private and (refused := await private_target(row["url"])):
+            return None, f"refused: {refused}"
         # jsonb gives the item back with spaces; the receiver gets it compact. Key order is jsonb's, the
         # same on every attempt.
         body = msgspec.json.encode(msgspec.json.decode(row["payload"]))

@@ -103,6 +103,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             simulated_time=settings.simulated_time,
             bus=bus,
             webhook_secrets=SecretBox(settings.cipher_key or ""),
+            webhook_allow_private=settings.webhook_allow_private,
         )
         try:
             yield

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from notifier.settings import allow_private_webhooks
+
 
 @dataclass(frozen=True)
 class DatabaseAddress:
@@ -50,6 +52,7 @@ class Settings:
     # Contend for the background jobs (course index, relay, deadline watcher) in this process; `kact up` runs
     # them in a process of their own instead (`python -m scheduler.jobs`).
     background_jobs: bool = True
+    webhook_allow_private: bool = False  # webhooks may be registered for loopback or private addresses
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +73,7 @@ class Settings:
             workers=int(env.get("KACT_WORKERS", cls.workers)),
             deadline_check_seconds=float(env.get("KACT_DEADLINE_CHECK_SECONDS", cls.deadline_check_seconds)),
             background_jobs=env.get("KACT_BACKGROUND_JOBS", "1").lower() not in ("0", "false", "no"),
+            webhook_allow_private=allow_private_webhooks(env),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -90,5 +94,6 @@ class Settings:
             "KACT_WORKERS": str(self.workers),
             "KACT_DEADLINE_CHECK_SECONDS": str(self.deadline_check_seconds),
             "KACT_BACKGROUND_JOBS": "1" if self.background_jobs else "0",
+            "KACT_WEBHOOK_ALLOW_PRIVATE": "1" if self.webhook_allow_private else "",
         }
         return {k: v for k, v in values.items() if v is not None}

@@ -38,6 +38,7 @@ class Services:
     simulated_time: bool = False
     bus: NATS | None = None
     webhook_secrets: SecretBox | None = None  # encrypts webhook signing secrets (the cipher key's)
+    webhook_allow_private: bool = False  # KACT_WEBHOOK_ALLOW_PRIVATE: loopback or private webhook URLs
     # The threads the eventsourcing calls run in (asyncio's executor hand-off costs far less than anyio's).
     # Commands wait for the group commit without a thread, so a few threads keep up; more would only take
     # turns at the interpreter lock, and the event loop with them.

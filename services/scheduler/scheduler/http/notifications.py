@@ -55,7 +55,7 @@ async def _owner(services: Services, principal: Principal, kind: str, owner_id: 
     raise _not_found(f"{kind} {owner_id}")
 
 
-def _checked(data: WebhookCreate) -> tuple[str, list[str]]:
+def _checked(data: WebhookCreate, allow_private: bool) -> tuple[str, list[str]]:
     try:
         parts = urlsplit(data.url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
@@ -63,6 +63,9 @@ def _checked(data: WebhookCreate) -> tuple[str, list[str]]:
         raise _invalid(f"url: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in data.url):
         raise _invalid("url must be an absolute http or https URL")
+    if not allow_private and (parts.hostname == "localhost" or webhooks.not_public(parts.hostname)):
+        # A host name is checked again at every delivery, against what it resolves to then.
+        raise _invalid(f"url: {parts.hostname} is not a public address (KACT_WEBHOOK_ALLOW_PRIVATE=1 allows it)")
     unknown = sorted(set(data.event_types) - BY_TYPE.keys())
     if unknown:
         raise _invalid(f"unknown event types {unknown}; known: {sorted(BY_TYPE)}")
@@ -76,7 +79,7 @@ def _webhook(row: dict[str, Any], secret: str | None = None) -> Webhook:
 
 async def _create(services: Services, principal: Principal, kind: str, owner_id: UUID, data: WebhookCreate) -> Webhook:
     owner = await _owner(services, principal, kind, owner_id)
-    url, event_types = _checked(data)
+    url, event_types = _checked(data, services.webhook_allow_private)
     assert services.webhook_secrets is not None, "the app's lifespan provides the secret box"
     row, secret = await webhooks.subscribe(services.directory.pool, services.webhook_secrets, owner_kind=kind,
                                            owner_id=owner, url=url, event_types=event_types)
