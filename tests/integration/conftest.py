@@ -81,6 +81,13 @@ def live_server(database_url: str, db_schema: str, nats_url: str) -> Iterator[Li
         yield server
 
 
+@pytest.fixture
+def client(live_server: LiveServer) -> Iterator[httpx.Client]:
+    """An HTTP client of the session's server (a module may define its own for another server)."""
+    with httpx.Client(base_url=live_server.base_url, timeout=30) as client:
+        yield client
+
+
 # Short follow-up times, so that tests see reminders, escalations and retries within seconds.
 TEST_POLICY = Policy(remind_after=timedelta(seconds=3), escalate_after=timedelta(seconds=6),
                      warn_before_window_closes=timedelta(hours=24))

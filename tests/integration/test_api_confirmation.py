@@ -3,7 +3,6 @@ that session and nothing else of the course."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,12 +11,6 @@ import pytest
 from api_support import Tenant, iso, ok
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def client(live_server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server.base_url, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from uuid import uuid4
 
@@ -11,12 +10,6 @@ import pytest
 from api_support import T0, Tenant, bearer, eventually, iso, ok
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def client(live_server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server.base_url, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import json
 import secrets
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -27,12 +26,6 @@ from kact_contracts.jetstream import ensure_stream
 from psycopg import sql
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def client(live_server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server.base_url, timeout=30) as client:
-        yield client
 
 
 def feed(client: httpx.Client, headers: dict[str, str], **params: Any) -> dict[str, Any]:

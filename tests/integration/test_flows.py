@@ -19,12 +19,6 @@ from receiver import Received, Receiver
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def client(live_server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server.base_url, timeout=30) as client:
-        yield client
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
     with Receiver() as receiver:
