@@ -73,7 +73,6 @@ class Services:
             else:
                 advance = functools.partial(steps.send, result)
 
-
     async def open_course(self, build: Callable[[], Course]) -> Course:
         """`Courses.open_course` for the event loop (the commit is awaited without a thread)."""
         course, committed = await self.run(functools.partial(self.courses.submit_new_course, build))
