@@ -12,6 +12,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,24 @@ from scheduler.publishing import to_public
 log = logging.getLogger("kact.relay")
 RETRY_SECONDS = 1.0
 HOME_CLINIC_CACHE = 50_000
+
+
+# The library's subscription reads what is stored before its LISTEN is in place (another thread starts it):
+# a commit in between is announced to nobody, and its events would wait for the next commit. So the reader
+# looks again this many seconds after it starts, by which time it listens.
+LOOK_AGAIN_AFTER = (0.5, 2.0, 5.0)
+
+
+def _watch(subscription: Any, done: threading.Event) -> None:
+    """Makes a new subscription look again for events missed while its LISTEN was being set up, then stops
+    it once `done`."""
+    started = time.monotonic()
+    for at in LOOK_AGAIN_AFTER:
+        if done.wait(max(0.0, started + at - time.monotonic())):
+            break
+        subscription._has_been_notified.set()  # noqa: SLF001 - as a NOTIFY would
+    done.wait()
+    subscription.stop()
 
 
 def relay_tracking(env: dict[str, str]) -> PostgresTrackingRecorder:
@@ -130,8 +149,8 @@ class Relay(BackgroundThread):
         `wake` after each (the queue is bounded: a relay that falls behind holds the reader back)."""
         try:
             with self.app.recorder.subscribe(gt=position) as subscription:
-                stopper = threading.Thread(target=lambda: (done.wait(), subscription.stop()), daemon=True)
-                stopper.start()
+                watcher = threading.Thread(target=_watch, args=(subscription, done), daemon=True)
+                watcher.start()
                 for notification in subscription:
                     while not done.is_set():
                         try:
