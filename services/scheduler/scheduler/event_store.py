@@ -1,7 +1,9 @@
-"""The event store's insert, with its table lock held inside PostgreSQL only."""
+"""The event store's insert, with its table lock held inside PostgreSQL only; subscriptions that miss nothing."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -39,3 +41,20 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
         self.sql_create_statements[self.create_insert_function_statement_index] = (
             self.sql_create_pg_function_insert_events
         )
+
+
+# The library's subscription reads what is stored before its LISTEN is in place (another thread sets it up):
+# a commit in between is announced to nobody, and its events would wait for the next commit. So a new
+# subscription looks again this many seconds after it starts, by which time it listens.
+LOOK_AGAIN_AFTER = (0.5, 2.0, 5.0)
+
+
+def look_again_after_start(subscription: Any, stop: threading.Event | None = None) -> None:
+    """Makes a subscription that just started pull again at `LOOK_AGAIN_AFTER` (unless `stop` is set first),
+    as a NOTIFY would. Blocks for about five seconds: call it from a thread of its own."""
+    started = time.monotonic()
+    for at in LOOK_AGAIN_AFTER:
+        wait = max(0.0, started + at - time.monotonic())
+        if stop.wait(wait) if stop is not None else time.sleep(wait):
+            return
+        subscription._has_been_notified.set()  # noqa: SLF001 - the library's own wake-up

@@ -22,6 +22,7 @@ from kact_contracts.bus import StreamSettings
 
 from scheduler.application import Courses, event_store_env
 from scheduler.deadlines import deadline_singleton
+from scheduler.event_store import look_again_after_start
 from scheduler.readmodels.course_index import CourseIndex, CourseIndexView
 from scheduler.relay import Relay, relay_tracking
 from scheduler.settings import Settings
@@ -37,13 +38,20 @@ def course_index_lock(settings: Settings) -> str:
 
 def projection_singleton(settings: Settings, env: dict[str, str]) -> Singleton:
     """The course index, kept up to date by one scheduler process at a time; every process reads it."""
+
+    def start() -> ProjectionRunner[Courses, CourseIndexView]:
+        runner = ProjectionRunner(
+            application_class=Courses, projection_class=CourseIndex, view_class=CourseIndexView,
+            env=projection_env(env),
+        )
+        subscription = runner._subscription.subscription  # noqa: SLF001 - the runner's PostgresSubscription
+        threading.Thread(target=look_again_after_start, args=(subscription,), daemon=True).start()
+        return runner
+
     return Singleton(
         settings.database_url or "",
         course_index_lock(settings),
-        start=lambda: ProjectionRunner(
-            application_class=Courses, projection_class=CourseIndex, view_class=CourseIndexView,
-            env=projection_env(env),
-        ),
+        start=start,
         stop=lambda runner: runner.stop(),
         healthy=lambda runner: not runner.is_interrupted.is_set(),
     )

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import queue
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from kact_contracts.jetstream import ensure_stream
 from scheduler.application import Courses
 from scheduler.background import BackgroundThread
 from scheduler.domain.course import Course
+from scheduler.event_store import look_again_after_start
 from scheduler.publishing import to_public
 
 log = logging.getLogger("kact.relay")
@@ -38,20 +38,10 @@ RETRY_SECONDS = 1.0
 HOME_CLINIC_CACHE = 50_000
 
 
-# The library's subscription reads what is stored before its LISTEN is in place (another thread starts it):
-# a commit in between is announced to nobody, and its events would wait for the next commit. So the reader
-# looks again this many seconds after it starts, by which time it listens.
-LOOK_AGAIN_AFTER = (0.5, 2.0, 5.0)
-
-
 def _watch(subscription: Any, done: threading.Event) -> None:
-    """Makes a new subscription look again for events missed while its LISTEN was being set up, then stops
-    it once `done`."""
-    started = time.monotonic()
-    for at in LOOK_AGAIN_AFTER:
-        if done.wait(max(0.0, started + at - time.monotonic())):
-            break
-        subscription._has_been_notified.set()  # noqa: SLF001 - as a NOTIFY would
+    """Makes the new subscription look again for events it missed while it set up its LISTEN, then stops it
+    once `done`."""
+    look_again_after_start(subscription, done)
     done.wait()
     subscription.stop()
 
