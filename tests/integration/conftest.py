@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import uvicorn
 from eventsourcing.cryptography import AESCipher
@@ -20,6 +21,7 @@ from kact_contracts.bus import StreamSettings
 from notifier.flows import Policy
 from notifier.service import Notifier
 from notifier.settings import NotifierSettings
+from psycopg import sql
 from scheduler.bootstrap import create_app, utcnow
 from scheduler.embedded import free_port
 from scheduler.settings import Settings
@@ -79,6 +81,15 @@ def serve(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Iterato
 def live_server(database_url: str, db_schema: str, nats_url: str) -> Iterator[LiveServer]:
     with serve(server_settings(database_url, nats_url, db_schema)) as server:
         yield server
+
+
+@pytest.fixture
+def schema(database_url: str) -> Iterator[str]:
+    """A PostgreSQL schema name of this test's own (its processes see no other test's data), dropped after."""
+    name = f"t_own_{secrets.token_hex(5)}"
+    yield name
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 @pytest.fixture

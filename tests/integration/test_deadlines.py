@@ -8,7 +8,7 @@ import dataclasses
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -40,15 +40,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-def schema(database_url: str) -> Iterator[str]:
-    """A schema of this test's own: its watchers see no other test's deadlines."""
-    name = f"t_dl_{secrets.token_hex(5)}"
-    yield name
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 def settings_for(database_url: str, schema: str, **overrides: Any) -> Settings:

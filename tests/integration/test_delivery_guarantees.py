@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -33,14 +31,6 @@ from scheduler.embedded import EmbeddedNats
 
 pytestmark = pytest.mark.integration
 PUBLIC_EVENTS_PER_COURSE = 13
-
-
-@pytest.fixture
-def schema(database_url: str) -> Iterator[str]:
-    name = f"dg_{secrets.token_hex(4)}"
-    yield name
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 def rows(server: LiveServer, query: str, *args: object) -> list[tuple]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -117,10 +116,11 @@ def test_a_poison_message_becomes_a_visible_dead_letter_and_a_redrive_processes_
     assert client.post("/v1/dead-letters/999999999/redrive", headers=operator).status_code == 404
 
 
-def test_a_message_that_fails_in_a_batch_delays_only_itself(database_url: str, nats_url: str, live_server) -> None:
+def test_a_message_that_fails_in_a_batch_delays_only_itself(
+    database_url: str, nats_url: str, schema: str, live_server
+) -> None:
     """The notifier processes a fetched batch in one transaction; when one message of it fails, the others
     are processed one by one and acked, and the failing one alone waits for its redelivery."""
-    schema = f"t_batch_{secrets.token_hex(4)}"
     settings = replace(server_settings(database_url, nats_url, schema), cipher_key=live_server.settings.cipher_key)
     clinic = str(uuid.uuid4())
     good = [envelope(public.CourseOpened(home_clinic_id=clinic, model="together", first_dosed="a"),
@@ -154,6 +154,4 @@ def test_a_message_that_fails_in_a_batch_delays_only_itself(database_url: str, n
         assert running.notifier.dead_letters == 0  # not yet: it is redelivered after a back-off first
     finally:
         running.stop()
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         asyncio.run(delete_stream(nats_url, settings.nats_stream))
