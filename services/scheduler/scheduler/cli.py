@@ -210,6 +210,7 @@ class _Helper:
         return self._process.pid
 
     def _spawn(self) -> subprocess.Popen[bytes]:
+        self._spawned_at = time.monotonic()
         with open(self.log_path, "ab") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", self.module], env={**os.environ, **self.env},
@@ -217,11 +218,13 @@ class _Helper:
             )
 
     def _watch(self) -> None:
-        delay = 1.0
+        delay = 0.5
         while not self._stopping.wait(0.5):
-            started, code = time.monotonic(), self._process.poll()
+            code = self._process.poll()
             if code is None:
                 continue
+            # The first restart waits a second; one that died within a minute of its start doubles the wait.
+            delay = min(delay * 2, 30.0) if time.monotonic() - self._spawned_at < 60 else 1.0
             _say(f"kact: the {self.name} exited (code {code}); restarting it in {delay:.0f} s (log {self.log_path})")
             if self._stopping.wait(delay):
                 return
@@ -230,8 +233,6 @@ class _Helper:
                     return
                 self._process = self._spawn()
                 self.restarts += 1
-            # Dying again within a minute of a restart doubles the wait before the next.
-            delay = min(delay * 2, 30.0) if time.monotonic() - started < 60 else 1.0
 
     def stop(self) -> None:
         with self._lock:
