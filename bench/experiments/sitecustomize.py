@@ -18,6 +18,11 @@ anyone edits services/:
 (Two earlier patches, a fast projection wait and the locked insert function, became real changes:
 `scheduler/event_store.py` and the scheduler no longer waiting on its index.)
 
+- settle_pulls: a LISTEN/NOTIFY subscription waits $KACT_BENCH_SETTLE_SECONDS (default 0.02) after each
+  notification before it pulls, so the events of several commits come in one pull.
+- gc_pauses: records each garbage collection's pause per generation and writes count, total, p50, p99 and
+  max to $KACT_BENCH_GC_OUT (default /tmp/kact-gc.json) at exit.
+
 And one that only measures:
 
 - yappi_cpu: profile CPU time of every thread with yappi (needs yappi importable, e.g. `pip install
@@ -196,6 +201,61 @@ def _yappi_cpu() -> None:
     atexit.register(dump)
 
 
+def _settle_pulls() -> None:
+    import time
+
+    from eventsourcing.persistence import ListenNotifySubscription
+
+    settle = float(os.environ.get("KACT_BENCH_SETTLE_SECONDS", "0.02"))
+
+    def _loop_on_pull(self: ListenNotifySubscription) -> None:  # type: ignore[type-arg]
+        try:
+            self._pull()
+            while not self._has_been_stopped:
+                self._has_been_notified.wait()
+                time.sleep(settle)
+                self._pull()
+        except BaseException as e:
+            if self._thread_error is None:
+                self._thread_error = e
+            self.stop()
+
+    ListenNotifySubscription._loop_on_pull = _loop_on_pull  # type: ignore[method-assign]
+
+
+def _gc_pauses() -> None:
+    import atexit
+    import gc
+    import json
+    import time
+
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses[info["generation"]].append((time.perf_counter() - started[0]) * 1000)
+
+    gc.callbacks.append(callback)
+
+    def dump() -> None:
+        out = os.environ.get("KACT_BENCH_GC_OUT", "/tmp/kact-gc.json")
+        report = {}
+        for gen, ms in pauses.items():
+            ms.sort()
+            report[gen] = {"count": len(ms), "total_ms": round(sum(ms), 1),
+                           "p50_ms": round(ms[len(ms) // 2], 3) if ms else None,
+                           "p99_ms": round(ms[int(len(ms) * 0.99)], 3) if ms else None,
+                           "max_ms": round(ms[-1], 3) if ms else None}
+        report["objects_tracked_at_exit"] = len(gc.get_objects())
+        with open(out, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=1)
+
+    atexit.register(dump)
+
+
 # The started server's helper processes (python -m notifier, python -m scheduler.jobs) inherit this folder on
 # PYTHONPATH: patch the API process only, or only the helper named by $KACT_BENCH_PATCH_MODULE.
 MODULE = os.environ.get("KACT_BENCH_PATCH_MODULE")
@@ -204,7 +264,8 @@ HELPER = (sys.orig_argv[-2:] != ["-m", MODULE]) if MODULE else ("-m" in sys.orig
 for name in sorted(PATCHES) if not HELPER else ():
     patch = {"asyncpg_no_reset": _asyncpg_no_reset, "switch_interval": _switch_interval,
              "thread_limit": _thread_limit,
-             "timings": _timings,
+             "timings": _timings, "gc_pauses": _gc_pauses,
+             "settle_pulls": _settle_pulls,
              "yappi_cpu": _yappi_cpu}.get(name)
     if patch is None:
         print(f"bench sitecustomize: unknown patch {name!r}", file=sys.stderr)

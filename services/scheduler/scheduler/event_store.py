@@ -1,12 +1,14 @@
-"""The event store's insert, with its table lock held inside PostgreSQL only; subscriptions that miss nothing."""
+"""The event store's insert, with its table lock held inside PostgreSQL only; subscriptions that miss nothing
+and read in batches."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscription
 from psycopg.sql import SQL, Identifier
 
 
@@ -42,19 +44,59 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
             self.sql_create_pg_function_insert_events
         )
 
-
-# The library's subscription reads what is stored before its LISTEN is in place (another thread sets it up):
-# a commit in between is announced to nobody, and its events would wait for the next commit. So a new
-# subscription looks again this many seconds after it starts, by which time it listens.
-LOOK_AGAIN_AFTER = (0.5, 2.0, 5.0)
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> ListenFirstSubscription:
+        return ListenFirstSubscription(recorder=self, gt=gt, topics=topics)
 
 
-def look_again_after_start(subscription: Any, stop: threading.Event | None = None) -> None:
-    """Makes a subscription that just started pull again at `LOOK_AGAIN_AFTER` (unless `stop` is set first),
-    as a NOTIFY would. Blocks for about five seconds: call it from a thread of its own."""
-    started = time.monotonic()
-    for at in LOOK_AGAIN_AFTER:
-        wait = max(0.0, started + at - time.monotonic())
-        if stop.wait(wait) if stop is not None else time.sleep(wait):
-            return
-        subscription._has_been_notified.set()  # noqa: SLF001 - the library's own wake-up
+# How long a subscription lets commits gather after a NOTIFY before it reads: at a few hundred commits a second
+# one read (and, downstream, one relay batch) then serves several of them.
+SETTLE_SECONDS = 0.02
+
+
+class ListenFirstSubscription(PostgresSubscription):
+    """The library's LISTEN/NOTIFY subscription, reading only once its LISTEN is in place, and in batches.
+
+    The library starts its first read and its LISTEN in two threads at once: a commit that lands after that
+    read but before the LISTEN is announced to nobody, and its events wait for the next commit (a relay or
+    index could sit on them indefinitely). Here the first read waits until the LISTEN is in place, so every
+    commit is either in the first read or announced after it. After each announcement it waits
+    `SETTLE_SECONDS`, so that a busy store is read in batches rather than once per commit.
+
+    Overrides the library's two loops (eventsourcing 9.5): `_listen` says when it listens, `_loop_on_pull`
+    waits for that and settles."""
+
+    def __init__(self, *args: Any, settle_seconds: float = SETTLE_SECONDS, **kwargs: Any) -> None:
+        # Set before the library's __init__, which starts both threads.
+        self._listening = threading.Event()
+        self._settle_seconds = settle_seconds
+        super().__init__(*args, **kwargs)
+
+    def stop(self) -> None:
+        super().stop()
+        self._listening.set()  # a reader still waiting for the LISTEN: stop waiting
+
+    def _listen(self) -> None:
+        try:
+            with self._recorder.datastore.get_connection() as conn:  # autocommit: LISTEN takes effect now
+                conn.execute(SQL("LISTEN {0}").format(Identifier(self._recorder.channel_name)))
+                self._listening.set()
+                while not self._has_been_stopped and not self._thread_error:
+                    for _ in conn.notifies(timeout=0.1, stop_after=1):
+                        self._has_been_notified.set()
+        except BaseException as error:
+            if self._thread_error is None:
+                self._thread_error = error
+            self.stop()
+
+    def _loop_on_pull(self) -> None:
+        try:
+            self._listening.wait()
+            self._pull()  # everything committed before the LISTEN
+            while not self._has_been_stopped:
+                self._has_been_notified.wait()
+                time.sleep(self._settle_seconds)
+                self._pull()  # what was announced, and whatever committed while settling
+        except BaseException as error:
+            if self._thread_error is None:
+                self._thread_error = error
+            self.stop()

@@ -22,7 +22,6 @@ from kact_contracts.bus import StreamSettings
 
 from scheduler.application import Courses, event_store_env
 from scheduler.deadlines import deadline_singleton
-from scheduler.event_store import look_again_after_start
 from scheduler.readmodels.course_index import CourseIndex, CourseIndexView
 from scheduler.relay import Relay, relay_tracking
 from scheduler.settings import Settings
@@ -40,13 +39,10 @@ def projection_singleton(settings: Settings, env: dict[str, str]) -> Singleton:
     """The course index, kept up to date by one scheduler process at a time; every process reads it."""
 
     def start() -> ProjectionRunner[Courses, CourseIndexView]:
-        runner = ProjectionRunner(
+        return ProjectionRunner(
             application_class=Courses, projection_class=CourseIndex, view_class=CourseIndexView,
             env=projection_env(env),
         )
-        subscription = runner._subscription.subscription  # noqa: SLF001 - the runner's PostgresSubscription
-        threading.Thread(target=look_again_after_start, args=(subscription,), daemon=True).start()
-        return runner
 
     return Singleton(
         settings.database_url or "",

@@ -30,7 +30,6 @@ from kact_contracts.jetstream import ensure_stream
 from scheduler.application import Courses
 from scheduler.background import BackgroundThread
 from scheduler.domain.course import Course
-from scheduler.event_store import look_again_after_start
 from scheduler.publishing import to_public
 
 log = logging.getLogger("kact.relay")
@@ -38,10 +37,7 @@ RETRY_SECONDS = 1.0
 HOME_CLINIC_CACHE = 50_000
 
 
-def _watch(subscription: Any, done: threading.Event) -> None:
-    """Makes the new subscription look again for events it missed while it set up its LISTEN, then stops it
-    once `done`."""
-    look_again_after_start(subscription, done)
+def _stop_when(done: threading.Event, subscription: Any) -> None:
     done.wait()
     subscription.stop()
 
@@ -139,7 +135,7 @@ class Relay(BackgroundThread):
         `wake` after each (the queue is bounded: a relay that falls behind holds the reader back)."""
         try:
             with self.app.recorder.subscribe(gt=position) as subscription:
-                watcher = threading.Thread(target=_watch, args=(subscription, done), daemon=True)
+                watcher = threading.Thread(target=_stop_when, args=(done, subscription), daemon=True)
                 watcher.start()
                 for notification in subscription:
                     while not done.is_set():
