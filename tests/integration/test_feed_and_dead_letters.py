@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import msgspec
 import nats
@@ -22,6 +23,9 @@ from kact_contracts import events as public
 from kact_contracts.bus import StreamSettings
 from kact_contracts.envelope import encode, envelope
 from kact_contracts.jetstream import ensure_stream
+from notifier import schema as notifier_schema
+from notifier import store
+from notifier.flows import Policy
 from psycopg import sql
 
 pytestmark = pytest.mark.integration
@@ -155,3 +159,30 @@ def test_a_message_that_fails_in_a_batch_delays_only_itself(
     finally:
         running.stop()
         asyncio.run(delete_stream(nats_url, settings.nats_stream))
+
+
+def test_an_event_twice_in_a_batch_or_again_in_a_later_one_is_processed_once(database_url: str, schema: str) -> None:
+    clinic, course_id = str(uuid.uuid4()), uuid.uuid4()
+    opened = envelope(public.CourseOpened(home_clinic_id=clinic, model="together", first_dosed="a"),
+                      course_id=course_id, version=1, time=datetime.now(UTC), clinic_id=clinic, position=1)
+    other = msgspec.structs.replace(opened, id=str(uuid.uuid4()), streamversion=2, position=2)
+
+    async def run() -> tuple[list[bool], list[bool], list[tuple[str, int, str]]]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await notifier_schema.migrate(conn, schema)
+            await conn.execute(f'SET search_path TO "{schema}"')
+            policy = Policy()
+            first = await store.process_batch(conn, [store.Received.of(opened, 1), store.Received.of(opened, 1)],
+                                              policy)
+            second = await store.process_batch(conn, [store.Received.of(opened, 1), store.Received.of(other, 2)],
+                                               policy)
+            rows = await conn.fetch("SELECT recipient, position, event_id FROM feed ORDER BY position")
+            return first, second, [tuple(row) for row in rows]
+        finally:
+            await conn.close()
+
+    first, second, feed_rows = asyncio.run(run())
+    assert first == [True, False]
+    assert second == [False, True]
+    assert feed_rows == [(f"clinic:{clinic}", 1, opened.id), (f"clinic:{clinic}", 2, other.id)]

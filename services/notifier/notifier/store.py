@@ -55,10 +55,18 @@ async def process(conn: asyncpg.Connection, received: Received, policy: flows.Po
 async def process_batch(conn: asyncpg.Connection, batch: list[Received], policy: flows.Policy) -> list[bool]:
     """Apply several course events in order, in ONE transaction (all or none): for each, whether it was new.
 
-    Each course's facts are read once and written once per batch, and the whole batch costs one commit."""
+    The whole batch costs one statement each for its inbox rows, its courses' facts (read and written once
+    per course) and its feed items, plus one per timer planned or cancelled, and one commit."""
     facts: dict[uuid.UUID, flows.CourseFacts] = {}
+    feed: list[tuple[Any, ...]] = []
     async with conn.transaction():
-        fresh = [await _apply(conn, received, facts, policy) for received in batch]
+        fresh = await _inbox(conn, batch)
+        new = [received for received, is_new in zip(batch, fresh, strict=True) if is_new]
+        await _load_facts(conn, new, facts)
+        for received in new:
+            await _apply(conn, received, facts, policy, feed)
+        if feed:  # in order: each recipient's feed positions follow the events
+            await conn.executemany(DELIVER_SQL, feed)
         if facts:
             await conn.executemany(
                 "INSERT INTO notifier_courses (course_id, home_clinic_id, facts) VALUES ($1, $2, $3::jsonb) "
@@ -68,28 +76,52 @@ async def process_batch(conn: asyncpg.Connection, batch: list[Received], policy:
     return fresh
 
 
+async def _inbox(conn: asyncpg.Connection, batch: list[Received]) -> list[bool]:
+    """Record the batch's events in the inbox, in order; for each, whether it was new (not processed before,
+    nor earlier in the batch)."""
+    inserted = {row["event_id"] for row in await conn.fetch(
+        "INSERT INTO notifier_inbox (event_id, stream_seq, type, course_id, course_version) "
+        "SELECT e.id, e.seq, e.type, e.course, e.version "
+        "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::uuid[], $5::int[]) WITH ORDINALITY "
+        "AS e(id, seq, type, course, version, n) ORDER BY e.n "
+        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        [r.message.id for r in batch], [r.stream_seq for r in batch], [r.message.type for r in batch],
+        [uuid.UUID(r.message.courseid) for r in batch], [r.message.streamversion for r in batch],
+    )}
+    fresh = []
+    for received in batch:
+        fresh.append(received.message.id in inserted)
+        inserted.discard(received.message.id)  # the same event twice in a batch: only the first is new
+    return fresh
+
+
+async def _load_facts(
+    conn: asyncpg.Connection, batch: list[Received], facts: dict[uuid.UUID, flows.CourseFacts]
+) -> None:
+    """What the notifier knows of the batch's courses, their rows locked until commit; a course not seen
+    before starts with its home clinic."""
+    ids = list(dict.fromkeys(uuid.UUID(r.message.courseid) for r in batch))
+    rows = await conn.fetch(
+        "SELECT course_id, home_clinic_id, facts FROM notifier_courses WHERE course_id = ANY($1::uuid[]) "
+        "ORDER BY course_id FOR UPDATE", ids,
+    )
+    for row in rows:
+        facts[row["course_id"]] = _facts_from_row(row["home_clinic_id"], json.loads(row["facts"]))
+    for received in batch:
+        facts.setdefault(uuid.UUID(received.message.courseid), flows.CourseFacts(received.message.clinicid))
+
+
 async def _apply(
     conn: asyncpg.Connection, received: Received, facts: dict[uuid.UUID, flows.CourseFacts], policy: flows.Policy,
-) -> bool:
-    message, course_id = received.message, uuid.UUID(received.message.courseid)
-    fresh = await conn.fetchval(
-        "INSERT INTO notifier_inbox (event_id, stream_seq, type, course_id, course_version) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true",
-        message.id, received.stream_seq, message.type, course_id, message.streamversion,
-    )
-    if not fresh:
-        return False
-    course = facts.get(course_id)
-    if course is None:
-        row = await conn.fetchrow(
-            "SELECT home_clinic_id, facts FROM notifier_courses WHERE course_id = $1 FOR UPDATE", course_id
-        )
-        course = facts[course_id] = _facts_from_row(message.clinicid, json.loads(row["facts"])) if row else \
-            flows.CourseFacts(home_clinic_id=message.clinicid)
+    feed: list[tuple[Any, ...]],
+) -> None:
+    """Decide what a new event causes: its feed items join `feed`; its timers are planned or cancelled now."""
+    message = received.message
+    course_id = uuid.UUID(message.courseid)
+    course = facts[course_id]
     outcome = flows.decide(received.event, message.courseid, course, policy)
     flows.remember(received.event, course)
-    for sent in outcome.messages:
-        await deliver(conn, sent.recipient, sent.notice, message)
+    feed.extend(_feed_row(sent.recipient, sent.notice, message) for sent in outcome.messages)
     for timer in outcome.timers:
         notice = envelope(
             timer.notice, course_id=message.courseid, version=message.streamversion, time=timer.due_at,
@@ -113,7 +145,6 @@ async def _apply(
             await conn.execute(
                 "UPDATE notifier_timers SET state = 'cancelled' WHERE state = 'pending' AND key = $1", key
             )
-    return True
 
 
 # The recipient's next feed position (no gaps: the head row is locked until commit), the feed item with that
@@ -130,13 +161,15 @@ DELIVER_SQL = (
 )
 
 
+def _feed_row(recipient: flows.Recipient, notice: str, message: CloudEvent) -> tuple[Any, ...]:
+    """`DELIVER_SQL`'s parameters: the feed item is a FeedItem but for its position, which the statement adds."""
+    item = msgspec.json.encode({"recipient": recipient.ref, "notice": notice, "event": message}).decode()
+    return recipient.kind, recipient.id, message.id, message.type, recipient.ref, notice, item
+
+
 async def deliver(conn: asyncpg.Connection, recipient: flows.Recipient, notice: str, message: CloudEvent) -> int:
     """Append the message to the recipient's feed (next position, no gaps) and queue its webhooks."""
-    # A FeedItem but for its position, which the statement adds.
-    item = msgspec.json.encode({"recipient": recipient.ref, "notice": notice, "event": message}).decode()
-    row = await conn.fetchrow(
-        DELIVER_SQL, recipient.kind, recipient.id, message.id, message.type, recipient.ref, notice, item
-    )
+    row = await conn.fetchrow(DELIVER_SQL, *_feed_row(recipient, notice, message))
     return int(row["position"])
 
 
