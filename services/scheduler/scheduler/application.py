@@ -250,9 +250,11 @@ class Courses(Application):
 
     def execution(self, course_id: UUID, command: Callable[[Course], Any]) -> Generator[Step, Any, Course]:
         """Running `command` on the current course and saving its events, as steps for a driver to carry out
-        (`execute` here in a thread; the API awaits the commit without holding a thread): `Call` runs the
-        command (CPU work, in a worker thread), `Commit` waits for the group commit, `Pause` backs off. The
-        result of each step is sent back; a step's exception is thrown back in.
+        (`execute` here in a thread; the API awaits the commit without holding a thread): `Call` loads the
+        course from the store and runs the command (in a worker thread), `Commit` waits for the group commit,
+        `Pause` backs off. The result of each step is sent back; a step's exception is thrown back in. A command
+        on the cached copy touches only memory (copy, decide, encode the events for the writer) and runs where
+        the driver runs, on the event loop in the API: a hand-off to a thread would cost more than it does.
 
         The command first runs on this process's cached copy of the course as it stands, without asking the
         database for newer events: any events it leads to are saved only if no other writer got there first
@@ -262,7 +264,12 @@ class Courses(Application):
         Returns the course as saved."""
         trust_cache, conflicts = True, 0
         while True:
-            decided: _Decided = yield Call(functools.partial(self._decide, course_id, command, trust_cache))
+            cached = self._cached(course_id) if trust_cache else None
+            decided: _Decided
+            if cached is not None:  # memory only: done right here, wherever the driver runs
+                decided = self._decide_on(cached, command, from_cache=True)
+            else:  # reads the store: in a worker thread
+                decided = yield Call(functools.partial(self._decide, course_id, command))
             if decided.doubtful:
                 trust_cache = False  # a refusal or a no-op on a cached copy: decide again on the current course
                 continue
@@ -280,10 +287,13 @@ class Courses(Application):
                 self.remember(decided.course)
             return decided.course
 
-    def _decide(self, course_id: UUID, command: Callable[[Course], Any], trust_cache: bool) -> _Decided:
-        """Run the command on the course (the cached copy, if trusted and there) and queue its events."""
-        course = self._cached(course_id) if trust_cache else None
-        from_cache, course = course is not None, course or self.get_course(course_id)
+    def _decide(self, course_id: UUID, command: Callable[[Course], Any]) -> _Decided:
+        """Run the command on the current course, loaded from the store, and queue its events."""
+        return self._decide_on(self.get_course(course_id), command, from_cache=False)
+
+    def _decide_on(self, course: Course, command: Callable[[Course], Any], from_cache: bool) -> _Decided:
+        """Run the command on `course` and queue its events; on a cached copy, a refusal or a no-op is only
+        `doubtful` (the copy may be stale)."""
         try:
             command(course)
         except Exception:

@@ -51,8 +51,9 @@ class Services:
         return await _to_the_end(asyncio.get_running_loop().run_in_executor(self.executor, fn))
 
     async def execute(self, course_id: UUID, command: Callable[[Course], Any]) -> Course:
-        """`Courses.execute` for the event loop: the command runs in a worker thread, and the wait for the
-        group commit holds no thread (so a few threads serve every command in flight)."""
+        """`Courses.execute` for the event loop: loading a course from the store runs in a worker thread, a
+        command on the cached copy runs on the loop (memory only), and the wait for the group commit holds no
+        thread (so a few threads serve every command in flight)."""
         steps = self.courses.execution(course_id, command)
         advance: Callable[[], Step] = functools.partial(next, steps)
         while True:
