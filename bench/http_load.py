@@ -279,12 +279,23 @@ class CourseClient:
         self.conn = transport.connection()
         self.tenant: TenantKeys | None = None
         self.deadline_ns: int | None = None
+        # --rate: this client sends a command every `pace_ns`, at `next_send_ns` on; 0 = closed loop
+        self.pace_ns = 0
+        self.next_send_ns = 0
 
     async def call(self, kind: str, method: str, path: str, key: str, body: bytes | None = None,
                    now: str | None = None, expect: int = 200) -> bytes:
         if self.deadline_ns is not None and time.perf_counter_ns() >= self.deadline_ns:
             raise Stop
-        start = time.perf_counter_ns()
+        if self.pace_ns:
+            # Paced: send at the scheduled moment; latency counts from it, so a server that falls behind
+            # (and so delays the next sends) is charged for the wait too (no coordinated omission).
+            start, self.next_send_ns = self.next_send_ns, self.next_send_ns + self.pace_ns
+            delay = start - time.perf_counter_ns()
+            if delay > 0:
+                await asyncio.sleep(delay / 1e9)
+        else:
+            start = time.perf_counter_ns()
         try:
             status, payload = await self.transport.send(self.conn, method, path, key, body, now)
         except HttpError as exc:
@@ -451,6 +462,10 @@ async def http_phase(args: argparse.Namespace, base_url: str, operator_key: str)
 
         started = time.perf_counter_ns()
         recorder.measure_from_ns = started + int(args.warmup * 1e9)
+        if args.rate:
+            pace_ns = int(len(clients) * 1e9 / args.rate)
+            for c in clients:  # spread evenly: client i sends i/N of a pace after client 0
+                c.pace_ns, c.next_send_ns = pace_ns, started + c.index * pace_ns // len(clients)
         budget = {"left": args.courses}
         if args.courses:
             hard_bound = args.warmup + args.max_seconds
@@ -471,6 +486,7 @@ async def http_phase(args: argparse.Namespace, base_url: str, operator_key: str)
                 return time.perf_counter_ns() < deadline
 
         mode = f"{args.courses} courses" if args.courses else f"{args.duration:g} s"
+        mode += f", paced at {args.rate:g} commands/s in all" if args.rate else ", closed loop"
         say(f"driving courses: {args.clients} clients, warm-up {args.warmup:g} s, then {mode} "
             f"({commands_per_course(args.integrations)} commands per course, client={args.client}) ...")
         cpu = CpuWatch(args.server_pid, args.cpu_database_url)
@@ -501,6 +517,11 @@ async def http_phase(args: argparse.Namespace, base_url: str, operator_key: str)
 
     window_s = max(1e-9, (window_end - recorder.measure_from_ns) / 1e9)
     in_window = [s for s in recorder.samples if recorder.measure_from_ns <= s[2] <= window_end]
+    if args.samples_out:  # every request in the window: when it ended (s into the window), its latency, its kind
+        with open(args.samples_out, "w", encoding="utf-8") as f:
+            f.write("end_s,latency_ms,method,kind,status\n")
+            f.writelines(f"{(s[2] - recorder.measure_from_ns) / 1e9:.4f},{s[3] / 1e6:.3f},{s[0]},{s[1]},{s[4]}\n"
+                         for s in in_window)
     posts = [s for s in in_window if s[0] == "POST"]
     gets = [s for s in in_window if s[0] == "GET"]
     by_kind: dict[str, list[int]] = defaultdict(list)
@@ -1040,7 +1061,8 @@ def print_table(result: dict[str, Any]) -> None:
     if http:
         c = http["commands"]
         lat = c["latency"]
-        out.append(f"HTTP  {result['config']['clients']} clients, window {http['window_s']:.1f} s, "
+        load = f"paced at {result['config']['rate']:g}/s" if result["config"].get("rate") else "closed loop"
+        out.append(f"HTTP  {result['config']['clients']} clients, {load}, window {http['window_s']:.1f} s, "
                    f"client={result['config']['client']}, server={result['server']['mode']}")
         out.append(f"  {'':<26} {'count':>7} {'/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
 
@@ -1138,6 +1160,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--courses", type=int, default=0,
                    help="instead of a duration: start this many courses in all, then stop (bounded by --max-seconds)")
     p.add_argument("--max-seconds", type=float, default=600.0, help="hard bound of a --courses run (default 600)")
+    p.add_argument("--rate", type=float, default=0.0, metavar="COMMANDS_PER_S",
+                   help="open loop: the clients together send this many commands per second, each on a fixed "
+                        "schedule, latency counted from the scheduled moment (default 0: closed loop, each "
+                        "client sends its next command as soon as the last one is answered)")
     p.add_argument("--integrations", type=int, default=4, help="integration sessions per course (default 4)")
     p.add_argument("--read-back", action="store_true", help="GET each course after completing it (reported apart)")
     p.add_argument("--client", choices=("raw", "httpx"), default="raw",
@@ -1165,12 +1191,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="first wait up to this long for the machine to be idle (< 25%% busy over 3 s), since other "
                         "work on a 2-core machine distorts the figures; the run proceeds anyway afterwards")
     p.add_argument("--no-uvloop", action="store_true", help="run the generator on the default asyncio loop")
+    p.add_argument("--samples-out", type=Path, metavar="CSV",
+                   help="also write every measured request (end time, latency, kind, status) to this CSV")
     p.add_argument("--output", type=Path, help="JSON result path (default bench/results/<timestamp>.json)")
     args = p.parse_args(argv)
     if args.base_url and not args.operator_key:
         p.error("--base-url needs --operator-key")
-    if args.clients < 1 or args.duration <= 0 or args.warmup < 0 or args.courses < 0:
-        p.error("--clients >= 1, --duration > 0, --warmup >= 0, --courses >= 0")
+    if args.clients < 1 or args.duration <= 0 or args.warmup < 0 or args.courses < 0 or args.rate < 0:
+        p.error("--clients >= 1, --duration > 0, --warmup >= 0, --courses >= 0, --rate >= 0")
     if not 1 <= args.integrations <= 8:
         p.error("--integrations must be in 1..8 (the protocol's bounds)")
     return args
@@ -1237,9 +1265,13 @@ def main(argv: list[str] | None = None) -> int:
                 http["backlog"] = background_backlog(database_url, server.schema, server.nats_url,
                                                      server.nats_stream)
             c = http["commands"]
+            # Closed loop: the rate reached counts. Paced: the rate offered, if the server kept up with it
+            # (99% of it answered inside the window; the window's edges cut the rest).
+            rate_ok = (args.rate >= FLOOR_COMMANDS_PER_S and c["per_s"] >= 0.99 * args.rate) if args.rate \
+                else c["per_s"] >= FLOOR_COMMANDS_PER_S
             result["floor"] = {
                 "commands_per_s": FLOOR_COMMANDS_PER_S, "p99_ms": FLOOR_P99_MS,
-                "met": bool(c["count"]) and c["per_s"] >= FLOOR_COMMANDS_PER_S
+                "met": bool(c["count"]) and rate_ok
                 and (c["latency"].get("p99_ms") or 1e9) < FLOOR_P99_MS
                 and http["non_2xx"] == 0 and http["transport_errors"] == 0,
             }

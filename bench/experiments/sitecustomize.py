@@ -20,6 +20,8 @@ anyone edits services/:
 
 - settle_pulls: a LISTEN/NOTIFY subscription waits $KACT_BENCH_SETTLE_SECONDS (default 0.02) after each
   notification before it pulls, so the events of several commits come in one pull.
+- no_course_index: the course index processes no event (measures what keeping it costs; apply it to
+  scheduler.jobs).
 - gc_pauses: records each garbage collection's pause per generation and writes count, total, p50, p99 and
   max to $KACT_BENCH_GC_OUT (default /tmp/kact-gc.json) at exit.
 
@@ -133,6 +135,9 @@ def _timings() -> None:
         original_execute = deps.Services.execute
 
         async def execute(self: object, *args: object) -> object:
+            if not lag_started["yes"]:
+                lag_started["yes"] = True
+                asyncio.get_running_loop().create_task(lag())
             start = time.perf_counter()
             try:
                 return await original_execute(self, *args)
@@ -223,6 +228,12 @@ def _settle_pulls() -> None:
     ListenNotifySubscription._loop_on_pull = _loop_on_pull  # type: ignore[method-assign]
 
 
+def _no_course_index() -> None:
+    from scheduler.readmodels.course_index import CourseIndex
+
+    CourseIndex.topics = ("kact.bench:nothing",)  # the runner's subscription selects no event at all
+
+
 def _gc_pauses() -> None:
     import atexit
     import gc
@@ -265,7 +276,7 @@ for name in sorted(PATCHES) if not HELPER else ():
     patch = {"asyncpg_no_reset": _asyncpg_no_reset, "switch_interval": _switch_interval,
              "thread_limit": _thread_limit,
              "timings": _timings, "gc_pauses": _gc_pauses,
-             "settle_pulls": _settle_pulls,
+             "settle_pulls": _settle_pulls, "no_course_index": _no_course_index,
              "yappi_cpu": _yappi_cpu}.get(name)
     if patch is None:
         print(f"bench sitecustomize: unknown patch {name!r}", file=sys.stderr)

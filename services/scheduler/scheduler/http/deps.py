@@ -75,8 +75,9 @@ class Services:
                 advance = functools.partial(steps.send, result)
 
     async def open_course(self, build: Callable[[], Course]) -> Course:
-        """`Courses.open_course` for the event loop (the commit is awaited without a thread)."""
-        course, committed = await self.run(functools.partial(self.courses.submit_new_course, build))
+        """`Courses.open_course` for the event loop: building the course and encoding its events is memory
+        only and runs on the loop; the commit is awaited without a thread."""
+        course, committed = self.courses.submit_new_course(build)
         await _to_the_end(asyncio.wrap_future(committed))
         self.courses.remember(course)
         return course
