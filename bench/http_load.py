@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import os
@@ -259,6 +260,26 @@ class Recorder:
             self.errors.append(entry)
 
 
+class GcPauses:
+    """The generator's own garbage collections while it runs (count, total and longest pause)."""
+
+    def __init__(self) -> None:
+        self.count, self.total_ns, self.max_ns, self._started = 0, 0, 0, 0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+            return
+        pause = time.perf_counter_ns() - self._started
+        self.count, self.total_ns, self.max_ns = self.count + 1, self.total_ns + pause, max(self.max_ns, pause)
+
+    def stop(self) -> dict[str, Any]:
+        gc.callbacks.remove(self._callback)
+        return {"collections": self.count, "total_ms": round(self.total_ns / 1e6, 1),
+                "max_ms": round(self.max_ns / 1e6, 2)}
+
+
 @dataclass
 class TenantKeys:
     clinic_id: str
@@ -460,6 +481,8 @@ async def http_phase(args: argparse.Namespace, base_url: str, operator_key: str)
         setup_samples = list(recorder.samples)
         recorder.samples.clear()
 
+        # The generator's own garbage collections pause every client at once: reported, to rule them out.
+        gc_pauses = GcPauses()
         started = time.perf_counter_ns()
         recorder.measure_from_ns = started + int(args.warmup * 1e9)
         if args.rate:
@@ -510,6 +533,7 @@ async def http_phase(args: argparse.Namespace, base_url: str, operator_key: str)
             window_end = min(finished, recorder.measure_until_ns)
         else:
             window_end = finished
+        generator_gc = gc_pauses.stop()
         cpu_report = cpu.stop() if cpu.started else None
         profile_report = stop_profiler(profiler)
     finally:
@@ -519,9 +543,10 @@ async def http_phase(args: argparse.Namespace, base_url: str, operator_key: str)
     in_window = [s for s in recorder.samples if recorder.measure_from_ns <= s[2] <= window_end]
     if args.samples_out:  # every request in the window: when it ended (s into the window), its latency, its kind
         with open(args.samples_out, "w", encoding="utf-8") as f:
-            f.write("end_s,latency_ms,method,kind,status\n")
-            f.writelines(f"{(s[2] - recorder.measure_from_ns) / 1e9:.4f},{s[3] / 1e6:.3f},{s[0]},{s[1]},{s[4]}\n"
-                         for s in in_window)
+            # end_mono: CLOCK_MONOTONIC seconds (time.perf_counter() on Linux), comparable with the server's
+            f.write("end_s,end_mono,latency_ms,method,kind,status\n")
+            f.writelines(f"{(s[2] - recorder.measure_from_ns) / 1e9:.4f},{s[2] / 1e9:.4f},{s[3] / 1e6:.3f},{s[0]},"
+                         f"{s[1]},{s[4]}\n" for s in in_window)
     posts = [s for s in in_window if s[0] == "POST"]
     gets = [s for s in in_window if s[0] == "GET"]
     by_kind: dict[str, list[int]] = defaultdict(list)
@@ -557,6 +582,7 @@ async def http_phase(args: argparse.Namespace, base_url: str, operator_key: str)
         "setup": {"seconds": round(setup_s, 3), "requests": len(setup_samples),
                   "latency": latency_summary([s[3] for s in setup_samples])},
         "cpu": cpu_report,
+        "generator_gc": generator_gc,
         "profile": profile_report,
     }
     if cpu_report and posts:
@@ -1082,6 +1108,10 @@ def print_table(result: dict[str, Any]) -> None:
         out.append(f"  courses completed in window: {co['completed_in_window']} ({co['per_s']:.2f}/s), "
                    f"abandoned on error: {co['abandoned_on_error']}")
         out.append(f"  non-2xx: {http['non_2xx']}   transport errors: {http['transport_errors']}")
+        if http.get("generator_gc"):
+            g = http["generator_gc"]
+            out.append(f"  generator's own garbage collections: {g['collections']}, {g['total_ms']} ms in all, "
+                       f"longest {g['max_ms']} ms")
         if http.get("backlog"):
             b = http["backlog"]
             out.append(f"  background work behind at load end: {json.dumps(b.get('at_load_end') or b)}; caught up "

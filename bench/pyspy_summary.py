@@ -15,9 +15,8 @@ from pathlib import Path
 
 # (category, regex over one frame "function (path:line)"); the first match per frame names it.
 CATEGORIES = [
-    ("waiting for a projection (ProjectionRunner.wait polling)", r"BaseProjectionRunner\.wait "),
     ("waiting for a psycopg pool connection", r"WaitingClient\.wait "),
-    ("projection runner (processing events)", r"_process_events_loop"),
+    ("course indexer (processing events)", r"Indexer\._run "),
     ("eventsourcing Repository.get (load + fast-forward)", r"Repository\.get \(eventsourcing/"),
     ("eventsourcing Application.save", r"Application\.save \(eventsourcing/"),
     ("AES-GCM cipher", r"\(eventsourcing/cryptography"),
@@ -50,9 +49,9 @@ def thread_kind(frames: list[str]) -> str:
     joined = ";".join(frames)
     if "WorkerThread.run (anyio" in joined:
         return "anyio worker threads (eventsourcing calls)"
-    if "_process_events_loop" in joined:
-        return "projection runner"
-    if "._listen (eventsourcing" in joined:
+    if "Indexer._run" in joined:
+        return "course indexer"
+    if "._listen (" in joined:
         return "LISTEN thread (subscription)"
     if "Runner.run (asyncio" in joined or "Server.run (uvicorn" in joined:
         return "event loop (main thread)"

@@ -17,7 +17,7 @@ KEY_FUNCTIONS = (
     "Courses.execute", "Repository.get", "Courses.save", "Application.save", "PostgresApplicationRecorder.insert_events",
     "PostgresApplicationRecorder.select_events", "Mapper.to_stored_event", "Mapper.to_domain_event",
     "AESCipher.encrypt", "AESCipher.decrypt", "deepcopy", "Litestar.__call__", "HTTPRoute.handle",
-    "PostgresSubscription._loop_on_pull", "_process_events_loop", "ProjectionRunner.wait", "run_sync",
+    "ListenFirstSubscription._loop_on_pull", "Indexer._run", "CourseIndexView.apply", "run_sync",
     "ConnectionPool.getconn",
 )
 

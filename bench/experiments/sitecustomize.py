@@ -82,6 +82,7 @@ def _timings() -> None:
     from collections import defaultdict
 
     samples: dict[str, list[float]] = defaultdict(list)
+    slow: list[tuple[str, float, float, int]] = []  # (what, started at (perf_counter), seconds, batch size)
 
     def timed(owner: object, name: str, key: str) -> None:
         original = getattr(owner, name)
@@ -107,6 +108,8 @@ def _timings() -> None:
             original_save(self, items)
             samples["batch_save"].append(time.perf_counter() - start)
             samples["batch_size"].append(len(items))
+            if time.perf_counter() - start > 0.02:
+                slow.append(("batch_save", start, time.perf_counter() - start, len(items)))
 
         application.GroupCommit._save = batch
         original_run = deps.Services.run
@@ -151,6 +154,8 @@ def _timings() -> None:
                 before = time.perf_counter()
                 await asyncio.sleep(0.01)
                 samples["event_loop_lag"].append(time.perf_counter() - before - 0.01)
+                if time.perf_counter() - before - 0.01 > 0.02:
+                    slow.append(("event_loop_lag", before, time.perf_counter() - before - 0.01, 0))
 
     import builtins
 
@@ -179,6 +184,7 @@ def _timings() -> None:
 
             out[key] = {"n": len(values), "mean": round(sum(values) / len(values) * scale, 2),
                         "p50": q(0.5), "p95": q(0.95), "p99": q(0.99), "max": round(values[-1] * scale, 2)}
+        out["slow_moments"] = [{"what": w, "at": round(a, 4), "ms": round(d * 1000, 1), "size": n} for w, a, d, n in slow]
         with open(os.environ.get("KACT_BENCH_TIMINGS_OUT", "/tmp/kact-timings.json"), "w") as f:
             json.dump(out, f, indent=1)
 
@@ -229,9 +235,9 @@ def _settle_pulls() -> None:
 
 
 def _no_course_index() -> None:
-    from scheduler.readmodels.course_index import CourseIndex
+    from scheduler.readmodels import indexer
 
-    CourseIndex.topics = ("kact.bench:nothing",)  # the runner's subscription selects no event at all
+    indexer.INDEXED_TOPICS = ("kact.bench:nothing",)  # the indexer's subscription selects no event at all
 
 
 def _gc_pauses() -> None:

@@ -199,7 +199,7 @@ class Courses(Application):
         self._submit(course).result()
 
     def _submit(self, course: Course) -> Future[None]:
-        with self._group_commit_lock:  # started on first use: the projection runner's copy never writes
+        with self._group_commit_lock:  # started on first use: a process that only reads never starts it
             if self._group_commit is None:
                 self._group_commit = GroupCommit(self)
         return self._group_commit.submit(course)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from eventsourcing.persistence import Notification
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscription
 from psycopg.sql import SQL, Identifier
 
@@ -63,7 +64,7 @@ class ListenFirstSubscription(PostgresSubscription):
     `SETTLE_SECONDS`, so that a busy store is read in batches rather than once per commit.
 
     Overrides the library's two loops (eventsourcing 9.5): `_listen` says when it listens, `_loop_on_pull`
-    waits for that and settles."""
+    waits for that and settles; `take` hands out a whole read at once."""
 
     def __init__(self, *args: Any, settle_seconds: float = SETTLE_SECONDS, **kwargs: Any) -> None:
         # Set before the library's __init__, which starts both threads.
@@ -74,6 +75,14 @@ class ListenFirstSubscription(PostgresSubscription):
     def stop(self) -> None:
         super().stop()
         self._listening.set()  # a reader still waiting for the LISTEN: stop waiting
+
+    def take(self) -> list[Notification]:
+        """The next notification and the rest of the read it came in (waiting for a read if none is left): a
+        batch to process at once. Raises StopIteration once stopped, as iterating does."""
+        first = next(self)
+        rest = self._notifications[self._notifications_index:]
+        self._notifications_index = len(self._notifications)
+        return [first, *rest]
 
     def _listen(self) -> None:
         try:

@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.projection import ProjectionRunner
 from kact_contracts.bus import StreamSettings
 
 from scheduler.application import Courses, event_store_env
 from scheduler.deadlines import deadline_singleton
-from scheduler.readmodels.course_index import CourseIndex, CourseIndexView
+from scheduler.readmodels.course_index import CourseIndexView, course_index_view
+from scheduler.readmodels.indexer import Indexer
 from scheduler.relay import Relay, relay_tracking
 from scheduler.settings import Settings
 from scheduler.singleton import Singleton
@@ -35,22 +35,19 @@ def course_index_lock(settings: Settings) -> str:
     return f"{settings.db_schema}.course_index"
 
 
-def projection_singleton(settings: Settings, env: dict[str, str]) -> Singleton:
+def indexer_singleton(settings: Settings, env: dict[str, str], courses: Courses) -> Singleton:
     """The course index, kept up to date by one scheduler process at a time; every process reads it."""
 
-    def start() -> ProjectionRunner[Courses, CourseIndexView]:
-        return ProjectionRunner(
-            application_class=Courses, projection_class=CourseIndex, view_class=CourseIndexView,
-            env=projection_env(env),
-        )
+    def start() -> tuple[Indexer, CourseIndexView]:
+        view = course_index_view(projection_env(env))
+        return Indexer(courses, view).start(), view
 
-    return Singleton(
-        settings.database_url or "",
-        course_index_lock(settings),
-        start=start,
-        stop=lambda runner: runner.stop(),
-        healthy=lambda runner: not runner.is_interrupted.is_set(),
-    )
+    def stop(job: tuple[Indexer, CourseIndexView]) -> None:
+        job[0].stop()
+        job[1].datastore.close()
+
+    return Singleton(settings.database_url or "", course_index_lock(settings), start=start, stop=stop,
+                     healthy=lambda job: job[0].alive)
 
 
 def relay_singleton(settings: Settings, env: dict[str, str], courses: Courses) -> Singleton:
@@ -81,7 +78,7 @@ class BackgroundJobs:
         cls, settings: Settings, env: dict[str, str], courses: Courses, clock: Callable[[], datetime]
     ) -> BackgroundJobs:
         """Contend for every job; call once the tables exist (`migrate`). Integration windows pass by `clock`."""
-        projection = projection_singleton(settings, env).start()
+        projection = indexer_singleton(settings, env, courses).start()
         relay = relay_singleton(settings, env, courses).start() if settings.nats_url else None
         watcher = deadline_singleton(
             settings.database_url or "", f"{settings.db_schema}.deadlines", courses, projection_env(env), clock,

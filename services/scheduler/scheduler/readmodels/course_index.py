@@ -1,16 +1,17 @@
 """The course list, the prescribers' approval queue and the open integration-window deadlines: a projection of the
-event store kept in PostgreSQL."""
+event store kept in PostgreSQL (`changes` says what each event changes; `indexer.Indexer` writes it)."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
-from functools import singledispatchmethod
+from functools import singledispatch
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import InfrastructureFactory, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from eventsourcing.projection import BaseProjectionRunner, Projection
+from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
 
 from scheduler.domain.course import Course
@@ -59,54 +60,15 @@ class CourseIndexView(PostgresTrackingRecorder):
             ).format(schema),
         ]
 
-    def _write(self, statement: SQL, params: dict[str, Any], tracking: Tracking, *more: SQL) -> None:
+    def apply(self, changes: list[Change], tracking: Tracking) -> None:
+        """Write the changes of a batch of events with the position of its last one, in one transaction."""
         with self.datastore.transaction(commit=True) as curs:
             # Derived data, rebuilt from the event store: an index row need not wait for its own fsync.
-            # Row and tracking commit together, so a crash can only lose both, never one of them.
+            # Rows and tracking commit together, so a crash can only lose both, never one of them.
             curs.execute("SET LOCAL synchronous_commit TO off")
-            for sql in (statement, *more):
-                curs.execute(sql.format(Identifier(self.datastore.schema)), params)
+            for statement, params in changes:
+                curs.execute(statement.format(Identifier(self.datastore.schema)), params)
             self._insert_tracking(curs, tracking)
-
-    def course_opened(self, course_id: UUID, clinic_id: str, model: str, at: datetime, tracking: Tracking) -> None:
-        self._write(
-            SQL(
-                "INSERT INTO {0}.course_index VALUES (%(id)s, %(clinic)s, 'open', %(model)s, %(at)s, %(at)s) "
-                "ON CONFLICT (course_id) DO NOTHING"
-            ),
-            {"id": course_id, "clinic": clinic_id, "model": model, "at": at},
-            tracking,
-        )
-
-    def course_closed(self, course_id: UUID, status: str, at: datetime, tracking: Tracking) -> None:
-        self._write(
-            SQL("UPDATE {0}.course_index SET status = %(status)s, updated_at = %(at)s WHERE course_id = %(id)s"),
-            {"id": course_id, "status": status, "at": at},
-            tracking,
-            # A closed course accepts no more commands: nothing of it is left to watch.
-            SQL("UPDATE {0}.integration_deadlines SET status = 'closed' WHERE course_id = %(id)s AND status = 'open'"),
-        )
-
-    def deadline_opened(self, event: Course.Dosed, tracking: Tracking) -> None:
-        self._write(
-            SQL(
-                "INSERT INTO {0}.integration_deadlines (course_id, session_id, deadline, status) "
-                "VALUES (%(course)s, %(sid)s, %(deadline)s, 'open') "
-                "ON CONFLICT (course_id, session_id) DO NOTHING"
-            ),
-            {"course": event.originator_id, "sid": event.session_id, "deadline": event.integration_deadline},
-            tracking,
-        )
-
-    def deadline_missed(self, event: Course.IntegrationWindowMissed, tracking: Tracking) -> None:
-        self._write(
-            SQL(
-                "UPDATE {0}.integration_deadlines SET status = 'missed' "
-                "WHERE course_id = %(course)s AND session_id = %(sid)s"
-            ),
-            {"course": event.originator_id, "sid": event.session_id},
-            tracking,
-        )
 
     def due_deadlines(self, now: datetime, limit: int = 500, min_age_seconds: float = 0.0) -> list[dict[str, Any]]:
         """Open deadlines that passed before `now`, earliest first, of rows indexed at least `min_age_seconds` ago."""
@@ -149,27 +111,6 @@ class CourseIndexView(PostgresTrackingRecorder):
             curs.execute(query, {"course": course_id})
             return {row["session_id"]: (row["deadline"], row["status"]) for row in curs.fetchall()}
 
-    def approval_requested(self, event: Course.DoseApprovalRequested, tracking: Tracking) -> None:
-        self._write(
-            SQL(
-                "INSERT INTO {0}.approval_queue VALUES (%(aid)s, %(course)s, %(sid)s, %(partner)s, %(rx)s, "
-                "'pending', %(at)s, NULL) ON CONFLICT (approval_id) DO NOTHING"
-            ),
-            {
-                "aid": event.approval_id, "course": event.originator_id, "sid": event.session_id,
-                "partner": event.partner, "rx": event.prescriber_id,
-                "at": event.requested_at,
-            },
-            tracking,
-        )
-
-    def approval_decided(self, event: Course.DoseApprovalDecided, tracking: Tracking) -> None:
-        self._write(
-            SQL("UPDATE {0}.approval_queue SET status = %(status)s, decided_at = %(at)s WHERE approval_id = %(aid)s"),
-            {"aid": event.approval_id, "status": event.decision, "at": event.decided_at},
-            tracking,
-        )
-
     def list_courses(self, clinic_id: str | None, status: str | None, page: int) -> list[dict[str, Any]]:
         query = SQL(
             "SELECT course_id, clinic_id, status, model, opened_at, updated_at FROM {0}.course_index "
@@ -191,51 +132,92 @@ class CourseIndexView(PostgresTrackingRecorder):
             return [dict(row) for row in curs.fetchall()]
 
 
-class CourseIndex(Projection[CourseIndexView]):
-    name = "course_index"
-    topics = tuple(
-        cls.TOPIC
-        for cls in (
-            Course.Created, Course.Completed, Course.Discontinued,
-            Course.DoseApprovalRequested, Course.DoseApprovalDecided,
-            Course.Dosed, Course.IntegrationWindowMissed,
-        )
+# What each indexed event changes ({0} is the schema).
+Change = tuple[SQL, dict[str, Any]]
+OPEN_COURSE = SQL(
+    "INSERT INTO {0}.course_index VALUES (%(id)s, %(clinic)s, 'open', %(model)s, %(at)s, %(at)s) "
+    "ON CONFLICT (course_id) DO NOTHING"
+)
+CLOSE_COURSE = SQL("UPDATE {0}.course_index SET status = %(status)s, updated_at = %(at)s WHERE course_id = %(id)s")
+# A closed course accepts no more commands: nothing of it is left to watch.
+CLOSE_DEADLINES = SQL(
+    "UPDATE {0}.integration_deadlines SET status = 'closed' WHERE course_id = %(id)s AND status = 'open'"
+)
+OPEN_DEADLINE = SQL(
+    "INSERT INTO {0}.integration_deadlines (course_id, session_id, deadline, status) "
+    "VALUES (%(course)s, %(sid)s, %(deadline)s, 'open') ON CONFLICT (course_id, session_id) DO NOTHING"
+)
+MISS_DEADLINE = SQL(
+    "UPDATE {0}.integration_deadlines SET status = 'missed' WHERE course_id = %(course)s AND session_id = %(sid)s"
+)
+QUEUE_APPROVAL = SQL(
+    "INSERT INTO {0}.approval_queue VALUES (%(aid)s, %(course)s, %(sid)s, %(partner)s, %(rx)s, "
+    "'pending', %(at)s, NULL) ON CONFLICT (approval_id) DO NOTHING"
+)
+DECIDE_APPROVAL = SQL(
+    "UPDATE {0}.approval_queue SET status = %(status)s, decided_at = %(at)s WHERE approval_id = %(aid)s"
+)
+
+
+@singledispatch
+def changes(event: Any) -> list[Change]:
+    """What the event changes in the index (nothing, for an event it does not index)."""
+    return []
+
+
+@changes.register
+def _(event: Course.Created) -> list[Change]:
+    return [(OPEN_COURSE, {"id": event.originator_id, "clinic": event.home_clinic_id, "model": event.model,
+                           "at": event.timestamp})]
+
+
+@changes.register
+def _(event: Course.Completed) -> list[Change]:
+    params = {"id": event.originator_id, "status": "completed", "at": event.timestamp}
+    return [(CLOSE_COURSE, params), (CLOSE_DEADLINES, params)]
+
+
+@changes.register
+def _(event: Course.Discontinued) -> list[Change]:
+    params = {"id": event.originator_id, "status": "discontinued", "at": event.timestamp}
+    return [(CLOSE_COURSE, params), (CLOSE_DEADLINES, params)]
+
+
+@changes.register
+def _(event: Course.DoseApprovalRequested) -> list[Change]:
+    return [(QUEUE_APPROVAL, {"aid": event.approval_id, "course": event.originator_id, "sid": event.session_id,
+                              "partner": event.partner, "rx": event.prescriber_id, "at": event.requested_at})]
+
+
+@changes.register
+def _(event: Course.DoseApprovalDecided) -> list[Change]:
+    return [(DECIDE_APPROVAL, {"aid": event.approval_id, "status": event.decision, "at": event.decided_at})]
+
+
+@changes.register
+def _(event: Course.Dosed) -> list[Change]:
+    return [(OPEN_DEADLINE, {"course": event.originator_id, "sid": event.session_id,
+                             "deadline": event.integration_deadline})]
+
+
+@changes.register
+def _(event: Course.IntegrationWindowMissed) -> list[Change]:
+    return [(MISS_DEADLINE, {"course": event.originator_id, "sid": event.session_id})]
+
+
+# The events the index reads (the store selects only these), and the name its position is tracked under.
+INDEXED_TOPICS = tuple(
+    cls.TOPIC
+    for cls in (
+        Course.Created, Course.Completed, Course.Discontinued,
+        Course.DoseApprovalRequested, Course.DoseApprovalDecided,
+        Course.Dosed, Course.IntegrationWindowMissed,
     )
-
-    @singledispatchmethod
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        self.view.insert_tracking(tracking)
-
-    @process_event.register
-    def _(self, event: Course.Created, tracking: Tracking) -> None:
-        self.view.course_opened(event.originator_id, event.home_clinic_id, event.model, event.timestamp, tracking)
-
-    @process_event.register
-    def _(self, event: Course.Completed, tracking: Tracking) -> None:
-        self.view.course_closed(event.originator_id, "completed", event.timestamp, tracking)
-
-    @process_event.register
-    def _(self, event: Course.Discontinued, tracking: Tracking) -> None:
-        self.view.course_closed(event.originator_id, "discontinued", event.timestamp, tracking)
-
-    @process_event.register
-    def _(self, event: Course.DoseApprovalRequested, tracking: Tracking) -> None:
-        self.view.approval_requested(event, tracking)
-
-    @process_event.register
-    def _(self, event: Course.DoseApprovalDecided, tracking: Tracking) -> None:
-        self.view.approval_decided(event, tracking)
-
-    @process_event.register
-    def _(self, event: Course.Dosed, tracking: Tracking) -> None:
-        self.view.deadline_opened(event, tracking)
-
-    @process_event.register
-    def _(self, event: Course.IntegrationWindowMissed, tracking: Tracking) -> None:
-        self.view.deadline_missed(event, tracking)
+)
+INDEX_NAME = "course_index"
 
 
 def course_index_view(env: dict[str, str]) -> CourseIndexView:
-    """The view as the projection runner builds it (same tables), for processes that only read and wait."""
-    environment = BaseProjectionRunner._construct_env(name=CourseIndex.name, env=env)  # noqa: SLF001
+    """The view (its tables named for the index): the indexer writes it, every process reads it."""
+    environment = Environment(INDEX_NAME, {**os.environ, **env})
     return InfrastructureFactory[CourseIndexView].construct(env=environment).tracking_recorder(CourseIndexView)
