@@ -49,8 +49,8 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
         return ListenFirstSubscription(recorder=self, gt=gt, topics=topics)
 
 
-# How long a subscription lets commits gather after a NOTIFY before it reads: at a few hundred commits a second
-# one read (and, downstream, one relay batch) then serves several of them.
+# A subscription reads at most once per this many seconds: at a few hundred commits a second one read (and,
+# downstream, one relay batch, one index transaction) then serves several of them; a lone commit is read at once.
 SETTLE_SECONDS = 0.02
 
 
@@ -60,8 +60,8 @@ class ListenFirstSubscription(PostgresSubscription):
     The library starts its first read and its LISTEN in two threads at once: a commit that lands after that
     read but before the LISTEN is announced to nobody, and its events wait for the next commit (a relay or
     index could sit on them indefinitely). Here the first read waits until the LISTEN is in place, so every
-    commit is either in the first read or announced after it. After each announcement it waits
-    `SETTLE_SECONDS`, so that a busy store is read in batches rather than once per commit.
+    commit is either in the first read or announced after it. It reads at most once per `SETTLE_SECONDS`,
+    so that a busy store is read in batches rather than once per commit.
 
     Overrides the library's two loops (eventsourcing 9.5): `_listen` says when it listens, `_loop_on_pull`
     waits for that and settles; `take` hands out a whole read at once."""
@@ -101,10 +101,14 @@ class ListenFirstSubscription(PostgresSubscription):
         try:
             self._listening.wait()
             self._pull()  # everything committed before the LISTEN
+            pulled = time.monotonic()
             while not self._has_been_stopped:
                 self._has_been_notified.wait()
-                time.sleep(self._settle_seconds)
-                self._pull()  # what was announced, and whatever committed while settling
+                # At most one read per settle interval: an announcement after a quiet spell is read at once,
+                # a busy store's commits gather until the interval has passed.
+                time.sleep(max(0.0, pulled + self._settle_seconds - time.monotonic()))
+                pulled = time.monotonic()
+                self._pull()  # what was announced, and whatever committed meanwhile
         except BaseException as error:
             if self._thread_error is None:
                 self._thread_error = error
