@@ -17,6 +17,7 @@ import psycopg
 import pytest
 import uvicorn
 from eventsourcing.cryptography import AESCipher
+from bus_support import delete_stream
 from kact_contracts.bus import StreamSettings
 from notifier.flows import Policy
 from notifier.service import Notifier
@@ -34,8 +35,20 @@ class LiveServer:
     settings: Settings
 
 
+# Every stream a test server was given: deleted when the session ends (a shared NATS keeps them otherwise).
+STREAMS: set[str] = set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def delete_test_streams(nats_url: str) -> Iterator[None]:
+    yield
+    for name in sorted(STREAMS):
+        asyncio.run(delete_stream(nats_url, name))
+
+
 def server_settings(database_url: str, nats_url: str, db_schema: str) -> Settings:
     token = secrets.token_hex(4)
+    STREAMS.add(f"T_{token}")
     return Settings(
         database_url=database_url,
         nats_url=nats_url,
