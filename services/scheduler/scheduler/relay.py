@@ -30,6 +30,7 @@ from kact_contracts.jetstream import ensure_stream
 from scheduler.application import Courses
 from scheduler.background import BackgroundThread
 from scheduler.domain.course import Course
+from scheduler.event_store import ListenFirstSubscription
 from scheduler.publishing import to_public
 
 log = logging.getLogger("kact.relay")
@@ -97,7 +98,9 @@ class Relay(BackgroundThread):
             self.stats.connected = True
             position = self.tracking.max_tracking_id(self.app.name) or 0
             self.stats.position = position
-            notifications: queue.Queue[Notification] = queue.Queue(maxsize=self.batch_size * 4)
+            # Whole reads of the store (at most 500 notifications each); bounded, so a relay that falls behind
+            # holds the reader back.
+            notifications: queue.Queue[list[Notification]] = queue.Queue(maxsize=4)
             done = threading.Event()
             arrived = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -129,36 +132,39 @@ class Relay(BackgroundThread):
             await nc.close()
 
     def _read(
-        self, position: int, out: queue.Queue[Notification], done: threading.Event, wake: Callable[[], object]
+        self, position: int, out: queue.Queue[list[Notification]], done: threading.Event, wake: Callable[[], object]
     ) -> None:
-        """Feeds notifications after `position` from the LISTEN/NOTIFY subscription, until `done`, calling
-        `wake` after each (the queue is bounded: a relay that falls behind holds the reader back)."""
+        """Feeds the reads of the LISTEN/NOTIFY subscription after `position` (each a list of notifications) until
+        `done`, calling `wake` after each."""
         try:
             with self.app.recorder.subscribe(gt=position) as subscription:
+                assert isinstance(subscription, ListenFirstSubscription)
                 watcher = threading.Thread(target=_stop_when, args=(done, subscription), daemon=True)
                 watcher.start()
-                for notification in subscription:
+                while not done.is_set():
+                    try:
+                        read = subscription.take()
+                    except StopIteration:
+                        return
                     while not done.is_set():
                         try:
-                            out.put(notification, timeout=0.2)
+                            out.put(read, timeout=0.2)
                             wake()
                             break
                         except queue.Full:
                             continue
-                    if done.is_set():
-                        return
         except Exception as exc:  # noqa: BLE001
             log.warning("relay subscription failed: %s", exc)
         finally:
             done.set()
             wake()
 
-    def _take(self, notifications: queue.Queue[Notification]) -> list[Notification]:
-        """The notifications waiting (at most a batch), without waiting."""
+    def _take(self, notifications: queue.Queue[list[Notification]]) -> list[Notification]:
+        """The notifications waiting (whole reads, up to about a batch), without waiting."""
         batch: list[Notification] = []
         while len(batch) < self.batch_size:
             try:
-                batch.append(notifications.get_nowait())
+                batch.extend(notifications.get_nowait())
             except queue.Empty:
                 break
         return batch
