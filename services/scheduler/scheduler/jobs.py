@@ -69,7 +69,7 @@ def relay_singleton(settings: Settings, env: dict[str, str], courses: Courses) -
 
 @dataclass
 class BackgroundJobs:
-    projection: Singleton
+    indexer: Singleton
     relay: Singleton | None  # without NATS, nothing to relay to
     watcher: Singleton | None  # KACT_DEADLINE_CHECK_SECONDS=0 turns it off
 
@@ -78,16 +78,16 @@ class BackgroundJobs:
         cls, settings: Settings, env: dict[str, str], courses: Courses, clock: Callable[[], datetime]
     ) -> BackgroundJobs:
         """Contend for every job; call once the tables exist (`migrate`). Integration windows pass by `clock`."""
-        projection = indexer_singleton(settings, env, courses).start()
+        indexer = indexer_singleton(settings, env, courses).start()
         relay = relay_singleton(settings, env, courses).start() if settings.nats_url else None
         watcher = deadline_singleton(
             settings.database_url or "", f"{settings.db_schema}.deadlines", courses, projection_env(env), clock,
             settings.deadline_check_seconds,
         ).start() if settings.deadline_check_seconds > 0 else None
-        return cls(projection, relay, watcher)
+        return cls(indexer, relay, watcher)
 
     def stop(self) -> None:
-        for job in (self.watcher, self.relay, self.projection):  # the watcher reads what the projection writes
+        for job in (self.watcher, self.relay, self.indexer):  # the watcher reads what the indexer writes
             if job is not None:
                 job.stop()
 
