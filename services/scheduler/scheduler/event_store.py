@@ -76,6 +76,10 @@ class ListenFirstSubscription(PostgresSubscription):
         super().stop()
         self._listening.set()  # a reader still waiting for the LISTEN: stop waiting
 
+    def stop_when(self, event: threading.Event) -> None:
+        """Stop once `event` is set (from a daemon thread: a reader blocked in `take` wakes with StopIteration)."""
+        threading.Thread(target=lambda: (event.wait(), self.stop()), name="subscription-stopper", daemon=True).start()
+
     def take(self) -> list[Notification]:
         """The next notification and the rest of the read it came in (waiting for a read if none is left): a
         batch to process at once. Raises StopIteration once stopped, as iterating does."""

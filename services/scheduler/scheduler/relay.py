@@ -38,11 +38,6 @@ RETRY_SECONDS = 1.0
 HOME_CLINIC_CACHE = 50_000
 
 
-def _stop_when(done: threading.Event, subscription: Any) -> None:
-    done.wait()
-    subscription.stop()
-
-
 def relay_tracking(env: dict[str, str]) -> PostgresTrackingRecorder:
     """The relay's position table (`relay_tracking`), created if missing."""
     factory = InfrastructureFactory[PostgresTrackingRecorder].construct(env=Environment("relay", env))
@@ -139,8 +134,7 @@ class Relay(BackgroundThread):
         try:
             with self.app.recorder.subscribe(gt=position) as subscription:
                 assert isinstance(subscription, ListenFirstSubscription)
-                watcher = threading.Thread(target=_stop_when, args=(done, subscription), daemon=True)
-                watcher.start()
+                subscription.stop_when(done)
                 while not done.is_set():
                     try:
                         read = subscription.take()

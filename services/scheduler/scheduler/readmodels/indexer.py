@@ -9,7 +9,6 @@ One process keeps the index at a time (`jobs.indexer_singleton`)."""
 from __future__ import annotations
 
 import logging
-import threading
 
 from eventsourcing.persistence import Tracking
 
@@ -33,8 +32,7 @@ class Indexer(BackgroundThread):
             subscription = self.courses.recorder.subscribe(gt=position, topics=INDEXED_TOPICS)
             assert isinstance(subscription, ListenFirstSubscription)
             with subscription:
-                stopper = threading.Thread(target=self._stop_when_asked, args=(subscription,), daemon=True)
-                stopper.start()
+                subscription.stop_when(self._stopping)
                 while not self._stopping.is_set():
                     try:
                         batch = subscription.take()
@@ -47,7 +45,3 @@ class Indexer(BackgroundThread):
             log.exception("course indexer stopped")
         finally:
             self._stopping.set()
-
-    def _stop_when_asked(self, subscription: ListenFirstSubscription) -> None:
-        self._stopping.wait()
-        subscription.stop()
