@@ -205,15 +205,9 @@ def _(event: Course.IntegrationWindowMissed) -> list[Change]:
     return [(MISS_DEADLINE, {"course": event.originator_id, "sid": event.session_id})]
 
 
-# The events the index reads (the store selects only these), and the name its position is tracked under.
-INDEXED_TOPICS = tuple(
-    cls.TOPIC
-    for cls in (
-        Course.Created, Course.Completed, Course.Discontinued,
-        Course.DoseApprovalRequested, Course.DoseApprovalDecided,
-        Course.Dosed, Course.IntegrationWindowMissed,
-    )
-)
+# The events the index reads (the store selects only these: those `changes` knows), and the name its position
+# is tracked under.
+INDEXED_TOPICS = tuple(cls.TOPIC for cls in changes.registry if cls is not object)
 INDEX_NAME = "course_index"
 
 
