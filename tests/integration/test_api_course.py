@@ -106,8 +106,11 @@ def test_errors_are_problem_details(home: Tenant, client: httpx.Client) -> None:
         response = home.post(f"/v1/courses/{cid}/sessions", body)
         assert response.status_code == 422, response.text
         assert response.json()["type"] == "/problems/invalid-input"
-    garbage = client.post(f"/v1/courses/{cid}/sessions", content=b"{not json", headers=home.headers)
+    garbage = client.post(f"/v1/courses/{cid}/sessions", content=b"{not json",
+                          headers={**home.headers, "Content-Type": "application/json"})
     assert garbage.status_code == 422
+    untyped = client.post(f"/v1/courses/{cid}/sessions", content=b'{"kind": "assessment"}', headers=home.headers)
+    assert untyped.status_code == 415 and untyped.json()["type"] == "/problems/unsupported-media-type"
     unknown = str(uuid4())  # (changing the last digit of the id left it unchanged when that digit was 0)
     assert client.get(f"/v1/courses/{unknown}", headers=home.headers).status_code == 404
     assert client.get("/v1/courses/not-a-uuid", headers=home.headers).status_code in (404, 422)
@@ -155,13 +158,14 @@ def test_a_retry_while_the_first_request_runs_is_a_conflict(home: Tenant, live_s
 
     body = b'{"model": "together", "partners": {"a": "r1", "b": "r2"}}'
     principal = f"clinic:{home.clinic['id']}"
+    parsed = {"model": "together", "partners": {"a": "r1", "b": "r2"}}
 
     async def claim_as_a_running_request() -> None:
         settings = live_server.settings
         conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": settings.db_schema})
         try:
             keys = IdempotencyKeys(conn, settings.cipher_key or "")  # type: ignore[arg-type]
-            await keys.claim(principal, "slow-1", request_hash("POST", "/v1/courses", body))
+            await keys.claim(principal, "slow-1", request_hash("POST", "/v1/courses", parsed))
         finally:
             await conn.close()
 

@@ -29,6 +29,7 @@ from scheduler.http.deps import (
 )
 from scheduler.http.directory import ClinicController, PartnershipController
 from scheduler.http.feed import read_feed
+from scheduler.http.body_guard import body_guard
 from scheduler.http.health import live, ready
 from scheduler.http.idempotency import idempotency_middleware
 from scheduler.http.notifications import ROUTES as NOTIFICATION_ROUTES
@@ -98,7 +99,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             index=view,
             course_index_lock=course_index_lock(settings),
             directory=Directory(pool, settings.operator_token or ""),
-            idempotency=IdempotencyKeys(pool, settings.cipher_key or ""),
+            idempotency=IdempotencyKeys(pool, settings.cipher_key or "", ttl_seconds=settings.idempotency_ttl_seconds),
             clock=clock,
             simulated_time=settings.simulated_time,
             bus=bus,
@@ -125,7 +126,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             "now": Provide(provide_now, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[idempotency_middleware],
+        # The body guard first: nothing reads a body before it is bounded and checked.
+        middleware=[body_guard(settings.max_body_bytes), idempotency_middleware],
+        request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],
         openapi_config=openapi_config(),
         debug=False,

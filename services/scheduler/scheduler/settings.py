@@ -53,6 +53,8 @@ class Settings:
     # them in a process of their own instead (`python -m scheduler.jobs`).
     background_jobs: bool = True
     webhook_allow_private: bool = False  # webhooks may be registered for loopback or private addresses
+    max_body_bytes: int = 1024 * 1024  # larger request bodies are refused (413) before they are read whole
+    idempotency_ttl_seconds: int = 24 * 3600  # how long an Idempotency-Key is remembered
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +76,8 @@ class Settings:
             deadline_check_seconds=float(env.get("KACT_DEADLINE_CHECK_SECONDS", cls.deadline_check_seconds)),
             background_jobs=env.get("KACT_BACKGROUND_JOBS", "1").lower() not in ("0", "false", "no"),
             webhook_allow_private=allow_private_webhooks(env),
+            max_body_bytes=int(env.get("KACT_MAX_BODY_BYTES", cls.max_body_bytes)),
+            idempotency_ttl_seconds=int(env.get("KACT_IDEMPOTENCY_TTL", cls.idempotency_ttl_seconds)),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -95,5 +99,7 @@ class Settings:
             "KACT_DEADLINE_CHECK_SECONDS": str(self.deadline_check_seconds),
             "KACT_BACKGROUND_JOBS": "1" if self.background_jobs else "0",
             "KACT_WEBHOOK_ALLOW_PRIVATE": "1" if self.webhook_allow_private else "",
+            "KACT_MAX_BODY_BYTES": str(self.max_body_bytes),
+            "KACT_IDEMPOTENCY_TTL": str(self.idempotency_ttl_seconds),
         }
         return {k: v for k, v in values.items() if v is not None}

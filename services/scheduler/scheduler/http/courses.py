@@ -18,6 +18,8 @@ from scheduler.http.deps import Services
 from scheduler.http.examples import body
 from scheduler.http.problems import ProblemError
 from scheduler.http.schemas import (
+    ApprovalId,
+    SessionId,
     Acknowledge,
     ApprovalView,
     CourseCreate,
@@ -122,7 +124,7 @@ class CourseController(Controller):
     @get("/{course_id:uuid}", operation_id="getCourse", summary="A course: phase, milestones, sessions, approvals, next actions")
     async def get_course(
         self, course_id: UUID, principal: Principal, services: Services,
-        as_of: int | None = Parameter(default=None, ge=1, description="Version to show the course as of"),
+        as_of: int | None = Parameter(default=None, ge=1, le=2**31 - 1, description="Version to show the course as of"),
     ) -> CourseView:
         course = _owned(await services.run(lambda: services.courses.get_course(course_id, as_of)), principal)
         await services.directory.log_access(principal, "read_course", course_id)
@@ -195,7 +197,7 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/sessions/{session_id:str}/reschedule", operation_id="rescheduleSession",
           status_code=200, summary="Move a booked session")
     async def reschedule_session(
-        self, course_id: UUID, session_id: str, data: body(SessionReschedule), principal: Principal, services: Services
+        self, course_id: UUID, session_id: SessionId, data: body(SessionReschedule), principal: Principal, services: Services
     ) -> SessionView:
         staff = await services.directory.clinicians(data.clinician_ids or [])
 
@@ -215,7 +217,7 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/sessions/{session_id:str}/cancel", operation_id="cancelSession", status_code=200,
           summary="Cancel a booked session")
     async def cancel_session(
-        self, course_id: UUID, session_id: str, data: body(SessionCancel), principal: Principal, services: Services
+        self, course_id: UUID, session_id: SessionId, data: body(SessionCancel), principal: Principal, services: Services
     ) -> SessionView:
         course = await self._execute(
             services, principal, course_id,
@@ -226,7 +228,7 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/sessions/{session_id:str}/confirm", operation_id="confirmSession", status_code=200,
           summary="The clinic hosting a medicine session (with its own key) confirms or declines it")
     async def confirm_session(
-        self, course_id: UUID, session_id: str, data: body(SessionConfirm), principal: Principal, services: Services
+        self, course_id: UUID, session_id: SessionId, data: body(SessionConfirm), principal: Principal, services: Services
     ) -> HostedSessionView:
         clinic = _clinic_of(principal)
 
@@ -247,7 +249,7 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/sessions/{session_id:str}/record", operation_id="recordSession", status_code=200,
           summary="Record what happened: held (with doses, vitals, adverse events, discharge) or missed")
     async def record_session(
-        self, course_id: UUID, session_id: str, data: body(SessionRecord), principal: Principal, services: Services,
+        self, course_id: UUID, session_id: SessionId, data: body(SessionRecord), principal: Principal, services: Services,
         now: datetime,
     ) -> SessionView:
         if data.outcome == "missed":
@@ -274,9 +276,9 @@ class CourseController(Controller):
         approval_id = approval_id_for(course_id)
 
         def command(c: Course) -> None:
-            session = c.session(data.session_id)
+            session = c.session(str(data.session_id))
             c.request_dose_approval(
-                approval_id=approval_id, session_id=data.session_id, partner=data.partner,
+                approval_id=approval_id, session_id=str(data.session_id), partner=data.partner,
                 prescriber_id=str(data.prescriber_id), requested_mg=data.requested_mg,
                 prescriber_authorised=str(prescriber["clinic_id"]) == session.clinic_id, now=now, by=principal.ref,
             )
@@ -287,7 +289,7 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/missed-windows/{session_id:str}/acknowledge", operation_id="acknowledgeMissedWindow",
           status_code=200, summary="Acknowledge a missed integration window, with a reason, to unblock dosing")
     async def acknowledge_missed_window(
-        self, course_id: UUID, session_id: str, data: body(Acknowledge), principal: Principal, services: Services
+        self, course_id: UUID, session_id: SessionId, data: body(Acknowledge), principal: Principal, services: Services
     ) -> CourseView:
         course = await self._execute(
             services, principal, course_id,
@@ -332,7 +334,7 @@ class DoseApprovalController(Controller):
     @post("/{approval_id:str}/decision", operation_id="decideDoseApproval", status_code=200,
           summary="The addressed prescriber approves or declines a dose")
     async def decide(
-        self, approval_id: str, data: body(DoseApprovalDecision), principal: Principal, services: Services, now: datetime
+        self, approval_id: ApprovalId, data: body(DoseApprovalDecision), principal: Principal, services: Services, now: datetime
     ) -> ApprovalView:
         course_id = course_of_approval(approval_id)
         if principal.kind != "prescriber" or course_id is None:

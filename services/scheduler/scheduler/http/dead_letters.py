@@ -12,6 +12,7 @@ from litestar.params import Parameter
 from scheduler.directory import Principal
 from scheduler.http.deps import Services
 from scheduler.http.problems import ProblemError
+from scheduler.http.schemas import INT64_MAX
 
 PAGE_SIZE = 50
 
@@ -36,7 +37,7 @@ def _operator(principal: Principal) -> None:
 @get("/v1/dead-letters", operation_id="listDeadLetters", tags=["notifications"],
      summary="Messages the notifier could not process (operator)")
 async def list_dead_letters(
-    services: Services, principal: Principal, page: Annotated[int, Parameter(ge=1)] = 1,
+    services: Services, principal: Principal, page: Annotated[int, Parameter(ge=1, le=100000)] = 1,
     pending: Annotated[bool, Parameter(description="only those not redriven yet")] = True,
 ) -> list[DeadLetter]:
     _operator(principal)
@@ -50,7 +51,10 @@ async def list_dead_letters(
 
 @post("/v1/dead-letters/{dead_letter_id:int}/redrive", operation_id="redriveDeadLetter", tags=["notifications"],
       summary="Ask the notifier to process a dead letter again (operator)", status_code=202)
-async def redrive_dead_letter(services: Services, principal: Principal, dead_letter_id: int) -> DeadLetter:
+async def redrive_dead_letter(
+    services: Services, principal: Principal,
+    dead_letter_id: Annotated[int, Parameter(ge=1, le=INT64_MAX, description="The dead letter's id")],
+) -> DeadLetter:
     _operator(principal)
     row = await services.directory.pool.fetchrow(
         "UPDATE dead_letters SET redrive_requested_at = now() WHERE id = $1 AND redriven_at IS NULL "

@@ -32,7 +32,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "SessionRecord": {
         "outcome": "held",
         "notes": "settled session",
-        "doses": [{"partner": "a", "approval_id": "3f0c2a9e-1b2c-4d5e-8f9a-0b1c2d3e4f5a", "mg": 100,
+        "doses": [{"partner": "a", "approval_id": "apr_5c6d7e8f9a0b4c1d8e2f3a4b5c6d7e8f_3f0c2a9e1b2c", "mg": 100,
                    "at": "2026-03-02T09:10:00Z"}],
         "vitals": [
             {"partner": "a", "stage": "pre", "at": "2026-03-02T09:00:00Z", "systolic": 124, "diastolic": 80,

@@ -16,6 +16,7 @@ from litestar.params import Parameter
 from scheduler.directory import Principal
 from scheduler.http.deps import Services
 from scheduler.http.problems import ProblemError
+from scheduler.http.schemas import INT64_MAX, UUID_PATTERN
 
 MAX_LIMIT = 500
 
@@ -44,9 +45,12 @@ def _recipient(principal: Principal, recipient: str | None) -> str:
 async def read_feed(
     services: Services,
     principal: Principal,
-    after: Annotated[int, Parameter(ge=0, description="the last position already seen (0: from the start)")] = 0,
+    after: Annotated[int, Parameter(ge=0, le=INT64_MAX,
+                                    description="the last position already seen (0: from the start)")] = 0,
     limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 100,
-    recipient: Annotated[str | None, Parameter(description="operator only: clinic:<id> or prescriber:<id>")] = None,
+    recipient: Annotated[str | None, Parameter(
+        pattern=f"^(clinic|prescriber):{UUID_PATTERN[1:]}", max_length=47,
+        description="operator only: clinic:<id> or prescriber:<id>")] = None,
 ) -> FeedPage:
     feed = _recipient(principal, recipient)
     rows = await services.directory.pool.fetch(

@@ -1,20 +1,22 @@
-"""ASGI middleware for `Idempotency-Key` on POST: replay the first response, refuse a different body."""
+"""ASGI middleware for `Idempotency-Key` on POST: replay the first response, refuse a different body.
+
+It runs after the body guard, so the body it compares is bounded and already parsed. The response is held back
+until it is stored: a retry that arrives the moment the client has its answer finds the answer, not a claim."""
 
 from __future__ import annotations
 
-import json
+import logging
 from typing import Any
 
+import asyncpg
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from scheduler.http.body_guard import NO_BODY, parsed_body
+from scheduler.http.problems import send_problem
 from scheduler.idempotency import Claim, Stored, request_hash
 
+log = logging.getLogger("kact.idempotency")
 MAX_KEY_LENGTH = 255
-
-
-def _problem(status: int, slug: str, title: str, detail: str) -> tuple[int, bytes]:
-    body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}
-    return status, json.dumps(body).encode()
 
 
 async def _send_stored(send: Send, status: int, body: bytes, media_type: bytes, replayed: bool) -> None:
@@ -23,6 +25,11 @@ async def _send_stored(send: Send, status: int, body: bytes, media_type: bytes, 
         headers.append((b"idempotent-replayed", b"true"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _remembered(status: int) -> bool:
+    """Successes and final refusals are remembered; conflicts, throttling and server errors may be retried."""
+    return status < 400 or (status < 500 and status not in (409, 429))
 
 
 def idempotency_middleware(app: ASGIApp) -> ASGIApp:
@@ -41,66 +48,54 @@ def idempotency_middleware(app: ASGIApp) -> ASGIApp:
         if principal is None:  # unauthenticated: the handler answers 401
             await app(scope, receive, send)
             return
-        problem_type = b"application/problem+json"
-        if len(key) > MAX_KEY_LENGTH:
-            await _send_stored(send, *_problem(422, "invalid-input", "The request is not valid",
-                                               f"Idempotency-Key is longer than {MAX_KEY_LENGTH}"), problem_type, False)
+        if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+            await send_problem(send, 422, "invalid-input", "The request is not valid",
+                               f"Idempotency-Key must be at most {MAX_KEY_LENGTH} printable characters")
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-        digest = request_hash("POST", scope["path"], body)
-        claim, stored = await services.idempotency.claim(principal.ref, key, digest)
-        if claim is Claim.MISMATCH:
-            await _send_stored(send, *_problem(422, "idempotency-key-reused", "Idempotency-Key reused",
-                                               "this Idempotency-Key was used with a different request"),
-                               problem_type, False)
+        body = parsed_body(scope)
+        digest = request_hash("POST", scope["path"], None if body is NO_BODY else body)
+        claimed = await services.idempotency.claim(principal.ref, key, digest)
+        if claimed.claim is Claim.MISMATCH:
+            await send_problem(send, 422, "idempotency-key-reused", "Idempotency-Key reused",
+                               "this Idempotency-Key was used with a different request")
             return
-        if claim is Claim.IN_PROGRESS:
-            await _send_stored(send, *_problem(409, "idempotency-in-progress", "Request in progress",
-                                               "a request with this Idempotency-Key is still running; retry later"),
-                               problem_type, False)
+        if claimed.claim is Claim.IN_PROGRESS:
+            await send_problem(send, 409, "idempotency-in-progress", "Request in progress",
+                               "a request with this Idempotency-Key is still running; retry later",
+                               headers=[(b"retry-after", b"1")])
             return
-        if claim is Claim.REPLAY:
-            assert stored is not None
+        if claimed.claim is Claim.REPLAY:
+            stored = claimed.stored
             status, _, rest = stored.body.partition(b"\n")
             await _send_stored(send, stored.status_code, rest, status, True)
             return
 
-        replayed = False
+        held: list[Message] = []  # the response, sent once it is stored
 
-        async def replay_body() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        response: dict[str, Any] = {"status": 500, "media": b"application/json", "body": []}
-
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                response["status"] = message["status"]
-                for name, value in message.get("headers", []):
-                    if name.lower() == b"content-type":
-                        response["media"] = value
-            elif message["type"] == "http.response.body":
-                response["body"].append(message.get("body", b""))
-            await send(message)
+        async def hold(message: Message) -> None:
+            held.append(message)
 
         try:
-            await app(scope, replay_body, capture)
+            await app(scope, receive, hold)
         finally:
-            status = response["status"]
-            # Successes and final refusals are remembered; conflicts and server errors may be retried.
-            if status < 400 or (status < 500 and status != 409):
-                body_bytes = response["media"] + b"\n" + b"".join(response["body"])
-                await services.idempotency.finish(principal.ref, key, Stored(status, body_bytes))
-            else:
-                await services.idempotency.release(principal.ref, key)
+            await _settle(services.idempotency, principal.ref, key, claimed.lease, held)
+        for message in held:
+            await send(message)
 
     return middleware
+
+
+async def _settle(keys: Any, principal: str, key: str, lease: Any, held: list[Message]) -> None:
+    """Store the response (or release the claim, if it may be retried). A failure here loses no request: an
+    unstored claim runs out its lease, and the client gets the response the command produced."""
+    start = next((m for m in held if m["type"] == "http.response.start"), None)
+    status = start["status"] if start is not None else 500
+    try:
+        if _remembered(status):
+            media = next((v for n, v in start.get("headers", []) if n.lower() == b"content-type"), b"application/json")
+            body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
+            await keys.finish(principal, key, lease, Stored(status, media + b"\n" + body))
+        else:
+            await keys.release(principal, key, lease)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        log.warning("Idempotency-Key %r of %s not settled (its lease will run out): %s", key, principal, error)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
@@ -12,6 +14,7 @@ import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import Send
 
 from scheduler.application import ConcurrentUpdateError, CourseNotFoundError
 from scheduler.domain.errors import (
@@ -59,6 +62,15 @@ class ProblemError(Exception):
 def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
     body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail, **extra}
     return Response(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+async def send_problem(send: Send, status: int, slug: str, title: str, detail: str,
+                       headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    """A problem response sent straight from an ASGI middleware (before Litestar routes the request)."""
+    body = json.dumps({"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def rules_broken(request: Request, exc: RulesBrokenError) -> Response[dict[str, Any]]:
@@ -115,6 +127,13 @@ def unavailable(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     return response
 
 
+def data_refused(request: Request, exc: asyncpg.DataError) -> Response[dict[str, Any]]:
+    """PostgreSQL refused a value (out of its column's range, a character it cannot store): invalid input that a
+    bound in the schemas should have caught first, so it is logged to be added there."""
+    log.warning("PostgreSQL refused a value on %s %s (a missing bound?): %s", request.method, request.url.path, exc)
+    return problem(422, "invalid-input", "The request is not valid", "a value is out of the range this API stores")
+
+
 def unexpected(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "internal", "Internal error", "unexpected error; it was logged")
@@ -124,6 +143,7 @@ EXCEPTION_HANDLERS = {
     DomainError: domain_error,
     ProblemError: problem_error,
     HTTPException: http_error,
+    asyncpg.DataError: data_refused,
     asyncpg.PostgresConnectionError: unavailable,
     asyncpg.exceptions.TooManyConnectionsError: unavailable,
     asyncpg.InterfaceError: unavailable,

@@ -2,29 +2,74 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
+from litestar.params import Parameter
 from msgspec import Meta, Struct
 
+# Instants outside these years are typing errors, never sessions (and near year 1 or 9999 an offset overflows).
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+APPROVAL_ID_PATTERN = "^apr_[0-9a-f]{32}_[0-9a-f]{12}$"
+TIME_ZONE_PATTERN = "^[A-Za-z0-9_+-]{1,30}(/[A-Za-z0-9_+-]{1,30}){0,2}$"
+INT64_MAX = 2**63 - 1
+
 Partner = Literal["a", "b"]
-Instant = Annotated[datetime, Meta(tz=True, description="An instant with a UTC offset (RFC 3339)")]
+Instant = Annotated[datetime, Meta(tz=True, description="An instant with a UTC offset (RFC 3339), in the years 2000 to 2099")]
 Text = Annotated[str, Meta(max_length=2000)]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Reason = Annotated[str, Meta(min_length=1, max_length=2000)]
 Milligrams = Annotated[float, Meta(gt=0, le=1000)]
 Pressure = Annotated[int, Meta(ge=20, le=300)]
+TimeZone = Annotated[str, Meta(min_length=1, max_length=64, pattern=TIME_ZONE_PATTERN,
+                               description="An IANA time zone, e.g. Europe/Berlin")]
+ApprovalIdText = Annotated[str, Meta(max_length=49, pattern=APPROVAL_ID_PATTERN, description="A dose approval's id")]
+Setting = Annotated[int, Meta(ge=0, le=10_000, description="A protocol setting; its rule's bounds apply")]
+VitalsBound = Annotated[int, Meta(ge=0, le=1000)]
+
+# Path parameters: session ids are UUIDs (lower case, as the API issues them); approval ids name their course.
+SessionId = Annotated[str, Parameter(pattern=UUID_PATTERN, max_length=36, description="The session's id")]
+ApprovalId = Annotated[str, Parameter(pattern=APPROVAL_ID_PATTERN, max_length=49, description="The dose approval's id")]
+
+
+@lru_cache(maxsize=1024)
+def known_time_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
 
 
 class Input(Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base of request bodies: unknown fields are refused, so typos never pass silently."""
+    """Base of request bodies: unknown fields are refused, so typos never pass silently; instants lie in the
+    years 2000 to 2099."""
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, datetime) and not EARLIEST <= value < LATEST:
+                raise ValueError(f"{name} must lie in the years 2000 to 2099")
+
+
+def _time_zone(value: str | None, name: str) -> None:
+    if value is not None and not known_time_zone(value):
+        raise ValueError(f"{name}: {value!r} is not a known IANA time zone")
 
 
 class ClinicCreate(Input, kw_only=True):
     name: Name
-    timezone: Name = "UTC"
+    timezone: TimeZone = "UTC"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _time_zone(self.timezone, "timezone")
 
 
 class Clinic(Struct, kw_only=True):
@@ -68,20 +113,20 @@ class Partnership(Struct, kw_only=True):
 
 
 class VitalsLimitIn(Input, kw_only=True):
-    systolic: int
-    diastolic: int
-    heart_rate: int | None = None
+    systolic: VitalsBound
+    diastolic: VitalsBound
+    heart_rate: VitalsBound | None = None
 
 
 class ProtocolIn(Input, kw_only=True):
-    max_medicine_sessions: int | None = None
-    min_integration_sessions: int | None = None
-    integration_window_hours: int | None = None
-    min_medicine_interval_days: int | None = None
-    approval_valid_days: int | None = None
-    min_monitoring_minutes: int | None = None
-    individual_preparation_sessions: int | None = None
-    joint_preparation_sessions: int | None = None
+    max_medicine_sessions: Setting | None = None
+    min_integration_sessions: Setting | None = None
+    integration_window_hours: Setting | None = None
+    min_medicine_interval_days: Setting | None = None
+    approval_valid_days: Setting | None = None
+    min_monitoring_minutes: Setting | None = None
+    individual_preparation_sessions: Setting | None = None
+    joint_preparation_sessions: Setting | None = None
     low_dose: bool = False
     vitals_limit: VitalsLimitIn | None = None
 
@@ -113,7 +158,11 @@ class SessionCreate(Input, kw_only=True):
     clinic_id: UUID | None = None
     room_id: UUID | None = None
     clinician_ids: Annotated[list[UUID], Meta(max_length=10)] = msgspec.field(default_factory=list)
-    timezone: str | None = None
+    timezone: TimeZone | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _time_zone(self.timezone, "timezone")
 
 
 class SessionReschedule(Input, kw_only=True):
@@ -129,7 +178,7 @@ class SessionCancel(Input, kw_only=True):
 
 class DoseIn(Input, kw_only=True):
     partner: Partner
-    approval_id: str
+    approval_id: ApprovalIdText
     mg: Milligrams
     at: Instant
 
@@ -156,14 +205,14 @@ class SessionRecord(Input, kw_only=True):
     outcome: Literal["held", "missed"]
     notes: Text = ""
     reason: Text = ""
-    doses: list[DoseIn] = msgspec.field(default_factory=list)
-    vitals: list[VitalsIn] = msgspec.field(default_factory=list)
-    adverse_events: list[AdverseEventIn] = msgspec.field(default_factory=list)
+    doses: Annotated[list[DoseIn], Meta(max_length=20)] = msgspec.field(default_factory=list)
+    vitals: Annotated[list[VitalsIn], Meta(max_length=60)] = msgspec.field(default_factory=list)
+    adverse_events: Annotated[list[AdverseEventIn], Meta(max_length=50)] = msgspec.field(default_factory=list)
     discharged_at: Instant | None = None
 
 
 class DoseApprovalCreate(Input, kw_only=True):
-    session_id: str
+    session_id: UUID
     partner: Partner
     prescriber_id: UUID
     requested_mg: Milligrams

@@ -1,0 +1,138 @@
+"""The first thing every request meets: a body too large is refused before it is buffered (413), a body that is
+not JSON is refused by its content type (415), and JSON that is malformed, nested too deeply or carries a NUL
+character is refused (422) before anything parses it again.
+
+The body is read here once, bounded; the parsed JSON is handed on (to Litestar, which would otherwise parse it
+a second time, and to the idempotency middleware, which compares requests as parsed JSON)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
+
+from scheduler.http.problems import send_problem
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+PARSED_JSON = "kact.json"  # scope key: the request's parsed JSON body (absent: no body)
+NO_BODY = object()
+# A JSON escape of NUL that is not itself an escaped backslash followed by "u0000".
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_JSON_TYPES = ("application/json",)
+
+
+def parsed_body(scope: Scope) -> Any:
+    """The parsed JSON body the guard let through, or `NO_BODY`."""
+    return scope.get(PARSED_JSON, NO_BODY)
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether `value` nests containers deeper than `limit` (iteratively: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
+    return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
+
+
+def body_guard(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The middleware factory (Litestar calls it with the next app)."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def guard(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            headers = dict(scope["headers"])
+            length_header = headers.get(b"content-length")
+            chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+            try:
+                length = int(length_header) if length_header is not None else None
+            except ValueError:
+                await send_problem(send, 422, "invalid-input", "The request is not valid",
+                                   "Content-Length is not a number")
+                return
+            if length is not None and length > max_body_bytes:
+                await send_problem(send, 413, "body-too-large", "Request body too large",
+                                   f"the body may have at most {max_body_bytes} bytes")
+                return
+            if not length and not chunked:  # no body: nothing to read or check
+                await app(scope, receive, send)
+                return
+            if not _is_json(headers.get(b"content-type", b"")):
+                await send_problem(send, 415, "unsupported-media-type", "Unsupported media type",
+                                   "send the body as JSON with 'Content-Type: application/json'")
+                return
+            chunks, size = [], 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > max_body_bytes:  # refused as it arrives: never buffered whole
+                    await send_problem(send, 413, "body-too-large", "Request body too large",
+                                       f"the body may have at most {max_body_bytes} bytes")
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body"):
+                    break
+            body = b"".join(chunks)
+            if body:
+                problem = _invalid_json(body, max_depth)
+                if isinstance(problem, str):
+                    await send_problem(send, 422, "invalid-input", "The request is not valid", problem)
+                    return
+                scope[PARSED_JSON] = problem[0]  # type: ignore[literal-required]
+                state = ScopeState.from_scope(scope)
+                state.body, state.json = body, problem[0]
+
+            replayed = False
+
+            async def replay() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            await app(scope, replay, send)
+
+        return guard
+
+    return middleware
+
+
+def _invalid_json(body: bytes, max_depth: int) -> str | tuple[Any]:
+    """Why the body is refused, or (the parsed JSON,)."""
+    try:
+        value = msgspec.json.decode(body)
+    except RecursionError:
+        return f"the JSON body is nested more than {max_depth} levels deep"
+    except UnicodeDecodeError:
+        return "the body is not valid UTF-8"
+    except msgspec.DecodeError as error:
+        return f"the body is not valid JSON: {error}"
+    # Cheap first: a body with few brackets cannot nest deeply.
+    if body.count(b"[") + body.count(b"{") > max_depth and _depth_exceeds(value, max_depth):
+        return f"the JSON body is nested more than {max_depth} levels deep"
+    if b"\\u0000" in body and _ESCAPED_NUL.search(body):
+        return "strings must not contain the NUL character (\\u0000)"
+    return (value,)
