@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -104,9 +105,11 @@ def test_refusals(clinics: tuple[Tenant, Tenant], client: httpx.Client, live_ser
 
     # a clinic that hosts nothing in the course does not see it at all
     stranger = Tenant.onboard(client, live_server.operator_token, "Unrelated clinic")
-    for sid in (hosted["id"], at_home["id"], "no-such-session"):
+    for sid in (hosted["id"], at_home["id"], str(uuid4())):
         response = confirm(stranger, cid, sid)
         assert response.status_code == 404 and response.json()["detail"] == f"no course {cid}"
+    # a session id that is not one is invalid input, whoever asks and whatever the course
+    assert confirm(stranger, cid, "no-such-session").status_code == 422
     # neither does a prescriber's key nor the operator's count as a hosting clinic
     as_rx = host.client.post(f"/v1/courses/{cid}/sessions/{hosted['id']}/confirm", json={"decision": "confirmed"},
                              headers=host.rx_headers)

@@ -14,20 +14,41 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import psycopg_pool
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, StoredEvent
 
 from scheduler.domain.course import Course
 from scheduler.domain.errors import DomainError
 from scheduler.settings import DatabaseAddress, Settings
 
 CONFLICT_RETRIES = 8
+# A command's events are saved within this many seconds of being decided, or not at all: while the database is
+# unreachable every command is refused within about two seconds (attempts end by the pool's timeout), and none
+# is committed after its client was told it failed.
+COMMIT_DEADLINE_SECONDS = 1.0
 
 
 class CourseNotFoundError(DomainError):
     def __init__(self, course_id: UUID) -> None:
         self.course_id = course_id
         super().__init__(f"no course {course_id}")
+
+
+class StoreUnavailableError(Exception):
+    """The event store could not be reached in time; nothing of the command was saved."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the event store is unavailable ({reason}); nothing was saved")
+
+
+class OutcomeUnknownError(StoreUnavailableError):
+    """The connection broke while the command was being saved, and the database stayed unreachable: it may or may
+    not have been saved (read the course, or retry with the same Idempotency-Key)."""
+
+    def __init__(self, reason: str) -> None:
+        Exception.__init__(self, f"the event store became unreachable while saving ({reason}); the command may or "
+                                 "may not have been saved")
 
 
 class ConcurrentUpdateError(DomainError):
@@ -53,6 +74,9 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": str(settings.db_pool_size),
         "POSTGRES_MAX_OVERFLOW": str(settings.db_pool_size),
         "POSTGRES_LOCK_TIMEOUT": "5",
+        # The longest a statement waits for a pooled connection: with the database gone, a command or read gives
+        # up within about a second instead of the library's 30 (and its ten retries).
+        "POSTGRES_CONNECT_TIMEOUT": "1",
         "CREATE_TABLE": "y",
         "POSTGRES_ENABLE_DB_FUNCTIONS": "y",
         "APPLICATION_RECORDER_TOPIC": "scheduler.event_store:LockedInsertRecorder",
@@ -73,11 +97,16 @@ class GroupCommit:
     if a course in it lost a race, the batch is saved again course by course, and only the loser reloads.
 
     Each command's events are encoded and encrypted in its own thread before it joins the queue: the writer,
-    which every command waits for, only inserts."""
+    which every command waits for, only inserts.
 
-    def __init__(self, app: Application, max_batch: int = 64) -> None:
-        self.app, self.max_batch = app, max_batch
+    Each command has a deadline: the writer tries again after a transient error (a connection lost) while there
+    is time, and fails the commands whose deadline passed before it tries again, so a command is either saved
+    soon or never (an attempt in flight when its deadline passes still decides it)."""
+
+    def __init__(self, app: Application, max_batch: int = 64, deadline_seconds: float = COMMIT_DEADLINE_SECONDS) -> None:
+        self.app, self.max_batch, self.deadline_seconds = app, max_batch, deadline_seconds
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._last_error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
@@ -86,7 +115,8 @@ class GroupCommit:
 
     def submit(self, course: Course) -> Future[None]:
         """Queue the course's new events; the future is done once they are committed (or failed)."""
-        pending = _Pending(course.id, [self.app.mapper.to_stored_event(e) for e in course.collect_events()])
+        pending = _Pending(course.id, [self.app.mapper.to_stored_event(e) for e in course.collect_events()],
+                           deadline=time.monotonic() + self.deadline_seconds)
         self._queue.put(pending)
         return pending.done
 
@@ -121,29 +151,69 @@ class GroupCommit:
             self._save(batch)
 
     def _save(self, batch: list[_Pending]) -> None:
-        try:
-            self.app.recorder.insert_events([event for pending in batch for event in pending.events])
-        except IntegrityError:
-            if len(batch) == 1:
-                batch[0].done.set_exception(IntegrityError("the course changed concurrently"))
+        doubtful = False  # the last attempt may have committed (the connection broke while it ran)
+        while batch := self._in_time(batch, doubtful):
+            try:
+                if doubtful:  # find out first: saving the same events again would be a conflict with ourselves
+                    batch = self._unsaved(batch)
+                    doubtful = False
+                    if not batch:
+                        return
+                self.app.recorder.insert_events([event for pending in batch for event in pending.events])
+            except (InterfaceError, OperationalError) as error:  # again, for those still in time
+                self._last_error = error
+                doubtful = doubtful or not _never_sent(error)
+                time.sleep(0.05)
+                continue
+            except IntegrityError:
+                if len(batch) == 1:
+                    batch[0].done.set_exception(IntegrityError("the course changed concurrently"))
+                    return
+                # One course lost a race: save each on its own, so only that command reloads and runs again.
+                for pending in batch:
+                    self._save([pending])
                 return
-            # One course lost a race: save each on its own, so only that command reloads and runs again.
+            except BaseException as error:  # every waiting command gets the error, so none is lost or hidden
+                for pending in batch:
+                    pending.done.set_exception(error)
+                return
+            self._last_error = None
             for pending in batch:
-                self._save_alone(pending)
+                pending.done.set_result(None)
             return
-        except BaseException as error:  # every waiting command gets the error, so none is lost or hidden
-            for pending in batch:
-                pending.done.set_exception(error)
-            return
-        for pending in batch:
-            pending.done.set_result(None)
 
-    def _save_alone(self, pending: _Pending) -> None:
-        try:
-            self.app.recorder.insert_events(pending.events)
-            pending.done.set_result(None)
-        except BaseException as error:
-            pending.done.set_exception(error)
+    def _in_time(self, batch: list[_Pending], doubtful: bool) -> list[_Pending]:
+        """The commands whose deadline has not passed; the others fail: unsaved, or (`doubtful`) not known to be."""
+        now = time.monotonic()
+        reason = str(self._last_error).splitlines()[0] if self._last_error else "no attempt in time"
+        for pending in batch:
+            if pending.deadline <= now:
+                pending.done.set_exception(OutcomeUnknownError(reason) if doubtful else StoreUnavailableError(reason))
+        return [pending for pending in batch if pending.deadline > now]
+
+    def _unsaved(self, batch: list[_Pending]) -> list[_Pending]:
+        """After an attempt whose outcome is unknown: the commands whose events are not in the store. Those that
+        are were saved (done); those whose version another writer took lost a race (IntegrityError)."""
+        found = {}  # every look-up first: one failing leaves every command undecided
+        for pending in batch:
+            first = pending.events[0]
+            found[id(pending)] = self.app.recorder.select_events(
+                first.originator_id, gt=first.originator_version - 1, lte=first.originator_version)
+        unsaved = []
+        for pending in batch:
+            stored = found[id(pending)]
+            if not stored:
+                unsaved.append(pending)
+            elif stored[0].state == pending.events[0].state:  # the very bytes sent (each encryption has its nonce)
+                pending.done.set_result(None)
+            else:
+                pending.done.set_exception(IntegrityError("the course changed concurrently"))
+        return unsaved
+
+
+def _never_sent(error: Exception) -> bool:
+    """Whether a failed attempt never reached the database (no connection to be had), so it saved nothing."""
+    return isinstance(error.__cause__, psycopg_pool.PoolTimeout)
 
 
 @dataclass
@@ -152,6 +222,7 @@ class _Pending:
 
     course_id: UUID
     events: list[StoredEvent]
+    deadline: float  # time.monotonic(): no attempt to save these events starts later
     done: Future[None] = field(default_factory=Future)
 
 

@@ -54,7 +54,11 @@ async def open_pool(settings: Settings) -> asyncpg.Pool:
         settings.database_url,
         min_size=1,
         max_size=settings.db_pool_size,
-        server_settings={"search_path": settings.db_schema, "application_name": "kact-scheduler"},
+        # While PostgreSQL is unreachable or stuck, a request is answered (503) within about two seconds.
+        timeout=1.0,  # connecting
+        command_timeout=1.5,  # each statement, client side
+        server_settings={"search_path": settings.db_schema, "application_name": "kact-scheduler",
+                         "statement_timeout": "1500", "idle_in_transaction_session_timeout": "5000"},
     )
     return pool
 

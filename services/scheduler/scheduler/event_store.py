@@ -3,14 +3,33 @@ and read in batches."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscription
 from psycopg.sql import SQL, Identifier
+
+T = TypeVar("T")
+# How long a read of a course keeps trying while the database is unreachable: a request is answered (503)
+# within about 2 s of an outage, instead of after the library's ten attempts of up to a pool timeout each.
+READ_RETRY_SECONDS = 0.8
+_TRANSIENT = (InterfaceError, OperationalError)
+
+
+def within(seconds: float, attempt: Callable[[], T]) -> T:
+    """`attempt()`, tried again after a transient database error while `seconds` have not passed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return attempt()
+        except _TRANSIENT:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05 + random.random() * 0.05)
 
 
 class LockedInsertRecorder(PostgresApplicationRecorder):
@@ -47,6 +66,16 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
 
     def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> ListenFirstSubscription:
         return ListenFirstSubscription(recorder=self, gt=gt, topics=topics)
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """One attempt, without the library's ten: the group commit decides whether there is time for another
+        (a command whose client was told it failed must never be committed by a later retry)."""
+        return PostgresApplicationRecorder.insert_events.__wrapped__(self, stored_events, **kwargs)  # type: ignore[attr-defined,no-any-return]
+
+    def select_events(self, originator_id: Any, **kwargs: Any) -> Sequence[StoredEvent]:
+        """Read a course's events, retrying transient errors for at most `READ_RETRY_SECONDS`."""
+        once = PostgresApplicationRecorder.select_events.__wrapped__  # type: ignore[attr-defined]
+        return within(READ_RETRY_SECONDS, lambda: once(self, originator_id, **kwargs))
 
 
 # A subscription reads at most once per this many seconds: at a few hundred commits a second one read (and,

@@ -12,7 +12,7 @@ import asyncpg
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler.http.body_guard import NO_BODY, parsed_body
-from scheduler.http.problems import send_problem
+from scheduler.http.problems import OUTCOME_HEADER, send_problem
 from scheduler.idempotency import Claim, Stored, request_hash
 
 log = logging.getLogger("kact.idempotency")
@@ -90,6 +90,10 @@ async def _settle(keys: Any, principal: str, key: str, lease: Any, held: list[Me
     unstored claim runs out its lease, and the client gets the response the command produced."""
     start = next((m for m in held if m["type"] == "http.response.start"), None)
     status = start["status"] if start is not None else 500
+    headers = dict(start.get("headers", [])) if start is not None else {}
+    if headers.get(OUTCOME_HEADER.encode()) == b"unknown":
+        # It may have been saved: a retry within the lease is told "in progress", not run a second time.
+        return
     try:
         if _remembered(status):
             media = next((v for n, v in start.get("headers", []) if n.lower() == b"content-type"), b"application/json")

@@ -16,7 +16,12 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundE
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Send
 
-from scheduler.application import ConcurrentUpdateError, CourseNotFoundError
+from scheduler.application import (
+    ConcurrentUpdateError,
+    CourseNotFoundError,
+    OutcomeUnknownError,
+    StoreUnavailableError,
+)
 from scheduler.domain.errors import (
     DomainError,
     InvalidCommandError,
@@ -121,7 +126,7 @@ def http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]]
 
 
 def unavailable(request: Request, exc: Exception) -> Response[dict[str, Any]]:
-    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    log.error("database unavailable on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
     response = problem(503, "unavailable", "Service unavailable", "the database is unavailable; retry shortly")
     response.headers["Retry-After"] = "2"
     return response
@@ -132,6 +137,18 @@ def data_refused(request: Request, exc: asyncpg.DataError) -> Response[dict[str,
     bound in the schemas should have caught first, so it is logged to be added there."""
     log.warning("PostgreSQL refused a value on %s %s (a missing bound?): %s", request.method, request.url.path, exc)
     return problem(422, "invalid-input", "The request is not valid", "a value is out of the range this API stores")
+
+
+OUTCOME_HEADER = "kact-outcome"  # "unknown": the idempotency middleware keeps the key's claim
+
+
+def outcome_unknown(request: Request, exc: OutcomeUnknownError) -> Response[dict[str, Any]]:
+    log.error("outcome unknown on %s %s: %s", request.method, request.url.path, exc)
+    response = problem(503, "outcome-unknown", "Outcome unknown", str(exc) + (
+        "; read the course before sending it again, or retry with the same Idempotency-Key"))
+    response.headers["Retry-After"] = "2"
+    response.headers[OUTCOME_HEADER] = "unknown"
+    return response
 
 
 def unexpected(request: Request, exc: Exception) -> Response[dict[str, Any]]:
@@ -145,9 +162,14 @@ EXCEPTION_HANDLERS = {
     HTTPException: http_error,
     asyncpg.DataError: data_refused,
     asyncpg.PostgresConnectionError: unavailable,
+    # cancelled by the statement timeout, the server shutting down or starting up
+    asyncpg.exceptions.OperatorInterventionError: unavailable,
+    asyncpg.exceptions.LockNotAvailableError: unavailable,
     asyncpg.exceptions.TooManyConnectionsError: unavailable,
     asyncpg.InterfaceError: unavailable,
     psycopg.OperationalError: unavailable,
+    StoreUnavailableError: unavailable,
+    OutcomeUnknownError: outcome_unknown,
     eventsourcing.persistence.OperationalError: unavailable,
     eventsourcing.persistence.InterfaceError: unavailable,
     OSError: unavailable,
