@@ -26,3 +26,57 @@ def test_every_operation_has_an_id_and_every_body_an_example() -> None:
     assert len(operation_ids) == len(set(operation_ids))
     assert {"openCourse", "bookSession", "recordSession", "requestDoseApproval", "decideDoseApproval",
             "completeCourse", "discontinueCourse", "listCourseEvents"} <= set(operation_ids)
+
+
+def test_every_operation_documents_its_real_problems_and_no_400() -> None:
+    doc = json.loads(CONTRACT.read_text())
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert "400" not in responses, f"{method} {path} documents a 400 it never answers"
+            if path.startswith("/v1/"):
+                assert {"401", "503"} <= set(responses), f"{method} {path}"
+                assert operation.get("security") is None  # the document's bearer key
+            else:
+                assert operation["security"] == [], f"{method} {path} needs no key"
+            if method == "post" and path.startswith("/v1/"):
+                assert {"409", "413", "415", "422"} <= set(responses), f"{method} {path}"
+            if "{" in path and path.startswith("/v1/"):
+                assert "404" in responses, f"{method} {path}"
+            for status, response in responses.items():
+                if status.startswith(("4", "5")) and "$ref" in response:
+                    name = response["$ref"].rsplit("/", 1)[1]
+                    content = doc["components"]["responses"][name]["content"]
+                    assert content["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+
+
+def test_request_bodies_refuse_unknown_fields_and_nul_characters() -> None:
+    doc = json.loads(CONTRACT.read_text())
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            body = operation.get("requestBody")
+            if body:
+                ref = body["content"]["application/json"]["schema"]["allOf"][0]["$ref"]
+                name = ref.rsplit("/", 1)[1]
+                schema = doc["components"]["schemas"][name]
+                assert schema["additionalProperties"] is False, name
+                texts = [p for p in schema["properties"].values() if p.get("type") == "string" and "format" not in p]
+                assert all("pattern" in p or "enum" in p for p in texts), name
+
+
+def test_every_problem_type_the_code_answers_has_a_page() -> None:
+    import re
+    from pathlib import Path
+
+    from scheduler.http.problem_types import DOCS, PROBLEM_TYPES, markdown
+    from scheduler.http.problems import RULE_SLUGS
+
+    source = Path(__file__).resolve().parents[2] / "services" / "scheduler" / "scheduler"
+    used = set(RULE_SLUGS.values()) | {"rule-violations", "rule-violation"}
+    pattern = re.compile(r'(?:ProblemError\(\d+|problem\([\w.]+|send_problem\(send, \d+), "([a-z-]+)"')
+    for module in source.rglob("*.py"):
+        used |= set(pattern.findall(module.read_text()))
+    assert used - PROBLEM_TYPES.keys() == set()
+    for name, problem in PROBLEM_TYPES.items():
+        assert (DOCS / f"{name}.md").read_text() == markdown(name, problem), (
+            "docs/problems is stale: run `python -m scheduler.http.problem_types`")

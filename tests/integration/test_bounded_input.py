@@ -147,6 +147,8 @@ async def _rewrite(live_server, sql: str, *args: Any) -> None:
 
 
 def test_a_claim_whose_lease_ran_out_does_not_block_its_key(home: Tenant, live_server) -> None:
+    import msgspec
+    from scheduler.http.schemas import CourseCreate
     from scheduler.idempotency import IdempotencyKeys, request_hash
 
     body = {"model": "together", "partners": {"a": "l1", "b": "l2"}}
@@ -157,7 +159,7 @@ def test_a_claim_whose_lease_ran_out_does_not_block_its_key(home: Tenant, live_s
         conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": settings.db_schema})
         try:  # a lease of 0.2 s: the attempt died with its process, or could not release with the database gone
             keys = IdempotencyKeys(conn, settings.cipher_key or "", lease_seconds=0.2)  # type: ignore[arg-type]
-            await keys.claim(principal, "died-1", request_hash("POST", "/v1/courses", body))
+            await keys.claim(principal, "died-1", request_hash("POST", "/v1/courses", msgspec.convert(body, CourseCreate)))
         finally:
             await conn.close()
 

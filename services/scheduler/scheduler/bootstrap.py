@@ -15,6 +15,7 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.routes import HTTPRoute
 from notifier.webhooks import SecretBox
 
 from scheduler.application import Courses, event_store_env
@@ -30,9 +31,11 @@ from scheduler.http.deps import (
 from scheduler.http.directory import ClinicController, PartnershipController
 from scheduler.http.feed import read_feed
 from scheduler.http.body_guard import body_guard
+from scheduler.http.contract import complete as complete_contract
 from scheduler.http.health import live, ready
 from scheduler.http.idempotency import idempotency_middleware
 from scheduler.http.notifications import ROUTES as NOTIFICATION_ROUTES
+from scheduler.http.problem_pages import get_problem_type, list_problem_types
 from scheduler.http.problems import EXCEPTION_HANDLERS
 from scheduler.idempotency import IdempotencyKeys
 from scheduler.jobs import BackgroundJobs, course_index_lock
@@ -121,10 +124,11 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             if bus is not None:
                 await bus.drain()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             ClinicController, PartnershipController, CourseController, DoseApprovalController, live, ready,
-            read_feed, list_dead_letters, redrive_dead_letter, *NOTIFICATION_ROUTES,
+            read_feed, list_dead_letters, redrive_dead_letter, *NOTIFICATION_ROUTES, list_problem_types,
+            get_problem_type,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),
             "now": Provide(provide_now, sync_to_thread=False),
@@ -137,3 +141,17 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
         openapi_config=openapi_config(),
         debug=False,
     )
+    complete_contract(app.openapi_schema)
+    _allow_every_method(app)
+    return app
+
+
+def _allow_every_method(app: Litestar) -> None:
+    """Litestar 2 builds a path's OPTIONS answer from the route its first handler made, so `Allow` lacks the
+    methods of the path's other handlers (litestar#4169, fixed in Litestar 3): point each at its whole route."""
+    for route in app.routes:
+        if isinstance(route, HTTPRoute) and "OPTIONS" in route.route_handler_map:
+            handler = route.route_handler_map["OPTIONS"][0]
+            for cell in getattr(handler.fn, "__closure__", None) or ():
+                if isinstance(cell.cell_contents, HTTPRoute) and cell.cell_contents is not route:
+                    cell.cell_contents.methods = route.methods

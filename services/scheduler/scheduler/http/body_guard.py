@@ -96,13 +96,13 @@ def body_guard(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_depth: int = MA
                     break
             body = b"".join(chunks)
             if body:
-                problem = _invalid_json(body, max_depth)
+                problem = _invalid_json(body, max_depth, _body_type(scope.get("route_handler")))
                 if isinstance(problem, str):
                     await send_problem(send, 422, "invalid-input", "The request is not valid", problem)
                     return
                 scope[PARSED_JSON] = problem[0]  # type: ignore[literal-required]
                 state = ScopeState.from_scope(scope)
-                state.body, state.json = body, problem[0]
+                state.body, state.json = body, problem[0]  # Litestar takes the struct as it is
 
             replayed = False
 
@@ -120,18 +120,38 @@ def body_guard(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_depth: int = MA
     return middleware
 
 
-def _invalid_json(body: bytes, max_depth: int) -> str | tuple[Any]:
-    """Why the body is refused, or (the parsed JSON,)."""
+_BODY_TYPES: dict[int, Any] = {}
+
+
+def _body_type(handler: Any) -> Any:
+    """The type a route handler takes its body as (its `data` parameter), or None."""
+    if handler is None:
+        return None
+    key = id(handler)
+    if key not in _BODY_TYPES:
+        data = handler.parsed_fn_signature.parameters.get("data")
+        _BODY_TYPES[key] = data.annotation if data is not None else None
+    return _BODY_TYPES[key]
+
+
+def _invalid_json(body: bytes, max_depth: int, body_type: Any = None) -> str | tuple[Any]:
+    """Why the body is refused, or (the parsed JSON,): as the handler's body type where it has one, strictly (no
+    0 for false, no "1" for 1: what the OpenAPI document says is what is accepted)."""
     try:
-        value = msgspec.json.decode(body)
+        if body_type is None:
+            value = msgspec.json.decode(body)
+        else:
+            value = msgspec.json.decode(body, type=body_type, strict=True)
     except RecursionError:
         return f"the JSON body is nested more than {max_depth} levels deep"
     except UnicodeDecodeError:
         return "the body is not valid UTF-8"
+    except msgspec.ValidationError as error:
+        return f"the body does not match its schema: {error}"
     except msgspec.DecodeError as error:
         return f"the body is not valid JSON: {error}"
-    # Cheap first: a body with few brackets cannot nest deeply.
-    if body.count(b"[") + body.count(b"{") > max_depth and _depth_exceeds(value, max_depth):
+    # Cheap first: a body with few brackets cannot nest deeply (a typed body nests only as its types do).
+    if body_type is None and body.count(b"[") + body.count(b"{") > max_depth and _depth_exceeds(value, max_depth):
         return f"the JSON body is nested more than {max_depth} levels deep"
     if b"\\u0000" in body and _ESCAPED_NUL.search(body):
         return "strings must not contain the NUL character (\\u0000)"

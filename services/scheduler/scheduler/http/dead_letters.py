@@ -12,7 +12,7 @@ from litestar.params import Parameter
 from scheduler.directory import Principal
 from scheduler.http.deps import Services
 from scheduler.http.problems import ProblemError
-from scheduler.http.schemas import INT64_MAX
+from scheduler.http.schemas import MAX_ID
 
 PAGE_SIZE = 50
 
@@ -53,7 +53,7 @@ async def list_dead_letters(
       summary="Ask the notifier to process a dead letter again (operator)", status_code=202)
 async def redrive_dead_letter(
     services: Services, principal: Principal,
-    dead_letter_id: Annotated[int, Parameter(ge=1, le=INT64_MAX, description="The dead letter's id")],
+    dead_letter_id: Annotated[int, Parameter(ge=1, le=MAX_ID, description="The dead letter's id")],
 ) -> DeadLetter:
     _operator(principal)
     row = await services.directory.pool.fetchrow(

@@ -72,8 +72,9 @@ class PartnershipController(Controller):
         if principal.kind != "clinic" or principal.clinic_id is None:
             raise ProblemError(403, "forbidden", "Forbidden", "a clinic's key agrees to a partnership")
         own = UUID(principal.clinic_id)
-        if data.partner_clinic_id == own or await services.directory.clinic(data.partner_clinic_id) is None:
-            raise ProblemError(422, "invalid-input", "The request is not valid",
-                               f"clinic {data.partner_clinic_id} cannot be a partner")
+        if data.partner_clinic_id == own:
+            raise ProblemError(422, "invalid-input", "The request is not valid", "a clinic cannot partner with itself")
+        if await services.directory.clinic(data.partner_clinic_id) is None:
+            raise ProblemError(404, "not-found", "Not found", f"no clinic {data.partner_clinic_id}")
         agreed = await services.directory.consent_to_partnership(own, data.partner_clinic_id, principal)
         return Partnership(clinic_id=own, partner_clinic_id=data.partner_clinic_id, agreed=agreed)

@@ -16,7 +16,7 @@ from litestar.params import Parameter
 from scheduler.directory import Principal
 from scheduler.http.deps import Services
 from scheduler.http.problems import ProblemError
-from scheduler.http.schemas import INT64_MAX, UUID_PATTERN
+from scheduler.http.schemas import MAX_ID, UUID_PATTERN
 
 MAX_LIMIT = 500
 
@@ -45,7 +45,7 @@ def _recipient(principal: Principal, recipient: str | None) -> str:
 async def read_feed(
     services: Services,
     principal: Principal,
-    after: Annotated[int, Parameter(ge=0, le=INT64_MAX,
+    after: Annotated[int, Parameter(ge=0, le=MAX_ID,
                                     description="the last position already seen (0: from the start)")] = 0,
     limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 100,
     recipient: Annotated[str | None, Parameter(

@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from kact_contracts.events import BY_TYPE
 from litestar import delete, get, post
 from litestar.params import Parameter
 from notifier import webhooks
@@ -66,9 +65,6 @@ def _checked(data: WebhookCreate, allow_private: bool) -> tuple[str, list[str]]:
     if not allow_private and (parts.hostname == "localhost" or webhooks.not_public(parts.hostname)):
         # A host name is checked again at every delivery, against what it resolves to then.
         raise _invalid(f"url: {parts.hostname} is not a public address (KACT_WEBHOOK_ALLOW_PRIVATE=1 allows it)")
-    unknown = sorted(set(data.event_types) - BY_TYPE.keys())
-    if unknown:
-        raise _invalid(f"unknown event types {unknown}; known: {sorted(BY_TYPE)}")
     return data.url, list(dict.fromkeys(data.event_types))
 
 

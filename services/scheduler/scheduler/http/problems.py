@@ -119,6 +119,10 @@ def http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]]
     if isinstance(exc, NotFoundException):
         return problem(404, "not-found", "Not found", exc.detail)
     status = exc.status_code
+    if status == 405:
+        response = problem(405, "method-not-allowed", "Method not allowed", exc.detail or "Method Not Allowed")
+        response.headers.update(exc.headers or {})  # Allow: the methods the path has
+        return response
     if status == 400:  # Litestar reports undecodable bodies and bad parameters as 400; they are invalid input
         return problem(422, "invalid-input", "The request is not valid", exc.detail,
                        errors=exc.extra if isinstance(exc.extra, list) else [])

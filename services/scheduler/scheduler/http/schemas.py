@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
+from kact_contracts.events import BY_TYPE
 from litestar.params import Parameter
 from msgspec import Meta, Struct
 
-# Instants outside these years are typing errors, never sessions (and near year 1 or 9999 an offset overflows).
-EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+from scheduler.domain.protocol import BOUNDS, LOW_DOSE_MAX_MEDICINE_SESSIONS, RULE_OF_SETTING
+
+# Instants outside the years 2000 to 2099 (as written, with their offset) are typing errors, never sessions (and
+# near year 1 or 9999 an offset overflows). The pattern says so in the OpenAPI document.
+FIRST_YEAR, LAST_YEAR = 2000, 2099
+INSTANT_PATTERN = "^20[0-9]{2}-"
 UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 APPROVAL_ID_PATTERN = "^apr_[0-9a-f]{32}_[0-9a-f]{12}$"
 TIME_ZONE_PATTERN = "^[A-Za-z0-9_+-]{1,30}(/[A-Za-z0-9_+-]{1,30}){0,2}$"
-INT64_MAX = 2**63 - 1
+MAX_ID = 2**53 - 1  # positions and ids: exact as a JSON number, and within PostgreSQL's bigint
 
 Partner = Literal["a", "b"]
-Instant = Annotated[datetime, Meta(tz=True, description="An instant with a UTC offset (RFC 3339), in the years 2000 to 2099")]
+Instant = Annotated[datetime, Meta(tz=True, description="An instant with a UTC offset (RFC 3339), in the years 2000 to 2099",
+                                    extra_json_schema={"extra": {"pattern": INSTANT_PATTERN}})]
 Text = Annotated[str, Meta(max_length=2000)]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Reason = Annotated[str, Meta(min_length=1, max_length=2000)]
@@ -30,7 +35,14 @@ Pressure = Annotated[int, Meta(ge=20, le=300)]
 TimeZone = Annotated[str, Meta(min_length=1, max_length=64, pattern=TIME_ZONE_PATTERN,
                                description="An IANA time zone, e.g. Europe/Berlin")]
 ApprovalIdText = Annotated[str, Meta(max_length=49, pattern=APPROVAL_ID_PATTERN, description="A dose approval's id")]
-Setting = Annotated[int, Meta(ge=0, le=10_000, description="A protocol setting; its rule's bounds apply")]
+
+
+def _setting(name: str) -> Any:
+    low, high = BOUNDS[name]
+    if name == "max_medicine_sessions":
+        high = LOW_DOSE_MAX_MEDICINE_SESSIONS
+    return Annotated[int, Meta(ge=low, le=high, description=f"bounds of rule {RULE_OF_SETTING[name]}")]
+
 VitalsBound = Annotated[int, Meta(ge=0, le=1000)]
 
 # Path parameters: session ids are UUIDs (lower case, as the API issues them); approval ids name their course.
@@ -54,7 +66,7 @@ class Input(Struct, forbid_unknown_fields=True, kw_only=True):
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
             value = getattr(self, name)
-            if isinstance(value, datetime) and not EARLIEST <= value < LATEST:
+            if isinstance(value, datetime) and not FIRST_YEAR <= value.year <= LAST_YEAR:
                 raise ValueError(f"{name} must lie in the years 2000 to 2099")
 
 
@@ -119,14 +131,14 @@ class VitalsLimitIn(Input, kw_only=True):
 
 
 class ProtocolIn(Input, kw_only=True):
-    max_medicine_sessions: Setting | None = None
-    min_integration_sessions: Setting | None = None
-    integration_window_hours: Setting | None = None
-    min_medicine_interval_days: Setting | None = None
-    approval_valid_days: Setting | None = None
-    min_monitoring_minutes: Setting | None = None
-    individual_preparation_sessions: Setting | None = None
-    joint_preparation_sessions: Setting | None = None
+    max_medicine_sessions: _setting("max_medicine_sessions") | None = None
+    min_integration_sessions: _setting("min_integration_sessions") | None = None
+    integration_window_hours: _setting("integration_window_hours") | None = None
+    min_medicine_interval_days: _setting("min_medicine_interval_days") | None = None
+    approval_valid_days: _setting("approval_valid_days") | None = None
+    min_monitoring_minutes: _setting("min_monitoring_minutes") | None = None
+    individual_preparation_sessions: _setting("individual_preparation_sessions") | None = None
+    joint_preparation_sessions: _setting("joint_preparation_sessions") | None = None
     low_dose: bool = False
     vitals_limit: VitalsLimitIn | None = None
 
@@ -344,11 +356,12 @@ class Health(Struct, kw_only=True):
     checks: dict[str, str]
 
 
-EventType = Annotated[str, Meta(min_length=1, max_length=200)]
+EventType = Literal[tuple(sorted(BY_TYPE))]  # type: ignore[valid-type]  # every type the notifier can send
 
 
 class WebhookCreate(Input, kw_only=True):
-    url: Annotated[str, Meta(min_length=1, max_length=2000, description="http or https URL that receives the POSTs")]
+    url: Annotated[str, Meta(min_length=8, max_length=2000, pattern="^https?://[^\\s/?#]+[^\\s]*$",
+                             description="http or https URL that receives the POSTs")]
     event_types: Annotated[list[EventType], Meta(max_length=100, description="CloudEvents types; empty: every event")]
 
 

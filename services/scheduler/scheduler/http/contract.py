@@ -1,0 +1,156 @@
+"""What the OpenAPI document says beyond what Litestar derives from the routes: every operation's real problem
+responses (and no 400, which this API never answers), request bodies that refuse unknown fields, and the health
+routes without authentication. Applied once to the document the app serves (and `contracts/openapi.json`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.openapi.spec import (
+    Components,
+    Example,
+    OpenAPI,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Reference,
+    Schema,
+)
+
+from scheduler.http import schemas
+from scheduler.http.problems import MEDIA_TYPE
+
+_STRING, _INTEGER, _OBJECT, _ARRAY = OpenAPIType.STRING, OpenAPIType.INTEGER, OpenAPIType.OBJECT, OpenAPIType.ARRAY
+
+PROBLEM_SCHEMA = Schema(
+    type=_OBJECT,
+    description="An RFC 9457 problem. `type` names the rule or refusal; its page (`GET /problems/<name>`) explains it.",
+    required=["type", "title", "status", "detail"],
+    properties={
+        "type": Schema(type=_STRING, description="/problems/<name>, stable per rule or refusal"),
+        "title": Schema(type=_STRING),
+        "status": Schema(type=_INTEGER, minimum=400, maximum=599),
+        "detail": Schema(type=_STRING),
+        "violations": Schema(type=_ARRAY, description="409: every course rule the command breaks", items=Schema(
+            type=_OBJECT, required=["invariant", "detail"],
+            properties={"invariant": Schema(type=_STRING, description="I1..I11, or a state rule such as "
+                                                                       "course-closed"),
+                        "detail": Schema(type=_STRING)})),
+        "errors": Schema(type=_ARRAY, description="422: what is wrong with which part of the request",
+                         items=Schema(type=_OBJECT)),
+    },
+)
+_RETRY_AFTER = OpenAPIHeader(description="Seconds to wait before trying again", schema=Schema(type=_INTEGER))
+
+# status: (component name, description, example type, example detail, headers)
+PROBLEMS: dict[int, tuple[str, str, str, str, dict[str, OpenAPIHeader]]] = {
+    401: ("Unauthorized", "No valid API key: send `Authorization: Bearer <api key>`.", "unauthorized",
+          "the API key is not valid", {"WWW-Authenticate": OpenAPIHeader(schema=Schema(type=_STRING))}),
+    403: ("Forbidden", "The key's principal may see the resource but not do this (a prescriber opening a course, "
+                       "a clinic deciding a dose).", "forbidden", "only the home clinic's key can change a course", {}),
+    404: ("NotFound", "No such resource, or not one this principal may see (another clinic's course does not exist "
+                      "for you); also a referenced clinic, room or clinician that is unknown.", "not-found",
+          "no course 6a1f7a58-5a43-4c55-9a0e-3c1f0c6c2d10", {}),
+    409: ("Conflict", "The command breaks the course's rules (`violations` lists every one, I1..I11), the course "
+                      "changed concurrently, or a request with the same Idempotency-Key is still running.",
+          "rule-violations", "medicine sessions must start at least 7 days apart", {"Retry-After": _RETRY_AFTER}),
+    413: ("PayloadTooLarge", "The body is larger than the server accepts (KACT_MAX_BODY_BYTES); refused before it "
+                             "is read whole.", "body-too-large", "the body may have at most 1048576 bytes", {}),
+    415: ("UnsupportedMediaType", "The body is not sent as `application/json`.", "unsupported-media-type",
+          "send the body as JSON with 'Content-Type: application/json'", {}),
+    422: ("InvalidInput", "The request is malformed or breaks an input rule (bounds, formats, an instant outside "
+                          "2000-2099, ends before it starts, an Idempotency-Key reused with another body).",
+          "invalid-input", "ends_at must be after starts_at", {}),
+    429: ("TooManyRequests", "This API key sent more requests than its rate limit allows; wait `Retry-After` "
+                             "seconds.", "rate-limited", "rate limit exceeded; retry in 1 s",
+          {"Retry-After": _RETRY_AFTER}),
+    503: ("Unavailable", "The database is unreachable: nothing was saved (`/problems/unavailable`), or the "
+                         "connection broke while saving and the outcome is unknown (`/problems/outcome-unknown`).",
+          "unavailable", "the database is unavailable; retry shortly", {"Retry-After": _RETRY_AFTER}),
+}
+
+# Operations with a 403 (a principal of the wrong kind) or a 404 without an id in their path.
+FORBIDDEN = {
+    "createClinic", "consentToPartnership", "openCourse", "recordScreening", "bookSession", "rescheduleSession",
+    "cancelSession", "confirmSession", "recordSession", "requestDoseApproval", "acknowledgeMissedWindow",
+    "completeCourse", "discontinueCourse", "listDoseApprovals", "redriveDelivery",
+}
+NOT_FOUND_WITHOUT_ID = {"consentToPartnership", "readFeed", "listDeadLetters"}
+UNAUTHENTICATED = {"live", "ready", "listProblemTypes", "getProblemType"}
+
+
+def problem_statuses(operation_id: str, method: str, path: str, has_parameters: bool, has_body: bool,
+                     rate_limited: bool) -> set[int]:
+    """The problem statuses an operation really answers."""
+    if operation_id in UNAUTHENTICATED:
+        return set()
+    statuses = {401, 503}
+    if rate_limited:
+        statuses.add(429)
+    if has_parameters or has_body or method == "post":
+        statuses.add(422)
+    if method == "post":  # a body of another type or size; an Idempotency-Key still running
+        statuses |= {409, 413, 415}
+    if "{" in path or operation_id in NOT_FOUND_WITHOUT_ID:
+        statuses.add(404)
+    if operation_id in FORBIDDEN:
+        statuses.add(403)
+    return statuses
+
+
+def _input_schemas() -> set[str]:
+    return {name for name, value in vars(schemas).items()
+            if isinstance(value, type) and issubclass(value, schemas.Input) and value is not schemas.Input}
+
+
+NO_NUL = "^[^\\u0000]*$"
+
+
+def _no_nul(schema: Schema) -> None:
+    """Every free-text string of a request: no NUL character (the body guard refuses it)."""
+    if schema.type == _STRING and not (schema.pattern or schema.format or schema.enum or schema.const):
+        schema.pattern = NO_NUL
+    for child in [*(schema.properties or {}).values(), *(schema.one_of or []), *(schema.any_of or []),
+                  *([schema.items] if isinstance(schema.items, Schema) else [])]:
+        if isinstance(child, Schema):
+            _no_nul(child)
+
+
+def complete(doc: OpenAPI, rate_limited: bool = False) -> OpenAPI:
+    components = doc.components if isinstance(doc.components, Components) else Components()
+    doc.components = components
+    components.schemas = {**(components.schemas or {}), "Problem": PROBLEM_SCHEMA}
+    components.responses = {**(components.responses or {}), **{
+        name: OpenAPIResponse(description=description, headers=headers or None, content={MEDIA_TYPE: OpenAPIMediaType(
+            schema=Reference(ref="#/components/schemas/Problem"),
+            examples={slug: Example(summary=description.split(".")[0], value={
+                "type": f"/problems/{slug}", "title": name, "status": status, "detail": detail})})})
+        for status, (name, description, slug, detail, headers) in PROBLEMS.items()}}
+    for name in _input_schemas() & set(components.schemas):
+        schema = components.schemas[name]
+        if isinstance(schema, Schema):
+            schema.additional_properties = False
+            _no_nul(schema)
+    for path, item in (doc.paths or {}).items():
+        for method in ("get", "post", "put", "patch", "delete"):
+            operation = getattr(item, method, None)
+            if operation is None:
+                continue
+            responses = dict(operation.responses or {})
+            responses.pop("400", None)
+            if operation.operation_id in UNAUTHENTICATED:
+                operation.security = []
+            if operation.operation_id == "getProblemType":
+                responses["404"] = Reference(ref="#/components/responses/NotFound")
+                responses["422"] = Reference(ref="#/components/responses/InvalidInput")
+            if operation.operation_id == "ready":
+                responses["503"] = OpenAPIResponse(
+                    description="Not ready: a check failed (each check says which)",
+                    content={"application/json": OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Health"))})
+            for status in sorted(problem_statuses(operation.operation_id or "", method, path,
+                                                  bool(operation.parameters), operation.request_body is not None,
+                                                  rate_limited)):
+                responses[str(status)] = Reference(ref=f"#/components/responses/{PROBLEMS[status][0]}")
+            operation.responses = responses
+    return doc

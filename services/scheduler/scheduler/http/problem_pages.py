@@ -1,0 +1,30 @@
+"""`GET /problems/<name>`: the page a problem's `type` resolves to (no key needed)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Response, get
+from litestar.params import Parameter
+
+from scheduler.http.problem_types import PROBLEM_TYPES, index_page, page
+from scheduler.http.problems import ProblemError
+
+HTML = "text/html; charset=utf-8"
+
+
+@get("/problems", operation_id="listProblemTypes", tags=["problems"], media_type=HTML,
+     summary="Every problem type the API answers, each linked to its page")
+async def list_problem_types() -> Response[str]:
+    return Response(index_page(), media_type=HTML)
+
+
+@get("/problems/{name:str}", operation_id="getProblemType", tags=["problems"], media_type=HTML,
+     summary="What a problem type means, the rule it names, and what to do about it")
+async def get_problem_type(
+    name: Annotated[str, Parameter(pattern="^[a-z0-9-]{1,40}$", description="The name in `type: /problems/<name>`")],
+) -> Response[str]:
+    problem = PROBLEM_TYPES.get(name)
+    if problem is None:
+        raise ProblemError(404, "not-found", "Not found", f"no problem type {name}")
+    return Response(page(name, problem), media_type=HTML)
