@@ -15,7 +15,7 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -191,7 +191,6 @@ class ApiKeys:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()  # the listening connection ended, or `close` was called
         self._tasks: list[asyncio.Task[None]] = []
-        self._listener: asyncpg.Connection | None = None
 
     # Lifecycle ---------------------------------------------------------------------------------------
 
@@ -199,9 +198,16 @@ class ApiKeys:
         """Listen for revocations (once listening, keys are cached) and write usage in the background."""
         if self._connect is not None:
             first_attempt = asyncio.Event()
-            self._tasks.append(asyncio.create_task(self._listen_forever(first_attempt), name="api-keys-listener"))
+            self._run(self._listen_forever(first_attempt), "api-keys-listener")
             await first_attempt.wait()
-        self._tasks.append(asyncio.create_task(self._record_usage_forever(), name="api-keys-usage"))
+        self._run(self._record_usage_forever(), "api-keys-usage")
+
+    def _run(self, job: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(job, name=name)
+        # A job that died would leave keys uncached (the listener) or unrecorded (usage): say so at once.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None
+                               or log.error("keys: %s stopped", name, exc_info=t.exception()))
+        self._tasks.append(task)
 
     async def close(self) -> None:
         self._stopping.set()
@@ -223,10 +229,9 @@ class ApiKeys:
                 conn.add_termination_listener(self._ended)
                 channel = await conn.fetchval(f"SELECT {CHANNEL_SQL}")
                 await conn.add_listener(channel, self._heard)
-                self._listener = conn
                 self.cache.heard()
                 first_attempt.set()
-                while True:
+                while not self._stopping.is_set():
                     try:
                         await asyncio.wait_for(self._wake.wait(), self._heartbeat_seconds)
                         break  # the connection ended, or `close` was called
@@ -236,7 +241,6 @@ class ApiKeys:
                 log.warning("keys: not listening for revocations (%s); every request asks the database", exc)
             finally:
                 self.cache.deaf()
-                self._listener = None
                 first_attempt.set()
                 if conn is not None:
                     conn.remove_termination_listener(self._ended)
