@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 from notifier.webhooks import SecretBox
 
+from scheduler.api_keys import ApiKeys
 from scheduler.application import Courses, event_store_env
 from scheduler.directory import Directory
 from scheduler.http.courses import CourseController, DoseApprovalController
@@ -34,6 +36,7 @@ from scheduler.http.body_guard import body_guard
 from scheduler.http.contract import complete as complete_contract
 from scheduler.http.health import live, ready
 from scheduler.http.idempotency import idempotency_middleware
+from scheduler.http.keys import ROUTES as KEY_ROUTES
 from scheduler.http.notifications import ROUTES as NOTIFICATION_ROUTES
 from scheduler.http.problem_pages import get_problem_type, list_problem_types
 from scheduler.http.problems import EXCEPTION_HANDLERS
@@ -52,6 +55,10 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def server_settings(settings: Settings, application_name: str) -> dict[str, str]:
+    return {"search_path": settings.db_schema, "application_name": application_name}
+
+
 async def open_pool(settings: Settings) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         settings.database_url,
@@ -60,10 +67,17 @@ async def open_pool(settings: Settings) -> asyncpg.Pool:
         # While PostgreSQL is unreachable or stuck, a request is answered (503) within about two seconds.
         timeout=1.0,  # connecting
         command_timeout=1.5,  # each statement, client side
-        server_settings={"search_path": settings.db_schema, "application_name": "kact-scheduler",
-                         "statement_timeout": "1500", "idle_in_transaction_session_timeout": "5000"},
+        server_settings={**server_settings(settings, "kact-scheduler"), "statement_timeout": "1500",
+                         "idle_in_transaction_session_timeout": "5000"},
     )
     return pool
+
+
+def open_api_keys(settings: Settings, pool: asyncpg.Pool, clock: Callable[[], datetime]) -> ApiKeys:
+    """The keys, listening for revocations on a connection of their own (outside the pool)."""
+    connect = functools.partial(asyncpg.connect, settings.database_url,
+                                server_settings=server_settings(settings, "kact-scheduler-keys"))
+    return ApiKeys(pool, settings.operator_token or "", connect=connect, clock=clock)
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -95,6 +109,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
         # The library connects and creates its tables synchronously: keep that off the event loop too.
         courses, view, jobs = await anyio.to_thread.run_sync(start_event_store)
         pool = await open_pool(settings)
+        keys = open_api_keys(settings, pool, clock)
+        await keys.start()
         # This connection backs readiness; the relay keeps a connection of its own.
         bus = await nats.connect(settings.nats_url, name="kact-scheduler", max_reconnect_attempts=-1) \
             if settings.nats_url else None
@@ -105,7 +121,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             courses=courses,
             index=view,
             course_index_lock=course_index_lock(settings),
-            directory=Directory(pool, settings.operator_token or ""),
+            directory=Directory(pool, keys),
             idempotency=IdempotencyKeys(pool, settings.cipher_key or "", ttl_seconds=settings.idempotency_ttl_seconds),
             clock=clock,
             simulated_time=settings.simulated_time,
@@ -120,6 +136,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
                 await anyio.to_thread.run_sync(jobs.stop)
             await anyio.to_thread.run_sync(courses.close)
             app.state.services.executor.shutdown(wait=False)
+            await keys.close()
             await pool.close()
             if bus is not None:
                 await bus.drain()
@@ -127,7 +144,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
     app = Litestar(
         route_handlers=[
             ClinicController, PartnershipController, CourseController, DoseApprovalController, live, ready,
-            read_feed, list_dead_letters, redrive_dead_letter, *NOTIFICATION_ROUTES, list_problem_types,
+            read_feed, list_dead_letters, redrive_dead_letter, *NOTIFICATION_ROUTES, *KEY_ROUTES, list_problem_types,
             get_problem_type,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),

@@ -1,15 +1,16 @@
-"""Clinics, clinicians, rooms, partnerships and API keys (asyncpg); keys are stored only as SHA-256 hashes."""
+"""Clinics, clinicians, rooms and partnerships (asyncpg); their API keys live in `scheduler.api_keys`."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
+
+from scheduler import api_keys
+from scheduler.api_keys import OPERATOR, ApiKeys, Principal
+
+__all__ = ["OPERATOR", "SCHEMA_SQL", "Directory", "Principal"]
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS clinics (
@@ -27,10 +28,7 @@ CREATE TABLE IF NOT EXISTS partnership_consents (
     clinic_id uuid NOT NULL REFERENCES clinics(id), partner_clinic_id uuid NOT NULL REFERENCES clinics(id),
     created_at timestamptz NOT NULL DEFAULT now(), created_by text NOT NULL,
     PRIMARY KEY (clinic_id, partner_clinic_id));
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_hash text PRIMARY KEY, kind text NOT NULL CHECK (kind IN ('clinic', 'prescriber')),
-    principal_id uuid NOT NULL, clinic_id uuid NOT NULL REFERENCES clinics(id),
-    created_at timestamptz NOT NULL DEFAULT now());
+""" + api_keys.SCHEMA_SQL + """
 CREATE TABLE IF NOT EXISTS access_log (
     id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), principal text NOT NULL,
     action text NOT NULL, course_id uuid);
@@ -38,67 +36,28 @@ CREATE INDEX IF NOT EXISTS access_log_course ON access_log (course_id, at);
 """
 
 
-@dataclass(frozen=True)
-class Principal:
-    kind: str  # operator | clinic | prescriber
-    id: str
-    clinic_id: str | None = None
-
-    @property
-    def ref(self) -> str:
-        return f"{self.kind}:{self.id}"
-
-
-OPERATOR = Principal("operator", "root")
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def new_key(prefix: str) -> str:
-    return f"kact_{prefix}_{secrets.token_urlsafe(32)}"
-
-
 class Directory:
     """Who is who: tenants, staff, rooms, partnerships, and which key belongs to whom."""
 
-    def __init__(self, pool: asyncpg.Pool, operator_token: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, keys: ApiKeys) -> None:
         self.pool = pool
-        self._operator_hash = hash_key(operator_token)
-        # Keys, clinics, clinicians and rooms are never changed or deleted, so what was found once can be kept.
-        self._principals: dict[str, Principal] = {}
+        self.keys = keys
+        # Clinics, clinicians and rooms are never changed or deleted, so what was found once can be kept.
         self._clinics: dict[UUID, dict[str, Any]] = {}
         self._clinicians: dict[str, dict[str, Any]] = {}
         self._rooms: dict[UUID, dict[str, Any]] = {}
 
     async def authenticate(self, key: str) -> Principal | None:
-        digest = hash_key(key)
-        if hmac.compare_digest(digest, self._operator_hash):
-            return OPERATOR
-        cached = self._principals.get(digest)
-        if cached:
-            return cached
-        row = await self.pool.fetchrow(
-            "SELECT kind, principal_id, clinic_id FROM api_keys WHERE key_hash = $1", digest
-        )
-        if row is None:
-            return None
-        principal = Principal(row["kind"], str(row["principal_id"]), str(row["clinic_id"]))
-        self._principals[digest] = principal
-        return principal
+        return await self.keys.authenticate(key)
 
     async def create_clinic(self, name: str, timezone: str, by: Principal) -> tuple[dict[str, Any], str]:
-        clinic_id, key = uuid4(), new_key("clinic")
+        clinic_id = uuid4()
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "INSERT INTO clinics (id, name, timezone, created_by) VALUES ($1, $2, $3, $4) RETURNING *",
                 clinic_id, name, timezone, by.ref,
             )
-            await conn.execute(
-                "INSERT INTO api_keys (key_hash, kind, principal_id, clinic_id) VALUES ($1, 'clinic', $2, $2)",
-                hash_key(key), clinic_id,
-            )
+            _, key = await self.keys.issue("clinic", clinic_id, clinic_id, by, conn=conn)
         return dict(row), key
 
     async def clinic(self, clinic_id: UUID) -> dict[str, Any] | None:
@@ -112,19 +71,15 @@ class Directory:
     async def create_clinician(
         self, clinic_id: UUID, name: str, role: str, by: Principal
     ) -> tuple[dict[str, Any], str | None]:
-        clinician_id = uuid4()
-        key = new_key("rx") if role == "prescriber" else None
+        clinician_id, key = uuid4(), None
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "INSERT INTO clinicians (id, clinic_id, name, role, created_by) VALUES ($1, $2, $3, $4, $5) "
                 "RETURNING *",
                 clinician_id, clinic_id, name, role, by.ref,
             )
-            if key:
-                await conn.execute(
-                    "INSERT INTO api_keys (key_hash, kind, principal_id, clinic_id) VALUES ($1, 'prescriber', $2, $3)",
-                    hash_key(key), clinician_id, clinic_id,
-                )
+            if role == "prescriber":
+                _, key = await self.keys.issue("prescriber", clinician_id, clinic_id, by, conn=conn)
         return dict(row), key
 
     async def create_room(self, clinic_id: UUID, name: str, by: Principal) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from uuid import UUID
 from litestar import Controller, post
 
 from scheduler.directory import Principal
+from scheduler.http.access import managed_owner
 from scheduler.http.deps import Services
 from scheduler.http.examples import body
 from scheduler.http.problems import ProblemError
@@ -29,10 +30,7 @@ def _require_operator(principal: Principal) -> None:
 
 async def _manageable(services: Services, principal: Principal, clinic_id: UUID) -> None:
     """The operator and the clinic itself manage a clinic; to other clinics it does not exist."""
-    if principal.kind == "operator" or (principal.kind == "clinic" and principal.clinic_id == str(clinic_id)):
-        if await services.directory.clinic(clinic_id) is not None:
-            return
-    raise ProblemError(404, "not-found", "Not found", f"no clinic {clinic_id}")
+    await managed_owner(services, principal, "clinic", clinic_id)
 
 
 class ClinicController(Controller):

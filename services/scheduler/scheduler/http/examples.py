@@ -51,6 +51,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "Discontinue": {"reason": "couple chose to stop"},
     "Acknowledge": {"reason": "integration session moved by illness; therapist called both partners"},
     "SessionConfirm": {"decision": "declined", "reason": "no monitoring nurse available that morning"},
+    "ApiKeyCreate": {"label": "booking system, rotated 2026-12"},
     "WebhookCreate": {"url": "https://clinic.example/kact-hook",
                       "event_types": ["kact.course.session.booked.v1", "kact.notice.dose_approval.reminder.v1"]},
 }

@@ -12,6 +12,7 @@ from litestar.params import Parameter
 from notifier import webhooks
 
 from scheduler.directory import Principal
+from scheduler.http.access import managed_owner
 from scheduler.http.deps import Services
 from scheduler.http.examples import body
 from scheduler.http.problems import ProblemError
@@ -37,23 +38,6 @@ def _invalid(detail: str) -> ProblemError:
     return ProblemError(422, "invalid-input", "The request is not valid", detail)
 
 
-async def _owner(services: Services, principal: Principal, kind: str, owner_id: UUID) -> str:
-    """The webhooks' owner id, if the caller manages them; to anyone else the owner does not exist."""
-    if kind == "clinic":
-        allowed = principal.kind == "operator" or (principal.kind == "clinic" and principal.clinic_id == str(owner_id))
-        if allowed and await services.directory.clinic(owner_id) is not None:
-            return str(owner_id)
-    else:
-        clinician = (await services.directory.clinicians([owner_id])).get(str(owner_id))
-        if clinician is not None and clinician["role"] == "prescriber" and (
-            principal.kind == "operator"
-            or (principal.kind == "prescriber" and principal.id == str(owner_id))
-            or (principal.kind == "clinic" and principal.clinic_id == str(clinician["clinic_id"]))
-        ):
-            return str(owner_id)
-    raise _not_found(f"{kind} {owner_id}")
-
-
 def _checked(data: WebhookCreate, allow_private: bool) -> tuple[str, list[str]]:
     try:
         parts = urlsplit(data.url)
@@ -74,7 +58,7 @@ def _webhook(row: dict[str, Any], secret: str | None = None) -> Webhook:
 
 
 async def _create(services: Services, principal: Principal, kind: str, owner_id: UUID, data: WebhookCreate) -> Webhook:
-    owner = await _owner(services, principal, kind, owner_id)
+    owner = await managed_owner(services, principal, kind, owner_id)
     url, event_types = _checked(data, services.webhook_allow_private)
     assert services.webhook_secrets is not None, "the app's lifespan provides the secret box"
     row, secret = await webhooks.subscribe(services.directory.pool, services.webhook_secrets, owner_kind=kind,
@@ -83,12 +67,12 @@ async def _create(services: Services, principal: Principal, kind: str, owner_id:
 
 
 async def _list(services: Services, principal: Principal, kind: str, owner_id: UUID) -> list[Webhook]:
-    owner = await _owner(services, principal, kind, owner_id)
+    owner = await managed_owner(services, principal, kind, owner_id)
     return [_webhook(row) for row in await webhooks.subscriptions(services.directory.pool, kind, owner)]
 
 
 async def _disable(services: Services, principal: Principal, kind: str, owner_id: UUID, webhook_id: UUID) -> None:
-    owner = await _owner(services, principal, kind, owner_id)
+    owner = await managed_owner(services, principal, kind, owner_id)
     if not await webhooks.disable(services.directory.pool, kind, owner, webhook_id):
         raise _not_found(f"webhook {webhook_id}")
 

@@ -143,6 +143,9 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
     "webhook-disabled": ProblemType(
         "The webhook is disabled", 409, "A delivery of a disabled webhook is not redriven.",
         "Register the webhook again."),
+    "too-many-keys": ProblemType(
+        "Too many active keys", 409, "A clinic or prescriber holds at most 10 keys that are not revoked.",
+        "Revoke a key you no longer use (`DELETE /v1/keys/{id}`), then issue the new one."),
     "http-error": ProblemType(
         "HTTP error", 400, "Another HTTP-level refusal; `status` and `detail` say which.", "See `detail`."),
     "internal": ProblemType(

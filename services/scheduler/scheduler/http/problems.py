@@ -16,6 +16,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundE
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Send
 
+from scheduler.api_keys import TooManyKeysError
 from scheduler.application import (
     ConcurrentUpdateError,
     CourseNotFoundError,
@@ -108,6 +109,10 @@ def problem_error(request: Request, exc: ProblemError) -> Response[dict[str, Any
     return problem(exc.status, exc.slug, exc.title, exc.detail)
 
 
+def too_many_keys(request: Request, exc: TooManyKeysError) -> Response[dict[str, Any]]:
+    return problem(409, "too-many-keys", "Too many active keys", str(exc))
+
+
 def http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
     if isinstance(exc, ValidationException):
         errors = exc.extra if isinstance(exc.extra, list) else []
@@ -163,6 +168,7 @@ def unexpected(request: Request, exc: Exception) -> Response[dict[str, Any]]:
 EXCEPTION_HANDLERS = {
     DomainError: domain_error,
     ProblemError: problem_error,
+    TooManyKeysError: too_many_keys,
     HTTPException: http_error,
     asyncpg.DataError: data_refused,
     asyncpg.PostgresConnectionError: unavailable,

@@ -405,3 +405,26 @@ class DeliveryPage(Struct, kw_only=True):
     items: list[Delivery]
     page: int
     next_page: int | None
+
+
+KeyLabel = Annotated[str, Meta(min_length=1, max_length=100, description="What the key is for (e.g. 'billing system')")]
+
+
+class ApiKeyCreate(Input, kw_only=True):
+    label: KeyLabel | None = None
+
+
+class ApiKey(Struct, kw_only=True):
+    id: UUID
+    owner: str  # clinic:<id> | prescriber:<id>
+    label: str | None
+    created_at: datetime
+    created_by: str  # the principal that issued it
+    last_used_at: Annotated[datetime | None, Meta(
+        description="When the key last authenticated a request, to within about a minute (written in batches)")]
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+class IssuedApiKey(ApiKey, kw_only=True):
+    api_key: Annotated[str, Meta(description="The key's secret, shown only in this response")]
