@@ -20,8 +20,9 @@ from notifier.webhooks import SecretBox
 from scheduler.application import Courses, event_store_env
 from scheduler.directory import Directory
 from scheduler.http.courses import CourseController, DoseApprovalController
-from scheduler.http.dead_letters import list_dead_letters, redrive_dead_letter
+from scheduler.http.dead_letters import list_dead_letters, list_relay_dead_letters, redrive_dead_letter
 from scheduler.http.deps import (
+    DeliveryLimits,
     Services,
     provide_now,
     provide_principal,
@@ -29,7 +30,7 @@ from scheduler.http.deps import (
 )
 from scheduler.http.directory import ClinicController, PartnershipController
 from scheduler.http.feed import read_feed
-from scheduler.http.health import live, ready
+from scheduler.http.health import delivery, live, ready
 from scheduler.http.idempotency import idempotency_middleware
 from scheduler.http.notifications import ROUTES as NOTIFICATION_ROUTES
 from scheduler.http.problems import EXCEPTION_HANDLERS
@@ -102,6 +103,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             clock=clock,
             simulated_time=settings.simulated_time,
             bus=bus,
+            delivery=DeliveryLimits(settings.nats_stream, settings.relay_max_lag, settings.notifier_max_silence)
+            if settings.nats_url else None,
             webhook_secrets=SecretBox(settings.cipher_key or ""),
             webhook_allow_private=settings.webhook_allow_private,
         )
@@ -118,8 +121,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
 
     return Litestar(
         route_handlers=[
-            ClinicController, PartnershipController, CourseController, DoseApprovalController, live, ready,
-            read_feed, list_dead_letters, redrive_dead_letter, *NOTIFICATION_ROUTES,
+            ClinicController, PartnershipController, CourseController, DoseApprovalController, live, ready, delivery,
+            read_feed, list_dead_letters, redrive_dead_letter, list_relay_dead_letters, *NOTIFICATION_ROUTES,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),
             "now": Provide(provide_now, sync_to_thread=False),

@@ -53,6 +53,9 @@ class Settings:
     # them in a process of their own instead (`python -m scheduler.jobs`).
     background_jobs: bool = True
     webhook_allow_private: bool = False  # webhooks may be registered for loopback or private addresses
+    # /health/delivery fails once the oldest event not yet relayed waited this long, or the notifier was silent
+    relay_max_lag: float = 60.0
+    notifier_max_silence: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +77,8 @@ class Settings:
             deadline_check_seconds=float(env.get("KACT_DEADLINE_CHECK_SECONDS", cls.deadline_check_seconds)),
             background_jobs=env.get("KACT_BACKGROUND_JOBS", "1").lower() not in ("0", "false", "no"),
             webhook_allow_private=allow_private_webhooks(env),
+            relay_max_lag=float(env.get("KACT_RELAY_MAX_LAG", cls.relay_max_lag)),
+            notifier_max_silence=float(env.get("KACT_NOTIFIER_MAX_SILENCE", cls.notifier_max_silence)),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -95,5 +100,7 @@ class Settings:
             "KACT_DEADLINE_CHECK_SECONDS": str(self.deadline_check_seconds),
             "KACT_BACKGROUND_JOBS": "1" if self.background_jobs else "0",
             "KACT_WEBHOOK_ALLOW_PRIVATE": "1" if self.webhook_allow_private else "",
+            "KACT_RELAY_MAX_LAG": str(self.relay_max_lag),
+            "KACT_NOTIFIER_MAX_SILENCE": str(self.notifier_max_silence),
         }
         return {k: v for k, v in values.items() if v is not None}
