@@ -41,8 +41,8 @@ def delivery(client: httpx.Client) -> tuple[int, dict[str, Any]]:
 def test_delivery_health_fails_while_the_relay_or_the_notifier_is_stuck_and_recovers(
     server: LiveServer, client: httpx.Client
 ) -> None:
-    # A fresh system: nothing stored, nothing relayed, no notifier yet; nothing is stuck.
-    status, body = delivery(client)
+    # A fresh system: nothing stored, nothing relayed, no notifier yet; nothing is stuck once the relay runs.
+    status, body = eventually(lambda: delivery(client), lambda r: r[1]["relay"]["running"])
     assert status == 200 and body["relay"]["head"] == 0 and body["notifier"]["seconds_since_heartbeat"] is None
     notifier = NotifierThread(notifier_settings(server.settings)).start()
     try:

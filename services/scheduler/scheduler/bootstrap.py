@@ -35,7 +35,7 @@ from scheduler.http.idempotency import idempotency_middleware
 from scheduler.http.notifications import ROUTES as NOTIFICATION_ROUTES
 from scheduler.http.problems import EXCEPTION_HANDLERS
 from scheduler.idempotency import IdempotencyKeys
-from scheduler.jobs import BackgroundJobs, course_index_lock
+from scheduler.jobs import BackgroundJobs, course_index_lock, relay_lock
 from scheduler.readmodels.course_index import CourseIndexView
 from scheduler.settings import Settings
 from scheduler.storage import migrate
@@ -103,8 +103,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             clock=clock,
             simulated_time=settings.simulated_time,
             bus=bus,
-            delivery=DeliveryLimits(settings.nats_stream, settings.relay_max_lag, settings.notifier_max_silence)
-            if settings.nats_url else None,
+            delivery=DeliveryLimits(settings.nats_stream, relay_lock(settings), settings.relay_max_lag,
+                                    settings.notifier_max_silence) if settings.nats_url else None,
             webhook_secrets=SecretBox(settings.cipher_key or ""),
             webhook_allow_private=settings.webhook_allow_private,
         )

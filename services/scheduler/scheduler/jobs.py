@@ -34,6 +34,10 @@ def course_index_lock(settings: Settings) -> str:
     return f"{settings.db_schema}.course_index"
 
 
+def relay_lock(settings: Settings) -> str:
+    return f"{settings.db_schema}.relay"
+
+
 def indexer_singleton(settings: Settings, env: dict[str, str], courses: Courses) -> Singleton:
     """The course index, kept up to date by one scheduler process at a time; every process reads it."""
 
@@ -62,7 +66,7 @@ def relay_singleton(settings: Settings, env: dict[str, str], courses: Courses) -
         job[0].stop()
         job[1].datastore.close()
 
-    return Singleton(settings.database_url, f"{settings.db_schema}.relay", start=start, stop=stop,
+    return Singleton(settings.database_url, relay_lock(settings), start=start, stop=stop,
                      healthy=lambda job: job[0].alive)
 
 

@@ -51,6 +51,10 @@ DEAD_LETTERS_TABLE = "relay_dead_letters"
 # Room for a message's headers (`Nats-Msg-Id`, `Nats-Expected-Stream`): the server's max_payload bounds headers
 # and payload together, and a message over it would make the server close the connection (an endless retry).
 HEADER_ROOM = 1024
+# JetStream's error codes for a message the stream refuses for what it is (over the stream's maximum message or
+# header size). Other refusals (a stream that does not match, limits reached) would refuse every message alike:
+# those are retried, and delivery health reports the relay stuck.
+REFUSED_MESSAGE_CODES = frozenset({10054, 10097})
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,7 @@ class Relay(BackgroundThread):
         results = await asyncio.wait_for(asyncio.gather(*(ack for _, ack in acks), return_exceptions=True),
                                          self.ack_timeout)
         for (notification, _), result in zip(acks, results, strict=True):
-            if isinstance(result, BadRequestError):  # the stream refused this message (its size, its headers)
+            if isinstance(result, BadRequestError) and result.err_code in REFUSED_MESSAGE_CODES:
                 dead.append(self._dead_letter(notification, result))
             elif isinstance(result, BaseException):  # unavailable, no stream, a timeout: retry the batch
                 raise result

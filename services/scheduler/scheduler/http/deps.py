@@ -33,6 +33,7 @@ class DeliveryLimits:
     stall before delivery counts as stuck."""
 
     stream: str
+    relay_lock: str  # held by the process that relays (this one or another)
     relay_max_lag: float
     notifier_max_silence: float
 

@@ -45,6 +45,7 @@ async def ready(services: Services) -> Response[Health]:
 
 class RelayHealth(msgspec.Struct, kw_only=True):
     status: Literal["ok", "stuck"]
+    running: bool  # some process holds the relay's lock
     position: int  # the last stored event the relay dealt with
     head: int  # the last stored event
     behind: int  # notification ids between the two
@@ -72,9 +73,11 @@ async def delivery(services: Services) -> Response[DeliveryHealth]:
         return Response(DeliveryHealth(status="off"))
     pool = services.directory.pool
     lag = await relay_lag(pool, services.courses.recorder.events_table_name, services.courses.name)
+    running = await pool.fetchval(LOCK_HELD_SQL, *lock_parts(lock_key(limits.relay_lock)))
     waiting = lag.oldest_waiting_seconds
+    lagging = waiting is not None and waiting > limits.relay_max_lag
     relay = RelayHealth(
-        status="stuck" if waiting is not None and waiting > limits.relay_max_lag else "ok",
+        status="ok" if running and not lagging else "stuck", running=running,
         position=lag.position, head=lag.head, behind=lag.behind, oldest_waiting_seconds=waiting,
         max_lag_seconds=limits.relay_max_lag,
     )
