@@ -253,3 +253,41 @@ def test_a_message_over_the_servers_max_payload_is_a_dead_letter(
     assert letter["notification_id"] == notification_of(courses, big, 2)
     assert "max_payload is 2048" in letter["error"]
     assert running.stats.restarts == 0
+
+
+def test_a_message_the_stream_refuses_is_a_dead_letter_and_an_outage_is_not(
+    store: tuple[Courses, dict[str, str]], settings: Settings, tmp_path: Path
+) -> None:
+    courses, env = store
+    # A stream that takes messages of at most 1200 bytes: a booking with many clinicians is within the contract
+    # and the server's max_payload, and the stream refuses it (JetStream error 10054).
+    stream = StreamSettings(name=settings.nats_stream, prefix=settings.nats_prefix, max_msg_size=1200)
+    big = course_with_booking(clinician_ids=[f"{i:02d}" + "c" * 62 for i in range(16)])
+    courses.save(big)
+    nats_server = EmbeddedNats(tmp_path).start()
+    try:
+        running = Relay(courses, relay_tracking(projection_env(env)), nats_server.url, stream).start()
+        try:
+            wait_for(lambda: running.stats.position == courses.recorder.max_notification_id())
+            [letter] = dead_letters(settings)
+            assert letter["notification_id"] == notification_of(courses, big, 2) and "10054" in letter["error"]
+            # NATS goes away: what is stored meanwhile waits (no dead letter), and flows once it is back.
+            nats_server.stop()
+            saved = save_courses(courses, 1)
+            wait_for(lambda: running.stats.restarts >= 2)
+            assert running.stats.position < courses.recorder.max_notification_id()
+            assert len(dead_letters(settings)) == 1
+        finally:
+            running.stop()
+        nats_server.start()  # the same store, on new ports
+        running = Relay(courses, relay_tracking(projection_env(env)), nats_server.url, stream).start()
+        try:
+            wait_for(lambda: running.stats.position == courses.recorder.max_notification_id())
+            expected = public_events(courses, saved) | {str(big.id): [1]}
+            messages = asyncio.run(read_stream(nats_server.url, stream, sum(map(len, expected.values()))))
+            assert published(messages, stream) == expected
+            assert len(dead_letters(settings)) == 1
+        finally:
+            running.stop()
+    finally:
+        nats_server.stop()

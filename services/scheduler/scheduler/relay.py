@@ -45,6 +45,7 @@ from scheduler.publishing import UnpublishableError, public_message
 
 log = logging.getLogger("kact.relay")
 RETRY_SECONDS = 1.0
+CONNECT_SECONDS = 5.0
 HOME_CLINIC_CACHE = 50_000
 TRACKING_TABLE = "relay_tracking"
 DEAD_LETTERS_TABLE = "relay_dead_letters"
@@ -149,9 +150,11 @@ class Relay(BackgroundThread):
             self._stopping.wait(RETRY_SECONDS)
 
     async def _relay(self) -> None:
-        nc = await nats.connect(
+        # nats-py (2.16) retries a refused first connection for ever, whatever the options: bounded here, so that
+        # an outage shows as restarts and a stop is noticed.
+        nc = await asyncio.wait_for(nats.connect(
             self.nats_url, name="kact-relay", allow_reconnect=False, connect_timeout=2, max_reconnect_attempts=0
-        )
+        ), CONNECT_SECONDS)
         try:
             js = nc.jetstream(timeout=self.ack_timeout)
             await ensure_stream(js, self.stream)
@@ -230,7 +233,7 @@ class Relay(BackgroundThread):
 
     async def _publish(self, js: Any, max_payload: int, batch: list[Notification]) -> None:
         dead: list[DeadLetter] = []
-        acks: list[tuple[Notification, asyncio.Future[Any]]] = []
+        sent: list[tuple[Notification, str, bytes, str, asyncio.Future[Any]]] = []
         for notification in batch:
             # Decrypting and decoding is not guarded: failing here, every event would (wrong key, unknown topic).
             event = self.app.mapper.to_domain_event(notification)
@@ -242,16 +245,23 @@ class Relay(BackgroundThread):
                 if len(payload) + HEADER_ROOM > max_payload:
                     raise UnpublishableError(
                         f"the message takes {len(payload)} bytes; the server's max_payload is {max_payload}")
+                to = subject(self.stream.prefix, event.originator_id, BY_TYPE[message.type])
                 # Published in log order over one connection, so the stream keeps each course's order.
-                acks.append((notification, await js.publish_async(
-                    subject(self.stream.prefix, event.originator_id, BY_TYPE[message.type]), payload,
-                    headers={"Nats-Msg-Id": message.id}, stream=self.stream.name,
-                )))
+                ack = await js.publish_async(to, payload, headers={"Nats-Msg-Id": message.id}, stream=self.stream.name)
+                sent.append((notification, to, payload, message.id, ack))
             except (UnpublishableError, nats.errors.MaxPayloadError) as exc:
                 dead.append(self._dead_letter(notification, exc))
-        results = await asyncio.wait_for(asyncio.gather(*(ack for _, ack in acks), return_exceptions=True),
-                                         self.ack_timeout)
-        for (notification, _), result in zip(acks, results, strict=True):
+        with contextlib.suppress(TimeoutError):  # the messages still without an ack are cancelled: see below
+            await asyncio.wait_for(asyncio.gather(*(ack for *_, ack in sent), return_exceptions=True),
+                                   self.ack_timeout)
+        for notification, to, payload, msg_id, ack in sent:
+            if ack.cancelled():
+                # No answer in time. nats-py (2.16) never resolves publish_async's future when the stream refuses
+                # a message (its reply handler raises instead), so ask once more and wait for this one's answer:
+                # an ack (a duplicate if the first was stored), a refusal, or an outage that raises.
+                result = await self._publish_alone(js, to, payload, msg_id)
+            else:
+                result = ack.exception() or ack.result()
             if isinstance(result, BadRequestError) and result.err_code in REFUSED_MESSAGE_CODES:
                 dead.append(self._dead_letter(notification, result))
             elif isinstance(result, BaseException):  # unavailable, no stream, a timeout: retry the batch
@@ -263,6 +273,14 @@ class Relay(BackgroundThread):
         await asyncio.to_thread(self.tracking.record, Tracking(self.app.name, last), dead)
         self.stats.dead_letters += len(dead)
         self.stats.position = last
+
+    async def _publish_alone(self, js: Any, to: str, payload: bytes, msg_id: str) -> Any:
+        """Publish one message and wait for its ack; the stream's refusal is returned, any other failure raised."""
+        try:
+            return await js.publish(to, payload, timeout=self.ack_timeout, stream=self.stream.name,
+                                    headers={"Nats-Msg-Id": msg_id})
+        except BadRequestError as refused:
+            return refused
 
     def _dead_letter(self, notification: Notification, exc: BaseException) -> DeadLetter:
         error = str(exc) if isinstance(exc, UnpublishableError) else f"{type(exc).__name__}: {exc}"
