@@ -38,6 +38,7 @@ class StreamSettings:
     duplicate_window_seconds: float = 600.0  # re-publications within this window are dropped (Nats-Msg-Id)
     max_age_seconds: float = 0.0  # 0: kept until removed; the event store remains the record
     num_replicas: int = 1
+    max_msg_size: int = -1  # -1: no limit of the stream's own (the server's max_payload still applies)
 
     @property
     def subjects(self) -> list[str]:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from kact_contracts.events import BY_TYPE, Instant, PublicEvent
+from kact_contracts.events import BY_TYPE, Id, Instant, PublicEvent
 
 SOURCE = "/kact/scheduler"
 SCHEMA_BASE = "https://kact.example/contracts/schemas"
 # Event ids are derived, not random: the same stored event always gets the same id, so a re-publication
 # is a duplicate JetStream drops (`Nats-Msg-Id`) and a consumer's inbox recognises.
 EVENT_ID_NAMESPACE = uuid.UUID("6f2f3a8e-4d0c-5b8e-9a57-0c2b1f0e7a11")
+# The most an encoded message of any public event or notice can take, its bounded fields at their longest
+# (proven by tests/contract/test_event_contracts.py): a sixteenth of NATS's default max_payload (1 MiB).
+MAX_MESSAGE_BYTES = 64 * 1024
+Short = Annotated[str, msgspec.Meta(max_length=128)]
 
 
 class FeedItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -22,8 +26,8 @@ class FeedItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     feed without gaps, so `GET /v1/feed?after=<position>` resumes exactly where a partner stopped."""
 
     position: int
-    recipient: str  # clinic:<id> | prescriber:<id>
-    notice: str  # why it was sent: booking_request, adverse_event_alert, dose_approval_request, update, ...
+    recipient: Short  # clinic:<id> | prescriber:<id>
+    notice: Short  # why it was sent: booking_request, adverse_event_alert, dose_approval_request, update, ...
     event: CloudEvent
 
 
@@ -35,16 +39,16 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     for routing) and `position` (the event's position in the scheduler's whole log)."""
 
     specversion: Literal["1.0"] = "1.0"
-    id: str
-    source: str = SOURCE
-    type: str
-    subject: str
+    id: Id
+    source: Short = SOURCE
+    type: Short
+    subject: Short
     time: Instant
     datacontenttype: Literal["application/json"] = "application/json"
-    dataschema: str
-    courseid: str
+    dataschema: Annotated[str, msgspec.Meta(max_length=256)]
+    courseid: Id
     streamversion: int
-    clinicid: str
+    clinicid: Id
     position: int
     data: dict[str, Any]
 

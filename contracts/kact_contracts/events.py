@@ -16,6 +16,19 @@ Instant = Annotated[datetime, msgspec.Meta(tz=True, extra_json_schema={"format":
 Partner = Literal["a", "b"]
 SessionKind = Literal["assessment", "preparation", "medicine", "integration"]
 
+# Every string and list is bounded, so that an encoded message has a proven upper bound (envelope.MAX_MESSAGE_BYTES,
+# tests/contract) far below a NATS server's max_payload: no stored event can become a message the bus refuses.
+# The API's input bounds must stay within these, or an accepted command's event is dead-lettered by the relay.
+MAX_ID_LENGTH = 64  # ids are UUIDs (36 characters) today
+MAX_TIMEZONE_LENGTH = 64  # IANA names are at most 32 characters
+MAX_PARTNERS = 2
+MAX_CLINICIANS = 16  # the API accepts 10 per session
+MAX_ADVERSE_EVENTS = 100
+Id = Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)]
+TimeZone = Annotated[str, msgspec.Meta(max_length=MAX_TIMEZONE_LENGTH)]
+Partners = Annotated[list[Partner], msgspec.Meta(max_length=MAX_PARTNERS)]
+ClinicianIds = Annotated[list[Id], msgspec.Meta(max_length=MAX_CLINICIANS)]
+
 
 class PublicEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Base of every public event's data. `NAME` is dotted (`session.booked`), `VERSION` its schema version."""
@@ -35,7 +48,7 @@ class PublicEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 class CourseOpened(PublicEvent, frozen=True, kw_only=True):
     NAME = "opened"
     SUMMARY = "A home clinic opened a couple's course."
-    home_clinic_id: str
+    home_clinic_id: Id
     model: Literal["taking_turns", "together"]
     first_dosed: Partner
 
@@ -43,47 +56,47 @@ class CourseOpened(PublicEvent, frozen=True, kw_only=True):
 class SessionBooked(PublicEvent, frozen=True, kw_only=True):
     NAME = "session.booked"
     SUMMARY = "A session was booked; a medicine session hosted by a partner clinic awaits its confirmation."
-    session_id: str
+    session_id: Id
     kind: SessionKind
-    partners: list[Partner]
+    partners: Partners
     starts_at: Instant
     ends_at: Instant
-    timezone: str
-    clinic_id: str
-    room_id: str | None
-    clinician_ids: list[str]
-    follows: str | None
+    timezone: TimeZone
+    clinic_id: Id
+    room_id: Id | None
+    clinician_ids: ClinicianIds
+    follows: Id | None
     needs_confirmation: bool
 
 
 class SessionRescheduled(PublicEvent, frozen=True, kw_only=True):
     NAME = "session.rescheduled"
     SUMMARY = "A booked session moved; a partner-hosted session needs confirming again."
-    session_id: str
+    session_id: Id
     starts_at: Instant
     ends_at: Instant
-    room_id: str | None
-    clinician_ids: list[str]
+    room_id: Id | None
+    clinician_ids: ClinicianIds
 
 
 class SessionCancelled(PublicEvent, frozen=True, kw_only=True):
     NAME = "session.cancelled"
     SUMMARY = "A booked session was cancelled."
-    session_id: str
+    session_id: Id
 
 
 class SessionConfirmed(PublicEvent, frozen=True, kw_only=True):
     NAME = "session.confirmed"
     SUMMARY = "The partner clinic hosting a medicine session confirmed it."
-    session_id: str
-    clinic_id: str
+    session_id: Id
+    clinic_id: Id
 
 
 class SessionDeclined(PublicEvent, frozen=True, kw_only=True):
     NAME = "session.declined"
     SUMMARY = "The partner clinic hosting a medicine session declined it; the home clinic rebooks."
-    session_id: str
-    clinic_id: str
+    session_id: Id
+    clinic_id: Id
 
 
 class AdverseEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -95,31 +108,31 @@ class AdverseEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 class SessionHeld(PublicEvent, frozen=True, kw_only=True):
     NAME = "session.held"
     SUMMARY = "A session was held; for a medicine session, when the couple left and any adverse events (severity only)."
-    session_id: str
+    session_id: Id
     discharged_at: Instant | None
-    adverse_events: list[AdverseEvent]
+    adverse_events: Annotated[list[AdverseEvent], msgspec.Meta(max_length=MAX_ADVERSE_EVENTS)]
 
 
 class SessionMissed(PublicEvent, frozen=True, kw_only=True):
     NAME = "session.missed"
     SUMMARY = "A booked session did not take place."
-    session_id: str
+    session_id: Id
 
 
 class DoseApprovalRequested(PublicEvent, frozen=True, kw_only=True):
     NAME = "dose_approval.requested"
     SUMMARY = "A prescriber is asked to approve a partner's dose (the amount is read through the API)."
-    approval_id: str
-    session_id: str
+    approval_id: Id
+    session_id: Id
     partner: Partner
-    prescriber_id: str
+    prescriber_id: Id
     requested_at: Instant
 
 
 class DoseApprovalDecided(PublicEvent, frozen=True, kw_only=True):
     NAME = "dose_approval.decided"
     SUMMARY = "The prescriber approved or declined a dose."
-    approval_id: str
+    approval_id: Id
     decision: Literal["approved", "declined"]
     decided_at: Instant
     expires_at: Instant | None
@@ -138,27 +151,27 @@ class Prepared(PublicEvent, frozen=True, kw_only=True):
 class Dosed(PublicEvent, frozen=True, kw_only=True):
     NAME = "milestone.dosed"
     SUMMARY = "Milestone: a medicine session was held; its integration window closes at `integration_deadline`."
-    session_id: str
+    session_id: Id
     integration_deadline: Instant
 
 
 class Integrated(PublicEvent, frozen=True, kw_only=True):
     NAME = "milestone.integrated"
     SUMMARY = "Milestone: a medicine session's integration sessions were held."
-    session_id: str
+    session_id: Id
 
 
 class IntegrationWindowMissed(PublicEvent, frozen=True, kw_only=True):
     NAME = "integration_window.missed"
     SUMMARY = "A medicine session's integration window closed with no integration session held in it."
-    session_id: str
+    session_id: Id
     deadline: Instant
 
 
 class MissedWindowAcknowledged(PublicEvent, frozen=True, kw_only=True):
     NAME = "integration_window.acknowledged"
     SUMMARY = "The home clinic acknowledged a missed integration window."
-    session_id: str
+    session_id: Id
 
 
 class CourseCompleted(PublicEvent, frozen=True, kw_only=True):
@@ -181,25 +194,25 @@ class Notice(PublicEvent, frozen=True, kw_only=True):
 class DoseApprovalReminder(Notice, frozen=True, kw_only=True):
     NAME = "dose_approval.reminder"
     SUMMARY = "To the prescriber: a dose approval is still undecided."
-    approval_id: str
-    session_id: str
-    prescriber_id: str
+    approval_id: Id
+    session_id: Id
+    prescriber_id: Id
     requested_at: Instant
 
 
 class DoseApprovalEscalation(Notice, frozen=True, kw_only=True):
     NAME = "dose_approval.escalation"
     SUMMARY = "To the home clinic: a dose approval is still undecided after the reminder."
-    approval_id: str
-    session_id: str
-    prescriber_id: str
+    approval_id: Id
+    session_id: Id
+    prescriber_id: Id
     requested_at: Instant
 
 
 class IntegrationWindowClosing(Notice, frozen=True, kw_only=True):
     NAME = "integration_window.closing"
     SUMMARY = "To the home clinic: a medicine session's integration window closes soon with no integration held."
-    session_id: str
+    session_id: Id
     deadline: Instant
 
 

@@ -27,6 +27,7 @@ def stream_config(settings: StreamSettings) -> StreamConfig:
         duplicate_window=settings.duplicate_window_seconds,
         max_age=settings.max_age_seconds,
         num_replicas=settings.num_replicas,
+        max_msg_size=settings.max_msg_size,
     )
 
 

@@ -4,8 +4,9 @@ what goes on the bus validates and carries nothing sensitive."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import msgspec
@@ -13,10 +14,12 @@ import pytest
 from builders import BY, book, completed_course, hours, open_course
 from kact_contracts import events as public
 from kact_contracts.documents import CONTRACTS_DIR, documents
-from kact_contracts.envelope import CloudEvent, FeedItem, decode, encode, envelope
+from kact_contracts.envelope import MAX_MESSAGE_BYTES, CloudEvent, FeedItem, decode, encode, envelope
+from kact_contracts.events import MAX_TIMEZONE_LENGTH
 from scheduler.domain.course import Course
 from scheduler.publishing import MAPPING, to_public
 
+NATS_DEFAULT_MAX_PAYLOAD = 1024 * 1024
 DOMAIN_EVENTS = [
     cls for cls in vars(Course).values()
     if isinstance(cls, type) and issubclass(cls, Course.Event) and cls is not Course.Event
@@ -140,3 +143,65 @@ def test_notices_fit_the_same_envelope() -> None:
 
 def test_contracts_directory_is_where_the_generator_writes() -> None:
     assert CONTRACTS_DIR == Path(__file__).resolve().parents[2] / "contracts"
+
+
+def longest(t: msgspec.inspect.Type, path: str) -> Any:
+    """The value of type `t` that encodes longest: every string at its maximum length in characters JSON escapes
+    to six bytes each (`\\u0001`), every list at its maximum length. Fails on an unbounded string or list."""
+    match t:
+        case msgspec.inspect.Metadata():
+            return longest(t.type, path)
+        case msgspec.inspect.StrType():
+            assert t.max_length is not None, f"{path}: a string without max_length"
+            return "\x01" * t.max_length
+        case msgspec.inspect.ListType():
+            assert t.max_length is not None, f"{path}: a list without max_length"
+            return [longest(t.item_type, f"{path}[]")] * t.max_length
+        case msgspec.inspect.LiteralType():
+            return max(t.values, key=lambda v: len(msgspec.json.encode(v)))
+        case msgspec.inspect.DateTimeType():
+            return datetime.max.replace(tzinfo=timezone(-timedelta(hours=23, minutes=59)))
+        case msgspec.inspect.BoolType():
+            return False
+        case msgspec.inspect.IntType():
+            return -(2**63)
+        case msgspec.inspect.NoneType():
+            return None
+        case msgspec.inspect.UnionType():
+            return max((longest(member, path) for member in t.types), key=lambda v: len(msgspec.json.encode(v)))
+        case msgspec.inspect.DictType() if path == "CloudEvent.data":
+            return {}  # bounded by the event's own type
+        case msgspec.inspect.StructType():
+            return {f.encode_name: longest(f.type, f"{path}.{f.name}") for f in t.fields}
+    raise AssertionError(f"{path}: no bound known for {t!r}")
+
+
+def longest_message(cls: type[public.PublicEvent]) -> CloudEvent:
+    """The longest valid message of an event type (converted, so every constraint of the contract holds)."""
+    data = msgspec.to_builtins(msgspec.convert(longest(msgspec.inspect.type_info(cls), cls.__name__), cls))
+    envelope_type = msgspec.inspect.type_info(CloudEvent)
+    fields = {f.encode_name: longest(f.type, f"CloudEvent.{f.name}") for f in envelope_type.fields}
+    return msgspec.convert({**fields, "type": cls.type_name(), "data": data}, CloudEvent)
+
+
+@pytest.mark.parametrize("cls", [*public.PUBLIC_EVENTS, *public.NOTICES], ids=lambda cls: cls.type_name())
+def test_every_message_has_a_bound_far_below_the_bus_limit(cls: type[public.PublicEvent]) -> None:
+    message = longest_message(cls)
+    assert isinstance(message.decode_data(), cls)  # the longest instance is one the consumer accepts
+    size = len(encode(message))
+    assert size <= MAX_MESSAGE_BYTES, f"{cls.type_name()}: {size} bytes at most, over {MAX_MESSAGE_BYTES}"
+    assert MAX_MESSAGE_BYTES * 8 <= NATS_DEFAULT_MAX_PAYLOAD
+
+
+def test_a_string_over_its_bound_is_refused_by_the_contract() -> None:
+    messages = published_messages(completed_course())
+    document = json.loads(encode(messages[0]))
+    booked = next(m for m in messages if m.type == public.SessionBooked.type_name())
+    too_long = {**json.loads(encode(booked)), "data": {**booked.data, "timezone": "x" * (MAX_TIMEZONE_LENGTH + 1)}}
+    with pytest.raises(msgspec.ValidationError, match="timezone"):
+        decode(json.dumps(too_long).encode()).decode_data()
+    validator = jsonschema.validators.validator_for(schema(booked.type))(schema(booked.type))
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(too_long)
+    with pytest.raises(msgspec.ValidationError, match="courseid"):
+        decode(json.dumps({**document, "courseid": "c" * 65}).encode())

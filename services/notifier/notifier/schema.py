@@ -9,6 +9,7 @@ from kact_contracts.locks import migration_lock
 
 from notifier import webhooks
 
+HEARTBEAT_TABLE = "notifier_heartbeats"
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS notifier_inbox (
     event_id text PRIMARY KEY,
@@ -62,6 +63,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     created_at timestamptz NOT NULL DEFAULT now(),
     redrive_requested_at timestamptz,
     redriven_at timestamptz
+);
+-- The consuming notifier of each stream reports here while it fetches (the scheduler's delivery health).
+CREATE TABLE IF NOT EXISTS notifier_heartbeats (
+    stream text PRIMARY KEY,
+    consumer text NOT NULL,
+    beat_at timestamptz NOT NULL
 );
 """
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from notifier.settings import NotifierSettings
 log = logging.getLogger("kact.notifier")
 RETRY_SECONDS = 1.0
 TIMER_TICK_SECONDS = 1.0
+HEARTBEAT_SECONDS = 1.0  # at most one heartbeat row update per this many seconds
 
 
 class Notifier:
@@ -119,6 +121,15 @@ class Notifier:
     async def _consume(self, pool: asyncpg.Pool, js: Any, lock_conn: asyncpg.Connection) -> None:
         s = self.settings
         subscription = None
+        beaten = -HEARTBEAT_SECONDS
+
+        async def beat() -> None:
+            """A fetch found nothing waiting, or what it brought was handled: alive and consuming."""
+            nonlocal beaten
+            if time.monotonic() - beaten >= HEARTBEAT_SECONDS:
+                await store.beat(pool, s.stream.name, s.consumer.durable_name)
+                beaten = time.monotonic()
+
         while not self._stopping.is_set():
             try:
                 if subscription is None:
@@ -130,6 +141,7 @@ class Notifier:
                 self._caught_up = True
                 self._timers_changed.set()
                 await lock_conn.fetchval("SELECT 1")  # still holding the lock (raises if the connection broke)
+                await beat()
                 continue
             except nats.errors.Error as exc:
                 log.warning("notifier: NATS unavailable (%s); retrying", exc)
@@ -142,6 +154,7 @@ class Notifier:
                         await message.nak()
                 return
             await self._handle(pool, messages)
+            await beat()
 
     async def _handle(self, pool: asyncpg.Pool, messages: list[Any]) -> None:
         """Process a fetched batch in one transaction, then ack it. If the batch fails, each message is

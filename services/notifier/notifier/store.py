@@ -236,3 +236,12 @@ async def redrive_dead_letters(pool: asyncpg.Pool, policy: flows.Policy, limit: 
             await conn.execute("UPDATE dead_letters SET redriven_at = now() WHERE id = $1", row["id"])
             done += 1
     return done
+
+
+async def beat(pool: asyncpg.Pool, stream: str, consumer: str) -> None:
+    """The consuming notifier is alive and fetching from `stream`."""
+    await pool.execute(
+        "INSERT INTO notifier_heartbeats (stream, consumer, beat_at) VALUES ($1, $2, now()) "
+        "ON CONFLICT (stream) DO UPDATE SET consumer = EXCLUDED.consumer, beat_at = EXCLUDED.beat_at",
+        stream, consumer,
+    )

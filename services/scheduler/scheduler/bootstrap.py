@@ -23,8 +23,9 @@ from scheduler.api_keys import ApiKeys
 from scheduler.application import Courses, event_store_env
 from scheduler.directory import Directory
 from scheduler.http.courses import CourseController, DoseApprovalController
-from scheduler.http.dead_letters import list_dead_letters, redrive_dead_letter
+from scheduler.http.dead_letters import list_dead_letters, list_relay_dead_letters, redrive_dead_letter
 from scheduler.http.deps import (
+    DeliveryLimits,
     Services,
     provide_now,
     provide_principal,
@@ -34,14 +35,14 @@ from scheduler.http.directory import ClinicController, PartnershipController
 from scheduler.http.feed import read_feed
 from scheduler.http.body_guard import body_guard
 from scheduler.http.contract import complete as complete_contract
-from scheduler.http.health import live, ready
+from scheduler.http.health import delivery, live, ready
 from scheduler.http.idempotency import idempotency_middleware
 from scheduler.http.keys import ROUTES as KEY_ROUTES
 from scheduler.http.notifications import ROUTES as NOTIFICATION_ROUTES
 from scheduler.http.problem_pages import get_problem_type, list_problem_types
 from scheduler.http.problems import EXCEPTION_HANDLERS
 from scheduler.idempotency import IdempotencyKeys
-from scheduler.jobs import BackgroundJobs, course_index_lock
+from scheduler.jobs import BackgroundJobs, course_index_lock, relay_lock
 from scheduler.readmodels.course_index import CourseIndexView
 from scheduler.settings import Settings
 from scheduler.storage import migrate
@@ -126,6 +127,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             clock=clock,
             simulated_time=settings.simulated_time,
             bus=bus,
+            delivery=DeliveryLimits(settings.nats_stream, relay_lock(settings), settings.relay_max_lag,
+                                    settings.notifier_max_silence) if settings.nats_url else None,
             webhook_secrets=SecretBox(settings.cipher_key or ""),
             webhook_allow_private=settings.webhook_allow_private,
         )
@@ -143,9 +146,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
 
     app = Litestar(
         route_handlers=[
-            ClinicController, PartnershipController, CourseController, DoseApprovalController, live, ready,
-            read_feed, list_dead_letters, redrive_dead_letter, *NOTIFICATION_ROUTES, *KEY_ROUTES, list_problem_types,
-            get_problem_type,
+            ClinicController, PartnershipController, CourseController, DoseApprovalController, live, ready, delivery,
+            read_feed, list_dead_letters, redrive_dead_letter, list_relay_dead_letters, *NOTIFICATION_ROUTES,
+            *KEY_ROUTES, list_problem_types, get_problem_type,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),
             "now": Provide(provide_now, sync_to_thread=False),

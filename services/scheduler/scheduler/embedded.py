@@ -432,9 +432,10 @@ class EmbeddedNats(_ChildServer):
 
     name = "NATS"
 
-    def __init__(self, data_dir: Path, *, startup_timeout: float = 30.0) -> None:
+    def __init__(self, data_dir: Path, *, startup_timeout: float = 30.0, max_payload: int | None = None) -> None:
         super().__init__()
         self.data_dir = Path(data_dir).absolute()
+        self.max_payload = max_payload  # the server's limit on one message (its default: 1 MiB)
         self.store_dir = self.data_dir / "nats"
         self.config_file = self.data_dir / "nats.conf"
         self.pid_file = self.data_dir / "nats.pid"
@@ -482,7 +483,8 @@ class EmbeddedNats(_ChildServer):
             f"listen: {quoted(f'{LOOPBACK}:{self.port}')}\n"
             f"http: {quoted(f'{LOOPBACK}:{self.monitor_port}')}\n"
             f"pid_file: {quoted(self.pid_file)}\n"
-            "jetstream {\n"
+            + (f"max_payload: {int(self.max_payload)}\n" if self.max_payload is not None else "")
+            + "jetstream {\n"
             f"  store_dir: {quoted(self.store_dir)}\n"
             "  # fsync every write before the ack: an acknowledged event survives a power cut.\n"
             "  sync_interval: always\n"

@@ -1,5 +1,5 @@
-"""The event store's insert, with its table lock held inside PostgreSQL only; subscriptions that miss nothing
-and read in batches."""
+"""The event store's insert, with its table lock held inside PostgreSQL only (and the time each event was
+stored); subscriptions that miss nothing and read in batches."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscription
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 
 T = TypeVar("T")
 # How long a read of a course keeps trying while the database is unreachable: a request is answered (503)
@@ -63,6 +63,16 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
         self.sql_create_statements[self.create_insert_function_statement_index] = (
             self.sql_create_pg_function_insert_events
         )
+        # When each event was stored, by the database's clock: how long the oldest event not yet relayed has
+        # waited (readiness). Rows stored before the column existed take the time it was added.
+        self.sql_create_statements.append(SQL(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = {schema_name} "
+            "AND table_name = {table_name} AND column_name = 'recorded_at') THEN "
+            "ALTER TABLE {schema}.{table} ADD COLUMN recorded_at timestamptz NOT NULL DEFAULT now(); END IF; END $$"
+        ).format(
+            schema_name=Literal(self.datastore.schema), table_name=Literal(self.events_table_name),
+            schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name),
+        ))
 
     def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> ListenFirstSubscription:
         return ListenFirstSubscription(recorder=self, gt=gt, topics=topics)

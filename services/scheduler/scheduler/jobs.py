@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 
-from eventsourcing.postgres import PostgresTrackingRecorder
 from kact_contracts.bus import StreamSettings
 
 from scheduler.application import Courses, event_store_env
 from scheduler.deadlines import deadline_singleton
 from scheduler.readmodels.course_index import CourseIndexView, course_index_view
 from scheduler.readmodels.indexer import Indexer
-from scheduler.relay import Relay, relay_tracking
+from scheduler.relay import Relay, RelayRecorder, relay_tracking
 from scheduler.settings import Settings
 from scheduler.singleton import Singleton
 from scheduler.storage import migrate, projection_env
@@ -33,6 +32,10 @@ log = logging.getLogger("kact.jobs")
 
 def course_index_lock(settings: Settings) -> str:
     return f"{settings.db_schema}.course_index"
+
+
+def relay_lock(settings: Settings) -> str:
+    return f"{settings.db_schema}.relay"
 
 
 def indexer_singleton(settings: Settings, env: dict[str, str], courses: Courses) -> Singleton:
@@ -55,15 +58,15 @@ def relay_singleton(settings: Settings, env: dict[str, str], courses: Courses) -
     assert settings.nats_url and settings.database_url
     stream = StreamSettings(name=settings.nats_stream, prefix=settings.nats_prefix)
 
-    def start() -> tuple[Relay, PostgresTrackingRecorder]:
+    def start() -> tuple[Relay, RelayRecorder]:
         tracking = relay_tracking(projection_env(env))
         return Relay(courses, tracking, settings.nats_url or "", stream).start(), tracking
 
-    def stop(job: tuple[Relay, PostgresTrackingRecorder]) -> None:
+    def stop(job: tuple[Relay, RelayRecorder]) -> None:
         job[0].stop()
         job[1].datastore.close()
 
-    return Singleton(settings.database_url, f"{settings.db_schema}.relay", start=start, stop=stop,
+    return Singleton(settings.database_url, relay_lock(settings), start=start, stop=stop,
                      healthy=lambda job: job[0].alive)
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from kact_contracts import events as public
+from kact_contracts.envelope import CloudEvent, decode, encode, envelope
 
 from scheduler.domain.course import Course, needs_confirmation
 
@@ -85,3 +87,32 @@ def to_public(event: Course.Event, home_clinic_id: str) -> public.PublicEvent | 
     """The public event for a stored course event, or None for an internal one (KeyError: unmapped)."""
     mapper = MAPPING[type(event)]
     return None if mapper is None else mapper(event, home_clinic_id)
+
+
+class UnpublishableError(Exception):
+    """A stored event that cannot become a valid public message; the relay dead-letters it and goes on."""
+
+
+# What mapping a stored event can raise when its data does not fit the mapping or the contract. The mapping
+# reads nothing (no database, no network), so none of these is an outage that a retry would cure.
+MAPPING_ERRORS = (KeyError, TypeError, ValueError, AttributeError, msgspec.MsgspecError)
+
+
+def public_message(
+    event: Course.Event, home_clinic_id: str, position: int
+) -> tuple[CloudEvent, bytes] | None:
+    """The message for a stored course event and its encoding, checked as a consumer will check it (None for an
+    internal event). Raises UnpublishableError when it cannot be mapped or breaks its contract (a bound)."""
+    try:
+        mapped = to_public(event, home_clinic_id)
+        if mapped is None:
+            return None
+        message = envelope(
+            mapped, course_id=event.originator_id, version=event.originator_version, time=event.timestamp,
+            clinic_id=home_clinic_id, position=position,
+        )
+        payload = encode(message)
+        decode(payload).decode_data()  # the envelope's and the event's bounds: what the consumer will accept
+    except MAPPING_ERRORS as exc:
+        raise UnpublishableError(f"{type(exc).__name__}: {str(exc)[:500]}") from exc
+    return message, payload

@@ -3,7 +3,14 @@
 It follows the notification log through the library's LISTEN/NOTIFY subscription, publishes each public
 event as a CloudEvents message with `Nats-Msg-Id` = the event id, waits for the stream's acks, and only then
 records its position in the `relay_tracking` table. A crash or an outage re-publishes at most the
-unrecorded tail, which the stream's duplicate window drops. One process relays at a time (`Singleton`)."""
+unrecorded tail, which the stream's duplicate window drops. One process relays at a time (`Singleton`).
+
+An event that can never be published as it is stored (it does not map, breaks its contract's bounds, is
+larger than the server's max_payload, or the stream refuses that message) is a dead letter: recorded in
+`relay_dead_letters` in the same transaction as the position past it, so that the events after it flow and a
+restart neither skips a good event nor stops at the bad one again. Outages (NATS away, no ack in time, the
+database away) and failures to decrypt or decode a stored event (a wrong cipher key, a topic this code does
+not know: the whole log would fail alike) are retried from the recorded position instead."""
 
 from __future__ import annotations
 
@@ -21,27 +28,85 @@ from uuid import UUID
 import nats
 import uvloop
 from eventsourcing.persistence import InfrastructureFactory, Notification, Tracking
-from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.utils import Environment
 from kact_contracts.bus import StreamSettings, subject
-from kact_contracts.envelope import encode, envelope
+from kact_contracts.envelope import event_id
+from kact_contracts.events import BY_TYPE
 from kact_contracts.jetstream import ensure_stream
+from nats.js.errors import BadRequestError
+from psycopg.sql import SQL, Identifier
 
 from scheduler.application import Courses
 from scheduler.background import BackgroundThread
 from scheduler.domain.course import Course
 from scheduler.event_store import ListenFirstSubscription
-from scheduler.publishing import to_public
+from scheduler.publishing import UnpublishableError, public_message
 
 log = logging.getLogger("kact.relay")
 RETRY_SECONDS = 1.0
+CONNECT_SECONDS = 5.0
 HOME_CLINIC_CACHE = 50_000
+TRACKING_TABLE = "relay_tracking"
+DEAD_LETTERS_TABLE = "relay_dead_letters"
+# Room for a message's headers (`Nats-Msg-Id`, `Nats-Expected-Stream`): the server's max_payload bounds headers
+# and payload together, and a message over it would make the server close the connection (an endless retry).
+HEADER_ROOM = 1024
+# JetStream's error codes for a message the stream refuses for what it is (over the stream's maximum message or
+# header size). Other refusals (a stream that does not match, limits reached) would refuse every message alike:
+# those are retried, and delivery health reports the relay stuck.
+REFUSED_MESSAGE_CODES = frozenset({10054, 10097})
 
 
-def relay_tracking(env: dict[str, str]) -> PostgresTrackingRecorder:
-    """The relay's position table (`relay_tracking`), created if missing."""
+@dataclass(frozen=True)
+class DeadLetter:
+    """A stored event the relay could not publish: which one and why (never its data)."""
+
+    notification_id: int
+    course_id: UUID
+    course_version: int
+    topic: str
+    event_id: str
+    error: str
+
+    @classmethod
+    def of(cls, notification: Notification, error: str) -> DeadLetter:
+        return cls(notification.id, notification.originator_id, notification.originator_version,
+                   notification.topic, event_id(notification.originator_id, notification.originator_version), error)
+
+
+class RelayRecorder(PostgresTrackingRecorder):
+    """The relay's position (`relay_tracking`) and its dead letters (`relay_dead_letters`), written together."""
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        table = Identifier(self.datastore.schema, DEAD_LETTERS_TABLE)
+        self.sql_create_statements.append(SQL(
+            "CREATE TABLE IF NOT EXISTS {} (notification_id bigint PRIMARY KEY, course_id uuid NOT NULL, "
+            "course_version bigint NOT NULL, topic text NOT NULL, event_id text NOT NULL, error text NOT NULL, "
+            "created_at timestamptz NOT NULL DEFAULT now())"
+        ).format(table))
+        self.insert_dead_letter_statement = SQL(
+            "INSERT INTO {} (notification_id, course_id, course_version, topic, event_id, error) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (notification_id) DO NOTHING"
+        ).format(table)
+
+    def record(self, tracking: Tracking, dead_letters: list[DeadLetter]) -> None:
+        """The position reached and the dead letters up to it, in one transaction (a dead letter recorded again
+        after a crash is kept once)."""
+        with self.datastore.transaction(commit=True) as curs:
+            if dead_letters:
+                curs.executemany(self.insert_dead_letter_statement, [
+                    (d.notification_id, d.course_id, d.course_version, d.topic, d.event_id, d.error)
+                    for d in dead_letters
+                ])
+            self._insert_tracking(curs, tracking)
+
+
+def relay_tracking(env: dict[str, str]) -> RelayRecorder:
+    """The relay's position and dead letter tables (`relay_tracking`, `relay_dead_letters`), created if missing."""
     factory = InfrastructureFactory[PostgresTrackingRecorder].construct(env=Environment("relay", env))
-    return factory.tracking_recorder()
+    return factory.tracking_recorder(RelayRecorder)
 
 
 @dataclass
@@ -50,6 +115,7 @@ class RelayStats:
     duplicates: int = 0
     position: int = 0
     restarts: int = 0
+    dead_letters: int = 0
     last_error: str | None = None
     connected: bool = False
 
@@ -58,7 +124,7 @@ class Relay(BackgroundThread):
     def __init__(
         self,
         app: Courses,
-        tracking: PostgresTrackingRecorder,
+        tracking: RelayRecorder,
         nats_url: str,
         stream: StreamSettings,
         batch_size: int = 500,
@@ -84,9 +150,11 @@ class Relay(BackgroundThread):
             self._stopping.wait(RETRY_SECONDS)
 
     async def _relay(self) -> None:
-        nc = await nats.connect(
+        # nats-py (2.16) retries a refused first connection for ever, whatever the options: bounded here, so that
+        # an outage shows as restarts and a stop is noticed.
+        nc = await asyncio.wait_for(nats.connect(
             self.nats_url, name="kact-relay", allow_reconnect=False, connect_timeout=2, max_reconnect_attempts=0
-        )
+        ), CONNECT_SECONDS)
         try:
             js = nc.jetstream(timeout=self.ack_timeout)
             await ensure_stream(js, self.stream)
@@ -113,7 +181,7 @@ class Relay(BackgroundThread):
                     arrived.clear()  # before taking: a notification put after this sets it again
                     batch = self._take(notifications)
                     if batch:
-                        await self._publish(js, batch)
+                        await self._publish(js, nc.max_payload, batch)
                     elif done.is_set():
                         raise RuntimeError("the event store subscription ended")
                     else:
@@ -163,29 +231,62 @@ class Relay(BackgroundThread):
                 break
         return batch
 
-    async def _publish(self, js: Any, batch: list[Notification]) -> None:
-        acks = []
+    async def _publish(self, js: Any, max_payload: int, batch: list[Notification]) -> None:
+        dead: list[DeadLetter] = []
+        sent: list[tuple[Notification, str, bytes, str, asyncio.Future[Any]]] = []
         for notification in batch:
+            # Decrypting and decoding is not guarded: failing here, every event would (wrong key, unknown topic).
             event = self.app.mapper.to_domain_event(notification)
-            home = self._home_clinic(event)
-            public = to_public(event, home)
-            if public is None:
-                continue
-            message = envelope(
-                public, course_id=event.originator_id, version=event.originator_version, time=event.timestamp,
-                clinic_id=home, position=notification.id,
-            )
-            # Published in log order over one connection, so the stream keeps each course's order.
-            acks.append(await js.publish_async(
-                subject(self.stream.prefix, event.originator_id, public), encode(message),
-                headers={"Nats-Msg-Id": message.id}, stream=self.stream.name,
-            ))
-        for ack in await asyncio.wait_for(asyncio.gather(*acks), self.ack_timeout):
-            self.stats.published += 1
-            self.stats.duplicates += bool(ack.duplicate)
+            try:
+                prepared = public_message(event, self._home_clinic(event), notification.id)
+                if prepared is None:
+                    continue
+                message, payload = prepared
+                if len(payload) + HEADER_ROOM > max_payload:
+                    raise UnpublishableError(
+                        f"the message takes {len(payload)} bytes; the server's max_payload is {max_payload}")
+                to = subject(self.stream.prefix, event.originator_id, BY_TYPE[message.type])
+                # Published in log order over one connection, so the stream keeps each course's order.
+                ack = await js.publish_async(to, payload, headers={"Nats-Msg-Id": message.id}, stream=self.stream.name)
+                sent.append((notification, to, payload, message.id, ack))
+            except (UnpublishableError, nats.errors.MaxPayloadError) as exc:
+                dead.append(self._dead_letter(notification, exc))
+        with contextlib.suppress(TimeoutError):  # the messages still without an ack are cancelled: see below
+            await asyncio.wait_for(asyncio.gather(*(ack for *_, ack in sent), return_exceptions=True),
+                                   self.ack_timeout)
+        for notification, to, payload, msg_id, ack in sent:
+            if ack.cancelled():
+                # No answer in time. nats-py (2.16) never resolves publish_async's future when the stream refuses
+                # a message (its reply handler raises instead), so ask once more and wait for this one's answer:
+                # an ack (a duplicate if the first was stored), a refusal, or an outage that raises.
+                result = await self._publish_alone(js, to, payload, msg_id)
+            else:
+                result = ack.exception() or ack.result()
+            if isinstance(result, BadRequestError) and result.err_code in REFUSED_MESSAGE_CODES:
+                dead.append(self._dead_letter(notification, result))
+            elif isinstance(result, BaseException):  # unavailable, no stream, a timeout: retry the batch
+                raise result
+            else:
+                self.stats.published += 1
+                self.stats.duplicates += bool(result.duplicate)
         last = batch[-1].id
-        await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.app.name, last))
+        await asyncio.to_thread(self.tracking.record, Tracking(self.app.name, last), dead)
+        self.stats.dead_letters += len(dead)
         self.stats.position = last
+
+    async def _publish_alone(self, js: Any, to: str, payload: bytes, msg_id: str) -> Any:
+        """Publish one message and wait for its ack; the stream's refusal is returned, any other failure raised."""
+        try:
+            return await js.publish(to, payload, timeout=self.ack_timeout, stream=self.stream.name,
+                                    headers={"Nats-Msg-Id": msg_id})
+        except BadRequestError as refused:
+            return refused
+
+    def _dead_letter(self, notification: Notification, exc: BaseException) -> DeadLetter:
+        error = str(exc) if isinstance(exc, UnpublishableError) else f"{type(exc).__name__}: {exc}"
+        log.error("relay: event %s of course %s (%s) cannot be published and becomes a dead letter: %s",
+                  notification.id, notification.originator_id, notification.topic, error)
+        return DeadLetter.of(notification, error[:1000])
 
     def _home_clinic(self, event: Course.Event) -> str:
         course_id = event.originator_id

@@ -55,6 +55,9 @@ class Settings:
     webhook_allow_private: bool = False  # webhooks may be registered for loopback or private addresses
     max_body_bytes: int = 1024 * 1024  # larger request bodies are refused (413) before they are read whole
     idempotency_ttl_seconds: int = 24 * 3600  # how long an Idempotency-Key is remembered
+    # /health/delivery fails once the oldest event not yet relayed waited this long, or the notifier was silent
+    relay_max_lag: float = 60.0
+    notifier_max_silence: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -78,6 +81,8 @@ class Settings:
             webhook_allow_private=allow_private_webhooks(env),
             max_body_bytes=int(env.get("KACT_MAX_BODY_BYTES", cls.max_body_bytes)),
             idempotency_ttl_seconds=int(env.get("KACT_IDEMPOTENCY_TTL", cls.idempotency_ttl_seconds)),
+            relay_max_lag=float(env.get("KACT_RELAY_MAX_LAG", cls.relay_max_lag)),
+            notifier_max_silence=float(env.get("KACT_NOTIFIER_MAX_SILENCE", cls.notifier_max_silence)),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -101,5 +106,7 @@ class Settings:
             "KACT_WEBHOOK_ALLOW_PRIVATE": "1" if self.webhook_allow_private else "",
             "KACT_MAX_BODY_BYTES": str(self.max_body_bytes),
             "KACT_IDEMPOTENCY_TTL": str(self.idempotency_ttl_seconds),
+            "KACT_RELAY_MAX_LAG": str(self.relay_max_lag),
+            "KACT_NOTIFIER_MAX_SILENCE": str(self.notifier_max_silence),
         }
         return {k: v for k, v in values.items() if v is not None}

@@ -76,8 +76,8 @@ FORBIDDEN = {
     "cancelSession", "confirmSession", "recordSession", "requestDoseApproval", "acknowledgeMissedWindow",
     "completeCourse", "discontinueCourse", "listDoseApprovals", "redriveDelivery",
 }
-NOT_FOUND_WITHOUT_ID = {"consentToPartnership", "readFeed", "listDeadLetters"}
-UNAUTHENTICATED = {"live", "ready", "listProblemTypes", "getProblemType"}
+NOT_FOUND_WITHOUT_ID = {"consentToPartnership", "readFeed", "listDeadLetters", "listRelayDeadLetters"}
+UNAUTHENTICATED = {"live", "ready", "deliveryHealth", "listProblemTypes", "getProblemType"}
 
 
 def problem_statuses(operation_id: str, method: str, path: str, has_parameters: bool, has_body: bool,
@@ -144,10 +144,11 @@ def complete(doc: OpenAPI, rate_limited: bool = False) -> OpenAPI:
             if operation.operation_id == "getProblemType":
                 responses["404"] = Reference(ref="#/components/responses/NotFound")
                 responses["422"] = Reference(ref="#/components/responses/InvalidInput")
-            if operation.operation_id == "ready":
+            if operation.operation_id in ("ready", "deliveryHealth") and "503" not in responses:
+                health = responses["200"].content["application/json"].schema  # type: ignore[union-attr,index]
                 responses["503"] = OpenAPIResponse(
-                    description="Not ready: a check failed (each check says which)",
-                    content={"application/json": OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Health"))})
+                    description="Not healthy: a check failed (each check says which)",
+                    content={"application/json": OpenAPIMediaType(schema=health)})
             for status in sorted(problem_statuses(operation.operation_id or "", method, path,
                                                   bool(operation.parameters), operation.request_body is not None,
                                                   rate_limited)):

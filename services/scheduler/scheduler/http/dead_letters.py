@@ -1,9 +1,11 @@
-"""Dead letters: course events the notifier could not process, for the operator to inspect and redrive."""
+"""Dead letters: course events the notifier could not process, for the operator to inspect and redrive; and
+stored events the relay could not publish at all."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
+from uuid import UUID
 
 import msgspec
 from litestar import get, post
@@ -13,6 +15,7 @@ from scheduler.directory import Principal
 from scheduler.http.deps import Services
 from scheduler.http.problems import ProblemError
 from scheduler.http.schemas import MAX_ID
+from scheduler.readmodels.delivery import relay_dead_letters
 
 PAGE_SIZE = 50
 
@@ -67,3 +70,27 @@ async def redrive_dead_letter(
             raise ProblemError(409, "already-redriven", "Already redriven", f"dead letter {dead_letter_id} was processed")
         raise ProblemError(404, "not-found", "Not found", f"no dead letter {dead_letter_id}")
     return DeadLetter(**dict(row))
+
+
+class RelayDeadLetter(msgspec.Struct, kw_only=True):
+    """A stored event the relay could not publish (it stays in the event store; the events after it flowed)."""
+
+    notification_id: int
+    course_id: UUID
+    course_version: int
+    topic: str
+    event_id: str
+    error: str
+    created_at: datetime
+
+
+@get("/v1/relay/dead-letters", operation_id="listRelayDeadLetters", tags=["notifications"],
+     summary="Stored events the relay could not publish, newest first (operator)")
+async def list_relay_dead_letters(
+    services: Services, principal: Principal,
+    page: Annotated[int, Parameter(ge=1, le=1_000_000)] = 1,
+    per_page: Annotated[int, Parameter(ge=1, le=500)] = PAGE_SIZE,
+) -> list[RelayDeadLetter]:
+    _operator(principal)
+    rows = await relay_dead_letters(services.directory.pool, per_page, (page - 1) * per_page)
+    return [RelayDeadLetter(**vars(row)) for row in rows]

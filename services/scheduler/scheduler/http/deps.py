@@ -27,6 +27,17 @@ from scheduler.readmodels.course_index import CourseIndexView
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class DeliveryLimits:
+    """What /health/delivery checks: the stream the relay feeds and the notifier consumes, and how long each may
+    stall before delivery counts as stuck."""
+
+    stream: str
+    relay_lock: str  # held by the process that relays (this one or another)
+    relay_max_lag: float
+    notifier_max_silence: float
+
+
 @dataclass
 class Services:
     courses: Courses
@@ -37,6 +48,7 @@ class Services:
     clock: Callable[[], datetime]
     simulated_time: bool = False
     bus: NATS | None = None
+    delivery: DeliveryLimits | None = None  # None: no NATS, nothing is relayed
     webhook_secrets: SecretBox | None = None  # encrypts webhook signing secrets (the cipher key's)
     webhook_allow_private: bool = False  # KACT_WEBHOOK_ALLOW_PRIVATE: loopback or private webhook URLs
     # The threads the eventsourcing calls run in (asyncio's executor hand-off costs far less than anyio's).

@@ -1,0 +1,67 @@
+"""How event delivery is doing, read for the HTTP API: the relay's position against the head of the event store,
+the notifier's heartbeat, the relay's dead letters. A few indexed lookups each: health is polled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+from notifier.schema import HEARTBEAT_TABLE
+
+from scheduler.relay import DEAD_LETTERS_TABLE, TRACKING_TABLE
+
+
+@dataclass(frozen=True)
+class RelayLag:
+    position: int  # the last notification the relay has dealt with (published, kept internal or dead-lettered)
+    head: int  # the last notification stored
+    oldest_waiting_seconds: float | None  # since the first notification after `position` was stored
+
+    @property
+    def behind(self) -> int:
+        return self.head - self.position
+
+
+async def relay_lag(pool: asyncpg.Pool, events_table: str, application_name: str) -> RelayLag:
+    row = await pool.fetchrow(
+        f"WITH tracked AS (SELECT coalesce(max(notification_id), 0) AS position FROM {TRACKING_TABLE} "
+        "WHERE application_name = $1) "
+        f"SELECT position, (SELECT coalesce(max(notification_id), 0) FROM {_quoted(events_table)}) AS head, "
+        f"(SELECT extract(epoch FROM now() - recorded_at)::float8 FROM {_quoted(events_table)} "
+        "WHERE notification_id > position ORDER BY notification_id LIMIT 1) AS waiting FROM tracked",
+        application_name,
+    )
+    return RelayLag(position=row["position"], head=row["head"], oldest_waiting_seconds=row["waiting"])
+
+
+async def notifier_silence(pool: asyncpg.Pool, stream: str) -> float | None:
+    """Seconds since the notifier consuming `stream` last reported (None: none ever did)."""
+    return await pool.fetchval(  # type: ignore[no-any-return]
+        f"SELECT extract(epoch FROM now() - beat_at)::float8 FROM {HEARTBEAT_TABLE} WHERE stream = $1", stream
+    )
+
+
+@dataclass(frozen=True)
+class RelayDeadLetterRow:
+    notification_id: int
+    course_id: UUID
+    course_version: int
+    topic: str
+    event_id: str
+    error: str
+    created_at: datetime
+
+
+async def relay_dead_letters(pool: asyncpg.Pool, limit: int, offset: int) -> list[RelayDeadLetterRow]:
+    """The newest first."""
+    rows = await pool.fetch(
+        "SELECT notification_id, course_id, course_version, topic, event_id, error, created_at "
+        f"FROM {DEAD_LETTERS_TABLE} ORDER BY notification_id DESC LIMIT $1 OFFSET $2", limit, offset,
+    )
+    return [RelayDeadLetterRow(**dict(row)) for row in rows]
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
