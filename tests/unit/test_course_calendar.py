@@ -14,7 +14,9 @@ from builders import (
     dose,
     event_types,
     hold,
+    hold_medicine,
     integrate,
+    medicine_booked,
     medicine_record,
     prepared_course,
     refused,
@@ -375,6 +377,19 @@ class TestI10CoupleOverlap:
         err = refused(course, RulesBrokenError, lambda: reschedule(course, "prep-y", new))
         assert err.violations == (V("I10", f"the couple already has session prep-x overlapping {new.isoformat()}"),)
         assert course.sessions["prep-y"].starts_at == start + timedelta(days=1)
+
+    def test_a_discharge_after_the_booked_end_keeps_the_couple_until_then(self):
+        # Found by the stateful test: a session booked from a medicine session's booked end was accepted while
+        # the couple was still being monitored (discharged 20 min after that end).
+        course, start = medicine_booked()
+        booked_end = start + timedelta(hours=3)
+        record = medicine_record(course, "m1", ["a"], monitoring=timedelta(minutes=190))
+        assert record["discharged_at"] == booked_end + timedelta(minutes=20)
+        hold_medicine(course, "m1", record)
+        err = refused(course, RulesBrokenError, lambda: book(course, "prep-x", Kind.PREPARATION, booked_end))
+        assert err.violations == (V("I10", f"the couple already has session m1 overlapping {booked_end.isoformat()}"),)
+        book(course, "prep-x", Kind.PREPARATION, booked_end + timedelta(minutes=20))
+        assert course.sessions["prep-x"].status is SessionStatus.BOOKED
 
     def test_rescheduling_over_its_own_old_time_is_accepted(self):
         course, end = prepared_course()

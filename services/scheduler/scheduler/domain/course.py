@@ -111,7 +111,13 @@ class Session:
         return set(self.partners) == set(PARTNERS)
 
     def overlaps(self, starts_at: datetime, ends_at: datetime) -> bool:
-        return self.starts_at < ends_at and starts_at < self.ends_at
+        return self.starts_at < ends_at and starts_at < self.occupied_until
+
+    @property
+    def occupied_until(self) -> datetime:
+        """The couple is in the session until its booked end, or until discharge if that came later (I10)."""
+        discharged = self.held.get("discharged_at") if self.held else None
+        return max(self.ends_at, discharged) if discharged else self.ends_at
 
     @property
     def finished_at(self) -> datetime:
