@@ -199,4 +199,4 @@ def test_a_session_at_a_partner_clinic_is_staffed_by_the_hosts_clinicians(
     wrong = home.post(f"/v1/courses/{course['id']}/sessions/{session['id']}/reschedule", {
         "starts_at": iso(start + timedelta(days=2)), "ends_at": iso(start + timedelta(days=2, hours=3)),
         "clinician_ids": [stranger.therapist["id"]]})
-    assert wrong.status_code == 404 and "not staff" in wrong.json()["detail"]
+    assert wrong.status_code == 422 and "not staff" in wrong.json()["detail"]

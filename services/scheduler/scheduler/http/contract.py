@@ -50,7 +50,7 @@ PROBLEMS: dict[int, tuple[str, str, str, str, dict[str, OpenAPIHeader]]] = {
     403: ("Forbidden", "The key's principal may see the resource but not do this (a prescriber opening a course, "
                        "a clinic deciding a dose).", "forbidden", "only the home clinic's key can change a course", {}),
     404: ("NotFound", "No such resource, or not one this principal may see (another clinic's course does not exist "
-                      "for you); also a referenced clinic, room or clinician that is unknown.", "not-found",
+                      "for you).", "not-found",
           "no course 6a1f7a58-5a43-4c55-9a0e-3c1f0c6c2d10", {}),
     409: ("Conflict", "The command breaks the course's rules (`violations` lists every one, I1..I11), the course "
                       "changed concurrently, or a request with the same Idempotency-Key is still running.",
@@ -60,7 +60,8 @@ PROBLEMS: dict[int, tuple[str, str, str, str, dict[str, OpenAPIHeader]]] = {
     415: ("UnsupportedMediaType", "The body is not sent as `application/json`.", "unsupported-media-type",
           "send the body as JSON with 'Content-Type: application/json'", {}),
     422: ("InvalidInput", "The request is malformed or breaks an input rule (bounds, formats, an instant outside "
-                          "2000-2099, ends before it starts, an Idempotency-Key reused with another body).",
+                          "2000-2099, ends before it starts, a clinic, room or clinician that is unknown, an "
+                          "Idempotency-Key reused with another body).",
           "invalid-input", "ends_at must be after starts_at", {}),
     429: ("TooManyRequests", "This API key sent more requests than its rate limit allows; wait `Retry-After` "
                              "seconds.", "rate-limited", "rate limit exceeded; retry in 1 s",
@@ -76,7 +77,7 @@ FORBIDDEN = {
     "cancelSession", "confirmSession", "recordSession", "requestDoseApproval", "acknowledgeMissedWindow",
     "completeCourse", "discontinueCourse", "listDoseApprovals", "redriveDelivery",
 }
-NOT_FOUND_WITHOUT_ID = {"consentToPartnership", "readFeed", "listDeadLetters", "listRelayDeadLetters"}
+NOT_FOUND_WITHOUT_ID = {"readFeed", "listDeadLetters", "listRelayDeadLetters"}
 UNAUTHENTICATED = {"live", "ready", "deliveryHealth", "listProblemTypes", "getProblemType"}
 
 

@@ -74,9 +74,9 @@ def _check_staff(found: dict[str, dict[str, Any]], ids: list[UUID], clinics: set
 
 
 def _unknown(what: str) -> ProblemError:
-    """A reference to a clinic, room or clinician that does not exist, or not for this principal: as for any
-    resource it may not see, 404."""
-    return ProblemError(404, "not-found", "Not found", what)
+    """A body naming a clinic, room or clinician that does not exist, or not for this principal: the request is
+    invalid (404 is for the resource the path names; the answer is the same whether or not the id exists)."""
+    return ProblemError(422, "invalid-input", "The request is not valid", what)
 
 
 class CourseController(Controller):

@@ -73,6 +73,6 @@ class PartnershipController(Controller):
         if data.partner_clinic_id == own:
             raise ProblemError(422, "invalid-input", "The request is not valid", "a clinic cannot partner with itself")
         if await services.directory.clinic(data.partner_clinic_id) is None:
-            raise ProblemError(404, "not-found", "Not found", f"no clinic {data.partner_clinic_id}")
+            raise ProblemError(422, "invalid-input", "The request is not valid", f"no clinic {data.partner_clinic_id}")
         agreed = await services.directory.consent_to_partnership(own, data.partner_clinic_id, principal)
         return Partnership(clinic_id=own, partner_clinic_id=data.partner_clinic_id, agreed=agreed)

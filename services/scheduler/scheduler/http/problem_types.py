@@ -99,8 +99,8 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
     "invalid-input": ProblemType(
         "The request is not valid", 422, "The request is malformed or breaks an input rule: a field out of its "
         "bounds or format, an unknown field, an instant outside 2000-2099, a time zone that is not an IANA name, "
-        "JSON nested more than 32 levels or carrying a NUL character, an end before its start. `errors` says "
-        "which part.", "Fix the request; the OpenAPI document (`/schema/openapi.json`) states every bound."),
+        "JSON nested more than 32 levels or carrying a NUL character, an end before its start, a clinic, room or "
+        "clinician that is unknown (or not yours to name). `errors` says which part.", "Fix the request; the OpenAPI document (`/schema/openapi.json`) states every bound."),
     "body-too-large": ProblemType(
         "Request body too large", 413, "The body is larger than the server accepts (KACT_MAX_BODY_BYTES, 1 MiB "
         "by default); it was refused before it was read whole.", "Send a smaller body."),
@@ -115,7 +115,7 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "who does this."),
     "not-found": ProblemType(
         "Not found", 404, "No such resource, or none this principal may see: another clinic's course does not "
-        "exist for you. A referenced clinic, room or clinician that is unknown is also not found.",
+        "exist for you.",
         "Check the id, and that the key belongs to the clinic that owns the resource."),
     "method-not-allowed": ProblemType(
         "Method not allowed", 405, "The path exists but not with this method; `Allow` lists its methods.",
