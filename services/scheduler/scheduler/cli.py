@@ -22,6 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from kact_contracts.environment import SettingError
+from notifier.settings import NotifierSettings
+
 from scheduler.embedded import EmbeddedNats, EmbeddedPostgres, ServerError
 from scheduler.runtime import resolve_runtime_settings
 from scheduler.secretfile import private_dir
@@ -46,7 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(installed_version("kact"))
         return 0
     try:
-        up(Settings.from_env(), access_log=args.access_log)
+        settings = Settings.from_env()
+        # The notifier reads the same environment: a bad setting of its own stops `kact up` here, instead of
+        # a notifier that restarts forever while the API says it is ready.
+        NotifierSettings.check_env(os.environ)
+    except SettingError as error:
+        print(f"kact: {error}", file=sys.stderr)
+        return 2
+    try:
+        up(settings, access_log=args.access_log)
     except KeyboardInterrupt:
         return 130
     except ServerError as error:

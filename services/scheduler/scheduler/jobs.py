@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from types import FrameType
 
 from eventsourcing.postgres import PostgresTrackingRecorder
 from kact_contracts.bus import StreamSettings
+from kact_contracts.environment import SettingError
 
 from scheduler.application import Courses, event_store_env
 from scheduler.deadlines import deadline_singleton
@@ -96,7 +98,11 @@ def main() -> None:
     """`python -m scheduler.jobs`: run the background jobs until SIGTERM or SIGINT (settings resolved, as
     `kact up` hands them over in the environment)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s jobs %(levelname)s %(name)s %(message)s")
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingError as error:
+        print(f"scheduler.jobs: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     stopping = threading.Event()
 
     def ask_to_stop(signum: int, frame: FrameType | None) -> None:
