@@ -20,6 +20,7 @@ from nats.js.api import StorageType
 from psycopg import sql
 
 from scheduler.embedded import EmbeddedNats, EmbeddedPostgres, ServerError
+from scheduler.secretfile import private_dir
 
 pytestmark = pytest.mark.integration
 
@@ -192,3 +193,23 @@ def test_embedded_nats_stops_a_server_left_by_a_killed_parent(tmp_path: Path) ->
     with EmbeddedNats(data_dir) as server:
         assert not _alive(orphan)
         assert server.running
+
+
+def test_the_data_dir_and_everything_in_it_stay_private_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o000)
+    try:
+        data_dir = private_dir(tmp_path / "home" / "kact")
+        assert _mode(data_dir) == 0o700
+        with EmbeddedPostgres(data_dir), EmbeddedNats(data_dir) as bus:
+            assert bus.running
+            if os.geteuid() == 0:
+                # PostgreSQL runs as the pgserver account, which must pass through to its cluster: its group only
+                assert (_mode(data_dir), data_dir.group()) == (0o710, "pgserver")
+            else:
+                assert _mode(data_dir) == 0o700
+            for name in ("postgres.password", "postgres.log", "nats.log", "nats.conf", "nats.pid"):
+                assert _mode(data_dir / name) == 0o600, name
+            for path in (data_dir / "nats").rglob("*"):
+                assert _mode(path) & 0o077 == 0, path
+    finally:
+        os.umask(previous)

@@ -27,7 +27,7 @@ from notifier.settings import NotifierSettings
 
 from scheduler.embedded import EmbeddedNats, EmbeddedPostgres, ServerError
 from scheduler.runtime import resolve_runtime_settings
-from scheduler.secretfile import private_dir
+from scheduler.secretfile import open_private, private_dir
 from scheduler.settings import Settings
 
 
@@ -222,10 +222,10 @@ class _Helper:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         self._spawned_at = time.monotonic()
-        with open(self.log_path, "ab") as log:
+        with open_private(self.log_path) as log:
             return subprocess.Popen(
                 [sys.executable, "-m", self.module], env={**os.environ, **self.env},
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=0o077,
             )
 
     def _watch(self) -> None:

@@ -29,7 +29,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from scheduler.secretfile import private_dir, read_or_create
+from scheduler.secretfile import open_private, private_dir, read_or_create
 
 LOOPBACK = "127.0.0.1"
 _PORT_ATTEMPTS = 3
@@ -142,7 +142,7 @@ class _ChildServer:
 
     def _spawn(self, args: list[str], *, cwd: Path, **as_user: Any) -> None:
         self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        with self.log_file.open("ab") as log:
+        with open_private(self.log_file) as log:
             # Its own process group: a Ctrl-C in the terminal reaches only the parent, which
             # stops the API first and then this server, instead of both dying at once.
             self._process = subprocess.Popen(
@@ -152,6 +152,7 @@ class _ChildServer:
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
                 process_group=0,
+                umask=0o077,  # whatever ours is, the files the server writes are its account's only
                 **as_user,
             )
         # A safety net for a parent that exits without stop(): no server outlives it.
@@ -220,11 +221,14 @@ def _read_pid(path: Path) -> int | None:
     return int(first_line) if first_line.isdigit() else None
 
 
-def _allow_traverse(path: Path) -> None:
-    # The unprivileged server account only needs to pass through the folders above its
-    # data directory, not list them: grant search (o+x), so the data dir stays 0711 and
-    # the secrets beside the cluster stay private.
-    for folder in (path, *path.parents):
+def _allow_traverse(data_dir: Path, gid: int) -> None:
+    # The unprivileged server account only needs to pass through the folders above its cluster, not list
+    # them. The data dir lets that account's group pass and nobody else (0710; 0700 would shut the server
+    # out of its own cluster); the folders above it, not ours to change the group of, get search for
+    # others (o+x). Secrets and logs beside the cluster stay 0600.
+    os.chown(data_dir, -1, gid)
+    data_dir.chmod((stat.S_IMODE(data_dir.stat().st_mode) & 0o700) | stat.S_IXGRP)
+    for folder in data_dir.parents:
         mode = folder.stat().st_mode
         if not mode & stat.S_IXOTH:
             folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
@@ -302,7 +306,7 @@ class EmbeddedPostgres(_ChildServer):
         ensure_prefix_permissions(bin_dir)
         ensure_folder_permissions(bin_dir, read | execute)
         ensure_folder_permissions(bin_dir.parent / "lib", read)
-        _allow_traverse(self.data_dir)
+        _allow_traverse(self.data_dir, account.pw_gid)
         return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
     def _initdb(self, bin_dir: Path, as_user: dict[str, Any]) -> None:
@@ -333,7 +337,7 @@ class EmbeddedPostgres(_ChildServer):
                 "--no-instructions",
             ]  # fmt: skip
             self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-            with self.log_file.open("ab") as log:
+            with open_private(self.log_file) as log:
                 completed = subprocess.run(
                     args,
                     stdin=subprocess.DEVNULL,
@@ -468,7 +472,8 @@ class EmbeddedNats(_ChildServer):
         self.monitor_port = free_port()
         while self.monitor_port == self.port:
             self.monitor_port = free_port()
-        self.config_file.write_text(self._config(), encoding="utf-8")
+        with open_private(self.config_file, append=False) as config:
+            config.write(self._config().encode())
         self._spawn([str(binary), "--config", str(self.config_file)], cwd=self.data_dir)
         self._wait_until_healthy()
 
