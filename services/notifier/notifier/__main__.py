@@ -9,6 +9,7 @@ import sys
 
 import uvloop
 from kact_contracts.environment import SettingError
+from kact_contracts.lifecycle import follow_supervisor
 
 from notifier.service import Notifier
 from notifier.settings import NotifierSettings
@@ -19,6 +20,7 @@ async def main(settings: NotifierSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, notifier.stop)
+    follow_supervisor()  # started by `kact up`: end with it
     await notifier.run()
 
 

@@ -20,6 +20,7 @@ from types import FrameType
 from eventsourcing.postgres import PostgresTrackingRecorder
 from kact_contracts.bus import StreamSettings
 from kact_contracts.environment import SettingError
+from kact_contracts.lifecycle import follow_supervisor
 
 from scheduler.application import Courses, event_store_env
 from scheduler.deadlines import deadline_singleton
@@ -110,6 +111,7 @@ def main() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, ask_to_stop)
+    follow_supervisor()
     env = event_store_env(settings)
     courses, view = migrate(settings, env)
     view.datastore.close()
