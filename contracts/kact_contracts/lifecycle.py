@@ -42,9 +42,9 @@ def dies_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
     return set_signal
 
 
-def follow_supervisor(environ: Mapping[str, str] = os.environ) -> None:
+def follow_supervisor(environ: Mapping[str, str] = os.environ, grace: float = ORPHAN_GRACE_SECONDS) -> None:
     """In a process `kact up` started: SIGTERM this process (its orderly stop) when `kact up` is gone, and
-    exit if that stop has not ended it `ORPHAN_GRACE_SECONDS` later. A no-op without KACT_SUPERVISOR_PID.
+    exit with code 1 if that stop has not ended it `grace` seconds later. A no-op without KACT_SUPERVISOR_PID.
 
     On Linux the kernel sends the SIGTERM at once; elsewhere a thread notices within half a second that the
     parent changed."""
@@ -55,13 +55,13 @@ def follow_supervisor(environ: Mapping[str, str] = os.environ) -> None:
     set_signal = dies_with_parent(signal.SIGTERM)
     if set_signal is not None:
         set_signal()
-    threading.Thread(target=_watch, args=(supervisor,), name="follow-supervisor", daemon=True).start()
+    threading.Thread(target=_watch, args=(supervisor, grace), name="follow-supervisor", daemon=True).start()
 
 
-def _watch(supervisor: int) -> None:
+def _watch(supervisor: int, grace: float) -> None:
     # Checked first: the supervisor may have died before the parent-death signal was set.
     while os.getppid() == supervisor:
         time.sleep(0.5)
     os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(ORPHAN_GRACE_SECONDS)
+    time.sleep(grace)
     os._exit(1)
