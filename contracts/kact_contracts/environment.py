@@ -75,7 +75,7 @@ class Environment:
         except ValueError:
             parts = None
         if parts is None or parts.scheme not in schemes or not parts.hostname:
-            # Never echo the value: a database URL carries its password.
+            # Never echo a password: only what follows the credentials is shown.
             raise SettingError(f"{name} must be a URL like {example} ({' or '.join(schemes)}), got {_redacted(raw)}")
         return raw
 

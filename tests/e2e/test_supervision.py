@@ -175,7 +175,8 @@ def assert_private(data_dir: Path) -> None:
     ("KACT_DATABASE_URL", "mysql://kact:secret@db/kact",
      "kact: KACT_DATABASE_URL must be a URL like postgresql://host:port (postgresql or postgres), got '***@db/kact'"),
     # the notifier's own settings are checked up front too
-    ("KACT_WEBHOOK_MAX_ATTEMPTS", "many", "kact: KACT_WEBHOOK_MAX_ATTEMPTS must be an integer of at least 1, got 'many'"),
+    ("KACT_WEBHOOK_MAX_ATTEMPTS", "many",
+     "kact: KACT_WEBHOOK_MAX_ATTEMPTS must be an integer of at least 1, got 'many'"),
     ("KACT_APPROVAL_REMIND_AFTER", "-5",
      "kact: KACT_APPROVAL_REMIND_AFTER must be a number of seconds greater than 0, got '-5'"),
 ])

@@ -69,7 +69,9 @@ class NotifierSettings:
             "policy": Policy(
                 remind_after=_duration(env, "KACT_APPROVAL_REMIND_AFTER", Policy.remind_after),
                 escalate_after=_duration(env, "KACT_APPROVAL_ESCALATE_AFTER", Policy.escalate_after),
-                warn_before_window_closes=_duration(env, "KACT_WINDOW_WARNING_BEFORE", Policy.warn_before_window_closes),
+                warn_before_window_closes=_duration(
+                    env, "KACT_WINDOW_WARNING_BEFORE", Policy.warn_before_window_closes
+                ),
             ),
             "webhook_timeout": env.seconds("KACT_WEBHOOK_TIMEOUT", cls.webhook_timeout, above_low=True),
             "webhook_max_attempts": env.integer("KACT_WEBHOOK_MAX_ATTEMPTS", cls.webhook_max_attempts, low=1),
