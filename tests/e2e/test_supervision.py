@@ -87,12 +87,34 @@ def restarted(server: Callable[[Path], tuple[int, object]], data_dir: Path, old_
         return False
 
 
+def bus_positions(data_dir: Path) -> tuple[int, int]:
+    """The course event stream's last sequence and the notifier consumer's acknowledged floor (NATS
+    monitoring): the relay publishes into the one, the notifier consumes the other."""
+    monitor = next(line for line in (data_dir / "nats.conf").read_text().splitlines() if line.startswith("http:"))
+    address = monitor.split(None, 1)[1].strip('"')
+    report = httpx.get(f"http://{address}/jsz?accounts=true&streams=true&consumers=true", timeout=5).json()
+    for account in report.get("account_details", []):
+        for stream in account.get("stream_detail", []):
+            consumers = [c for c in stream.get("consumer_detail", []) if c["name"] == "notifier"]
+            if stream["name"] == "KACT_EVENTS" and consumers:
+                return stream["state"]["last_seq"], consumers[0]["ack_floor"]["stream_seq"]
+    return 0, 0
+
+
+def flowed_past(data_dir: Path, published: int) -> bool:
+    """Whether events after `published` reached the stream and the notifier acknowledged all of them."""
+    last, acknowledged = bus_positions(data_dir)
+    return last > published and acknowledged == last
+
+
 def test_a_killed_postgres_or_nats_is_restarted_on_its_port_and_the_system_recovers(tmp_path: Path) -> None:
     data_dir, port = tmp_path / "kact", free_port()
     process, operator_key = start(data_dir, port)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             Tenant.onboard(client, operator_key, "Before").open_course()  # pooled connections to both servers
+            wait_for(lambda: flowed_past(data_dir, 0), 60, "no event went through NATS to the notifier")
+            published = bus_positions(data_dir)[0]
             for name, server in (("PostgreSQL", postmaster), ("NATS", nats_server)):
                 # kill -9: nothing shuts down in order, the lock files stay behind
                 pid, address = server(data_dir)
@@ -108,6 +130,10 @@ def test_a_killed_postgres_or_nats_is_restarted_on_its_port_and_the_system_recov
                     "/v1/courses", json={"model": "taking_turns", "partners": {"a": "a", "b": "b"}},
                     headers={"Authorization": f"Bearer {tenant['api_key']}", **key}))
                 assert course["id"]
+                # the relay publishes the new course's events, and the notifier consumes them
+                wait_for(lambda: flowed_past(data_dir, published), 60,
+                         f"events stopped flowing through NATS after {name} was restarted")
+                published = bus_positions(data_dir)[0]
     finally:
         said = stop(process)
     assert process.returncode in (0, 130), said
