@@ -21,12 +21,12 @@ WALKTHROUGH = ROOT / "docs" / "walkthrough.sh"
 KACT = Path(sys.executable).with_name("kact")
 
 
-def start(data_dir: Path, port: int, workers: int = 1) -> tuple[subprocess.Popen[str], str]:
+def start(data_dir: Path, port: int, workers: int = 1, umask: int = 0o022) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KACT_")}
     env |= {"KACT_DATA_DIR": str(data_dir), "KACT_HTTP_PORT": str(port), "KACT_SIMULATED_TIME": "1",
             "KACT_WORKERS": str(workers)}
     process = subprocess.Popen([str(KACT), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
+                               text=True, start_new_session=True, umask=umask)
     output = []
     deadline = time.monotonic() + 120
     assert process.stdout is not None
@@ -121,8 +121,10 @@ def test_kact_up_runs_the_walkthrough_stops_cleanly_and_keeps_data(tmp_path: Pat
     while children_of(data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert children_of(data_dir) == [], f"Ctrl-C left child processes running; kact said:\n{said}"
-    assert (data_dir / "cipher.key").stat().st_mode & 0o077 == 0
-    assert (data_dir / "operator.key").stat().st_mode & 0o077 == 0
+    # under umask 022 too, nothing kact wrote is readable by others
+    for name in ("cipher.key", "operator.key", "postgres.log", "nats.log", "jobs.log", "notifier.log"):
+        assert (data_dir / name).stat().st_mode & 0o077 == 0, name
+    assert data_dir.stat().st_mode & 0o007 == 0
 
     # restart on the same data dir: same operator key, the completed course is still there
     process, again = start(data_dir, port)

@@ -9,7 +9,9 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import nats
@@ -20,6 +22,7 @@ from nats.js.api import StorageType
 from psycopg import sql
 
 from scheduler.embedded import EmbeddedNats, EmbeddedPostgres, ServerError
+from scheduler.secretfile import private_dir
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +32,17 @@ import sys, time
 from pathlib import Path
 from scheduler.embedded import EmbeddedNats, EmbeddedPostgres
 kind = {"postgres": EmbeddedPostgres, "nats": EmbeddedNats}[sys.argv[1]]
-server = kind(Path(sys.argv[2])).start()
+server = kind(Path(sys.argv[2]), die_with_parent=sys.argv[3] == "1").start()
 print(server.pid, flush=True)
 time.sleep(600)
 """
 
 
-def _orphan_server(kind: str, data_dir: Path) -> int:
+def _server_of_a_killed_parent(kind: str, data_dir: Path, *, die_with_parent: bool) -> int:
     """The PID of a server whose parent was killed with SIGKILL (so no cleanup ran)."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_SERVER, kind, str(data_dir)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _HOLD_SERVER, kind, str(data_dir), "1" if die_with_parent else "0"],
+        stdout=subprocess.PIPE, text=True,
     )
     assert holder.stdout is not None
     try:
@@ -47,8 +51,21 @@ def _orphan_server(kind: str, data_dir: Path) -> int:
         holder.kill()
         holder.wait()
         holder.stdout.close()
+    return pid
+
+
+def _orphan_server(kind: str, data_dir: Path) -> int:
+    """A server left running by a killed parent, as on a system without a parent-death signal."""
+    pid = _server_of_a_killed_parent(kind, data_dir, die_with_parent=False)
     assert _alive(pid)
     return pid
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
 
 
 def _alive(pid: int) -> bool:
@@ -192,3 +209,81 @@ def test_embedded_nats_stops_a_server_left_by_a_killed_parent(tmp_path: Path) ->
     with EmbeddedNats(data_dir) as server:
         assert not _alive(orphan)
         assert server.running
+
+
+def test_the_data_dir_and_everything_in_it_stay_private_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o000)
+    try:
+        data_dir = private_dir(tmp_path / "home" / "kact")
+        assert _mode(data_dir) == 0o700
+        with EmbeddedPostgres(data_dir), EmbeddedNats(data_dir) as bus:
+            assert bus.running
+            if os.geteuid() == 0:
+                # PostgreSQL runs as the pgserver account, which must pass through to its cluster: its group only
+                assert (_mode(data_dir), data_dir.group()) == (0o710, "pgserver")
+            else:
+                assert _mode(data_dir) == 0o700
+            for name in ("postgres.password", "postgres.log", "nats.log", "nats.conf", "nats.pid"):
+                assert _mode(data_dir / name) == 0o600, name
+            for path in (data_dir / "nats").rglob("*"):
+                assert _mode(path) & 0o077 == 0, path
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("kind", ["postgres", "nats"])
+def test_a_server_shuts_down_when_its_parent_is_killed(kind: str, tmp_path: Path) -> None:
+    data_dir = tmp_path / "kact"
+    pid = _server_of_a_killed_parent(kind, data_dir, die_with_parent=True)
+    _wait_until(lambda: not _alive(pid), 30, f"the {kind} server outlived its killed parent")
+    # It shut down in order: no stale lock file, and the next start is clean.
+    assert not (data_dir / "pg" / "postmaster.pid").exists()
+    with (EmbeddedPostgres if kind == "postgres" else EmbeddedNats)(data_dir) as server:
+        assert server.running
+
+
+def test_a_killed_postgres_restarts_on_its_port_over_its_stale_lock_file(tmp_path: Path) -> None:
+    with EmbeddedPostgres(tmp_path / "kact") as server:
+        with psycopg.connect(server.url) as connection:
+            connection.execute("create table kept (note text)")
+            connection.execute("insert into kept values ('committed before the kill')")
+        port, pid = server.port, server.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        _wait_until(lambda: server.poll() is not None, 10, "the killed postmaster was not reaped")
+        assert server.poll() == -signal.SIGKILL and not _alive(pid)
+        assert (server.pgdata / "postmaster.pid").exists(), "kill -9 leaves the lock file behind"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                server.restart()
+                break
+            except ServerError:  # the old backends may still hold the shared memory for a moment
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+        assert server.port == port and server.pid != pid and server.running
+        with psycopg.connect(server.url) as connection:
+            assert connection.execute("select note from kept").fetchall() == [("committed before the kill",)]
+
+
+async def test_a_killed_nats_restarts_on_its_port_with_its_streams(tmp_path: Path) -> None:
+    name = f"T_{secrets.token_hex(6)}"
+    with EmbeddedNats(tmp_path / "kact") as server:
+        url = server.url
+        client = await nats.connect(url)
+        try:
+            await client.jetstream().add_stream(name=name, subjects=[f"{name}.>"])
+            await client.jetstream().publish(f"{name}.probe", b"kept")
+        finally:
+            await client.close()
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGKILL)
+        _wait_until(lambda: server.poll() is not None, 10, "the killed server was not reaped")
+        server.restart()
+        assert server.url == url
+        client = await nats.connect(url)
+        try:
+            assert (await client.jetstream().get_msg(name, seq=1)).data == b"kept"
+        finally:
+            await client.close()

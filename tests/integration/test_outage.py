@@ -3,6 +3,7 @@ Retry-After), no command a client was told failed is in the store afterwards, an
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import threading
@@ -17,7 +18,6 @@ import pytest
 from api_support import Tenant
 from conftest import serve, server_settings
 from psycopg import sql
-from scheduler import embedded
 from scheduler.application import Courses, event_store_env
 from scheduler.domain.course import Course
 from scheduler.embedded import EmbeddedPostgres
@@ -42,13 +42,6 @@ def killable_postgres(tmp_path) -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL of this test's own, to kill (the session's is shared with every other test)."""
     with EmbeddedPostgres(tmp_path / "pg") as server:
         yield server
-
-
-def restart_on_the_same_port(server: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
-    port = server.port
-    server.stop()  # reaps the killed postmaster, releases its lock
-    monkeypatch.setattr(embedded, "free_port", lambda host=embedded.LOOPBACK: port)
-    server.start()
 
 
 def load(tenant: Tenant, base_url: str, stop: threading.Event, outcomes: list[Outcome], worker: int) -> None:
@@ -84,8 +77,7 @@ def stored_refs(settings: Any) -> set[str]:
         app.close()
 
 
-def test_postgres_killed_under_load(killable_postgres: EmbeddedPostgres, nats_url: str,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_postgres_killed_under_load(killable_postgres: EmbeddedPostgres, nats_url: str) -> None:
     schema = f"t_{secrets.token_hex(6)}"
     with psycopg.connect(killable_postgres.url, autocommit=True) as conn:
         conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
@@ -101,10 +93,10 @@ def test_postgres_killed_under_load(killable_postgres: EmbeddedPostgres, nats_ur
             # 1. PostgreSQL dies under load
             killed_at = time.monotonic()
             assert killable_postgres.pid is not None
-            embedded.os.kill(killable_postgres.pid, signal.SIGKILL)
+            os.kill(killable_postgres.pid, signal.SIGKILL)
             time.sleep(3)
-            # 2. it comes back (on the same port, as a supervisor restarts it)
-            restart_on_the_same_port(killable_postgres, monkeypatch)
+            # 2. it comes back, on the same port (as `kact up` restarts it)
+            killable_postgres.restart()
             back_at = time.monotonic()
             time.sleep(4)
         finally:

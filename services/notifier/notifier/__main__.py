@@ -5,21 +5,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
 import uvloop
+from kact_contracts.environment import SettingError
+from kact_contracts.lifecycle import follow_supervisor
 
 from notifier.service import Notifier
 from notifier.settings import NotifierSettings
 
 
-async def main() -> None:
-    notifier = Notifier(NotifierSettings.from_env())
+async def main(settings: NotifierSettings) -> None:
+    notifier = Notifier(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, notifier.stop)
+    follow_supervisor()  # started by `kact up`: end with it
     await notifier.run()
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s notifier %(levelname)s %(message)s")
-    uvloop.run(main())
+    try:
+        settings = NotifierSettings.from_env()
+    except SettingError as error:
+        print(f"notifier: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    uvloop.run(main(settings))

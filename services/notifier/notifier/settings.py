@@ -6,19 +6,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from kact_contracts.bus import ConsumerSettings, StreamSettings
+from kact_contracts.environment import NATS_SCHEMES, POSTGRES_SCHEMES, Environment, SettingError
 
 from notifier.flows import Policy
 
 
-def allow_private_webhooks(env: Mapping[str, str]) -> bool:
+def allow_private_webhooks(env: Environment) -> bool:
     """KACT_WEBHOOK_ALLOW_PRIVATE: whether webhooks may go to loopback, private or link-local addresses."""
-    return env.get("KACT_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes")
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    return float(env.get(name, default))
+    return env.flag("KACT_WEBHOOK_ALLOW_PRIVATE", False)
 
 
 @dataclass(frozen=True)
@@ -38,27 +36,50 @@ class NotifierSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NotifierSettings:
-        env = os.environ if environ is None else environ
-        if not env.get("KACT_DATABASE_URL") or not env.get("KACT_NATS_URL"):
-            raise SystemExit("the notifier needs KACT_DATABASE_URL and KACT_NATS_URL")
-        return cls(
-            database_url=env["KACT_DATABASE_URL"],
-            nats_url=env["KACT_NATS_URL"],
-            db_schema=env.get("KACT_DB_SCHEMA", "kact"),
-            cipher_key=env.get("KACT_CIPHER_KEY") or None,
-            stream=StreamSettings(
-                name=env.get("KACT_NATS_STREAM", StreamSettings.name),
-                prefix=env.get("KACT_NATS_PREFIX", StreamSettings.prefix),
+        """The settings in the environment; a missing server URL or a value out of bounds raises `SettingError`."""
+        env = Environment(os.environ if environ is None else environ)
+        database_url = env.url("KACT_DATABASE_URL", POSTGRES_SCHEMES)
+        nats_url = env.url("KACT_NATS_URL", NATS_SCHEMES)
+        if database_url is None or nats_url is None:
+            raise SettingError("the notifier needs KACT_DATABASE_URL and KACT_NATS_URL")
+        return cls(database_url=database_url, nats_url=nats_url, **cls._options(env))
+
+    @classmethod
+    def check_env(cls, environ: Mapping[str, str]) -> None:
+        """Raise `SettingError` for a bad notifier setting other than the server URLs, so that `kact up` (which
+        resolves those itself) refuses to start instead of restarting a notifier that cannot."""
+        cls._options(Environment(environ))
+
+    @classmethod
+    def _options(cls, env: Environment) -> dict[str, Any]:
+        base_delay = env.seconds("KACT_WEBHOOK_BASE_DELAY", cls.webhook_base_delay)
+        max_delay = env.seconds("KACT_WEBHOOK_MAX_DELAY", cls.webhook_max_delay)
+        if max_delay < base_delay:
+            raise SettingError(
+                f"KACT_WEBHOOK_MAX_DELAY ({max_delay:g}) must not be less than KACT_WEBHOOK_BASE_DELAY ({base_delay:g})"
+            )
+        return {
+            "db_schema": env.text("KACT_DB_SCHEMA", cls.db_schema),
+            "cipher_key": env.optional("KACT_CIPHER_KEY"),
+            "stream": StreamSettings(
+                name=env.text("KACT_NATS_STREAM", StreamSettings.name),
+                prefix=env.text("KACT_NATS_PREFIX", StreamSettings.prefix),
             ),
-            consumer=ConsumerSettings(durable_name=env.get("KACT_NATS_CONSUMER", ConsumerSettings.durable_name)),
-            policy=Policy(
-                remind_after=timedelta(seconds=_seconds(env, "KACT_APPROVAL_REMIND_AFTER", 3600)),
-                escalate_after=timedelta(seconds=_seconds(env, "KACT_APPROVAL_ESCALATE_AFTER", 4 * 3600)),
-                warn_before_window_closes=timedelta(seconds=_seconds(env, "KACT_WINDOW_WARNING_BEFORE", 24 * 3600)),
+            "consumer": ConsumerSettings(durable_name=env.text("KACT_NATS_CONSUMER", ConsumerSettings.durable_name)),
+            "policy": Policy(
+                remind_after=_duration(env, "KACT_APPROVAL_REMIND_AFTER", Policy.remind_after),
+                escalate_after=_duration(env, "KACT_APPROVAL_ESCALATE_AFTER", Policy.escalate_after),
+                warn_before_window_closes=_duration(
+                    env, "KACT_WINDOW_WARNING_BEFORE", Policy.warn_before_window_closes
+                ),
             ),
-            webhook_timeout=_seconds(env, "KACT_WEBHOOK_TIMEOUT", 5.0),
-            webhook_max_attempts=int(env.get("KACT_WEBHOOK_MAX_ATTEMPTS", 8)),
-            webhook_base_delay=_seconds(env, "KACT_WEBHOOK_BASE_DELAY", 1.0),
-            webhook_max_delay=_seconds(env, "KACT_WEBHOOK_MAX_DELAY", 300.0),
-            webhook_allow_private=allow_private_webhooks(env),
-        )
+            "webhook_timeout": env.seconds("KACT_WEBHOOK_TIMEOUT", cls.webhook_timeout, above_low=True),
+            "webhook_max_attempts": env.integer("KACT_WEBHOOK_MAX_ATTEMPTS", cls.webhook_max_attempts, low=1),
+            "webhook_base_delay": base_delay,
+            "webhook_max_delay": max_delay,
+            "webhook_allow_private": allow_private_webhooks(env),
+        }
+
+
+def _duration(env: Environment, name: str, default: timedelta) -> timedelta:
+    return timedelta(seconds=env.seconds(name, default.total_seconds(), above_low=True))

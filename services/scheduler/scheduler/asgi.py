@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kact_contracts.lifecycle import follow_supervisor
 from litestar import Litestar
 
 from scheduler.bootstrap import create_app
@@ -9,4 +10,5 @@ from scheduler.settings import Settings
 
 
 def create_from_env() -> Litestar:
+    follow_supervisor()  # a worker of `kact up` ends with it
     return create_app(Settings.from_env())

@@ -6,7 +6,6 @@ import argparse
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -15,17 +14,21 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from importlib.metadata import version as installed_version
-from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from kact_contracts.environment import SettingError
+from kact_contracts.lifecycle import SUPERVISOR_PID
+from notifier.settings import NotifierSettings
+
 from scheduler.embedded import EmbeddedNats, EmbeddedPostgres, ServerError
 from scheduler.runtime import resolve_runtime_settings
 from scheduler.secretfile import private_dir
 from scheduler.settings import Settings
+from scheduler.supervision import Helper, supervised
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,7 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(installed_version("kact"))
         return 0
     try:
-        up(Settings.from_env(), access_log=args.access_log)
+        settings = Settings.from_env()
+        # The notifier reads the same environment: a bad setting of its own stops `kact up` here, instead of
+        # a notifier that restarts forever while the API says it is ready.
+        NotifierSettings.check_env(os.environ)
+    except SettingError as error:
+        print(f"kact: {error}", file=sys.stderr)
+        return 2
+    try:
+        up(settings, access_log=args.access_log)
     except KeyboardInterrupt:
         return 130
     except ServerError as error:
@@ -68,7 +79,7 @@ def up(settings: Settings, *, access_log: bool = False) -> None:
 
         if settings.database_url is None:
             _say(f"starting PostgreSQL (embedded, cluster in {data_dir / 'pg'}) ...")
-            postgres = stack.enter_context(EmbeddedPostgres(data_dir))
+            postgres = stack.enter_context(supervised(EmbeddedPostgres(data_dir).start()))
             database_url = postgres.url
             places.append(
                 ("PostgreSQL", f"embedded, {_redacted(database_url)}, log {postgres.log_file}")
@@ -79,7 +90,7 @@ def up(settings: Settings, *, access_log: bool = False) -> None:
 
         if settings.nats_url is None:
             _say(f"starting NATS JetStream (embedded, store in {data_dir / 'nats'}) ...")
-            nats = stack.enter_context(EmbeddedNats(data_dir))
+            nats = stack.enter_context(supervised(EmbeddedNats(data_dir).start()))
             nats_url = nats.url
             places.append(
                 (
@@ -94,11 +105,11 @@ def up(settings: Settings, *, access_log: bool = False) -> None:
         runtime = resolve_runtime_settings(settings, database_url=database_url, nats_url=nats_url)
         # The API processes serve requests only; the course index, the relay and the deadline watcher run in
         # a process of their own (each job also fails over between processes through its advisory lock).
-        jobs = stack.enter_context(_helper("jobs", "scheduler.jobs", runtime, data_dir))
-        places.append(("jobs", f"pid {jobs.pid}, log {jobs.log_path}"))
+        jobs = stack.enter_context(supervised(Helper("jobs", "scheduler.jobs", runtime.as_env(), data_dir)))
+        places.append(("jobs", f"pid {jobs.pid}, log {jobs.log_file}"))
         runtime = replace(runtime, background_jobs=False)
-        notifier = stack.enter_context(_helper("notifier", "notifier", runtime, data_dir))
-        places.append(("notifier", f"pid {notifier.pid}, log {notifier.log_path}"))
+        notifier = stack.enter_context(supervised(Helper("notifier", "notifier", runtime.as_env(), data_dir)))
+        places.append(("notifier", f"pid {notifier.pid}, log {notifier.log_file}"))
         operator_key = (
             "(from KACT_OPERATOR_TOKEN)" if settings.operator_token else str(runtime.operator_token)
         )
@@ -158,8 +169,10 @@ def _announce_when_ready(port: int, announce: Callable[[int], None]) -> None:
 
 
 def _serve_workers(runtime: Settings, access_log: bool, announce: Callable[[int], None]) -> None:
-    """Several API processes on one socket; each builds the app from the resolved settings in its environment."""
+    """Several API processes on one socket; each builds the app from the resolved settings in its environment,
+    and follows this process (KACT_SUPERVISOR_PID): a worker ends when `kact up` does."""
     os.environ.update(runtime.as_env())
+    os.environ[SUPERVISOR_PID] = str(os.getpid())
     config = uvicorn.Config(
         "scheduler.asgi:create_from_env",
         factory=True,
@@ -187,74 +200,6 @@ class _AnnouncingServer(uvicorn.Server):
         if self.started:
             # The bound port, which differs from the configured one when that is 0.
             _announce_when_ready(self.servers[0].sockets[0].getsockname()[1], self._on_ready)
-
-
-class _Helper:
-    """A helper process of `kact up` (`python -m <module>`, output to `<data dir>/<name>.log`): restarted when it
-    dies (after 1 s, doubling up to 30 s while it keeps dying young), stopped with SIGTERM on exit."""
-
-    STOP_TIMEOUT = 30.0
-
-    def __init__(self, name: str, module: str, env: dict[str, str], data_dir: Path) -> None:
-        self.name, self.module, self.env = name, module, env
-        self.log_path = data_dir / f"{name}.log"
-        self.restarts = 0
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._process = self._spawn()
-        self._watcher = threading.Thread(target=self._watch, name=f"watch-{name}", daemon=True)
-        self._watcher.start()
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        self._spawned_at = time.monotonic()
-        with open(self.log_path, "ab") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", self.module], env={**os.environ, **self.env},
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-
-    def _watch(self) -> None:
-        delay = 0.5
-        while not self._stopping.wait(0.5):
-            code = self._process.poll()
-            if code is None:
-                continue
-            # The first restart waits a second; one that died within a minute of its start doubles the wait.
-            delay = min(delay * 2, 30.0) if time.monotonic() - self._spawned_at < 60 else 1.0
-            _say(f"kact: the {self.name} exited (code {code}); restarting it in {delay:.0f} s (log {self.log_path})")
-            if self._stopping.wait(delay):
-                return
-            with self._lock:
-                if self._stopping.is_set():
-                    return
-                self._process = self._spawn()
-                self.restarts += 1
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopping.set()
-        process = self._process
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=self.STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._watcher.join(5)
-
-
-@contextmanager
-def _helper(name: str, module: str, runtime: Settings, data_dir: Path) -> Iterator[_Helper]:
-    helper = _Helper(name, module, runtime.as_env(), data_dir)
-    try:
-        yield helper
-    finally:
-        helper.stop()
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -29,7 +29,9 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from scheduler.secretfile import private_dir, read_or_create
+from kact_contracts.lifecycle import dies_with_parent
+
+from scheduler.secretfile import open_private, private_dir, read_or_create
 
 LOOPBACK = "127.0.0.1"
 _PORT_ATTEMPTS = 3
@@ -58,17 +60,20 @@ class _ChildServer:
     """A server run as a child process in its own process group, with its output in a log file.
 
     A lock file in the data dir, held while the server runs, keeps two parents from
-    running it at once and tells a server left by a killed parent from a live one."""
+    running it at once and tells a server left by a killed parent from a live one.
+    On Linux the server also gets SIGINT (its orderly shutdown) when its parent dies,
+    however it dies, unless `die_with_parent` is false."""
 
     name = "server"
     data_dir: Path
     log_file: Path
     lock_file: Path
 
-    def __init__(self) -> None:
+    def __init__(self, *, die_with_parent: bool = True) -> None:
         self._process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
         self._lock_fd: int | None = None
+        self._die_with_parent = die_with_parent
 
     @property
     def running(self) -> bool:
@@ -77,6 +82,10 @@ class _ChildServer:
     @property
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
+
+    def poll(self) -> int | None:
+        """The server's exit code once it has exited (waiting for it, so no zombie is left), else None."""
+        return None if self._process is None else self._process.poll()
 
     def start(self) -> Self:
         """Start the server and wait until it serves; on any failure nothing is left running."""
@@ -91,7 +100,25 @@ class _ChildServer:
             raise
         return self
 
+    def restart(self) -> None:
+        """Start the server again after it exited, on the same port(s): its clients reconnect to the address
+        they know. The data dir's lock stays held throughout; on failure nothing is left running."""
+        if self._lock_fd is None:
+            raise RuntimeError(f"{self.name} in {self.data_dir} is not started")
+        self._terminate()
+        try:
+            self._relaunch()
+        except _PortTaken:
+            self._terminate()
+            raise ServerError(f"{self.name} could not start again: another process took its port") from None
+        except BaseException:
+            self._terminate()
+            raise
+
     def _start(self) -> None:
+        raise NotImplementedError
+
+    def _relaunch(self) -> None:
         raise NotImplementedError
 
     def _lock(self) -> None:
@@ -109,6 +136,12 @@ class _ChildServer:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask the server to shut down (SIGINT), wait, and kill its process group on timeout."""
+        self._terminate(timeout)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _terminate(self, timeout: float = 30.0) -> None:
         process, self._process = self._process, None
         if process is not None:
             atexit.unregister(self.stop)
@@ -122,9 +155,6 @@ class _ChildServer:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
         self._after_stop()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
 
     def _after_stop(self) -> None:
         pass
@@ -142,7 +172,7 @@ class _ChildServer:
 
     def _spawn(self, args: list[str], *, cwd: Path, **as_user: Any) -> None:
         self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        with self.log_file.open("ab") as log:
+        with open_private(self.log_file) as log:
             # Its own process group: a Ctrl-C in the terminal reaches only the parent, which
             # stops the API first and then this server, instead of both dying at once.
             self._process = subprocess.Popen(
@@ -152,6 +182,8 @@ class _ChildServer:
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
                 process_group=0,
+                umask=0o077,  # whatever ours is, the files the server writes are its account's only
+                preexec_fn=dies_with_parent(signal.SIGINT) if self._die_with_parent else None,
                 **as_user,
             )
         # A safety net for a parent that exits without stop(): no server outlives it.
@@ -190,26 +222,50 @@ class _ChildServer:
                     raise ServerError(f"{self.name}: every chosen port was taken") from None
 
 
-def _stop_leftover(pid: int | None, marker: str, timeout: float = 30.0) -> bool:
-    """Stop a server of ours that outlived a killed parent; False if `pid` is not one.
-
-    Called with the data dir's lock held, so no live parent owns such a server."""
-    if pid is None:
-        return False
+def _process_state(pid: int, marker: str, named_in: Path, *, cwd: Path | None = None) -> str:
+    """"ours": `pid` is a live server with `marker` on its command line (or a postgres working in `cwd`);
+    "gone": no such process; "zombie": it exited but nobody reaped it; "other": a live process not ours (a
+    reused PID)."""
     try:
         process = psutil.Process(pid)
-        ours = marker in process.cmdline()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return False
-    if not ours:
-        return False
-    process.send_signal(signal.SIGINT)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return "zombie"
+        if marker in process.cmdline():
+            return "ours"
+        if cwd is not None and process.name() == "postgres":
+            return "ours" if Path(process.cwd()) == cwd else "other"
+        return "other"
+    except psutil.ZombieProcess:
+        return "zombie"
+    except psutil.NoSuchProcess:
+        return "gone"
+    except psutil.AccessDenied:
+        # It may be a live server of ours: never take its lock file away.
+        raise ServerError(
+            f"{named_in} names process {pid}, which this user may not inspect: stop it if it serves "
+            f"{marker}, else remove {named_in}"
+        ) from None
+
+
+def _stop_leftover(pid: int | None, marker: str, named_in: Path) -> None:
+    """Stop a server of ours (`marker` on its command line) that outlived a killed parent, if `pid` is one.
+
+    Called with the data dir's lock held, so no live parent owns such a server."""
+    if pid is not None and _process_state(pid, marker, named_in) == "ours":
+        _stop(pid)
+
+
+def _stop(pid: int, timeout: float = 30.0) -> None:
     try:
-        process.wait(timeout)
-    except psutil.TimeoutExpired:
-        process.kill()
-        process.wait(timeout)
-    return True
+        process = psutil.Process(pid)
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except psutil.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    except psutil.NoSuchProcess:
+        pass  # it ended meanwhile
 
 
 def _read_pid(path: Path) -> int | None:
@@ -220,11 +276,14 @@ def _read_pid(path: Path) -> int | None:
     return int(first_line) if first_line.isdigit() else None
 
 
-def _allow_traverse(path: Path) -> None:
-    # The unprivileged server account only needs to pass through the folders above its
-    # data directory, not list them: grant search (o+x), so the data dir stays 0711 and
-    # the secrets beside the cluster stay private.
-    for folder in (path, *path.parents):
+def _allow_traverse(data_dir: Path, gid: int) -> None:
+    # The unprivileged server account only needs to pass through the folders above its cluster, not list
+    # them. The data dir lets that account's group pass and nobody else (0710; 0700 would shut the server
+    # out of its own cluster); the folders above it, not ours to change the group of, get search for
+    # others (o+x). Secrets and logs beside the cluster stay 0600.
+    os.chown(data_dir, -1, gid)
+    data_dir.chmod((stat.S_IMODE(data_dir.stat().st_mode) & 0o700) | stat.S_IXGRP)
+    for folder in data_dir.parents:
         mode = folder.stat().st_mode
         if not mode & stat.S_IXOTH:
             folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
@@ -258,8 +317,8 @@ class EmbeddedPostgres(_ChildServer):
         "password_encryption": "scram-sha-256",
     }
 
-    def __init__(self, data_dir: Path, *, startup_timeout: float = 60.0) -> None:
-        super().__init__()
+    def __init__(self, data_dir: Path, *, startup_timeout: float = 60.0, die_with_parent: bool = True) -> None:
+        super().__init__(die_with_parent=die_with_parent)
         self.data_dir = Path(data_dir).absolute()
         self.pgdata = self.data_dir / "pg"
         self.password_file = self.data_dir / "postgres.password"
@@ -269,6 +328,8 @@ class EmbeddedPostgres(_ChildServer):
         self.port: int | None = None
         self._password = ""
         self._socket_dir: Path | None = None
+        self._bin_dir = Path()
+        self._as_user: dict[str, Any] = {}
 
     @property
     def url(self) -> str:
@@ -280,13 +341,17 @@ class EmbeddedPostgres(_ChildServer):
 
     def _start(self) -> None:
         self._password = read_or_create(self.password_file, lambda: secrets.token_urlsafe(24))
-        bin_dir = postgres_bin_dir()
-        as_user = self._unprivileged(bin_dir) if os.geteuid() == 0 else {}
+        self._bin_dir = bin_dir = postgres_bin_dir()
+        self._as_user = as_user = self._unprivileged(bin_dir) if os.geteuid() == 0 else {}
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(bin_dir, as_user)
         self._clear_stale_pid_file()
         self._start_on_free_ports(lambda: self._launch(bin_dir, as_user))
         self._ensure_database()
+
+    def _relaunch(self) -> None:
+        self._clear_stale_pid_file()
+        self._run(self._bin_dir, self._as_user)
 
     def _unprivileged(self, bin_dir: Path) -> dict[str, Any]:
         from pgserver.utils import (
@@ -302,7 +367,7 @@ class EmbeddedPostgres(_ChildServer):
         ensure_prefix_permissions(bin_dir)
         ensure_folder_permissions(bin_dir, read | execute)
         ensure_folder_permissions(bin_dir.parent / "lib", read)
-        _allow_traverse(self.data_dir)
+        _allow_traverse(self.data_dir, account.pw_gid)
         return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
     def _initdb(self, bin_dir: Path, as_user: dict[str, Any]) -> None:
@@ -333,7 +398,7 @@ class EmbeddedPostgres(_ChildServer):
                 "--no-instructions",
             ]  # fmt: skip
             self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-            with self.log_file.open("ab") as log:
+            with open_private(self.log_file) as log:
                 completed = subprocess.run(
                     args,
                     stdin=subprocess.DEVNULL,
@@ -349,23 +414,36 @@ class EmbeddedPostgres(_ChildServer):
         staging.rename(self.pgdata)
 
     def _clear_stale_pid_file(self) -> None:
+        """Make way for a new postmaster; called with the data dir's lock held, so no live parent owns a server
+        of this cluster.
+
+        A live server of this cluster (a leftover of a killed parent) is stopped, and removes its lock file
+        itself. A PID that is dead is left to postgres, which then also checks that no orphaned backend still
+        uses the old shared memory. A PID now naming another process (common in containers), a zombie or no
+        PID at all would make postgres refuse to start: that lock file is removed."""
         pid_file = self.pgdata / "postmaster.pid"
-        if not pid_file.exists():
+        try:
+            lines = pid_file.read_text().splitlines()
+        except FileNotFoundError:
             return
-        lines = pid_file.read_text().splitlines()
         pid = int(lines[0]) if lines and lines[0].strip().isdigit() else None
         # Line 5 names the socket folder, a temporary one of ours that no stop() removed.
         socket_dir = Path(lines[4]) if len(lines) > 4 else None
-        if not _stop_leftover(pid, str(self.pgdata)) and (pid is None or psutil.pid_exists(pid)):
-            # A PID reused by an unrelated process (common in containers) would make
-            # postgres refuse to start. A dead PID is left to postgres, which then also
-            # checks that no orphaned backend still uses the old shared memory.
+        # A postmaster works in its cluster's folder, however it was started.
+        state = "other" if pid is None else _process_state(pid, str(self.pgdata), pid_file, cwd=self.pgdata)
+        if state == "ours":
+            assert pid is not None
+            _stop(pid)
+        elif state in ("other", "zombie"):  # postgres takes any process with that PID for a live server
             pid_file.unlink(missing_ok=True)
         if socket_dir is not None and socket_dir.name.startswith(_SOCKET_DIR_PREFIX):
             shutil.rmtree(socket_dir, ignore_errors=True)
 
     def _launch(self, bin_dir: Path, as_user: dict[str, Any]) -> None:
         self.port = free_port()
+        self._run(bin_dir, as_user)
+
+    def _run(self, bin_dir: Path, as_user: dict[str, Any]) -> None:
         self._socket_dir = Path(tempfile.mkdtemp(prefix=_SOCKET_DIR_PREFIX))
         if as_user:
             os.chown(self._socket_dir, as_user["user"], as_user["group"])
@@ -432,8 +510,9 @@ class EmbeddedNats(_ChildServer):
 
     name = "NATS"
 
-    def __init__(self, data_dir: Path, *, startup_timeout: float = 30.0, max_payload: int | None = None) -> None:
-        super().__init__()
+    def __init__(self, data_dir: Path, *, startup_timeout: float = 30.0, max_payload: int | None = None,
+                 die_with_parent: bool = True) -> None:
+        super().__init__(die_with_parent=die_with_parent)
         self.data_dir = Path(data_dir).absolute()
         self.max_payload = max_payload  # the server's limit on one message (its default: 1 MiB)
         self.store_dir = self.data_dir / "nats"
@@ -444,6 +523,7 @@ class EmbeddedNats(_ChildServer):
         self.startup_timeout = startup_timeout
         self.port: int | None = None
         self.monitor_port: int | None = None
+        self._binary = Path()
 
     @property
     def url(self) -> str:
@@ -459,17 +539,24 @@ class EmbeddedNats(_ChildServer):
 
     def _start(self) -> None:
         self.store_dir.mkdir(mode=0o700, exist_ok=True)
-        binary = nats_server_binary()
+        self._binary = binary = nats_server_binary()
         # Two servers on one store would corrupt it: stop one left by a killed parent.
-        _stop_leftover(_read_pid(self.pid_file), str(self.config_file))
+        _stop_leftover(_read_pid(self.pid_file), str(self.config_file), self.pid_file)
         self._start_on_free_ports(lambda: self._launch(binary))
+
+    def _relaunch(self) -> None:
+        self._run(self._binary)
 
     def _launch(self, binary: Path) -> None:
         self.port = free_port()
         self.monitor_port = free_port()
         while self.monitor_port == self.port:
             self.monitor_port = free_port()
-        self.config_file.write_text(self._config(), encoding="utf-8")
+        self._run(binary)
+
+    def _run(self, binary: Path) -> None:
+        with open_private(self.config_file, append=False) as config:
+            config.write(self._config().encode())
         self._spawn([str(binary), "--config", str(self.config_file)], cwd=self.data_dir)
         self._wait_until_healthy()
 

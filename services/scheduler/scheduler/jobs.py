@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from kact_contracts.bus import StreamSettings
+from kact_contracts.environment import SettingError
+from kact_contracts.lifecycle import follow_supervisor
 
 from scheduler.application import Courses, event_store_env
 from scheduler.deadlines import deadline_singleton
@@ -99,7 +102,11 @@ def main() -> None:
     """`python -m scheduler.jobs`: run the background jobs until SIGTERM or SIGINT (settings resolved, as
     `kact up` hands them over in the environment)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s jobs %(levelname)s %(name)s %(message)s")
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingError as error:
+        print(f"scheduler.jobs: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     stopping = threading.Event()
 
     def ask_to_stop(signum: int, frame: FrameType | None) -> None:
@@ -107,6 +114,7 @@ def main() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, ask_to_stop)
+    follow_supervisor()
     env = event_store_env(settings)
     courses, view = migrate(settings, env)
     view.datastore.close()

@@ -1,4 +1,4 @@
-"""Secrets kept in owner-only files: created once, then read back on every later start."""
+"""Owner-only files and folders: secrets created once, then read back on every later start; logs."""
 
 from __future__ import annotations
 
@@ -7,14 +7,38 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 OWNER_ONLY = 0o600
+OWNER_ONLY_DIR = 0o700
 
 
 def private_dir(path: Path) -> Path:
-    """Create `path` (and parents) readable by its owner only; an existing folder keeps its mode."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create `path` (and parents) readable by its owner only (0700 whatever the umask); an existing folder
+    keeps its mode."""
+    if path.is_dir():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=OWNER_ONLY_DIR)
+    except FileExistsError:
+        return path  # another process created it a moment ago, with this same mode
+    # mkdir's mode only loses the umask's bits; a umask such as 0o277 would leave the owner locked out.
+    path.chmod(OWNER_ONLY_DIR)
     return path
+
+
+def open_private(path: Path, *, append: bool = True) -> BinaryIO:
+    """`path` opened for writing (appending, else truncated) with mode 0600 whatever the umask: a file
+    someone widened is narrowed again, as logs may name people and settings."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, OWNER_ONLY)
+    try:
+        os.fchmod(fd, OWNER_ONLY)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "ab" if append else "wb")
 
 
 def read_or_create(path: Path, make: Callable[[], str]) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from kact_contracts.environment import NATS_SCHEMES, POSTGRES_SCHEMES, Environment
 from notifier.settings import allow_private_webhooks
 
 
@@ -61,28 +62,32 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
+        """The settings in the environment; a value out of bounds raises `SettingError` naming its variable."""
+        raw = os.environ if environ is None else environ
+        env = Environment(raw)
         return cls(
-            http_host=env.get("KACT_HTTP_HOST", cls.http_host),
-            http_port=int(env.get("KACT_HTTP_PORT", cls.http_port)),
-            data_dir=Path(env.get("KACT_DATA_DIR", str(cls.data_dir))),
-            operator_token=env.get("KACT_OPERATOR_TOKEN") or None,
-            database_url=env.get("KACT_DATABASE_URL") or None,
-            db_schema=env.get("KACT_DB_SCHEMA", cls.db_schema),
-            nats_url=env.get("KACT_NATS_URL") or None,
-            nats_stream=env.get("KACT_NATS_STREAM", cls.nats_stream),
-            nats_prefix=env.get("KACT_NATS_PREFIX", cls.nats_prefix),
-            cipher_key=env.get("KACT_CIPHER_KEY") or None,
-            db_pool_size=int(env.get("KACT_DB_POOL_SIZE", cls.db_pool_size)),
-            simulated_time=env.get("KACT_SIMULATED_TIME", "").lower() in ("1", "true", "yes"),
-            workers=int(env.get("KACT_WORKERS", cls.workers)),
-            deadline_check_seconds=float(env.get("KACT_DEADLINE_CHECK_SECONDS", cls.deadline_check_seconds)),
-            background_jobs=env.get("KACT_BACKGROUND_JOBS", "1").lower() not in ("0", "false", "no"),
+            http_host=raw.get("KACT_HTTP_HOST", cls.http_host),  # "" listens on every address
+            # 0: any free port (the announcement says which).
+            http_port=env.integer("KACT_HTTP_PORT", cls.http_port, low=0, high=65535),
+            data_dir=Path(env.text("KACT_DATA_DIR", str(cls.data_dir))),
+            operator_token=env.optional("KACT_OPERATOR_TOKEN"),
+            database_url=env.url("KACT_DATABASE_URL", POSTGRES_SCHEMES),
+            db_schema=env.text("KACT_DB_SCHEMA", cls.db_schema),
+            nats_url=env.url("KACT_NATS_URL", NATS_SCHEMES),
+            nats_stream=env.text("KACT_NATS_STREAM", cls.nats_stream),
+            nats_prefix=env.text("KACT_NATS_PREFIX", cls.nats_prefix),
+            cipher_key=env.optional("KACT_CIPHER_KEY"),
+            db_pool_size=env.integer("KACT_DB_POOL_SIZE", cls.db_pool_size, low=1),
+            simulated_time=env.flag("KACT_SIMULATED_TIME", cls.simulated_time),
+            workers=env.integer("KACT_WORKERS", cls.workers, low=1),
+            deadline_check_seconds=env.seconds("KACT_DEADLINE_CHECK_SECONDS", cls.deadline_check_seconds),
+            background_jobs=env.flag("KACT_BACKGROUND_JOBS", cls.background_jobs),
             webhook_allow_private=allow_private_webhooks(env),
-            max_body_bytes=int(env.get("KACT_MAX_BODY_BYTES", cls.max_body_bytes)),
-            idempotency_ttl_seconds=int(env.get("KACT_IDEMPOTENCY_TTL", cls.idempotency_ttl_seconds)),
-            relay_max_lag=float(env.get("KACT_RELAY_MAX_LAG", cls.relay_max_lag)),
-            notifier_max_silence=float(env.get("KACT_NOTIFIER_MAX_SILENCE", cls.notifier_max_silence)),
+            max_body_bytes=env.integer("KACT_MAX_BODY_BYTES", cls.max_body_bytes, low=1024, high=64 * 1024 * 1024),
+            idempotency_ttl_seconds=env.integer("KACT_IDEMPOTENCY_TTL", cls.idempotency_ttl_seconds, low=60,
+                                                high=30 * 24 * 3600),
+            relay_max_lag=env.seconds("KACT_RELAY_MAX_LAG", cls.relay_max_lag),
+            notifier_max_silence=env.seconds("KACT_NOTIFIER_MAX_SILENCE", cls.notifier_max_silence),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -99,11 +104,11 @@ class Settings:
             "KACT_NATS_PREFIX": self.nats_prefix,
             "KACT_CIPHER_KEY": self.cipher_key,
             "KACT_DB_POOL_SIZE": str(self.db_pool_size),
-            "KACT_SIMULATED_TIME": "1" if self.simulated_time else "",
+            "KACT_SIMULATED_TIME": "1" if self.simulated_time else "0",
             "KACT_WORKERS": str(self.workers),
             "KACT_DEADLINE_CHECK_SECONDS": str(self.deadline_check_seconds),
             "KACT_BACKGROUND_JOBS": "1" if self.background_jobs else "0",
-            "KACT_WEBHOOK_ALLOW_PRIVATE": "1" if self.webhook_allow_private else "",
+            "KACT_WEBHOOK_ALLOW_PRIVATE": "1" if self.webhook_allow_private else "0",
             "KACT_MAX_BODY_BYTES": str(self.max_body_bytes),
             "KACT_IDEMPOTENCY_TTL": str(self.idempotency_ttl_seconds),
             "KACT_RELAY_MAX_LAG": str(self.relay_max_lag),
