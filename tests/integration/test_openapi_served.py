@@ -52,3 +52,18 @@ def test_a_body_is_taken_as_its_schema_says_not_loosely(live_server) -> None:
                                                         "protocol": protocol}, headers=key)
             assert response.status_code == 422, (protocol, response.text)
             assert "protocol" in response.json()["detail"]
+
+
+def test_the_docs_page_loads_nothing_from_another_host(live_server) -> None:
+    import re
+
+    with httpx.Client(base_url=live_server.base_url, timeout=10) as client:
+        for page in ("/schema", "/schema/swagger"):
+            html = client.get(page)
+            assert html.status_code == 200 and "swagger-ui" in html.text
+            sources = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text)
+            assert sources and all(source.startswith("/") for source in sources), sources
+            for source in sources:
+                asset = client.get(source)
+                assert asset.status_code == 200 and len(asset.content) > 1000, source
+        assert client.get("/schema/static/swagger-editor.js").status_code == 404

@@ -33,6 +33,7 @@ from scheduler.http.deps import (
 )
 from scheduler.http.directory import ClinicController, PartnershipController
 from scheduler.http.feed import read_feed
+from scheduler.http import docs_ui
 from scheduler.http.body_guard import body_guard
 from scheduler.http.contract import complete as complete_contract
 from scheduler.http.health import delivery, live, ready
@@ -92,6 +93,7 @@ def openapi_config() -> OpenAPIConfig:
         ),
         security=[{"apiKey": []}],
         use_handler_docstrings=False,
+        render_plugins=[docs_ui.render_plugin()],
     )
 
 
@@ -148,7 +150,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
         route_handlers=[
             ClinicController, PartnershipController, CourseController, DoseApprovalController, live, ready, delivery,
             read_feed, list_dead_letters, redrive_dead_letter, list_relay_dead_letters, *NOTIFICATION_ROUTES,
-            *KEY_ROUTES, list_problem_types, get_problem_type,
+            *KEY_ROUTES, list_problem_types, get_problem_type, docs_ui.docs_file,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),
             "now": Provide(provide_now, sync_to_thread=False),
