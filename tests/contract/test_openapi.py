@@ -33,6 +33,7 @@ def test_every_operation_documents_its_real_problems_and_no_400() -> None:
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
             responses = operation["responses"]
+            assert len(operation.get("description", "")) > 40, f"{method} {path} has no description"
             assert "400" not in responses, f"{method} {path} documents a 400 it never answers"
             if path.startswith("/v1/"):
                 assert {"401", "503"} <= set(responses), f"{method} {path}"

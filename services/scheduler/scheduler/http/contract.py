@@ -19,6 +19,7 @@ from litestar.openapi.spec import (
 )
 
 from scheduler.http import schemas
+from scheduler.http.descriptions import DESCRIPTIONS
 from scheduler.http.problems import MEDIA_TYPE
 
 _STRING, _INTEGER, _OBJECT, _ARRAY = OpenAPIType.STRING, OpenAPIType.INTEGER, OpenAPIType.OBJECT, OpenAPIType.ARRAY
@@ -138,6 +139,8 @@ def complete(doc: OpenAPI, rate_limited: bool = False) -> OpenAPI:
             operation = getattr(item, method, None)
             if operation is None:
                 continue
+            if not operation.description:
+                operation.description = DESCRIPTIONS.get(operation.operation_id or "")
             responses = dict(operation.responses or {})
             responses.pop("400", None)
             if operation.operation_id in UNAUTHENTICATED:

@@ -1,0 +1,87 @@
+"""What each operation does, who may call it and what it refuses: the OpenAPI description of every operation that
+does not carry one at its route (a contract test checks that none is missing)."""
+
+from __future__ import annotations
+
+_COMMAND = (" Only the course's home clinic (its key) sends it; a refusal that breaks a course rule is 409 listing "
+            "every rule broken (I1-I11). Send an `Idempotency-Key` to retry safely.")
+
+DESCRIPTIONS: dict[str, str] = {
+    "live": "200 while the process runs. No key needed.",
+    "ready": "200 when PostgreSQL answers, NATS is connected and some process keeps the course index; 503 with the "
+             "failing check otherwise. Load balancers route on it. No key needed.",
+    "deliveryHealth": "Whether events reach NATS and the notifier consumes them: the relay's position against the "
+                      "event log (events behind, seconds the oldest has waited) and seconds since the notifier's last "
+                      "heartbeat. 503 when either is stuck past KACT_RELAY_MAX_LAG / KACT_NOTIFIER_MAX_SILENCE. "
+                      "No key needed.",
+    "listProblemTypes": "An HTML index of every problem `type`. No key needed.",
+    "getProblemType": "The page a problem's `type` resolves to: what it means, the rule it names, what to do. "
+                      "No key needed.",
+    "createClinic": "The operator onboards a clinic with its IANA time zone. The response holds the clinic's first "
+                    "API key, shown only here.",
+    "createClinician": "The operator or the clinic adds a therapist or a prescriber. A prescriber gets an API key of "
+                       "its own (to decide dose approvals), shown only in this response.",
+    "listClinicKeys": "The operator or the clinic lists the clinic's keys: id, label, when created and by whom, last "
+                      "use (to within about a minute), revocation. Never a secret.",
+    "createRoom": "The operator or the clinic adds a room (a medicine room hosts monitored sessions).",
+    "listClinicWebhooks": "The operator or the clinic lists the clinic's active webhooks, without their secrets.",
+    "disableClinicWebhook": "The operator or the clinic disables a webhook; its pending deliveries are marked failed.",
+    "listCourses": "The courses this principal may see (a clinic: its own; the operator: all), 50 a page, newest "
+                   "activity first; filter by status. A projection: it follows a command within milliseconds.",
+    "openCourse": "A clinic opens a couple's course: the dosing model (`taking_turns` or `together`), pseudonymous "
+                  "references for partners a and b, and protocol settings within each rule's bounds (defaults from "
+                  "the clinical rules). The course is an encrypted event stream from here on.",
+    "getCourse": "The course as it stands (or as of a version): phase, milestones, sessions, dose approvals, missed "
+                 "windows and the actions allowed next. Another clinic's course is 404. Every read is logged.",
+    "completeCourse": "Completes the course once its last medicine session is Integrated (I3) and no session is still "
+                      "booked." + _COMMAND,
+    "discontinueCourse": "Ends the course at any point, with a reason." + _COMMAND,
+    "requestDoseApproval": "Asks a prescriber to approve one partner's dose for one medicine session (I6): the "
+                           "prescriber is notified (webhook and pending list), reminded, then the home clinic is "
+                           "alerted if it stays undecided." + _COMMAND,
+    "listCourseEvents": "The course's audit history: every event with its type, time, version, acting principal and "
+                        "data. Only the home clinic and the operator see it.",
+    "acknowledgeMissedWindow": "A clinician acknowledges a missed integration window (I4) with a reason, which "
+                               "unblocks the next dose." + _COMMAND,
+    "recordScreening": "Records one partner's screening, eligible or ineligible, by a clinician of the clinic; an "
+                       "ineligible partner discontinues the course." + _COMMAND,
+    "bookSession": "Books an assessment, preparation, medicine or integration session: times (2000-2099, with "
+                   "offsets), partners, the hosting clinic (the home clinic or a partner under an agreed partnership, "
+                   "I11), room and clinicians of the host. Checked against every rule at once: phase order, the "
+                   "medicine session count and interval, the integration window, no double booking (I10). A "
+                   "medicine session at a partner clinic asks the host to confirm." + _COMMAND,
+    "cancelSession": "Cancels a booked session, with a reason." + _COMMAND,
+    "confirmSession": "The clinic hosting a partner-hosted medicine session confirms or declines it (a reason when "
+                      "declining), with its own key; it sees only the sessions it hosts. A rescheduled session asks "
+                      "again.",
+    "recordSession": "Records what happened: missed (with a reason), or held; a medicine session held records its "
+                     "doses (within their approvals, I6, I7), vitals before, about 40 minutes after and at discharge, "
+                     "adverse events and the discharge time (I8, I9). Adverse events alert the prescriber and the home "
+                     "clinic at once." + _COMMAND,
+    "rescheduleSession": "Moves a booked session (its room and clinicians may change too), checked like a booking; "
+                         "its own old time never counts as a clash." + _COMMAND,
+    "listDeadLetters": "The operator lists messages the notifier could not process after its retries, newest first.",
+    "redriveDeadLetter": "The operator asks the notifier to process a dead letter again (202); 409 once processed.",
+    "listDeliveries": "Webhook deliveries, newest first, filtered by status: a clinic sees its own and its "
+                      "prescribers', a prescriber its own, the operator all.",
+    "getDelivery": "One webhook delivery with every attempt: time, status code or error, duration.",
+    "redriveDelivery": "Sends a failed delivery again with a fresh count of attempts (operator or the owning clinic); "
+                       "409 if it is not failed or its webhook is disabled.",
+    "listDoseApprovals": "A prescriber's queue of dose approvals addressed to them (the operator: all), by status. "
+                         "Clinics are refused (403).",
+    "decideDoseApproval": "The prescriber an approval is addressed to approves (up to a dose, valid for the "
+                          "protocol's days) or declines it, with a reason; a vitals override (I9) needs its own "
+                          "reason. Anyone else gets 404.",
+    "readFeed": "Everything the notifier addressed to the caller after a position, in order and without gaps: the "
+                "same items its webhooks carry. A receiver that was down asks for `?after=<last position seen>`. "
+                "The operator names a feed with `?recipient=`.",
+    "consentToPartnership": "A clinic agrees to partner with another; the partnership holds once both have agreed, "
+                            "and only then may one host the other's sessions (I11).",
+    "listPrescriberKeys": "The prescriber's keys (the operator, its clinic or the prescriber), never their secrets.",
+    "listPrescriberWebhooks": "The prescriber's active webhooks (the operator, its clinic or the prescriber), "
+                              "without their secrets.",
+    "disablePrescriberWebhook": "Disables a webhook of the prescriber; its pending deliveries are marked failed.",
+    "listRelayDeadLetters": "The operator lists stored events the relay could not publish (too large, or refused by "
+                            "the stream): position, course, topic, error. The events stay in the event store and the "
+                            "course's history; everything after them was published.",
+}
