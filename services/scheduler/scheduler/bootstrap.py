@@ -32,6 +32,7 @@ from scheduler.http.feed import read_feed
 from scheduler.http.health import live, ready
 from scheduler.http.idempotency import idempotency_middleware
 from scheduler.http.notifications import ROUTES as NOTIFICATION_ROUTES
+from scheduler.http.ratelimit import RateLimits, rate_limiting
 from scheduler.http.problems import EXCEPTION_HANDLERS
 from scheduler.idempotency import IdempotencyKeys
 from scheduler.jobs import BackgroundJobs, course_index_lock
@@ -125,7 +126,10 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             "now": Provide(provide_now, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[idempotency_middleware],
+        # Limits first: a refused request costs no body read, no idempotency claim, no handler.
+        middleware=[rate_limiting(RateLimits.configure(
+            settings.rate_limit, settings.rate_burst, settings.operator_rate_limit, settings.operator_rate_burst,
+            settings.workers)), idempotency_middleware],
         lifespan=[lifespan],
         openapi_config=openapi_config(),
         debug=False,

@@ -53,6 +53,12 @@ class Settings:
     # them in a process of their own instead (`python -m scheduler.jobs`).
     background_jobs: bool = True
     webhook_allow_private: bool = False  # webhooks may be registered for loopback or private addresses
+    # Requests per second sustained and at once per API key (a token bucket per principal); 0: no limits.
+    # Shared equally by the worker processes.
+    rate_limit: float = 100.0
+    rate_burst: int = 200
+    operator_rate_limit: float = 500.0
+    operator_rate_burst: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +80,10 @@ class Settings:
             deadline_check_seconds=float(env.get("KACT_DEADLINE_CHECK_SECONDS", cls.deadline_check_seconds)),
             background_jobs=env.get("KACT_BACKGROUND_JOBS", "1").lower() not in ("0", "false", "no"),
             webhook_allow_private=allow_private_webhooks(env),
+            rate_limit=float(env.get("KACT_RATE_LIMIT", cls.rate_limit)),
+            rate_burst=int(env.get("KACT_RATE_BURST", cls.rate_burst)),
+            operator_rate_limit=float(env.get("KACT_OPERATOR_RATE_LIMIT", cls.operator_rate_limit)),
+            operator_rate_burst=int(env.get("KACT_OPERATOR_RATE_BURST", cls.operator_rate_burst)),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -95,5 +105,9 @@ class Settings:
             "KACT_DEADLINE_CHECK_SECONDS": str(self.deadline_check_seconds),
             "KACT_BACKGROUND_JOBS": "1" if self.background_jobs else "0",
             "KACT_WEBHOOK_ALLOW_PRIVATE": "1" if self.webhook_allow_private else "",
+            "KACT_RATE_LIMIT": str(self.rate_limit),
+            "KACT_RATE_BURST": str(self.rate_burst),
+            "KACT_OPERATOR_RATE_LIMIT": str(self.operator_rate_limit),
+            "KACT_OPERATOR_RATE_BURST": str(self.operator_rate_burst),
         }
         return {k: v for k, v in values.items() if v is not None}

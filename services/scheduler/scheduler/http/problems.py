@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
@@ -12,6 +14,7 @@ import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import Send
 
 from scheduler.application import ConcurrentUpdateError, CourseNotFoundError
 from scheduler.domain.errors import (
@@ -59,6 +62,16 @@ class ProblemError(Exception):
 def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
     body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail, **extra}
     return Response(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+async def send_problem(send: Send, status: int, slug: str, title: str, detail: str,
+                       headers: Iterable[tuple[bytes, bytes]] = (), **extra: Any) -> None:
+    """`problem()` for ASGI middleware, which answers before (or instead of) the app."""
+    body = json.dumps({"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail,
+                       **extra}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def rules_broken(request: Request, exc: RulesBrokenError) -> Response[dict[str, Any]]:
