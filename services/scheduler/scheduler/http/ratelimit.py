@@ -13,6 +13,7 @@ share of every limit, so a client spread over all of them gets the configured to
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from scheduler.http.deps import AUTHENTICATED, bearer_token
 from scheduler.http.problems import send_problem
 
 PRUNE_ABOVE = 10_000  # buckets kept before full ones are forgotten (a full bucket is the same as none)
+MAX_HELD = 1_000  # refusals held back at once (each a sleeping task); beyond that they are answered at once
 
 
 @dataclass(frozen=True)
@@ -66,22 +68,37 @@ class Decision:
 
 class TokenBuckets:
     """One bucket per key: `burst` tokens, refilled at `rate` per second, a request takes one. Time is passed
-    in (seconds on a monotonic clock); one event loop calls it, so there is nothing to lock."""
+    in (seconds on a monotonic clock); one event loop calls it, so there is nothing to lock. Each bucket also
+    remembers until when its last refusal told the client to wait (`Retry-After`)."""
 
     def __init__(self) -> None:
-        self._buckets: dict[str, tuple[float, float, float]] = {}  # key -> (tokens, at, full again at)
+        # key -> (tokens, at, full again at, told to wait until)
+        self._buckets: dict[str, tuple[float, float, float, float]] = {}
         self._pruned_at = 0.0
 
     def take(self, key: str, limit: Limit, now: float) -> Decision:
         bucket = self._buckets.get(key)
-        tokens = limit.burst if bucket is None else min(limit.burst, bucket[0] + (now - bucket[1]) * limit.rate)
+        if bucket is None:
+            tokens, waiting_until = float(limit.burst), 0.0
+        else:
+            tokens, waiting_until = min(limit.burst, bucket[0] + (now - bucket[1]) * limit.rate), bucket[3]
         allowed = tokens >= 1 - 1e-9  # a client exactly at the rate is not refused for a rounding error
         if allowed:
             tokens = max(0.0, tokens - 1)
-        self._buckets[key] = (tokens, now, now + (limit.burst - tokens) / limit.rate)
+        self._buckets[key] = (tokens, now, now + (limit.burst - tokens) / limit.rate, waiting_until)
         if len(self._buckets) > PRUNE_ABOVE and now - self._pruned_at > 1.0:
             self._prune(now)
         return Decision(allowed, tokens, limit)
+
+    def tell_to_wait(self, key: str, until: float) -> None:
+        """A refusal told the client of `key` to wait until `until` (after a `take`, so the bucket exists)."""
+        tokens, at, full_at, waiting_until = self._buckets[key]
+        self._buckets[key] = (tokens, at, full_at, max(waiting_until, until))
+
+    def told_to_wait(self, key: str, now: float) -> float:
+        """Seconds left of the last Retry-After this key was given (0 if none is running)."""
+        bucket = self._buckets.get(key)
+        return 0.0 if bucket is None else max(0.0, bucket[3] - now)
 
     def has_token(self, key: str, limit: Limit, now: float) -> bool:
         bucket = self._buckets.get(key)
@@ -92,7 +109,7 @@ class TokenBuckets:
 
     def _prune(self, now: float) -> None:
         self._pruned_at = now
-        self._buckets = {key: bucket for key, bucket in self._buckets.items() if bucket[2] > now}
+        self._buckets = {key: bucket for key, bucket in self._buckets.items() if max(bucket[2], bucket[3]) > now}
 
 
 @dataclass(frozen=True)
@@ -130,6 +147,33 @@ def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.m
     """The middleware: authenticate (from the directory's cache where the key is known), take a token from
     the principal's bucket, refuse with 429 or pass on with the principal in the scope and the headers added."""
     buckets = TokenBuckets()
+    held = 0
+    turns: dict[str, float] = {}  # key -> the moment its last held request may try again
+
+    async def take(key: str, limit: Limit) -> Decision:
+        """A token for `key`, or a refusal. A client that sends again before the Retry-After it was given ran
+        out (one that ignores it, or floods over many connections) is held back instead of refused at once:
+        its requests wait their turn, one per 1/rate seconds after that moment, and then take a token or are
+        refused. Refusing at once, however cheaply, lets a flood take the event loop from everyone else: the
+        sooner it is answered, the sooner it asks again."""
+        nonlocal held
+        now = clock()
+        wait = buckets.told_to_wait(key, now)
+        decision = buckets.take(key, limit, now)
+        if not decision.allowed and wait > 0 and held < MAX_HELD:
+            turn = max(now + wait, turns.get(key, 0.0) + 1 / limit.rate)
+            turns[key] = turn
+            held += 1
+            try:
+                await asyncio.sleep(turn - now)
+            finally:
+                held -= 1
+                if turns.get(key) == turn:
+                    del turns[key]  # the last one held: the next starts afresh
+            decision = buckets.take(key, limit, clock())
+        if not decision.allowed:
+            buckets.tell_to_wait(key, clock() + decision.retry_after)
+        return decision
 
     def middleware_factory(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
@@ -146,7 +190,7 @@ def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.m
                 client = scope.get("client")
                 address = f"address:{client[0] if client else '?'}"
                 if limits is not None and not buckets.has_token(address, limits.unknown_key, clock()):
-                    await _refuse(send, buckets.take(address, limits.unknown_key, clock()))
+                    await _refuse(send, await take(address, limits.unknown_key))
                     return
                 principal = await directory.authenticate(key)
                 if principal is None:
@@ -160,7 +204,7 @@ def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.m
                 await app(scope, receive, send)
                 return
             limit = limits.for_principal(principal)
-            decision = buckets.take(principal.ref, limit, clock())
+            decision = await take(principal.ref, limit)
             if not decision.allowed:
                 await _refuse(send, decision)
                 return
