@@ -5,6 +5,11 @@ Every authenticated response carries the limit as draft-ietf-httpapi-ratelimit-h
 now>;t=<seconds until the full burst is back>`; a refused request is a 429 problem with `Retry-After` (and
 there `t` is the same number: the draft asks that Retry-After not end before the effective window).
 
+A client that sends again while the Retry-After it was given is still running is not answered at once: its
+requests queue and are let through one per 1/rate seconds once that time is up (see `take`). A client that
+honours Retry-After never waits; a flood over many connections gets the key's rate and no more of the
+event loop than that.
+
 Requests without a key pass untouched (the handler answers 401 or serves a public route; neither reads the
 database). A key this process has not seen costs a database lookup, so unknown keys are charged to the
 client's address: once an address has spent its allowance on keys that do not exist, its unknown keys are
@@ -153,24 +158,29 @@ def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.m
     async def take(key: str, limit: Limit) -> Decision:
         """A token for `key`, or a refusal. A client that sends again before the Retry-After it was given ran
         out (one that ignores it, or floods over many connections) is held back instead of refused at once:
-        its requests wait their turn, one per 1/rate seconds after that moment, and then take a token or are
-        refused. Refusing at once, however cheaply, lets a flood take the event loop from everyone else: the
-        sooner it is answered, the sooner it asks again."""
+        its requests queue, one turn per 1/rate seconds from that moment, and each then takes a token or is
+        refused; while some are queued, its new requests queue behind them. Refusing at once, however
+        cheaply, lets a flood take the event loop from everyone else (the sooner it is answered, the sooner
+        it asks again), and letting the queue go all at once would be a burst of its own."""
         nonlocal held
         now = clock()
         wait = buckets.told_to_wait(key, now)
-        decision = buckets.take(key, limit, now)
-        if not decision.allowed and wait > 0 and held < MAX_HELD:
-            turn = max(now + wait, turns.get(key, 0.0) + 1 / limit.rate)
-            turns[key] = turn
-            held += 1
-            try:
-                await asyncio.sleep(turn - now)
-            finally:
-                held -= 1
-                if turns.get(key) == turn:
-                    del turns[key]  # the last one held: the next starts afresh
-            decision = buckets.take(key, limit, clock())
+        if key not in turns or held >= MAX_HELD:
+            decision = buckets.take(key, limit, now)
+            if decision.allowed or wait <= 0 or held >= MAX_HELD:
+                if not decision.allowed:
+                    buckets.tell_to_wait(key, now + decision.retry_after)
+                return decision
+        turn = max(now + wait, turns.get(key, now) + 1 / limit.rate)
+        turns[key] = turn
+        held += 1
+        try:
+            await asyncio.sleep(turn - now)
+        finally:
+            held -= 1
+            if turns.get(key) == turn:
+                del turns[key]  # the last one queued: the next request starts afresh
+        decision = buckets.take(key, limit, clock())
         if not decision.allowed:
             buckets.tell_to_wait(key, clock() + decision.retry_after)
         return decision
@@ -189,12 +199,16 @@ def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.m
             if principal is None:
                 client = scope.get("client")
                 address = f"address:{client[0] if client else '?'}"
+                charged = False  # a lookup that finds nothing costs the address a token
                 if limits is not None and not buckets.has_token(address, limits.unknown_key, clock()):
-                    await _refuse(send, await take(address, limits.unknown_key))
-                    return
+                    decision = await take(address, limits.unknown_key)
+                    if not decision.allowed:
+                        await _refuse(send, decision)
+                        return
+                    charged = True
                 principal = await directory.authenticate(key)
                 if principal is None:
-                    if limits is not None:
+                    if limits is not None and not charged:
                         buckets.take(address, limits.unknown_key, clock())
                     await send_problem(send, 401, "unauthorized", "Unauthorized", "the API key is not valid",
                                        headers=[(b"www-authenticate", b"Bearer")])
