@@ -61,6 +61,10 @@ def server_settings(database_url: str, nats_url: str, db_schema: str) -> Setting
         db_pool_size=4,  # several servers share the machine's PostgreSQL (max_connections 100) in CI
         simulated_time=True,
         webhook_allow_private=True,  # the stand-in clinic and prescriber systems listen on loopback
+        # Some tests drive one key as fast as they can from several threads (well over the default 100/s);
+        # the limiter stays in the path with room to spare, and test_rate_limits sets limits of its own.
+        rate_limit=2000.0,
+        rate_burst=4000,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
+import httpcore
 import httpx
 import psycopg
 import pytest
@@ -310,6 +311,136 @@ async def test_a_webhook_to_a_host_that_is_not_public_is_refused_at_delivery(
     (row,) = await delivery_rows(pool, url)
     assert row["last_error"].startswith("refused: localhost is ") and "not a public address" in row["last_error"]
     assert hooks.at(path) == []
+
+
+class Resolver:
+    """Stands in for DNS (`webhooks.resolve`): answers each host's lookups from a script, one answer per
+    lookup (the last one repeated), and counts them."""
+
+    def __init__(self, answers: dict[str, list[list[str]]]) -> None:
+        self.answers, self.lookups = answers, 0
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.lookups += 1
+        script = self.answers[host]
+        return script.pop(0) if len(script) > 1 else script[0]
+
+
+async def test_a_host_that_rebinds_to_loopback_after_the_check_is_never_connected_to(
+    pool: asyncpg.Pool, cipher_key: str, receiver: tuple[Receiver, Calls], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name answers a public address to the check, then 127.0.0.1. The delivery resolves
+    once and connects to the address it checked, so the second answer is never used and the local receiver
+    (which would answer 204) never hears of it."""
+    hooks, _ = receiver
+    port = hooks.url.rsplit(":", 1)[1]
+    path = f"/rebind-{secrets.token_hex(3)}"
+    url = f"http://rebind.kact.test:{port}{path}"
+    resolver = Resolver({"rebind.kact.test": [["8.8.8.8"], ["127.0.0.1"]]})
+    monkeypatch.setattr(webhooks, "resolve", resolver)
+    connected_to: list[tuple[str, int]] = []
+
+    async def no_internet(self: Any, host: str, port: int, **_: Any) -> Any:  # the test sends nothing outside
+        connected_to.append((host, port))
+        raise httpcore.ConnectError("no route in this test")
+
+    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", no_internet)
+    owner, _ = await subscribe(pool, cipher_key, url)
+    async with running(pool, cipher_key, max_attempts=1, allow_private=False, timeout=1.0):
+        await enqueue(pool, "clinic", owner)
+        await until(lambda: _failed(pool, url))
+    (row,) = await delivery_rows(pool, url)
+    assert row["last_error"] == "ConnectError: no route in this test"
+    assert connected_to == [("8.8.8.8", int(port))] and resolver.lookups == 1 and hooks.at(path) == []
+    # The other way round, the check is what refuses: nothing is connected to.
+    rebound = Resolver({"rebind.kact.test": [["127.0.0.1"], ["8.8.8.8"]]})
+    monkeypatch.setattr(webhooks, "resolve", rebound)
+    connected_to.clear()
+    url2 = url + "-2"
+    owner, _ = await subscribe(pool, cipher_key, url2)
+    async with running(pool, cipher_key, max_attempts=1, allow_private=False):
+        await enqueue(pool, "clinic", owner)
+        await until(lambda: _failed(pool, url2))
+    (row,) = await delivery_rows(pool, url2)
+    assert row["last_error"] == ("refused: rebind.kact.test is 127.0.0.1, not a public address "
+                                 "(KACT_WEBHOOK_ALLOW_PRIVATE=1 allows it)")
+    assert rebound.lookups == 1 and connected_to == [] and hooks.at(path + "-2") == []
+
+
+async def test_a_delivery_goes_to_the_resolved_address_with_the_host_name_in_host(
+    pool: asyncpg.Pool, cipher_key: str, receiver: tuple[Receiver, Calls], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With private addresses allowed, a name that only our resolver knows reaches the local receiver: the
+    connection goes to the resolved address, and the request still names the host."""
+    hooks, _ = receiver
+    port = hooks.url.rsplit(":", 1)[1]
+    path = f"/pinned-{secrets.token_hex(3)}"
+    monkeypatch.setattr(webhooks, "resolve", Resolver({"hooks.kact.test": [["127.0.0.1"]]}))
+    owner, secret = await subscribe(pool, cipher_key, f"http://hooks.kact.test:{port}{path}")
+    async with running(pool, cipher_key, allow_private=True):
+        await enqueue(pool, "clinic", owner)
+        await until(lambda: hooks.at(path))
+    (received,) = hooks.at(path)
+    assert received.headers["host"] == f"hooks.kact.test:{port}"
+    Webhook(secret).verify(received.body, received.headers)
+
+
+def _certificate(host: str, directory: Any) -> tuple[str, str]:
+    """A self-signed certificate for `host`: (certificate path, key path)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+async def test_over_https_the_pinned_connection_verifies_the_host_names_certificate(
+    pool: asyncpg.Pool, cipher_key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """TLS to the resolved address still sends the host name (SNI) and checks the certificate against it: a
+    certificate for the name verifies although the connection goes to 127.0.0.1; another name's does not."""
+    import ssl
+
+    host = "secure.kact.test"
+    cert, key = _certificate(host, tmp_path)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    trusted = ssl.create_default_context(cafile=cert)
+    monkeypatch.setattr(webhooks, "resolve", Resolver({host: [["127.0.0.1"]], "other.kact.test": [["127.0.0.1"]]}))
+    with Receiver() as hooks:
+        hooks.server.socket = server_context.wrap_socket(hooks.server.socket, server_side=True)
+        port = hooks.url.rsplit(":", 1)[1]
+        good, bad = f"https://{host}:{port}/tls", f"https://other.kact.test:{port}/tls-other"
+        owner, _ = await subscribe(pool, cipher_key, good)
+        other, _ = await subscribe(pool, cipher_key, bad)
+        client = webhooks.delivery_client(2.0, 4, allow_private=True, verify=trusted)
+        try:
+            async with running(pool, cipher_key, client=client, max_attempts=1):
+                await enqueue(pool, "clinic", owner)
+                await enqueue(pool, "clinic", other)
+                await until(lambda: hooks.at("/tls"))
+                await until(lambda: _failed(pool, bad))
+        finally:
+            await client.aclose()
+        assert len(hooks.at("/tls")) == 1 and hooks.at("/tls-other") == []
+    (row,) = await delivery_rows(pool, bad)
+    assert "certificate" in row["last_error"].lower() or "hostname" in row["last_error"].lower(), row["last_error"]
 
 
 async def test_the_worker_survives_a_database_blip_and_listens_again(

@@ -18,6 +18,7 @@ import os
 import random
 import secrets
 import socket
+import ssl
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import asyncpg
+import httpcore
 import httpx
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -189,21 +191,67 @@ def not_public(address: str) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
-async def private_target(url: str) -> str | None:
-    """Why a webhook must not be sent to `url` (its host is or resolves to an address that is not public,
-    e.g. the kact host's own services), or None. A host that does not resolve is left to the request."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
-        )
-    except OSError:
-        return None
-    for *_, sockaddr in infos:
-        if not_public(str(sockaddr[0])):
-            return f"{host} is {sockaddr[0]}, not a public address (KACT_WEBHOOK_ALLOW_PRIVATE=1 allows it)"
-    return None
+async def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to, in the resolver's order (an address literal is itself)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in infos))
+
+
+class NotPublicAddressError(httpcore.ConnectError):
+    """A webhook's host resolved to an address that is not public: nothing was connected to."""
+
+
+class CheckedAddresses(httpcore.AsyncNetworkBackend):
+    """httpcore's network, connecting to exactly the addresses it checked: the host is resolved once, every
+    address it resolved to must be public (unless private ones are allowed), and the connection goes to those
+    addresses by number. A second lookup by the HTTP client (which a DNS rebinding attacker would answer
+    with 127.0.0.1) never happens. httpcore takes the TLS server name (SNI, certificate check) and the Host
+    header from the URL, not from here, so both stay the host name's."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self._network = httpcore.AnyIOBackend()  # what httpcore picks under asyncio
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                          socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = await resolve(host, port)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"{host} does not resolve: {exc}") from exc
+        if not self.allow_private:
+            for address in addresses:
+                if not_public(address):
+                    raise NotPublicAddressError(
+                        f"{host} is {address}, not a public address (KACT_WEBHOOK_ALLOW_PRIVATE=1 allows it)")
+        failure: Exception = httpcore.ConnectError(f"{host} resolves to no address")
+        for address in addresses:
+            try:
+                return await self._network.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                                       socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("webhooks are not delivered over Unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._network.sleep(seconds)
+
+
+def delivery_client(timeout: float, concurrency: int, allow_private: bool,
+                    verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
+    """The HTTP client webhooks are sent with: connections only to checked addresses, no redirects."""
+    transport = httpx.AsyncHTTPTransport(verify=verify, limits=httpx.Limits(max_connections=concurrency))
+    # httpx 0.28 takes no network backend (encode/httpx#3749 would add one): its connection pool is rebuilt
+    # with ours, as the transport builds it otherwise. The webhook tests fail if a new httpx moves `_pool`.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(verify=verify), max_connections=concurrency,
+        network_backend=CheckedAddresses(allow_private),
+    )
+    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False,
+                             headers={"user-agent": USER_AGENT})
 
 
 def queue_deliveries_sql(item: str) -> str:
@@ -300,10 +348,7 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Deliver until `stop()`; attempts in flight then finish and are recorded."""
         self._started = True
-        client = self._client or httpx.AsyncClient(
-            timeout=self.timeout, follow_redirects=False, headers={"user-agent": USER_AGENT},
-            limits=httpx.Limits(max_connections=self.concurrency),
-        )
+        client = self._client or delivery_client(self.timeout, self.concurrency, self.allow_private)
         try:
             while not self._stopping.is_set():
                 self._wake.clear()  # before claiming: a notification arriving meanwhile is not lost
@@ -452,8 +497,6 @@ class DeliveryWorker:
             secret = self.box.open(row["secret"], row["subscription_id"])
         except InvalidTag:
             return None, "the signing secret cannot be decrypted (was the cipher key changed?)"
-        if not self.allow_private and (refused := await private_target(row["url"])):
-            return None, f"refused: {refused}"
         # jsonb gives the item back with spaces; the receiver gets it compact. Key order is jsonb's, the
         # same on every attempt.
         body = msgspec.json.encode(msgspec.json.decode(row["payload"]))
@@ -473,6 +516,10 @@ class DeliveryWorker:
                 status_code = response.status_code  # the body is not read: a receiver cannot flood the worker
         except (TimeoutError, httpx.TimeoutException):
             return None, f"no response within {self.timeout:g} s"
+        except httpx.ConnectError as exc:
+            if isinstance(exc.__cause__, NotPublicAddressError):
+                return None, f"refused: {exc.__cause__}"
+            return None, f"{type(exc).__name__}: {exc}"[:500]
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"[:500]
         if 200 <= status_code < 300:

@@ -41,6 +41,7 @@ from scheduler.http.idempotency import idempotency_middleware
 from scheduler.http.keys import ROUTES as KEY_ROUTES
 from scheduler.http.notifications import ROUTES as NOTIFICATION_ROUTES
 from scheduler.http.problem_pages import get_problem_type, list_problem_types
+from scheduler.http.ratelimit import RateLimits, rate_limiting
 from scheduler.http.problems import EXCEPTION_HANDLERS
 from scheduler.idempotency import IdempotencyKeys
 from scheduler.jobs import BackgroundJobs, course_index_lock, relay_lock
@@ -156,14 +157,17 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             "now": Provide(provide_now, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        # The body guard first: nothing reads a body before it is bounded and checked.
-        middleware=[body_guard(settings.max_body_bytes), idempotency_middleware],
+        # Limits first: a refused request costs no body read, no idempotency claim, no handler. Then the body guard:
+        # nothing reads a body before it is bounded and checked.
+        middleware=[rate_limiting(RateLimits.configure(
+            settings.rate_limit, settings.rate_burst, settings.operator_rate_limit, settings.operator_rate_burst,
+            settings.workers)), body_guard(settings.max_body_bytes), idempotency_middleware],
         request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],
         openapi_config=openapi_config(),
         debug=False,
     )
-    complete_contract(app.openapi_schema)
+    complete_contract(app.openapi_schema, rate_limited=settings.rate_limit > 0)
     _allow_every_method(app)
     return app
 

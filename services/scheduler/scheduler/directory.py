@@ -47,6 +47,11 @@ class Directory:
         self._clinicians: dict[str, dict[str, Any]] = {}
         self._rooms: dict[UUID, dict[str, Any]] = {}
 
+    def known(self, key: str) -> Principal | None:
+        """The principal of `key` if it is the operator's or this process holds it in its key cache: no database
+        lookup."""
+        return self.keys.known(key)
+
     async def authenticate(self, key: str) -> Principal | None:
         return await self.keys.authenticate(key)
 

@@ -59,6 +59,12 @@ class Settings:
     # /health/delivery fails once the oldest event not yet relayed waited this long, or the notifier was silent
     relay_max_lag: float = 60.0
     notifier_max_silence: float = 60.0
+    # Requests per second sustained and at once per API key (a token bucket per principal); 0: no limits.
+    # Shared equally by the worker processes.
+    rate_limit: float = 100.0
+    rate_burst: int = 200
+    operator_rate_limit: float = 500.0
+    operator_rate_burst: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +94,10 @@ class Settings:
                                                 high=30 * 24 * 3600),
             relay_max_lag=env.seconds("KACT_RELAY_MAX_LAG", cls.relay_max_lag),
             notifier_max_silence=env.seconds("KACT_NOTIFIER_MAX_SILENCE", cls.notifier_max_silence),
+            rate_limit=env.seconds("KACT_RATE_LIMIT", cls.rate_limit),
+            rate_burst=env.integer("KACT_RATE_BURST", cls.rate_burst, low=1),
+            operator_rate_limit=env.seconds("KACT_OPERATOR_RATE_LIMIT", cls.operator_rate_limit),
+            operator_rate_burst=env.integer("KACT_OPERATOR_RATE_BURST", cls.operator_rate_burst, low=1),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -113,5 +123,9 @@ class Settings:
             "KACT_IDEMPOTENCY_TTL": str(self.idempotency_ttl_seconds),
             "KACT_RELAY_MAX_LAG": str(self.relay_max_lag),
             "KACT_NOTIFIER_MAX_SILENCE": str(self.notifier_max_silence),
+            "KACT_RATE_LIMIT": str(self.rate_limit),
+            "KACT_RATE_BURST": str(self.rate_burst),
+            "KACT_OPERATOR_RATE_LIMIT": str(self.operator_rate_limit),
+            "KACT_OPERATOR_RATE_BURST": str(self.operator_rate_burst),
         }
         return {k: v for k, v in values.items() if v is not None}

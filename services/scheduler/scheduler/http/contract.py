@@ -65,8 +65,12 @@ PROBLEMS: dict[int, tuple[str, str, str, str, dict[str, OpenAPIHeader]]] = {
                           "Idempotency-Key reused with another body).",
           "invalid-input", "ends_at must be after starts_at", {}),
     429: ("TooManyRequests", "This API key sent more requests than its rate limit allows; wait `Retry-After` "
-                             "seconds.", "rate-limited", "rate limit exceeded; retry in 1 s",
-          {"Retry-After": _RETRY_AFTER}),
+                             "seconds. Every authenticated response carries `RateLimit-Policy` and `RateLimit` "
+                             "(draft-ietf-httpapi-ratelimit-headers).", "rate-limited",
+          "more than 200 requests at once or 100 per second with this key; retry after 1 s",
+          {"Retry-After": _RETRY_AFTER,
+           "RateLimit-Policy": OpenAPIHeader(description='e.g. "default";q=200;w=2', schema=Schema(type=_STRING)),
+           "RateLimit": OpenAPIHeader(description='e.g. "default";r=0;t=1', schema=Schema(type=_STRING))}),
     503: ("Unavailable", "The database is unreachable: nothing was saved (`/problems/unavailable`), or the "
                          "connection broke while saving and the outcome is unknown (`/problems/outcome-unknown`).",
           "unavailable", "the database is unavailable; retry shortly", {"Retry-After": _RETRY_AFTER}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -132,12 +132,28 @@ def provide_now(request: Request[Any, Any, Any], services: Services, principal: 
     return now.astimezone(timezone.utc)
 
 
+# The scope key under which the rate-limiting middleware leaves the principal it authenticated.
+AUTHENTICATED = "kact.principal"
+
+
+def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The API key of `Authorization: Bearer <key>` among raw ASGI headers, or None."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, key = value.decode("latin-1").partition(" ")
+            key = key.strip()
+            return key if scheme.lower() == "bearer" and key else None
+    return None
+
+
 async def provide_principal(request: Request[Any, Any, Any], services: Services) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    authenticated: Principal | None = request.scope.get(AUTHENTICATED)  # type: ignore[assignment]
+    if authenticated is not None:
+        return authenticated
+    key = bearer_token(request.scope["headers"])
+    if key is None:
         raise NotAuthorizedException("send 'Authorization: Bearer <api key>'")
-    principal = await services.directory.authenticate(key.strip())
+    principal = await services.directory.authenticate(key)
     if principal is None:
         raise NotAuthorizedException("the API key is not valid")
     return principal

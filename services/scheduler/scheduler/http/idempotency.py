@@ -13,6 +13,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler.http.body_guard import NO_BODY, parsed_body
 from scheduler.http.problems import OUTCOME_HEADER, send_problem
+from scheduler.http.deps import AUTHENTICATED, bearer_token
 from scheduler.idempotency import Claim, Stored, request_hash
 
 log = logging.getLogger("kact.idempotency")
@@ -43,8 +44,9 @@ def idempotency_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         services = scope["app"].state.services
-        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-        principal = await services.directory.authenticate(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        principal = scope.get(AUTHENTICATED)  # the rate limiter, outside this middleware, authenticated it
+        if principal is None and (token := bearer_token(scope["headers"])) is not None:
+            principal = await services.directory.authenticate(token)
         if principal is None:  # unauthenticated: the handler answers 401
             await app(scope, receive, send)
             return

@@ -71,9 +71,10 @@ def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> Re
 
 
 async def send_problem(send: Send, status: int, slug: str, title: str, detail: str,
-                       headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
-    """A problem response sent straight from an ASGI middleware (before Litestar routes the request)."""
-    body = json.dumps({"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}).encode()
+                       headers: Iterable[tuple[bytes, bytes]] = (), **extra: Any) -> None:
+    """`problem()` for ASGI middleware, which answers before (or instead of) the app."""
+    body = json.dumps({"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail,
+                       **extra}).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()), *headers]})
     await send({"type": "http.response.body", "body": body})
