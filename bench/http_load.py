@@ -893,6 +893,10 @@ def started_server(args: argparse.Namespace, log_path: Path) -> Iterator[Server]
         "KACT_DATA_DIR": str(data_dir),
         "KACT_OPERATOR_TOKEN": operator_key,
     })
+    # Each synthetic clinic sends about 30 commands/s, beyond a real clinic's default limit (20/s): the limiter
+    # stays in the path (its cost is measured) with room to spare, unless --server-env says otherwise.
+    env.setdefault("KACT_RATE_LIMIT", "1000")
+    env.setdefault("KACT_RATE_BURST", "2000")
     external_db = env.get("KACT_DATABASE_URL") or None
     schema = None
     if external_db:

@@ -223,7 +223,9 @@ def opened_courses(items: list[dict[str, Any]]) -> Counter[str]:
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     data_dir, port = tmp_path_factory.mktemp("faults") / "kact", free_port()
-    process, operator_key = start(data_dir, port)
+    # The load is one clinic at the default limit's rate (20/s) plus retries: a limit with room, so that every
+    # refusal counted is the fault's.
+    process, operator_key = start(data_dir, port, extra_env={"KACT_RATE_LIMIT": "200", "KACT_RATE_BURST": "400"})
     try:
         yield System(process, data_dir, port, operator_key)
     finally:

@@ -21,10 +21,11 @@ WALKTHROUGH = ROOT / "docs" / "walkthrough.sh"
 KACT = Path(sys.executable).with_name("kact")
 
 
-def start(data_dir: Path, port: int, workers: int = 1, umask: int = 0o022) -> tuple[subprocess.Popen[str], str]:
+def start(data_dir: Path, port: int, workers: int = 1, umask: int = 0o022,
+          extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KACT_")}
     env |= {"KACT_DATA_DIR": str(data_dir), "KACT_HTTP_PORT": str(port), "KACT_SIMULATED_TIME": "1",
-            "KACT_WORKERS": str(workers)}
+            "KACT_WORKERS": str(workers), **(extra_env or {})}
     process = subprocess.Popen([str(KACT), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True, umask=umask)
     output = []

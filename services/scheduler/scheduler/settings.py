@@ -61,10 +61,12 @@ class Settings:
     notifier_max_silence: float = 60.0
     # Requests per second sustained and at once per API key (a token bucket per principal); 0: no limits.
     # Shared equally by the worker processes.
-    rate_limit: float = 100.0
-    rate_burst: int = 200
-    operator_rate_limit: float = 500.0
-    operator_rate_burst: int = 1000
+    # 20/s is several times what one clinic's integration needs, and low enough that a key flooding at its limit
+    # leaves other clinics their latency on a 2-core server (bench/noisy_neighbour.py).
+    rate_limit: float = 20.0
+    rate_burst: int = 60
+    operator_rate_limit: float = 100.0
+    operator_rate_burst: int = 500
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -67,9 +67,9 @@ PROBLEMS: dict[int, tuple[str, str, str, str, dict[str, OpenAPIHeader]]] = {
     429: ("TooManyRequests", "This API key sent more requests than its rate limit allows; wait `Retry-After` "
                              "seconds. Every authenticated response carries `RateLimit-Policy` and `RateLimit` "
                              "(draft-ietf-httpapi-ratelimit-headers).", "rate-limited",
-          "more than 200 requests at once or 100 per second with this key; retry after 1 s",
+          "more than 60 requests at once or 20 per second with this key; retry after 1 s",
           {"Retry-After": _RETRY_AFTER,
-           "RateLimit-Policy": OpenAPIHeader(description='e.g. "default";q=200;w=2', schema=Schema(type=_STRING)),
+           "RateLimit-Policy": OpenAPIHeader(description='e.g. "default";q=60;w=3', schema=Schema(type=_STRING)),
            "RateLimit": OpenAPIHeader(description='e.g. "default";r=0;t=1', schema=Schema(type=_STRING))}),
     503: ("Unavailable", "The database is unreachable: nothing was saved (`/problems/unavailable`), or the "
                          "connection broke while saving and the outcome is unknown (`/problems/outcome-unknown`).",
