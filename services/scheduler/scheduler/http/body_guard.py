@@ -2,8 +2,10 @@
 not JSON is refused by its content type (415), and JSON that is malformed, nested too deeply or carries a NUL
 character is refused (422) before anything parses it again.
 
-The body is read here once, bounded; the parsed JSON is handed on (to Litestar, which would otherwise parse it
-a second time, and to the idempotency middleware, which compares requests as parsed JSON)."""
+The body is read here once, bounded, and decoded strictly as the route's body type (what the OpenAPI document
+says is what is accepted: no 0 for false, no "1" for 1). The result is handed on: to Litestar, which takes the
+struct as it is instead of parsing the body again, and to the idempotency middleware, which compares requests by
+what they parse to."""
 
 from __future__ import annotations
 
