@@ -882,7 +882,12 @@ def kact_command() -> list[str]:
 
 
 @contextlib.contextmanager
-def started_server(args: argparse.Namespace, log_path: Path) -> Iterator[Server]:
+# Each synthetic clinic of this benchmark sends about 30 commands/s, beyond a real clinic's default limit (20/s):
+# the limiter stays in the path (its cost is measured) with room to spare, unless --server-env says otherwise.
+LOAD_SERVER_ENV = {"KACT_RATE_LIMIT": "1000", "KACT_RATE_BURST": "2000"}
+
+
+def started_server(args: argparse.Namespace, log_path: Path, defaults: dict[str, str] | None = None) -> Iterator[Server]:
     data_dir = Path(tempfile.mkdtemp(prefix="kact-bench-"))
     operator_key = secrets.token_urlsafe(32)
     env = dict(os.environ)
@@ -893,10 +898,8 @@ def started_server(args: argparse.Namespace, log_path: Path) -> Iterator[Server]
         "KACT_DATA_DIR": str(data_dir),
         "KACT_OPERATOR_TOKEN": operator_key,
     })
-    # Each synthetic clinic sends about 30 commands/s, beyond a real clinic's default limit (20/s): the limiter
-    # stays in the path (its cost is measured) with room to spare, unless --server-env says otherwise.
-    env.setdefault("KACT_RATE_LIMIT", "1000")
-    env.setdefault("KACT_RATE_BURST", "2000")
+    for name, value in (defaults or {}).items():
+        env.setdefault(name, value)
     external_db = env.get("KACT_DATABASE_URL") or None
     schema = None
     if external_db:
@@ -1276,7 +1279,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_until_ready(base_url, None, args.startup_timeout)
             result["server"] = {"mode": "external", "base_url": base_url, "database_url": redact(database_url)}
         else:
-            server = stack.enter_context(started_server(args, output.with_suffix(".server.log")))
+            server = stack.enter_context(started_server(args, output.with_suffix(".server.log"), LOAD_SERVER_ENV))
             base_url, operator_key, database_url = server.base_url, server.operator_key, server.database_url
             args.server_pid = server.proc.pid
             result["server"] = {

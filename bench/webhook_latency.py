@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_load import RESULTS_DIR, T0, iso, latency_summary, say, started_server
+from http_load import LOAD_SERVER_ENV, RESULTS_DIR, T0, iso, latency_summary, say, started_server
 
 FLOOR_P99_MS = 250.0
 PUBLIC_EVENTS_PER_COURSE = 13
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     output = RESULTS_DIR / f"webhook-{stamp}.json"
     args.server_env.append("KACT_WEBHOOK_ALLOW_PRIVATE=1")  # the receiver listens on loopback
-    with started_server(args, output.with_suffix(".server.log")) as server:
+    with started_server(args, output.with_suffix(".server.log"), LOAD_SERVER_ENV) as server:
         result = asyncio.run(measure(args, server.base_url, server.operator_key))
     result["config"] = {"rate": args.rate, "clients": args.clients, "duration": args.duration,
                         "database": "external" if os.environ.get("KACT_DATABASE_URL") else "embedded"}
