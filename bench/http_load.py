@@ -881,12 +881,12 @@ def kact_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from scheduler.cli import main; sys.exit(main(sys.argv[1:]))", "up"]
 
 
-@contextlib.contextmanager
 # Each synthetic clinic of this benchmark sends about 30 commands/s, beyond a real clinic's default limit (20/s):
 # the limiter stays in the path (its cost is measured) with room to spare, unless --server-env says otherwise.
 LOAD_SERVER_ENV = {"KACT_RATE_LIMIT": "1000", "KACT_RATE_BURST": "2000"}
 
 
+@contextlib.contextmanager
 def started_server(args: argparse.Namespace, log_path: Path, defaults: dict[str, str] | None = None) -> Iterator[Server]:
     data_dir = Path(tempfile.mkdtemp(prefix="kact-bench-"))
     operator_key = secrets.token_urlsafe(32)
