@@ -159,8 +159,11 @@ class System:
         threading.Thread(target=self._drain, daemon=True).start()  # kact up keeps printing (restarts)
 
     def _drain(self) -> None:
-        for line in self.process.stdout:
-            self._output.append(line)
+        with (self.data_dir.parent / "kact-up.log").open("a") as log:  # what kact up and the API printed
+            for line in self.process.stdout:
+                self._output.append(line)
+                log.write(line)
+                log.flush()
 
     def pid(self, part: str) -> int:
         if part == "postgres":
@@ -316,6 +319,9 @@ def test_the_system_keeps_its_promises_while_its_parts_fail(system: System) -> N
         assert row["events_delivered"] == row["present_afterwards"], row
         assert row["duplicates"] == 0, row
         assert row["over_2s"] == 0, row
+        # never a 500: a part that failed is a 503 (with Retry-After), whatever failed
+        assert not any(o.status >= 500 and o.status != 503 for o in scenario.outcomes), (
+            row, "".join(line for line in system._output if "Traceback" in line or "ERROR" in line)[-3000:])
     assert report["delivered"] == report["stored"] and report["duplicates"] == 0, report
 
 
