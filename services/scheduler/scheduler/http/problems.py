@@ -161,6 +161,19 @@ def outcome_unknown(request: Request, exc: OutcomeUnknownError) -> Response[dict
     return response
 
 
+def failed_database(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    """A database failure of a kind not known to mean "unreachable" (an internal error, a connection in a state
+    the driver did not expect): still the database's, so 503; logged with its traceback to be classified."""
+    log.error("database failure on %s %s", request.method, request.url.path, exc_info=exc)
+    return unavailable(request, exc)
+
+
+def stale_write(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    """A write that lost to another (outside the retried commands): nothing was saved, the client may retry."""
+    log.warning("write conflict on %s %s: %s", request.method, request.url.path, exc)
+    return problem(409, "version-conflict", "The course changed concurrently", "nothing was saved; retry the request")
+
+
 def unexpected(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "internal", "Internal error", "unexpected error; it was logged")
@@ -184,5 +197,15 @@ EXCEPTION_HANDLERS = {
     eventsourcing.persistence.OperationalError: unavailable,
     eventsourcing.persistence.InterfaceError: unavailable,
     OSError: unavailable,
+    # Other failures of the database layer are the database's (503), but for those that mean a bug of ours.
+    eventsourcing.persistence.PersistenceError: failed_database,
+    eventsourcing.persistence.IntegrityError: stale_write,
+    eventsourcing.persistence.ProgrammingError: unexpected,
+    eventsourcing.persistence.DataError: unexpected,
+    eventsourcing.persistence.NotSupportedError: unexpected,
+    psycopg.InterfaceError: failed_database,
+    psycopg.InternalError: failed_database,
+    asyncpg.exceptions.InternalServerError: failed_database,
+    asyncpg.exceptions.InternalClientError: failed_database,
     Exception: unexpected,
 }
