@@ -366,6 +366,9 @@ def render(report: dict[str, Any]) -> str:
         "- A command in flight when PostgreSQL died may be answered 503 outcome-unknown; this run counts it among the "
         "refused, and the store decides (it was either saved once or not at all).",
         "- Webhook receivers are not in the loop: delivery is counted at the clinic's feed, which the webhooks repeat.",
+        "- *Unhealthy for* counts what the health checks report, not what a client sees: NATS stopped for 30 s is "
+        "not reported (commands are stored meanwhile; `/health/delivery` fails only once the oldest unrelayed event "
+        "waited KACT_RELAY_MAX_LAG, 60 s), and a killed notifier is restarted before its silence counts.",
         "- A short run at a modest rate: rare interleavings (a crash between a commit and its acknowledgement) are "
         "exercised by the unit tests of the group commit and the relay, not found here.",
         "",
