@@ -93,4 +93,4 @@ async def list_relay_dead_letters(
 ) -> list[RelayDeadLetter]:
     _operator(principal)
     rows = await relay_dead_letters(services.directory.pool, per_page, (page - 1) * per_page)
-    return [RelayDeadLetter(**vars(row)) for row in rows]
+    return [RelayDeadLetter(**dict(row)) for row in rows]

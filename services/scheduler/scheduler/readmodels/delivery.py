@@ -4,8 +4,6 @@ the notifier's heartbeat, the relay's dead letters. A few indexed lookups each: 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from uuid import UUID
 
 import asyncpg
 from notifier.schema import HEARTBEAT_TABLE
@@ -43,24 +41,13 @@ async def notifier_silence(pool: asyncpg.Pool, stream: str) -> float | None:
     )
 
 
-@dataclass(frozen=True)
-class RelayDeadLetterRow:
-    notification_id: int
-    course_id: UUID
-    course_version: int
-    topic: str
-    event_id: str
-    error: str
-    created_at: datetime
-
-
-async def relay_dead_letters(pool: asyncpg.Pool, limit: int, offset: int) -> list[RelayDeadLetterRow]:
-    """The newest first."""
+async def relay_dead_letters(pool: asyncpg.Pool, limit: int, offset: int) -> list[asyncpg.Record]:
+    """The newest first (the columns of http.dead_letters.RelayDeadLetter)."""
     rows = await pool.fetch(
         "SELECT notification_id, course_id, course_version, topic, event_id, error, created_at "
         f"FROM {DEAD_LETTERS_TABLE} ORDER BY notification_id DESC LIMIT $1 OFFSET $2", limit, offset,
     )
-    return [RelayDeadLetterRow(**dict(row)) for row in rows]
+    return rows
 
 
 def _quoted(identifier: str) -> str:
