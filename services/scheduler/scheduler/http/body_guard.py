@@ -10,6 +10,7 @@ what they parse to."""
 from __future__ import annotations
 
 import re
+import weakref
 from typing import Any
 
 import msgspec
@@ -122,18 +123,20 @@ def body_guard(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_depth: int = MA
     return middleware
 
 
-_BODY_TYPES: dict[int, Any] = {}
+# Keyed by the handler itself (not its id: a handler of a discarded app may leave its id to another's).
+_BODY_TYPES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _body_type(handler: Any) -> Any:
     """The type a route handler takes its body as (its `data` parameter), or None."""
     if handler is None:
         return None
-    key = id(handler)
-    if key not in _BODY_TYPES:
+    try:
+        return _BODY_TYPES[handler]
+    except KeyError:
         data = handler.parsed_fn_signature.parameters.get("data")
-        _BODY_TYPES[key] = data.annotation if data is not None else None
-    return _BODY_TYPES[key]
+        body_type = _BODY_TYPES[handler] = data.annotation if data is not None else None
+        return body_type
 
 
 def _invalid_json(body: bytes, max_depth: int, body_type: Any = None) -> str | tuple[Any]:
