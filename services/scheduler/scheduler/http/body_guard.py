@@ -10,7 +10,6 @@ what they parse to."""
 from __future__ import annotations
 
 import re
-import weakref
 from typing import Any
 
 import msgspec
@@ -123,20 +122,17 @@ def body_guard(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_depth: int = MA
     return middleware
 
 
-# Keyed by the handler itself (not its id: a handler of a discarded app may leave its id to another's).
-_BODY_TYPES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_BODY_TYPE = "kact.body_type"  # the handler's `opt` key: its body type, found once and kept with the handler
 
 
 def _body_type(handler: Any) -> Any:
     """The type a route handler takes its body as (its `data` parameter), or None."""
     if handler is None:
         return None
-    try:
-        return _BODY_TYPES[handler]
-    except KeyError:
+    if _BODY_TYPE not in handler.opt:
         data = handler.parsed_fn_signature.parameters.get("data")
-        body_type = _BODY_TYPES[handler] = data.annotation if data is not None else None
-        return body_type
+        handler.opt[_BODY_TYPE] = data.annotation if data is not None else None
+    return handler.opt[_BODY_TYPE]
 
 
 def _invalid_json(body: bytes, max_depth: int, body_type: Any = None) -> str | tuple[Any]:
