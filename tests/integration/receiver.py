@@ -34,7 +34,11 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                length = int(self.headers.get("content-length", 0))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request: a real server never sees it as a request
+                    self.close_connection = True
+                    return
                 status = receiver.respond(self.path)
                 if 200 <= status < 300:
                     with receiver._lock:
