@@ -782,7 +782,7 @@ def save_phase(database_url: str, count: int, threads: int, pool_size: int) -> d
     from eventsourcing.application import Application
     from eventsourcing.cryptography import AESCipher
     from psycopg import sql
-    from scheduler.application import Courses, event_store_env
+    from scheduler.application.courses import Courses, event_store_env
     from scheduler.domain.course import Course
     from scheduler.domain.protocol import Protocol
     from scheduler.settings import Settings

@@ -97,11 +97,11 @@ def _timings() -> None:
         setattr(owner, name, wrapper)
 
     def patch_scheduler() -> None:
-        from scheduler import application
+        from scheduler.application import courses as application, group_commit
         from scheduler.http import deps
 
         timed(application.Courses, "_decide", "decide_in_thread")
-        original_save = application.GroupCommit._save
+        original_save = group_commit.GroupCommit._save
 
         def batch(self: object, items: list[object]) -> None:
             start = time.perf_counter()
@@ -111,7 +111,7 @@ def _timings() -> None:
             if time.perf_counter() - start > 0.02:
                 slow.append(("batch_save", start, time.perf_counter() - start, len(items)))
 
-        application.GroupCommit._save = batch
+        group_commit.GroupCommit._save = batch
         original_run = deps.Services.run
 
         lag_started = {"yes": False}

@@ -27,7 +27,7 @@ import psutil
 import pytest
 from e2e.test_kact_up import ROOT, helpers_of, start, stop
 
-from scheduler.application import Courses, event_store_env
+from scheduler.application.courses import Courses, event_store_env
 from scheduler.domain.course import Course
 from scheduler.embedded import EmbeddedPostgres, free_port
 from scheduler.settings import Settings

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from uuid import uuid4
 
 import httpx
 
@@ -53,7 +54,8 @@ class Tenant:
         return self.client.post(path, json=body or {}, headers={**self.headers, **extra, **(headers or {})})
 
     def open_course(self, model: str = "taking_turns", **extra: Any) -> dict[str, Any]:
-        body = {"model": model, "partners": {"a": "partner-ref-a", "b": "partner-ref-b"}, **extra}
+        couple = uuid4().hex[:8]  # each course is another couple: their calendars are their own
+        body = {"model": model, "partners": {"a": f"partner-a-{couple}", "b": f"partner-b-{couple}"}, **extra}
         return ok(self.post("/v1/courses", body), 201)
 
     def book(self, course_id: str, kind: str, start: datetime, hours: float = 1, partners: list[str] | None = None,
@@ -65,7 +67,7 @@ class Tenant:
     def hold(self, course_id: str, session: dict[str, Any], **record: Any) -> dict[str, Any]:
         after = datetime.fromisoformat(session["ends_at"]) + timedelta(hours=1)
         return ok(self.post(f"/v1/courses/{course_id}/sessions/{session['id']}/record",
-                            {"outcome": "held", **record}, at=after), 200)
+                            {"outcome": "held", "clinician_id": self.therapist["id"], **record}, at=after), 200)
 
     def screen_both(self, course_id: str) -> None:
         for partner in ("a", "b"):

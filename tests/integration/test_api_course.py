@@ -190,11 +190,17 @@ def test_a_session_at_a_partner_clinic_is_staffed_by_the_hosts_clinicians(
     assert refused.status_code == 409 and refused.json()["type"] == "/problems/hosting"
     ok(home.post("/v1/partnerships", {"partner_clinic_id": host.clinic["id"]}), 201)
     assert ok(host.post("/v1/partnerships", {"partner_clinic_id": home.clinic["id"]}), 201)["agreed"] is True
-    session = home.book(course["id"], "medicine", start, hours=3, clinic_id=host.clinic["id"])
+    session = home.book(course["id"], "medicine", start, hours=3, clinic_id=host.clinic["id"],
+                        clinician_ids=[host.prescriber["id"]])
     moved = ok(home.post(f"/v1/courses/{course['id']}/sessions/{session['id']}/reschedule", {
         "starts_at": iso(start + timedelta(days=1)), "ends_at": iso(start + timedelta(days=1, hours=3)),
-        "clinician_ids": [host.prescriber["id"], home.therapist["id"]]}), 200)
-    assert moved["clinician_ids"] == [host.prescriber["id"], home.therapist["id"]]
+        "clinician_ids": [host.prescriber["id"], host.therapist["id"]]}), 200)
+    assert moved["clinician_ids"] == [host.prescriber["id"], host.therapist["id"]]
+    # I11: a session hosted away is staffed by the host's own clinicians, not the home clinic's
+    home_staff = home.post(f"/v1/courses/{course['id']}/sessions/{session['id']}/reschedule", {
+        "starts_at": iso(start + timedelta(days=2)), "ends_at": iso(start + timedelta(days=2, hours=3)),
+        "clinician_ids": [host.prescriber["id"], home.therapist["id"]]})
+    assert home_staff.status_code == 422 and "not staff" in home_staff.json()["detail"]
     stranger = Tenant.onboard(client, live_server.operator_token, "Unrelated clinic")
     wrong = home.post(f"/v1/courses/{course['id']}/sessions/{session['id']}/reschedule", {
         "starts_at": iso(start + timedelta(days=2)), "ends_at": iso(start + timedelta(days=2, hours=3)),

@@ -43,7 +43,8 @@ def test_recording_the_same_session_held_twenty_times_at_once(home: Tenant, live
     url = f"/v1/courses/{cid}/sessions/{session['id']}/record"
     headers = {**home.headers, "X-Kact-Now": iso(T0 + timedelta(hours=2))}
     responses = fire_at_once(live_server.base_url,
-                             lambda c: c.post(url, json={"outcome": "held", "notes": "once"}, headers=headers))
+                             lambda c: c.post(url, json={"outcome": "held", "notes": "once",
+                                                                "clinician_id": home.therapist["id"]}, headers=headers))
     assert Counter(r.status_code for r in responses) == {200: 1, 409: CONCURRENCY - 1}
     assert all(r.headers["content-type"].startswith("application/problem+json")
                for r in responses if r.status_code == 409)

@@ -21,7 +21,7 @@ from builders import dose, prepared_course
 from conftest import serve
 from eventsourcing.cryptography import AESCipher
 from psycopg import sql
-from scheduler.application import Courses, event_store_env
+from scheduler.application.courses import Courses, event_store_env
 from scheduler.deadlines import BY, DeadlineWatcher
 from scheduler.embedded import free_port
 from scheduler.readmodels.course_index import course_index_view

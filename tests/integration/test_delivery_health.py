@@ -14,7 +14,7 @@ from api_support import Tenant, bearer, eventually, ok
 from builders import BY, HOME, HOME_HOST, hours, open_course
 from conftest import LiveServer, NotifierThread, notifier_settings, serve, server_settings
 from psycopg import sql
-from scheduler.application import Courses, event_store_env
+from scheduler.application.courses import Courses, event_store_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

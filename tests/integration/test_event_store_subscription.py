@@ -11,7 +11,7 @@ from uuid import uuid4
 import pytest
 from eventsourcing.cryptography import AESCipher
 from eventsourcing.persistence import Notification
-from scheduler.application import Courses, event_store_env
+from scheduler.application.courses import Courses, event_store_env
 from scheduler.domain.course import Course
 from scheduler.domain.protocol import Protocol
 from scheduler.event_store import ListenFirstSubscription

@@ -14,7 +14,8 @@ import pytest
 from builders import T0
 from eventsourcing.cryptography import AESCipher
 from psycopg import sql
-from scheduler.application import ConcurrentUpdateError, Courses, event_store_env
+from scheduler.application.courses import Courses, event_store_env
+from scheduler.application.errors import ConcurrentUpdateError
 from scheduler.domain.course import Course
 from scheduler.domain.errors import RulesBrokenError
 from scheduler.domain.protocol import Protocol

@@ -12,7 +12,7 @@ from api_support import eventually
 from eventsourcing.cryptography import AESCipher
 from eventsourcing.persistence import ProgrammingError
 from psycopg import sql
-from scheduler.application import Courses, event_store_env
+from scheduler.application.courses import Courses, event_store_env
 from scheduler.domain.course import Course
 from scheduler.domain.protocol import Protocol
 from scheduler.readmodels.course_index import CourseIndexView, course_index_view

@@ -18,7 +18,7 @@ import pytest
 from api_support import Tenant
 from conftest import serve, server_settings
 from psycopg import sql
-from scheduler.application import Courses, event_store_env
+from scheduler.application.courses import Courses, event_store_env
 from scheduler.domain.course import Course
 from scheduler.embedded import EmbeddedPostgres
 

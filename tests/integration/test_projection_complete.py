@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from api_support import Tenant, eventually, ok
-from scheduler.application import Courses, event_store_env
+from scheduler.application.courses import Courses, event_store_env
 from scheduler.domain.course import Course
 from scheduler.domain.protocol import Protocol
 

@@ -19,7 +19,7 @@ from bus_support import check_message, delete_stream, read_stream
 from eventsourcing.cryptography import AESCipher
 from kact_contracts.bus import StreamSettings
 from psycopg import sql
-from scheduler.application import Courses, event_store_env
+from scheduler.application.courses import Courses, event_store_env
 from scheduler.domain.course import Course
 from scheduler.embedded import EmbeddedNats
 from scheduler.jobs import relay_singleton

@@ -14,7 +14,9 @@ import psycopg_pool
 import pytest
 from builders import BY, HOME, open_course
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
-from scheduler.application import Courses, GroupCommit, OutcomeUnknownError, StoreUnavailableError
+from scheduler.application.courses import Courses
+from scheduler.application.errors import OutcomeUnknownError, StoreUnavailableError
+from scheduler.application.group_commit import GroupCommit
 from scheduler.domain.course import Course
 from scheduler.domain.protocol import Protocol
 
@@ -62,7 +64,7 @@ def commit(inserts: list[Any], selects: list[Any] | None = None, deadline: float
     app.recorder = scripted  # type: ignore[assignment]
     writer = GroupCommit(app, deadline_seconds=deadline)
     course = open_course()
-    future = writer.submit(course)
+    future = writer.submit([course])
 
     def result() -> None:
         try:
@@ -124,7 +126,7 @@ def test_a_broken_attempt_whose_version_another_writer_took_lost_a_race() -> Non
     scripted = ScriptedRecorder(app.recorder, [rival_wins_then_lose])
     app.recorder = scripted  # type: ignore[assignment]
     writer = GroupCommit(app, deadline_seconds=1.0)
-    future = writer.submit(opened(course_id))  # the same course and version, other bytes
+    future = writer.submit([opened(course_id)])  # the same course and version, other bytes
     try:
         with pytest.raises(IntegrityError):
             future.result(timeout=10)

@@ -9,7 +9,7 @@ import psycopg_pool
 import pytest
 from litestar import Litestar, get
 from litestar.testing import TestClient
-from scheduler.application import OutcomeUnknownError, StoreUnavailableError
+from scheduler.application.errors import OutcomeUnknownError, StoreUnavailableError
 from scheduler.http.problems import EXCEPTION_HANDLERS
 
 RAISED: dict[str, Exception] = {

@@ -20,7 +20,8 @@ from litestar.routes import HTTPRoute
 from notifier.webhooks import SecretBox
 
 from scheduler.api_keys import ApiKeys
-from scheduler.application import Courses, event_store_env
+from scheduler.application.calendars import partner_calendar_key
+from scheduler.application.courses import Courses, event_store_env
 from scheduler.directory import Directory
 from scheduler.http.courses import CourseController, DoseApprovalController
 from scheduler.http.dead_letters import list_dead_letters, list_relay_dead_letters, redrive_dead_letter
@@ -128,6 +129,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             directory=Directory(pool, keys),
             idempotency=IdempotencyKeys(pool, settings.cipher_key or "", ttl_seconds=settings.idempotency_ttl_seconds),
             clock=clock,
+            partner_key=partner_calendar_key(settings.cipher_key or ""),
             simulated_time=settings.simulated_time,
             bus=bus,
             delivery=DeliveryLimits(settings.nats_stream, relay_lock(settings), settings.relay_max_lag,

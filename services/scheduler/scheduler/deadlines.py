@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from scheduler.application import Courses
+from scheduler.application.courses import Courses
 from scheduler.background import BackgroundThread
 from scheduler.domain.course import Course
 from scheduler.readmodels.course_index import CourseIndexView, course_index_view

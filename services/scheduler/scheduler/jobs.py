@@ -21,7 +21,7 @@ from kact_contracts.bus import StreamSettings
 from kact_contracts.environment import SettingError
 from kact_contracts.lifecycle import follow_supervisor
 
-from scheduler.application import Courses, event_store_env
+from scheduler.application.courses import Courses, event_store_env
 from scheduler.deadlines import deadline_singleton
 from scheduler.readmodels.course_index import CourseIndexView, course_index_view
 from scheduler.readmodels.indexer import Indexer

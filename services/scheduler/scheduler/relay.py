@@ -37,12 +37,13 @@ from kact_contracts.jetstream import ensure_stream
 from nats.js.errors import BadRequestError
 from psycopg.sql import SQL, Identifier
 
-from scheduler.application import Courses
+from scheduler.application.courses import Courses
 from scheduler.background import BackgroundThread
 from scheduler.domain.course import Course
 from scheduler.event_store import ListenFirstSubscription
 from scheduler.publishing import UnpublishableError, public_message
 
+COURSE_TOPICS = "kact.course:"
 log = logging.getLogger("kact.relay")
 RETRY_SECONDS = 1.0
 CONNECT_SECONDS = 5.0
@@ -235,6 +236,8 @@ class Relay(BackgroundThread):
         dead: list[DeadLetter] = []
         sent: list[tuple[Notification, str, bytes, str, asyncio.Future[Any]]] = []
         for notification in batch:
+            if not notification.topic.startswith(COURSE_TOPICS):
+                continue  # a calendar's: the course's own events say what happened, to whom it concerns
             # Decrypting and decoding is not guarded: failing here, every event would (wrong key, unknown topic).
             event = self.app.mapper.to_domain_event(notification)
             try:

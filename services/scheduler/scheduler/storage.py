@@ -7,7 +7,7 @@ from kact_contracts.locks import migration_lock
 from notifier import schema as notifier_schema
 
 from scheduler import directory, idempotency
-from scheduler.application import Courses
+from scheduler.application.courses import Courses
 from scheduler.readmodels.course_index import CourseIndexView, course_index_view
 from scheduler.relay import relay_tracking
 from scheduler.settings import Settings

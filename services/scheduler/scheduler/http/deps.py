@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
-from uuid import UUID
 
 from litestar import Request
 from litestar.datastructures import State
@@ -17,9 +15,11 @@ from litestar.exceptions import NotAuthorizedException
 from nats.aio.client import Client as NATS
 from notifier.webhooks import SecretBox
 
-from scheduler.application import Call, Commit, Courses, Pause, Step
+from scheduler.application.calendars import CalendarIds
+from scheduler.application.courses import Courses
+from scheduler.application.handlers import Scheduling
+from scheduler.application.runner import to_the_end
 from scheduler.directory import Directory, Principal
-from scheduler.domain.course import Course
 from scheduler.http.problems import ProblemError
 from scheduler.idempotency import IdempotencyKeys
 from scheduler.readmodels.course_index import CourseIndexView
@@ -46,6 +46,7 @@ class Services:
     directory: Directory
     idempotency: IdempotencyKeys
     clock: Callable[[], datetime]
+    partner_key: bytes  # keys the ids of partners' calendars (see CalendarIds)
     simulated_time: bool = False
     bus: NATS | None = None
     delivery: DeliveryLimits | None = None  # None: no NATS, nothing is relayed
@@ -58,51 +59,15 @@ class Services:
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="eventsourcing")
     )
 
+    scheduling: Scheduling = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scheduling = Scheduling(self.courses, self.directory, self.index, CalendarIds(self.partner_key),
+                                     self.run)
+
     async def run(self, fn: Callable[[], T]) -> T:
         """Run a synchronous eventsourcing call off the event loop."""
-        return await _to_the_end(asyncio.get_running_loop().run_in_executor(self.executor, fn))
-
-    async def execute(self, course_id: UUID, command: Callable[[Course], Any]) -> Course:
-        """`Courses.execute` for the event loop: loading a course from the store runs in a worker thread, a
-        command on the cached copy runs on the loop (memory only), and the wait for the group commit holds no
-        thread (so a few threads serve every command in flight)."""
-        steps = self.courses.execution(course_id, command)
-        advance: Callable[[], Step] = functools.partial(next, steps)
-        while True:
-            try:
-                step = advance()
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            try:
-                match step:
-                    case Call(fn):
-                        result = await self.run(fn)
-                    case Commit(future):
-                        result = await _to_the_end(asyncio.wrap_future(future))
-                    case Pause(seconds):
-                        result = await asyncio.sleep(seconds)
-            except Exception as error:  # noqa: BLE001 - thrown back into the execution, which decides
-                advance = functools.partial(steps.throw, error)
-            else:
-                advance = functools.partial(steps.send, result)
-
-    async def open_course(self, build: Callable[[], Course]) -> Course:
-        """`Courses.open_course` for the event loop: building the course and encoding its events is memory
-        only and runs on the loop; the commit is awaited without a thread."""
-        course, committed = self.courses.submit_new_course(build)
-        await _to_the_end(asyncio.wrap_future(committed))
-        self.courses.remember(course)
-        return course
-
-
-async def _to_the_end(future: asyncio.Future[T]) -> T:
-    """Await a future that stands for work in another thread; cancelled, still wait for that work to end (a
-    command commits or not) before the cancellation goes on."""
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        await asyncio.wait([future])
-        raise
+        return await to_the_end(asyncio.get_running_loop().run_in_executor(self.executor, fn))
 
 
 def provide_services(state: State) -> Services:

@@ -31,6 +31,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "SessionCancel": {"reason": "couple asked to postpone"},
     "SessionRecord": {
         "outcome": "held",
+        "clinician_id": THERAPIST,
         "notes": "settled session",
         "doses": [{"partner": "a", "approval_id": "apr_5c6d7e8f9a0b4c1d8e2f3a4b5c6d7e8f_3f0c2a9e1b2c", "mg": 100,
                    "at": "2026-03-02T09:10:00Z"}],

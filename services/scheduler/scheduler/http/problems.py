@@ -17,11 +17,13 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Send
 
 from scheduler.api_keys import TooManyKeysError
-from scheduler.application import (
+from scheduler.application.errors import (
     ConcurrentUpdateError,
     CourseNotFoundError,
+    ForbiddenError,
     OutcomeUnknownError,
     StoreUnavailableError,
+    UnknownReferenceError,
 )
 from scheduler.domain.errors import (
     DomainError,
@@ -95,6 +97,12 @@ def domain_error(request: Request, exc: DomainError) -> Response[dict[str, Any]]
     if isinstance(exc, InvalidCommandError):
         errors = [{"detail": p} for p in exc.problems]
         return problem(422, "invalid-input", "The request is not valid", str(exc), errors=errors)
+    if isinstance(exc, UnknownReferenceError):
+        # 404 is for the resource the path names; an id in the body that does not exist (or not for this
+        # principal) makes the request invalid, and the answer is the same whether or not it exists elsewhere.
+        return problem(422, "invalid-input", "The request is not valid", str(exc), errors=[{"detail": str(exc)}])
+    if isinstance(exc, ForbiddenError):
+        return problem(403, "forbidden", "Forbidden", str(exc))
     if isinstance(exc, ConcurrentUpdateError):
         return problem(409, "version-conflict", "The course changed concurrently", str(exc))
     if isinstance(exc, NotHostingError):  # another clinic's session does not exist for this one

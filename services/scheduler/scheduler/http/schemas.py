@@ -214,6 +214,7 @@ class AdverseEventIn(Input, kw_only=True):
 
 class SessionRecord(Input, kw_only=True):
     outcome: Literal["held", "missed"]
+    clinician_id: UUID  # who records it: a clinician of the recording clinic (home, or hosting the session)
     notes: Text = ""
     reason: Text = ""
     doses: Annotated[list[DoseIn], Meta(max_length=20)] = msgspec.field(default_factory=list)

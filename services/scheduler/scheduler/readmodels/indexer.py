@@ -12,7 +12,7 @@ import logging
 
 from eventsourcing.persistence import Tracking
 
-from scheduler.application import Courses
+from scheduler.application.courses import Courses
 from scheduler.background import BackgroundThread
 from scheduler.event_store import ListenFirstSubscription
 from scheduler.readmodels.course_index import INDEXED_TOPICS, CourseIndexView, changes

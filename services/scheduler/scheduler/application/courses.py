@@ -1,0 +1,265 @@
+"""The event store's application: courses and calendars as event streams, and the execution of one command over
+the aggregates it changes (load, decide, save together, retry on a lost race)."""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+from collections.abc import Callable, Generator
+from concurrent.futures import Future
+from copy import deepcopy
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from scheduler.application.errors import ConcurrentUpdateError, CourseNotFoundError
+from scheduler.application.group_commit import GroupCommit
+from scheduler.application.runner import Call, Commit, Pause, Step, run_steps
+from scheduler.domain.calendar import Calendar, Resource
+from scheduler.domain.course import Course
+from scheduler.settings import DatabaseAddress, Settings
+
+T = TypeVar("T")
+CONFLICT_RETRIES = 8
+
+
+def event_store_env(settings: Settings) -> dict[str, str]:
+    """The eventsourcing library's settings for PostgreSQL with AES-GCM encryption at rest."""
+    assert settings.database_url and settings.cipher_key, "resolve the database and cipher key first"
+    db = DatabaseAddress.from_url(settings.database_url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_HOST": db.host,
+        "POSTGRES_PORT": str(db.port),
+        "POSTGRES_USER": db.user,
+        "POSTGRES_PASSWORD": db.password,
+        "POSTGRES_DBNAME": db.dbname,
+        "POSTGRES_SCHEMA": settings.db_schema,
+        "POSTGRES_POOL_SIZE": str(settings.db_pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(settings.db_pool_size),
+        "POSTGRES_LOCK_TIMEOUT": "5",
+        # The longest a statement waits for a pooled connection: with the database gone, a command or read gives
+        # up within about a second instead of the library's 30 (and its ten retries).
+        "POSTGRES_CONNECT_TIMEOUT": "1",
+        "CREATE_TABLE": "y",
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "y",
+        "APPLICATION_RECORDER_TOPIC": "scheduler.event_store:LockedInsertRecorder",
+        "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
+        "CIPHER_KEY": settings.cipher_key,
+        # Cached aggregates are fast-forwarded from the store, so several processes stay correct.
+        "AGGREGATE_CACHE_MAXSIZE": "5000",
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+    }
+
+
+class _NotCached(Exception):
+    """A command needs an aggregate this process does not hold: decide it again where the store can be read."""
+
+
+class Work:
+    """The aggregates one command reads and changes, each loaded once; what they record is saved together."""
+
+    def __init__(self, load: Callable[[UUID], Aggregate | None]) -> None:
+        self._load = load
+        self._aggregates: dict[UUID, Aggregate] = {}
+
+    def course(self, course_id: UUID) -> Course:
+        course = self._get(course_id)
+        if not isinstance(course, Course):  # a calendar's id is no course either
+            raise CourseNotFoundError(course_id)
+        return course
+
+    def calendar(self, calendar_id: UUID, resource: Resource) -> Calendar:
+        """The resource's calendar, opened (empty) on its first booking."""
+        calendar = self._get(calendar_id)
+        if calendar is None:
+            calendar = self._aggregates[calendar_id] = Calendar.open(calendar_id, resource)
+        assert isinstance(calendar, Calendar), f"{calendar_id} is not a calendar"
+        return calendar
+
+    def add(self, aggregate: Aggregate) -> None:
+        """A new aggregate (a course being opened)."""
+        self._aggregates[aggregate.id] = aggregate
+
+    def _get(self, aggregate_id: UUID) -> Aggregate | None:
+        if aggregate_id not in self._aggregates:
+            aggregate = self._load(aggregate_id)
+            if aggregate is None:
+                return None
+            self._aggregates[aggregate_id] = aggregate
+        return self._aggregates[aggregate_id]
+
+    @property
+    def changed(self) -> list[Aggregate]:
+        return [a for a in self._aggregates.values() if a.pending_events]
+
+
+@dataclass(frozen=True)
+class _Decided:
+    result: Any
+    work: Work
+    committed: Future[None] | None  # None: nothing to save
+    doubtful: bool = False  # decided on cached copies without saving anything: decide again
+
+
+class Courses(Application):
+    """Courses and the calendars of clinicians, rooms and partners; every command is optimistic and retried when
+    another writer wins."""
+
+    name = "courses"
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env=env)
+        self._group_commit: GroupCommit | None = None
+        self._group_commit_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+
+    def _submit(self, aggregates: list[Aggregate]) -> Future[None]:
+        with self._group_commit_lock:  # started on first use: a process that only reads never starts it
+            if self._group_commit is None:
+                self._group_commit = GroupCommit(self)
+        return self._group_commit.submit(aggregates)
+
+    def close(self) -> None:
+        if self._group_commit is not None:
+            self._group_commit.close()
+        super().close()
+
+    def get_course(self, course_id: UUID, version: int | None = None) -> Course:
+        try:
+            course = self.repository.get(course_id, version=version)
+        except AggregateNotFoundError:
+            raise CourseNotFoundError(course_id) from None
+        if not isinstance(course, Course):
+            raise CourseNotFoundError(course_id)
+        return course
+
+    def get_calendar(self, calendar_id: UUID) -> Calendar | None:
+        try:
+            calendar = self.repository.get(calendar_id)
+        except AggregateNotFoundError:
+            return None
+        return calendar if isinstance(calendar, Calendar) else None
+
+    def history(self, course_id: UUID) -> list[Any]:
+        events = list(self.events.get(course_id))
+        if not events or not isinstance(events[0], Course.Created):
+            raise CourseNotFoundError(course_id)
+        return events
+
+    def execute(self, course_id: UUID, command: Callable[[Course], Any]) -> Course:
+        """Run `command` on one course, in this thread (jobs, tests); returns the course as saved."""
+        def on_course(work: Work) -> Course:
+            course = work.course(course_id)
+            command(course)
+            return course
+
+        return run_steps(self.execution(on_course))
+
+    def open_course(self, build: Callable[[], Course]) -> Course:
+        """Save a new course, in this thread (jobs, tests)."""
+        def opening(work: Work) -> Course:
+            course = build()
+            work.add(course)
+            return course
+
+        return run_steps(self.execution(opening))
+
+    def execution(self, command: Callable[[Work], T]) -> Generator[Step, Any, T]:
+        """Running `command` on the aggregates it asks its `Work` for and saving what they record, together, as
+        steps for a driver (`runner`): `Call` reads the store and decides (in a worker thread), `Commit` waits
+        for the group commit, `Pause` backs off. Returns the command's result once saved.
+
+        The command first runs on this process's cached copies, without asking the database for newer events,
+        right where the driver runs (on the event loop in the API: memory only, a hand-off to a thread would
+        cost more). Any events it leads to are saved only if no other writer got there first (the store's
+        version constraint), so a stale copy costs a conflict and a rerun, never a wrong write. What a stale
+        copy could get wrong is a refusal or a no-op: those are decided again on aggregates fast-forwarded from
+        the store, as is a command that needs an aggregate not cached. On a version conflict the command runs
+        again on the current aggregates, after a jittered pause that lets the winners through."""
+        trust_cache, conflicts = True, 0
+        while True:
+            decided: _Decided
+            try:
+                if not trust_cache:
+                    raise _NotCached
+                decided = self._decide(command, self._cached_or_missing, from_cache=True)
+            except _NotCached:
+                decided = yield Call(functools.partial(self._decide, command, self._current, from_cache=False))
+            if decided.doubtful:
+                trust_cache = False
+                continue
+            if decided.committed is not None:
+                try:
+                    yield Commit(decided.committed)
+                except IntegrityError:
+                    conflicts += 1
+                    if conflicts >= CONFLICT_RETRIES:
+                        courses = [a.id for a in decided.work.changed if isinstance(a, Course)]
+                        raise ConcurrentUpdateError(courses[0] if courses else None) from None
+                    trust_cache = False
+                    yield Pause(random.uniform(0, 0.002 * 2**conflicts))
+                    continue
+                for aggregate in decided.work.changed:
+                    self.remember(aggregate)
+            return decided.result  # type: ignore[no-any-return]
+
+    def _decide(self, command: Callable[[Work], T], load: Callable[[UUID], Aggregate | None],
+                from_cache: bool) -> _Decided:
+        """Run the command on aggregates from `load` and queue what they record; on cached copies, a refusal or a
+        no-op is only `doubtful` (a copy may be stale)."""
+        work = Work(load)
+        try:
+            result = command(work)
+        except _NotCached:
+            raise
+        except Exception:
+            if from_cache:
+                return _Decided(None, work, None, doubtful=True)
+            raise
+        changed = work.changed
+        if not changed:
+            return _Decided(result, work, None, doubtful=from_cache)
+        return _Decided(result, work, self._submit(changed))
+
+    def _cached_or_missing(self, aggregate_id: UUID) -> Aggregate | None:
+        cached = self._cached(aggregate_id)
+        if cached is None:
+            raise _NotCached
+        return cached
+
+    def _current(self, aggregate_id: UUID) -> Aggregate | None:
+        """The aggregate as stored now (the cached copy fast-forwarded), or None if it was never saved."""
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+
+    def _cached(self, aggregate_id: UUID) -> Aggregate | None:
+        """A copy of the cached aggregate (commands mutate what they get), or None if it is not cached."""
+        cache = self.repository.cache
+        if cache is None:
+            return None
+        try:
+            return deepcopy(cache.get(aggregate_id))
+        except KeyError:
+            return None
+
+    def remember(self, aggregate: Aggregate) -> None:
+        """Cache the aggregate as just saved, unless the cache already holds a later version."""
+        cache = self.repository.cache
+        if cache is None:
+            return
+        with self._cache_lock:
+            try:
+                if cache.get(aggregate.id).version >= aggregate.version:
+                    return
+            except KeyError:
+                pass
+            # Shared with the caller, who only reads it (for its answer); commands run on copies (`_cached`).
+            cache.put(aggregate.id, aggregate)

@@ -1,0 +1,166 @@
+"""One writer thread that saves the aggregates of concurrent commands together, in one transaction."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import psycopg_pool
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, StoredEvent
+
+from scheduler.application.errors import OutcomeUnknownError, StoreUnavailableError
+
+# A command's events are saved within this many seconds of being decided, or not at all: while the database is
+# unreachable every command is refused within about two seconds (attempts end by the pool's timeout), and none
+# is committed after its client was told it failed.
+COMMIT_DEADLINE_SECONDS = 1.0
+
+
+class GroupCommit:
+    """Saves the aggregates of concurrent commands together, in one transaction.
+
+    The event store takes a table lock for each transaction (to keep the notification log gap-free), so one
+    transaction per command would cap the whole system at one commit, one fsync, per command. One writer thread
+    saves whatever commands are waiting as one batch instead. A command saves every aggregate it changed (a
+    course and the calendars of the resources its session holds) in the same transaction. A batch holds at most
+    one command per aggregate (course or calendar); if one in it lost a race, the batch is saved again command by
+    command, and only the loser reloads.
+
+    Each command's events are encoded and encrypted in its own thread before it joins the queue: the writer,
+    which every command waits for, only inserts.
+
+    Each command has a deadline: the writer tries again after a transient error (a connection lost) while there
+    is time, and fails the commands whose deadline passed before it tries again, so a command is either saved
+    soon or never (an attempt in flight when its deadline passes still decides it)."""
+
+    def __init__(self, app: Application, max_batch: int = 64, deadline_seconds: float = COMMIT_DEADLINE_SECONDS) -> None:
+        self.app, self.max_batch, self.deadline_seconds = app, max_batch, deadline_seconds
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._last_error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self._thread.start()
+
+    def save(self, *aggregates: Aggregate) -> None:
+        self.submit(aggregates).result()
+
+    def submit(self, aggregates: Sequence[Aggregate]) -> Future[None]:
+        """Queue the aggregates' new events, to be saved together; the future is done once they are committed (or
+        failed)."""
+        events = [self.app.mapper.to_stored_event(e) for a in aggregates for e in a.collect_events()]
+        pending = _Pending(frozenset(e.originator_id for e in events), events,
+                           deadline=time.monotonic() + self.deadline_seconds)
+        self._queue.put(pending)
+        return pending.done
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        carried: list[_Pending] = []
+        stopping = False
+        while not (stopping and not carried):
+            waiting = carried or []
+            carried = []
+            if not waiting:
+                item = self._queue.get()
+                if item is None:
+                    return
+                waiting = [item]
+            while len(waiting) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                waiting.append(item)
+            batch, seen = [], set[UUID]()
+            for pending in waiting:
+                (carried if pending.ids & seen else batch).append(pending)
+                seen |= pending.ids
+            self._save(batch)
+
+    def _save(self, batch: list[_Pending]) -> None:
+        doubtful = False  # the last attempt may have committed (the connection broke while it ran)
+        while batch := self._in_time(batch, doubtful):
+            try:
+                if doubtful:  # find out first: saving the same events again would be a conflict with ourselves
+                    batch = self._unsaved(batch)
+                    doubtful = False
+                    if not batch:
+                        return
+                self.app.recorder.insert_events([event for pending in batch for event in pending.events])
+            except (InterfaceError, OperationalError) as error:  # again, for those still in time
+                self._last_error = error
+                doubtful = doubtful or not _never_sent(error)
+                time.sleep(0.05)
+                continue
+            except IntegrityError:
+                if len(batch) == 1:
+                    batch[0].done.set_exception(IntegrityError("an aggregate changed concurrently"))
+                    return
+                # One command lost a race: save each on its own, so only that command reloads and runs again.
+                for pending in batch:
+                    self._save([pending])
+                return
+            except BaseException as error:  # every waiting command gets the error, so none is lost or hidden
+                for pending in batch:
+                    pending.done.set_exception(error)
+                return
+            self._last_error = None
+            for pending in batch:
+                pending.done.set_result(None)
+            return
+
+    def _in_time(self, batch: list[_Pending], doubtful: bool) -> list[_Pending]:
+        """The commands whose deadline has not passed; the others fail: unsaved, or (`doubtful`) not known to be."""
+        now = time.monotonic()
+        reason = str(self._last_error).splitlines()[0] if self._last_error else "no attempt in time"
+        for pending in batch:
+            if pending.deadline <= now:
+                pending.done.set_exception(OutcomeUnknownError(reason) if doubtful else StoreUnavailableError(reason))
+        return [pending for pending in batch if pending.deadline > now]
+
+    def _unsaved(self, batch: list[_Pending]) -> list[_Pending]:
+        """After an attempt whose outcome is unknown: the commands whose events are not in the store. Those that
+        are were saved (done); those whose version another writer took lost a race (IntegrityError). A command's
+        events are saved in one transaction, so its first event tells for all of them."""
+        found = {}  # every look-up first: one failing leaves every command undecided
+        for pending in batch:
+            first = pending.events[0]
+            found[id(pending)] = self.app.recorder.select_events(
+                first.originator_id, gt=first.originator_version - 1, lte=first.originator_version)
+        unsaved = []
+        for pending in batch:
+            stored = found[id(pending)]
+            if not stored:
+                unsaved.append(pending)
+            elif stored[0].state == pending.events[0].state:  # the very bytes sent (each encryption has its nonce)
+                pending.done.set_result(None)
+            else:
+                pending.done.set_exception(IntegrityError("an aggregate changed concurrently"))
+        return unsaved
+
+
+def _never_sent(error: Exception) -> bool:
+    """Whether a failed attempt never reached the database (no connection to be had), so it saved nothing."""
+    return isinstance(error.__cause__, psycopg_pool.PoolTimeout)
+
+
+@dataclass
+class _Pending:
+    """One command's events, encoded for the store, and the future its thread waits on."""
+
+    ids: frozenset[UUID]  # the aggregates the events belong to
+    events: list[StoredEvent]
+    deadline: float  # time.monotonic(): no attempt to save these events starts later
+    done: Future[None] = field(default_factory=Future)

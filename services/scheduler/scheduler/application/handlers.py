@@ -1,0 +1,381 @@
+"""The use cases of courses, sessions and dose approvals: one method each, for any edge (HTTP, jobs, tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+from uuid import UUID, uuid4
+
+from scheduler.api_keys import Principal
+from scheduler.application import access
+from scheduler.application.calendars import CalendarIds, Held
+from scheduler.application.courses import Courses, Work
+from scheduler.application.errors import CourseNotFoundError, ForbiddenError, UnknownReferenceError
+from scheduler.application.runner import Steps, run_steps_async
+from scheduler.domain.course import Course, DoseApproval, HostFacts, Kind, Session, SessionStatus
+from scheduler.domain.errors import RulesBrokenError, UnknownApprovalError, Violation
+from scheduler.domain.protocol import Protocol as CourseProtocol
+
+T = TypeVar("T")
+Row = dict[str, Any]
+
+
+class Directory(Protocol):
+    """What the use cases read of the directory (clinics, staff, rooms, partnerships) and the access log."""
+
+    async def clinic(self, clinic_id: UUID) -> Row | None: ...
+
+    async def room(self, room_id: UUID) -> Row | None: ...
+
+    async def clinicians(self, ids: list[UUID]) -> dict[str, Row]: ...
+
+    async def host_facts(self, host_clinic_id: UUID, home_clinic_id: UUID) -> tuple[bool, bool]: ...
+
+    async def log_access(self, principal: Principal, action: str, course_id: UUID | None) -> None: ...
+
+
+class CourseIndex(Protocol):
+    """The read model's queries the use cases answer from (synchronous: run in a worker thread)."""
+
+    def list_courses(self, clinic_id: str | None, status: str | None, page: int) -> list[Row]: ...
+
+    def list_approvals(self, prescriber_id: str | None, status: str | None) -> list[Row]: ...
+
+
+@dataclass(frozen=True)
+class Record:
+    """What a clinic records about a session: held (a medicine session's doses, vitals, adverse events and
+    discharge) or missed, attributed to one of the recording clinic's clinicians."""
+
+    outcome: str  # held | missed
+    clinician_id: UUID
+    notes: str = ""
+    reason: str = ""
+    doses: tuple[Row, ...] = ()
+    vitals: tuple[Row, ...] = ()
+    adverse_events: tuple[Row, ...] = ()
+    discharged_at: datetime | None = None
+
+
+class Scheduling:
+    """Courses and the calendars their sessions hold: each use case checks who acts and what the directory says,
+    then runs one command over the course and every calendar involved, saved together."""
+
+    def __init__(self, courses: Courses, directory: Directory, index: CourseIndex, calendars: CalendarIds,
+                 in_thread: Callable[[Callable[[], Any]], Awaitable[Any]]) -> None:
+        self.courses, self.directory, self.index, self.calendars = courses, directory, index, calendars
+        self.in_thread = in_thread
+
+    async def _run(self, steps: Steps[T]) -> T:
+        return await run_steps_async(steps, self.in_thread)
+
+    async def _on_course(self, course_id: UUID, principal: Principal, command: Callable[[Course], Any]) -> Course:
+        """Run `command` on a course of the principal's own clinic; returns the course as saved."""
+        access.clinic_of(principal)
+
+        def on_course(work: Work) -> Course:
+            course = access.owned(work.course(course_id), principal)
+            command(course)
+            return course
+
+        return await self._run(self.courses.execution(on_course))
+
+    # ----------------------------------------------------------------- courses
+
+    async def open_course(self, principal: Principal, *, model: str, protocol: CourseProtocol,
+                          partners: dict[str, str], first_dosed: str) -> Course:
+        clinic_id = access.clinic_of(principal)
+
+        def opening(work: Work) -> Course:
+            course = Course.open(course_id=uuid4(), home_clinic_id=clinic_id, model=model, protocol=protocol,
+                                 partners=partners, first_dosed=first_dosed, by=principal.ref)
+            work.add(course)
+            return course
+
+        return await self._run(self.courses.execution(opening))
+
+    async def list_courses(self, principal: Principal, status: str | None, page: int) -> list[Row]:
+        if principal.kind == "prescriber":
+            return []
+        clinic = None if principal.kind == "operator" else principal.clinic_id
+        rows = await self.in_thread(lambda: self.index.list_courses(clinic, status, page))
+        await self.directory.log_access(principal, "list_courses", None)
+        return rows  # type: ignore[no-any-return]
+
+    async def get_course(self, principal: Principal, course_id: UUID, as_of: int | None = None) -> Course:
+        course: Course = await self.in_thread(lambda: self.courses.get_course(course_id, as_of))
+        if not access.may_see(course.home_clinic_id, principal):
+            raise CourseNotFoundError(course_id)
+        await self.directory.log_access(principal, "read_course", course_id)
+        return course
+
+    async def history(self, principal: Principal, course_id: UUID) -> list[Any]:
+        events: list[Any] = await self.in_thread(lambda: self.courses.history(course_id))
+        if not access.may_see(events[0].home_clinic_id, principal):  # the opening event names the home clinic
+            raise CourseNotFoundError(course_id)
+        await self.directory.log_access(principal, "read_history", course_id)
+        return events
+
+    async def record_screening(self, principal: Principal, course_id: UUID, *, partner: str, result: str,
+                               clinician_id: UUID, notes: str) -> Course:
+        await self._staff_of(principal, [clinician_id], {access.clinic_of(principal)})
+        return await self._on_course(course_id, principal, lambda c: c.record_screening(
+            partner=partner, result=result, clinician_id=str(clinician_id), notes=notes, by=principal.ref))
+
+    async def acknowledge_missed_window(self, principal: Principal, course_id: UUID, session_id: str,
+                                        reason: str) -> Course:
+        return await self._on_course(course_id, principal, lambda c: c.acknowledge_missed_window(
+            session_id=session_id, reason=reason, by=principal.ref))
+
+    async def complete(self, principal: Principal, course_id: UUID) -> Course:
+        return await self._on_course(course_id, principal, lambda c: c.complete(by=principal.ref))
+
+    async def discontinue(self, principal: Principal, course_id: UUID, reason: str) -> Course:
+        """Discontinue the course; its booked sessions no longer hold their calendars."""
+        access.clinic_of(principal)
+
+        def discontinuing(work: Work) -> Course:
+            course = access.owned(work.course(course_id), principal)
+            booked = [s for s in course.sessions.values() if s.status is SessionStatus.BOOKED]
+            course.discontinue(reason=reason, by=principal.ref)
+            for session in booked:
+                self._release(work, course, session)
+            return course
+
+        return await self._run(self.courses.execution(discontinuing))
+
+    # ---------------------------------------------------------------- sessions
+
+    async def book_session(self, principal: Principal, course_id: UUID, *, kind: str, partners: list[str],
+                           starts_at: datetime, ends_at: datetime, clinic_id: UUID | None, room_id: UUID | None,
+                           clinician_ids: list[UUID], timezone: str | None) -> Session:
+        home = access.clinic_of(principal)
+        host_id = str(clinic_id or home)
+        clinic = await self.directory.clinic(UUID(host_id))
+        if clinic is None:
+            raise UnknownReferenceError(f"clinic {host_id} is unknown")
+        await self._room_of(room_id, host_id)
+        await self._staff_of(principal, clinician_ids, {host_id})
+        host = await self._host_facts(host_id, home, kind)
+        session_id = str(uuid4())
+
+        def booking(work: Work) -> Session:
+            course = access.owned(work.course(course_id), principal)
+            try:
+                course.book_session(
+                    session_id=session_id, kind=kind, partners=partners, starts_at=starts_at, ends_at=ends_at,
+                    clinic_id=host_id, room_id=str(room_id) if room_id else None,
+                    clinician_ids=[str(i) for i in clinician_ids], timezone=timezone or clinic["timezone"],
+                    host=host, by=principal.ref,
+                )
+            except RulesBrokenError as broken:  # the course's rules and the calendars', named together
+                raise RulesBrokenError([*broken.violations, *self._clashes_of_booking(
+                    work, course, partners, starts_at, ends_at, room_id, clinician_ids)]) from None
+            session = course.sessions[session_id]
+            self._reserve(work, course, session, self.calendars.held_by(course, session))
+            return session
+
+        return await self._run(self.courses.execution(booking))
+
+    async def reschedule_session(self, principal: Principal, course_id: UUID, session_id: str, *,
+                                 starts_at: datetime, ends_at: datetime, room_id: UUID | None,
+                                 clinician_ids: list[UUID] | None) -> Session:
+        access.clinic_of(principal)
+        room = await self.directory.room(room_id) if room_id is not None else None
+        if room_id is not None and room is None:
+            raise UnknownReferenceError(f"room {room_id} is not a room of the hosting clinic")
+        staff = await self.directory.clinicians(clinician_ids or [])
+
+        def rescheduling(work: Work) -> Session:
+            course = access.owned(work.course(course_id), principal)
+            session = course.session(session_id)
+            # The room and clinicians must be the hosting clinic's, which only the course knows.
+            if room is not None and str(room["clinic_id"]) != session.clinic_id:
+                raise UnknownReferenceError(f"room {room_id} is not a room of the hosting clinic")
+            _check_staff(staff, clinician_ids or [], {session.clinic_id})
+            before = list(self.calendars.held_by(course, session))
+            course.reschedule_session(
+                session_id=session_id, starts_at=starts_at, ends_at=ends_at,
+                room_id=str(room_id) if room_id else None,
+                clinician_ids=[str(i) for i in clinician_ids] if clinician_ids is not None else None,
+                by=principal.ref,
+            )
+            moved = course.sessions[session_id]
+            after = list(self.calendars.held_by(course, moved))
+            self._reserve(work, course, moved, after)
+            for left in {h.calendar_id for h in before} - {h.calendar_id for h in after}:
+                work.calendar(left, next(h.resource for h in before if h.calendar_id == left)).release(session_id)
+            return moved
+
+        return await self._run(self.courses.execution(rescheduling))
+
+    async def cancel_session(self, principal: Principal, course_id: UUID, session_id: str, reason: str) -> Session:
+        access.clinic_of(principal)
+
+        def cancelling(work: Work) -> Session:
+            course = access.owned(work.course(course_id), principal)
+            course.cancel_session(session_id=session_id, reason=reason, by=principal.ref)
+            session = course.sessions[session_id]
+            self._release(work, course, session)
+            return session
+
+        return await self._run(self.courses.execution(cancelling))
+
+    async def confirm_session(self, principal: Principal, course_id: UUID, session_id: str, *, decision: str,
+                              reason: str) -> Session:
+        """The clinic hosting a partner-hosted medicine session confirms or declines it, with its own key."""
+        clinic = access.clinic_of(principal)
+
+        def confirming(work: Work) -> Session:
+            course = work.course(course_id)
+            if course.home_clinic_id == clinic and course.session(session_id).clinic_id != clinic:
+                raise ForbiddenError(f"only the clinic hosting session {session_id} confirms or declines it")
+            if course.home_clinic_id != clinic:
+                access.hosted(course, session_id, clinic)
+            course.confirm_session(session_id=session_id, clinic_id=clinic, decision=decision, reason=reason,
+                                   by=principal.ref)
+            return course.sessions[session_id]
+
+        return await self._run(self.courses.execution(confirming))
+
+    async def record_session(self, principal: Principal, course_id: UUID, session_id: str, record: Record,
+                             now: datetime) -> Session:
+        """The home clinic records any session of its course; a hosting clinic the sessions it hosts. Either
+        names the clinician of its own who records it."""
+        clinic = access.clinic_of(principal)
+        await self._staff_of(principal, [record.clinician_id], {clinic})
+
+        def recording(work: Work) -> Session:
+            course = work.course(course_id)
+            access.recordable(course, session_id, principal)
+            if record.outcome == "missed":
+                course.record_missed(session_id=session_id, reason=record.reason, now=now, by=principal.ref)
+            else:
+                course.record_held(
+                    session_id=session_id, now=now, notes=record.notes, doses=[dict(d) for d in record.doses],
+                    vitals=[dict(v) for v in record.vitals], adverse_events=[dict(a) for a in record.adverse_events],
+                    discharged_at=record.discharged_at, by=principal.ref,
+                )
+            return course.sessions[session_id]
+
+        return await self._run(self.courses.execution(recording))
+
+    # ----------------------------------------------------------- dose approvals
+
+    async def request_dose_approval(self, principal: Principal, course_id: UUID, *, session_id: str, partner: str,
+                                    prescriber_id: UUID, requested_mg: float, now: datetime) -> DoseApproval:
+        prescriber = (await self.directory.clinicians([prescriber_id])).get(str(prescriber_id))
+        if prescriber is None or prescriber["role"] != "prescriber":
+            raise UnknownReferenceError(f"prescriber {prescriber_id} is unknown")
+        approval_id = approval_id_for(course_id)
+
+        def requesting(course: Course) -> None:
+            session = course.session(session_id)
+            course.request_dose_approval(
+                approval_id=approval_id, session_id=session_id, partner=partner, prescriber_id=str(prescriber_id),
+                requested_mg=requested_mg, prescriber_authorised=str(prescriber["clinic_id"]) == session.clinic_id,
+                now=now, by=principal.ref,
+            )
+
+        course = await self._on_course(course_id, principal, requesting)
+        return course.approvals[approval_id]
+
+    async def approval_queue(self, principal: Principal, status: str | None) -> list[tuple[UUID, DoseApproval]]:
+        """The approvals addressed to a prescriber (the operator sees every one)."""
+        if principal.kind == "clinic":
+            raise ForbiddenError("the approval queue is for prescribers")
+        prescriber = principal.id if principal.kind == "prescriber" else None
+        rows = await self.in_thread(lambda: self.index.list_approvals(prescriber, status))
+        # The queue holds ids only; the requested dose is read from the (encrypted) course itself.
+        course_ids = {r["course_id"] for r in rows}
+        courses = await self.in_thread(lambda: {cid: self.courses.get_course(cid) for cid in course_ids})
+        return [(r["course_id"], courses[r["course_id"]].approvals[r["approval_id"]]) for r in rows]
+
+    async def decide_dose_approval(self, principal: Principal, approval_id: str, *, approve: bool, now: datetime,
+                                   approved_mg: float | None, reason: str,
+                                   vitals_override_reason: str | None) -> tuple[UUID, DoseApproval]:
+        course_id = course_of_approval(approval_id)
+        if principal.kind != "prescriber" or course_id is None:
+            raise UnknownApprovalError(approval_id)
+
+        def deciding(work: Work) -> DoseApproval:
+            # An approval addressed to someone else, or in an unknown course, is a 404 from the domain's errors.
+            course = work.course(course_id)
+            course.decide_dose_approval(
+                approval_id=approval_id, prescriber_id=principal.id, approve=approve, now=now,
+                approved_mg=approved_mg, reason=reason, vitals_override_reason=vitals_override_reason,
+                by=principal.ref,
+            )
+            return course.approvals[approval_id]
+
+        return course_id, await self._run(self.courses.execution(deciding))
+
+    # --------------------------------------------------------------- helpers
+
+    async def _staff_of(self, principal: Principal, ids: list[UUID], clinics: set[str]) -> None:
+        _check_staff(await self.directory.clinicians(ids), ids, clinics)
+
+    async def _room_of(self, room_id: UUID | None, clinic_id: str) -> None:
+        if room_id is None:
+            return
+        room = await self.directory.room(room_id)
+        if room is None or str(room["clinic_id"]) != clinic_id:
+            raise UnknownReferenceError(f"room {room_id} is not a room of the hosting clinic")
+
+    async def _host_facts(self, host_id: str, home_id: str, kind: str) -> HostFacts | None:
+        """What I11 needs to know of the hosting clinic: for a medicine session, or any session hosted away."""
+        if kind != Kind.MEDICINE.value and host_id == home_id:
+            return None
+        has_prescriber, partnered = await self.directory.host_facts(UUID(host_id), UUID(home_id))
+        return HostFacts(host_id, has_prescriber, partnered)
+
+    def _reserve(self, work: Work, course: Course, session: Session, held: Iterable[Held]) -> None:
+        """Hold the session's time in each calendar, or refuse with every clash (I10) at once."""
+        calendars = [(h, work.calendar(h.calendar_id, h.resource)) for h in held]
+        clashes = [v for h, c in calendars
+                   if (v := c.violation(session.starts_at, session.ends_at, h.label, ignore=session.id))]
+        if clashes:
+            raise RulesBrokenError(clashes)
+        for h, calendar in calendars:
+            calendar.reserve(course_id=str(course.id), session_id=session.id, starts_at=session.starts_at,
+                             ends_at=session.ends_at, label=h.label)
+
+    def _release(self, work: Work, course: Course, session: Session) -> None:
+        for h in self.calendars.held_by(course, session):
+            work.calendar(h.calendar_id, h.resource).release(session.id)
+
+    def _clashes_of_booking(self, work: Work, course: Course, partners: list[str], starts_at: datetime,
+                            ends_at: datetime, room_id: UUID | None, clinician_ids: list[UUID]) -> list[Violation]:
+        """The calendars' clashes with other courses of a booking the course refused, to name them in the same
+        answer (the course names its own sessions' clashes)."""
+        if starts_at.tzinfo is None or ends_at.tzinfo is None or not set(partners) <= set(course.partners):
+            return []
+        probe = Session(id="", kind=Kind.ASSESSMENT, partners=tuple(sorted(set(partners))), starts_at=starts_at,
+                        ends_at=ends_at, clinic_id="", room_id=str(room_id) if room_id else None,
+                        clinician_ids=tuple(str(i) for i in clinician_ids), timezone="UTC")
+        return [v for h in self.calendars.held_by(course, probe)
+                if (v := work.calendar(h.calendar_id, h.resource).violation(
+                    starts_at, ends_at, h.label, other_courses_than=str(course.id)))]
+
+
+def _check_staff(found: dict[str, Row], ids: list[UUID], clinics: set[str]) -> None:
+    for cid in ids:
+        row = found.get(str(cid))
+        if row is None or str(row["clinic_id"]) not in clinics:
+            raise UnknownReferenceError(f"clinician {cid} is not staff of the clinic concerned")
+
+
+def approval_id_for(course_id: UUID) -> str:
+    """Approval ids name their course, so a decision finds it without waiting for the approval queue."""
+    return f"apr_{course_id.hex}_{uuid4().hex[:12]}"
+
+
+def course_of_approval(approval_id: str) -> UUID | None:
+    prefix, _, rest = approval_id.partition("_")
+    course_hex, _, suffix = rest.partition("_")
+    try:
+        return UUID(hex=course_hex) if prefix == "apr" and suffix else None
+    except ValueError:
+        return None

@@ -1,0 +1,133 @@
+"""A clinician's, room's or partner's calendar: the sessions it is booked for, never two overlapping (I10)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from scheduler.domain.errors import RulesBrokenError, Violation
+
+
+class Resource(StrEnum):
+    """What a calendar belongs to: one clinician, one room, or one partner of a couple (a person)."""
+
+    CLINICIAN = "clinician"
+    ROOM = "room"
+    PARTNER = "partner"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The time one session holds a calendar, [starts_at, ends_at)."""
+
+    course_id: str
+    session_id: str
+    starts_at: datetime
+    ends_at: datetime
+
+    def overlaps(self, starts_at: datetime, ends_at: datetime) -> bool:
+        return self.starts_at < ends_at and starts_at < self.ends_at  # adjacent sessions do not overlap
+
+
+class Calendar(Aggregate):
+    """The slots of one resource across every course: booking, moving and cancelling a session change it in the
+    same transaction as the course, and a slot is refused while another session holds any of its time."""
+
+    TOPIC = "kact.calendar:Calendar"
+
+    class Event(Aggregate.Event):
+        TOPIC = "kact.calendar:Event"
+
+    class Created(Event, Aggregate.Created):
+        """The calendar was opened, on its resource's first booking (named Created as the library expects)."""
+
+        TOPIC = "kact.calendar:Opened.v1"
+        resource: str
+
+    class Reserved(Event):
+        TOPIC = "kact.calendar:Reserved.v1"
+        course_id: str
+        session_id: str
+        starts_at: datetime
+        ends_at: datetime
+
+        def apply(self, calendar: Calendar) -> None:
+            calendar.slots[self.session_id] = Slot(self.course_id, self.session_id, self.starts_at, self.ends_at)
+
+    class Moved(Event):
+        TOPIC = "kact.calendar:Moved.v1"
+        session_id: str
+        starts_at: datetime
+        ends_at: datetime
+
+        def apply(self, calendar: Calendar) -> None:
+            slot = calendar.slots[self.session_id]
+            calendar.slots[self.session_id] = Slot(slot.course_id, slot.session_id, self.starts_at, self.ends_at)
+
+    class Released(Event):
+        TOPIC = "kact.calendar:Released.v1"
+        session_id: str
+
+        def apply(self, calendar: Calendar) -> None:
+            calendar.slots.pop(self.session_id, None)
+
+    def __init__(self, resource: str) -> None:
+        self.resource = Resource(resource)
+        self.slots: dict[str, Slot] = {}
+
+    @classmethod
+    def open(cls, calendar_id: UUID, resource: Resource) -> Calendar:
+        return cls._create(cls.Created, id=calendar_id, resource=resource.value)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Calendar:
+        """Slots are immutable and replaced whole: copying the dict is a deep enough copy (see Course)."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone._pending_events = list(self._pending_events)
+        clone.slots = dict(self.slots)
+        return clone
+
+    def clash(self, starts_at: datetime, ends_at: datetime, ignore: str | None = None,
+              other_courses_than: str | None = None) -> Slot | None:
+        """The earliest slot of another session (of another course than `other_courses_than`, if given) that
+        overlaps [starts_at, ends_at), if any."""
+        clashes = [s for s in self.slots.values()
+                   if s.session_id != ignore and s.course_id != other_courses_than and s.overlaps(starts_at, ends_at)]
+        return min(clashes, key=lambda s: s.starts_at) if clashes else None
+
+    def violation(self, starts_at: datetime, ends_at: datetime, label: str, ignore: str | None = None,
+                  other_courses_than: str | None = None) -> Violation | None:
+        """I10 for this resource, named as `label` (a clinician's or room's id; for a partner, how the booking
+        course names them: their reference stays in the course's encrypted events, never in a calendar)."""
+        clash = self.clash(starts_at, ends_at, ignore, other_courses_than)
+        if clash is None:
+            return None
+        return Violation(
+            "I10",
+            f"{label} is already booked for session {clash.session_id} from {clash.starts_at.isoformat()} to "
+            f"{clash.ends_at.isoformat()}",
+        )
+
+    def reserve(self, *, course_id: str, session_id: str, starts_at: datetime, ends_at: datetime,
+                label: str) -> None:
+        """Hold [starts_at, ends_at) for a session; a session already here is moved instead (a reschedule that
+        keeps this resource never collides with its own old time)."""
+        violation = self.violation(starts_at, ends_at, label, ignore=session_id)
+        if violation is not None:
+            raise RulesBrokenError([violation])
+        held = self.slots.get(session_id)
+        if held is None:
+            self.trigger_event(self.Reserved, course_id=course_id, session_id=session_id, starts_at=starts_at,
+                               ends_at=ends_at)
+        elif (held.starts_at, held.ends_at) != (starts_at, ends_at):
+            self.trigger_event(self.Moved, session_id=session_id, starts_at=starts_at, ends_at=ends_at)
+
+    def release(self, session_id: str) -> None:
+        """Free a session's slot (cancelled, or moved to another resource); nothing to do if it holds none."""
+        if session_id in self.slots:
+            self.trigger_event(self.Released, session_id=session_id)
