@@ -19,7 +19,8 @@ from eventsourcing.persistence import (
 )
 
 from builders import BY, HOME, approve, assess, book, hold, medicine_record, prepare
-from scheduler.domain.course import Course, HostFacts, Kind
+from scheduler.domain.course import Course
+from scheduler.domain.model import HostFacts, Kind
 from scheduler.domain.protocol import Protocol
 
 # The topics as they were before the domain was split (issue 10): stored events name these, so they never change.

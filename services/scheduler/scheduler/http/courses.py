@@ -12,7 +12,8 @@ from litestar.params import Parameter
 
 from scheduler.application import CourseNotFoundError
 from scheduler.directory import Principal
-from scheduler.domain.course import Course, HostFacts, Kind
+from scheduler.domain.course import Course
+from scheduler.domain.model import HostFacts, Kind
 from scheduler.domain.protocol import Protocol, VitalsLimit
 from scheduler.http.deps import Services
 from scheduler.http.examples import body
