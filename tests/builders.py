@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import uuid4
 
-from scheduler.domain.course import Course, HostFacts, Kind
+from scheduler.domain.course import Course
+from scheduler.domain.model import HostFacts, Kind
 from scheduler.domain.protocol import Model, Protocol
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)

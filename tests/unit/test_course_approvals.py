@@ -21,7 +21,6 @@ from builders import (
     refused,
 )
 
-from scheduler.domain.course import ApprovalStatus, Kind, SessionStatus
 from scheduler.domain.errors import (
     InvalidCommandError,
     NotAddressedError,
@@ -29,6 +28,7 @@ from scheduler.domain.errors import (
     UnknownApprovalError,
 )
 from scheduler.domain.errors import Violation as V
+from scheduler.domain.model import ApprovalStatus, Kind, SessionStatus
 from scheduler.domain.protocol import Model, Protocol
 
 THREE_H = timedelta(hours=3)

@@ -22,9 +22,9 @@ from builders import (
     refused,
 )
 
-from scheduler.domain.course import HostFacts, Kind, SessionStatus
 from scheduler.domain.errors import InvalidCommandError, RulesBrokenError
 from scheduler.domain.errors import Violation as V
+from scheduler.domain.model import HostFacts, Kind, SessionStatus
 from scheduler.domain.protocol import Model, Protocol
 
 THREE_H = timedelta(hours=3)

@@ -18,7 +18,7 @@ from builders import (
     refused,
 )
 from invariants import check_events
-from scheduler.domain.course import Confirmation, Course, HostFacts, Kind, SessionStatus
+from scheduler.domain.course import Course
 from scheduler.domain.errors import (
     InvalidCommandError,
     NotHostingError,
@@ -26,6 +26,7 @@ from scheduler.domain.errors import (
     UnknownSessionError,
 )
 from scheduler.domain.errors import Violation as V
+from scheduler.domain.model import Confirmation, HostFacts, Kind, SessionStatus
 from scheduler.domain.protocol import Protocol
 
 PARTNER = "partner-1"

@@ -8,7 +8,7 @@ from datetime import timedelta
 from eventsourcing.application import Application
 
 from builders import BY, PRESCRIBER, book, dose, integrate, prepared_course
-from scheduler.domain.course import Kind
+from scheduler.domain.model import Kind
 
 
 def test_commands_on_a_copy_leave_the_original_as_stored() -> None:

@@ -10,7 +10,8 @@ from builders import BY, dose, integrate, prepared_course
 from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.utils import get_topic, resolve_topic
 
-from scheduler.domain.course import Course, Kind
+from scheduler.domain.course import Course
+from scheduler.domain.model import Kind
 
 
 def event_classes() -> dict[str, type]:

@@ -16,9 +16,9 @@ from builders import (
     prepared_course,
     refused,
 )
-from scheduler.domain.course import Kind
 from scheduler.domain.errors import RulesBrokenError
 from scheduler.domain.errors import Violation as V
+from scheduler.domain.model import Kind
 from scheduler.domain.protocol import Protocol
 
 

@@ -25,9 +25,9 @@ from builders import (
     without_vitals,
 )
 
-from scheduler.domain.course import Kind, SessionStatus
 from scheduler.domain.errors import InvalidCommandError, RulesBrokenError
 from scheduler.domain.errors import Violation as V
+from scheduler.domain.model import Kind, SessionStatus
 from scheduler.domain.protocol import Model, Protocol, VitalsLimit
 
 THREE_H = timedelta(hours=3)

@@ -23,9 +23,9 @@ from builders import (
     refused,
 )
 
-from scheduler.domain.course import Kind, Phase, SessionStatus, Status
 from scheduler.domain.errors import InvalidCommandError, RulesBrokenError
 from scheduler.domain.errors import Violation as V
+from scheduler.domain.model import Kind, Phase, SessionStatus, Status
 from scheduler.domain.protocol import Model, Protocol
 
 CLOSED = V("course-closed", "the course is discontinued and accepts no more commands")

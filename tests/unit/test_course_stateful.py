@@ -44,14 +44,7 @@ from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from invariants import Breach, check_events
-from scheduler.domain.course import (
-    ApprovalStatus,
-    Course,
-    HostFacts,
-    Kind,
-    Session,
-    SessionStatus,
-)
+from scheduler.domain.course import Course
 from scheduler.domain.errors import (
     InvalidCommandError,
     NotAddressedError,
@@ -60,6 +53,7 @@ from scheduler.domain.errors import (
     UnknownApprovalError,
     UnknownSessionError,
 )
+from scheduler.domain.model import ApprovalStatus, HostFacts, Kind, Session, SessionStatus
 from scheduler.domain.protocol import Model, Protocol, VitalsLimit
 
 # A passing run takes 15-20 s; a failing one then shrinks every distinct breach to a short example, which takes

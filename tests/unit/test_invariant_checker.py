@@ -30,7 +30,8 @@ from builders import (
 from eventsourcing.application import Application
 from eventsourcing.cryptography import AESCipher
 from invariants import check_events, rules_broken
-from scheduler.domain.course import Course, Kind
+from scheduler.domain.course import Course
+from scheduler.domain.model import Kind
 from scheduler.domain.protocol import Model, Protocol, VitalsLimit
 
 THREE_H = timedelta(hours=3)

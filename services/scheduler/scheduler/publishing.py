@@ -12,7 +12,8 @@ import msgspec
 from kact_contracts import events as public
 from kact_contracts.envelope import CloudEvent, decode, encode, envelope
 
-from scheduler.domain.course import Course, needs_confirmation
+from scheduler.domain.course import Course
+from scheduler.domain.model import needs_confirmation
 
 Mapper = Callable[[Any, str], public.PublicEvent]
 

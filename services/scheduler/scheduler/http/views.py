@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from scheduler.domain.course import Course, DoseApproval, Session
+from scheduler.domain.course import Course
+from scheduler.domain.model import DoseApproval, Session
 from scheduler.http.schemas import (
     ApprovalView,
     CourseView,

@@ -1,0 +1,180 @@
+"""The entities and value types of a course: sessions, dose approvals, missed windows and their states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any
+
+from scheduler.domain.errors import InvalidCommandError
+
+PARTNERS = ("a", "b")
+
+
+class Kind(StrEnum):
+    ASSESSMENT = "assessment"
+    PREPARATION = "preparation"
+    MEDICINE = "medicine"
+    INTEGRATION = "integration"
+
+
+class SessionStatus(StrEnum):
+    BOOKED = "booked"
+    HELD = "held"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+
+
+class Status(StrEnum):
+    OPEN = "open"
+    COMPLETED = "completed"
+    DISCONTINUED = "discontinued"
+
+
+class Phase(StrEnum):
+    ASSESSMENT = "assessment"
+    PREPARATION = "preparation"
+    MEDICINE = "medicine"
+    COMPLETED = "completed"
+    DISCONTINUED = "discontinued"
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DECLINED = "declined"
+
+
+class Confirmation(StrEnum):
+    """Whether the clinic hosting a session agreed to it (a medicine session at a partner clinic)."""
+
+    NOT_NEEDED = "not_needed"  # hosted at the home clinic
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    DECLINED = "declined"
+
+
+class Stage(StrEnum):
+    PRE = "pre"
+    POST = "post"
+    DISCHARGE = "discharge"
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the directory knows about the clinic that hosts a medicine session (I11)."""
+
+    clinic_id: str
+    has_prescriber: bool
+    is_partner_of_home: bool
+
+
+@dataclass
+class Session:
+    id: str
+    kind: Kind
+    partners: tuple[str, ...]
+    starts_at: datetime
+    ends_at: datetime
+    clinic_id: str
+    room_id: str | None
+    clinician_ids: tuple[str, ...]
+    timezone: str
+    status: SessionStatus = SessionStatus.BOOKED
+    follows: str | None = None  # integration: the medicine session it integrates
+    held: dict[str, Any] | None = None
+    confirmation: Confirmation = Confirmation.NOT_NEEDED
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Session:
+        """The session as a SessionBooked event records it."""
+        return cls(
+            id=data["id"],
+            kind=Kind(data["kind"]),
+            partners=tuple(data["partners"]),
+            starts_at=data["starts_at"],
+            ends_at=data["ends_at"],
+            clinic_id=data["clinic_id"],
+            room_id=data.get("room_id"),
+            clinician_ids=tuple(data.get("clinician_ids", ())),
+            timezone=data.get("timezone", "UTC"),
+            follows=data.get("follows"),
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.status in (SessionStatus.BOOKED, SessionStatus.HELD)
+
+    @property
+    def is_joint(self) -> bool:
+        return set(self.partners) == set(PARTNERS)
+
+    def overlaps(self, starts_at: datetime, ends_at: datetime) -> bool:
+        return self.starts_at < ends_at and starts_at < self.occupied_until
+
+    @property
+    def occupied_until(self) -> datetime:
+        """The couple is in the session until its booked end, or until discharge if that came later (I10)."""
+        discharged = self.held.get("discharged_at") if self.held else None
+        return max(self.ends_at, discharged) if discharged else self.ends_at
+
+    @property
+    def finished_at(self) -> datetime:
+        """When a medicine session ended: discharge if held, else the booked end."""
+        if self.held and self.held.get("discharged_at"):
+            return self.held["discharged_at"]
+        return self.ends_at
+
+
+@dataclass
+class DoseApproval:
+    id: str
+    session_id: str
+    partner: str
+    prescriber_id: str
+    requested_mg: float
+    requested_at: datetime
+    status: ApprovalStatus = ApprovalStatus.PENDING
+    approved_mg: float | None = None
+    decided_at: datetime | None = None
+    expires_at: datetime | None = None
+    reason: str | None = None
+    vitals_override_reason: str | None = None
+
+
+@dataclass
+class MissedWindow:
+    session_id: str
+    deadline: datetime
+    acknowledged: bool = False
+    reason: str | None = None
+
+
+def needs_confirmation(kind: Kind | str, clinic_id: str, home_clinic_id: str) -> bool:
+    """A medicine session hosted by a clinic other than the home clinic waits for the host to confirm it."""
+    return Kind(kind) is Kind.MEDICINE and clinic_id != home_clinic_id
+
+
+def parse_kind(kind: Kind | str) -> Kind:
+    try:
+        return Kind(kind)
+    except ValueError:
+        raise InvalidCommandError([f"kind must be one of {[k.value for k in Kind]}"]) from None
+
+
+def utc(at: datetime) -> datetime:
+    """Instants in UTC: Python compares and adds aware datetimes of one zone by wall clock, not elapsed time."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidCommandError(["times must carry a UTC offset"])
+    return at.astimezone(timezone.utc)
+
+
+def time_problems(starts_at: datetime, ends_at: datetime) -> list[str]:
+    if starts_at.tzinfo is None or ends_at.tzinfo is None:
+        return ["times must carry a UTC offset"]
+    if ends_at <= starts_at:
+        return ["ends_at must be after starts_at"]
+    if ends_at - starts_at > timedelta(hours=12):
+        return ["a session lasts at most 12 hours"]
+    return []

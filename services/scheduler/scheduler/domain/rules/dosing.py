@@ -1,0 +1,129 @@
+"""Who may be dosed, when and how much: I6 (approvals), I7 (the model's turns), I3 and I4 before the next dose."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from scheduler.domain.errors import Violation
+from scheduler.domain.model import ApprovalStatus, DoseApproval, Kind, Session, SessionStatus
+from scheduler.domain.protocol import Model
+
+if TYPE_CHECKING:
+    from scheduler.domain.state import CourseState
+
+
+def request_violations(
+    course: CourseState, session: Session, partner: str, prescriber_id: str, prescriber_authorised: bool
+) -> list[Violation]:
+    """I6 and I7 for asking a prescriber to approve a partner's dose at a session."""
+    violations = []
+    if session.kind is not Kind.MEDICINE:
+        violations.append(Violation("I6", "dose approvals are for medicine sessions"))
+    if not prescriber_authorised:
+        violations.append(
+            Violation("I6", f"prescriber {prescriber_id} is not authorised at hosting clinic {session.clinic_id}")
+        )
+    open_for_partner = [
+        a for a in course.approvals.values()
+        if a.session_id == session.id and a.partner == partner and a.status is not ApprovalStatus.DECLINED
+    ]
+    if open_for_partner:
+        violations.append(
+            Violation("I6", f"partner {partner} already has dose approval {open_for_partner[0].id} for this session")
+        )
+    if session.kind is Kind.MEDICINE and course.model is Model.TAKING_TURNS:
+        upcoming = [
+            s for s in course.sessions_of(Kind.MEDICINE, SessionStatus.BOOKED) if s.starts_at < session.starts_at
+        ]
+        expected = course.expected_dosed(len(course.dosed_sessions()) + len(upcoming))
+        if partner not in expected:
+            violations.append(
+                Violation("I7", f"in the taking_turns model, partner {sorted(expected)[0]} is dosed at this session")
+            )
+    return violations
+
+
+def decision_violations(approval: DoseApproval) -> list[Violation]:
+    if approval.status is not ApprovalStatus.PENDING:
+        return [Violation("approval-decided", f"dose approval {approval.id} is already {approval.status.value}")]
+    return []
+
+
+def next_dose_violations(course: CourseState, session: Session, now: datetime) -> list[Violation]:
+    """I3 and I4: the medicine session dosed before this one was integrated, and no missed window is unanswered."""
+    violations = []
+    dosed_before = course.dosed_sessions()
+    if dosed_before:
+        last = dosed_before[-1]
+        # Count only integration sessions that took place before this medicine session (I3 in time order).
+        held = len([s for s in course.integration_held_after(last.id) if s.starts_at < session.starts_at])
+        if session.starts_at < last.starts_at:
+            violations.append(
+                Violation("I3", f"medicine session {session.id} took place before Dosed session {last.id}")
+            )
+        if held < course.protocol.min_integration_sessions:
+            violations.append(
+                Violation(
+                    "I3",
+                    f"medicine session {last.id} needs {course.protocol.min_integration_sessions} integration "
+                    f"sessions held before the next medicine session; {held} held",
+                )
+            )
+    for earlier in dosed_before:
+        window = course.missed_windows.get(earlier.id)
+        missed = (window is not None) or (
+            not course.integration_in_window(earlier) and now > course.window_deadline(earlier)
+        )
+        if missed and not (window and window.acknowledged):
+            violations.append(
+                Violation(
+                    "I4",
+                    f"the integration window after medicine session {earlier.id} was missed; a clinician must "
+                    "acknowledge it before the next dose",
+                )
+            )
+    return violations
+
+
+def turn_violations(course: CourseState, doses: list[dict[str, Any]]) -> list[Violation]:
+    """I7: the doses a held medicine session records are the model's, for this session in dosing order."""
+    partners = {d["partner"] for d in doses}
+    expected = course.expected_dosed(len(course.dosed_sessions()))
+    if not doses:
+        return [Violation("I7", "a held medicine session records the doses given")]
+    if partners != expected or len(doses) != len(partners):
+        rule = "exactly one partner, in turn" if course.model is Model.TAKING_TURNS else "both partners"
+        return [
+            Violation(
+                "I7",
+                f"the {course.model.value} model doses {rule}: expected {sorted(expected)}, got "
+                f"{sorted(d['partner'] for d in doses)}",
+            )
+        ]
+    return []
+
+
+def approval_violations(course: CourseState, session: Session, dose: dict[str, Any]) -> list[Violation]:
+    """I6: a dose was approved for this partner and session, given while the approval was valid, at most as much."""
+    partner = dose["partner"]
+    approval = course.approvals.get(dose.get("approval_id") or "")
+    if approval is None or approval.session_id != session.id or approval.partner != partner:
+        return [Violation("I6", f"partner {partner} has no dose approval for session {session.id}")]
+    if approval.status is not ApprovalStatus.APPROVED:
+        return [Violation("I6", f"dose approval {approval.id} is {approval.status.value}, not approved")]
+    violations = []
+    assert approval.decided_at and approval.expires_at and approval.approved_mg is not None
+    if not approval.decided_at <= dose["at"] <= approval.expires_at:
+        violations.append(
+            Violation(
+                "I6",
+                f"dose approval {approval.id} is valid from {approval.decided_at.isoformat()} until "
+                f"{approval.expires_at.isoformat()}; the dose was given {dose['at'].isoformat()}",
+            )
+        )
+    if dose["mg"] > approval.approved_mg:
+        violations.append(
+            Violation("I6", f"partner {partner} was given {dose['mg']} mg; {approval.approved_mg} mg was approved")
+        )
+    return violations

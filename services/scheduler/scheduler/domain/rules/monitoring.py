@@ -1,0 +1,115 @@
+"""How a dosed partner is watched: I8 (vitals around the dose, discharge) and I9 (pre-dose vitals acceptable)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from scheduler.domain.errors import InvalidCommandError, Violation
+from scheduler.domain.model import PARTNERS, Stage
+
+if TYPE_CHECKING:
+    from scheduler.domain.state import CourseState
+
+POST_DOSE_VITALS_FROM = timedelta(minutes=30)  # "about 40 min after" the dose (I8)
+POST_DOSE_VITALS_UNTIL = timedelta(minutes=60)
+
+
+def check_record_shape(
+    doses: list[dict[str, Any]], vitals: list[dict[str, Any]], adverse_events: list[dict[str, Any]]
+) -> None:
+    """Refuse a medicine session's record whose doses, vitals or adverse events are malformed."""
+    problems = []
+    for dose in doses:
+        if dose.get("partner") not in PARTNERS or not (isinstance(dose.get("mg"), (int, float)) and dose["mg"] > 0):
+            problems.append("each dose names partner 'a' or 'b' and a positive mg")
+        if not isinstance(dose.get("at"), datetime) or dose["at"].tzinfo is None:
+            problems.append("each dose has a time 'at' with a UTC offset")
+    for reading in vitals:
+        if reading.get("partner") not in PARTNERS or reading.get("stage") not in tuple(Stage):
+            problems.append("each vitals reading names partner 'a' or 'b' and stage pre, post or discharge")
+        if not isinstance(reading.get("at"), datetime) or reading["at"].tzinfo is None:
+            problems.append("each vitals reading has a time 'at' with a UTC offset")
+    for adverse in adverse_events:
+        if adverse.get("partner") not in PARTNERS:
+            problems.append("each adverse event names partner 'a' or 'b'")
+        if not isinstance(adverse.get("at"), datetime) or adverse["at"].tzinfo is None:
+            problems.append("each adverse event has a time 'at' with a UTC offset")
+    if problems:
+        raise InvalidCommandError(sorted(set(problems)))
+
+
+def vitals_violations(
+    course: CourseState, dose: dict[str, Any], vitals: list[dict[str, Any]], discharged_at: datetime | None
+) -> list[Violation]:
+    """I8 and I9 for one partner's dose, from the vitals the session recorded and its discharge time."""
+    partner, dosed_at = dose["partner"], dose["at"]
+    mine = [v for v in vitals if v["partner"] == partner]
+    pre = [v for v in mine if v["stage"] == Stage.PRE and v["at"] <= dosed_at]
+    post = [
+        v for v in mine
+        if v["stage"] == Stage.POST and POST_DOSE_VITALS_FROM <= v["at"] - dosed_at <= POST_DOSE_VITALS_UNTIL
+    ]
+    discharge = [v for v in mine if v["stage"] == Stage.DISCHARGE]
+    violations = []
+    if not pre:
+        violations.append(Violation("I8", f"partner {partner} has no vitals recorded before the dose"))
+    if not post:
+        violations.append(Violation("I8", f"partner {partner} has no vitals recorded about 40 min after the dose"))
+    violations += _discharge_violations(course, partner, dosed_at, discharge, discharged_at)
+    if pre:
+        violations += _pre_dose_violations(course, dose, max(pre, key=lambda v: v["at"]))
+    return violations
+
+
+def _discharge_violations(
+    course: CourseState,
+    partner: str,
+    dosed_at: datetime,
+    discharge: list[dict[str, Any]],
+    discharged_at: datetime | None,
+) -> list[Violation]:
+    if discharged_at is None:
+        return [Violation("I8", "a held medicine session records the discharge time")]
+    violations = []
+    minimum = timedelta(minutes=course.protocol.min_monitoring_minutes)
+    if discharged_at < dosed_at + minimum:
+        violations.append(
+            Violation(
+                "I8",
+                f"discharge is allowed {course.protocol.min_monitoring_minutes} min after the dose of partner "
+                f"{partner}, at {(dosed_at + minimum).isoformat()} at the earliest",
+            )
+        )
+    at_discharge = [v for v in discharge if dosed_at <= v["at"] <= discharged_at]
+    if not at_discharge:
+        violations.append(Violation("I8", f"partner {partner} has no vitals recorded at discharge"))
+    elif not max(at_discharge, key=lambda v: v["at"])["acceptable"]:
+        violations.append(Violation("I8", f"partner {partner}'s discharge vitals are not marked acceptable"))
+    return violations
+
+
+def _pre_dose_violations(course: CourseState, dose: dict[str, Any], reading: dict[str, Any]) -> list[Violation]:
+    """I9: the last reading before the dose is acceptable and, unless the prescriber overrode it, within limits."""
+    partner = dose["partner"]
+    violations = []
+    if not reading["acceptable"]:
+        violations.append(Violation("I9", f"partner {partner}'s pre-dose vitals are not marked acceptable"))
+    limit = course.protocol.vitals_limit
+    approval = course.approvals.get(dose.get("approval_id") or "")
+    overridden = approval is not None and bool(approval.vitals_override_reason)
+    if limit is not None and not overridden:
+        over = reading["systolic"] > limit.systolic or reading["diastolic"] > limit.diastolic or (
+            limit.heart_rate is not None and reading["heart_rate"] > limit.heart_rate
+        )
+        if over:
+            violations.append(
+                Violation(
+                    "I9",
+                    f"partner {partner}'s pre-dose vitals exceed the clinic limit "
+                    f"({limit.systolic}/{limit.diastolic} mmHg"
+                    + (f", {limit.heart_rate} bpm" if limit.heart_rate is not None else "")
+                    + ") and the prescriber gave no override",
+                )
+            )
+    return violations
