@@ -426,7 +426,7 @@ class TestI11Hosting:
             course, RulesBrokenError,
             lambda: book_medicine(course, "m1", m1, host=host, clinic_id=PARTNER_CLINIC),
         )
-        assert err.violations == (V("I11", "clinic partner-1 has no partnership with the home clinic"),)
+        assert err.violations == (V("I11", "clinic partner-1 has no agreed partnership with the home clinic covering medicine sessions"),)
 
     def test_foreign_clinic_with_neither_lists_both(self):
         course, m1 = self.start()
@@ -437,7 +437,7 @@ class TestI11Hosting:
         )
         assert err.violations == (
             V("I11", "clinic partner-1 has no prescriber to host a medicine session"),
-            V("I11", "clinic partner-1 has no partnership with the home clinic"),
+            V("I11", "clinic partner-1 has no agreed partnership with the home clinic covering medicine sessions"),
         )
 
     def test_foreign_clinic_with_a_partnership_and_prescriber_hosts(self):
@@ -479,7 +479,7 @@ def test_a_booking_breaking_i10_i2_i5_and_i11_lists_every_rule():
         V("I2", "the protocol allows at most 1 medicine sessions"),
         i5("m1", m1),
         V("I11", "clinic partner-1 has no prescriber to host a medicine session"),
-        V("I11", "clinic partner-1 has no partnership with the home clinic"),
+        V("I11", "clinic partner-1 has no agreed partnership with the home clinic covering medicine sessions"),
     )
 
 

@@ -183,10 +183,16 @@ def test_streams_recorded_before_the_split_load_to_the_same_course() -> None:
         assert _digest(course) == stream["digest"]
 
 
+# Optional fields added to an event since the fixture was recorded: absent from the streams recorded before, and
+# empty (None) when the command leaves them out, so old and new events mean the same.
+ADDED_FIELDS = {"kact.course:SessionMissed.v1": {"clinician_id"}}
+
+
 def test_the_same_commands_record_the_same_events() -> None:
     def payloads(stream: dict[str, Any]) -> list[tuple[int, str, dict[str, Any]]]:
         # The timestamp is when the command ran, the only part that differs between runs.
-        return [(v, topic, {k: x for k, x in json.loads(state).items() if k != "timestamp"})
+        return [(v, topic, {k: x for k, x in json.loads(state).items()
+                            if k != "timestamp" and not (k in ADDED_FIELDS.get(topic, ()) and x is None)})
                 for v, topic, state in stream["events"]]
 
     for recorded, course in zip(STREAMS, (_completed_course(), _discontinued_course()), strict=True):

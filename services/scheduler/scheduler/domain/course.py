@@ -30,7 +30,7 @@ from scheduler.domain.model import (
     utc,
 )
 from scheduler.domain.protocol import Model, Protocol
-from scheduler.domain.rules import calendar, dosing, hosting, milestones, monitoring
+from scheduler.domain.rules import dosing, hosting, milestones, monitoring, placement
 from scheduler.domain.rules.lifecycle import booked_violations, closed_violations, not_started_violations
 from scheduler.domain.state import CourseState
 
@@ -150,6 +150,9 @@ class Course(CourseState, Aggregate):
         TOPIC = "kact.course:SessionMissed.v1"
         session_id: str
         reason: str
+        # Who recorded it (one of the recording clinic's clinicians); events stored before it was asked for lack
+        # it, and only then is it absent from a new one.
+        clinician_id: str | None = None
 
         def apply(self, course: Course) -> None:
             course.sessions[self.session_id].status = SessionStatus.MISSED
@@ -379,10 +382,9 @@ class Course(CourseState, Aggregate):
         if problems:
             raise InvalidCommandError(problems)
         violations = closed_violations(self)
-        placement, follows = calendar.placement_violations(self, kind, starts_at, ends_at)
-        violations += placement
-        if kind is Kind.MEDICINE:
-            violations += hosting.hosting_violations(self.home_clinic_id, clinic_id, host)
+        placed, follows = placement.placement_violations(self, kind, starts_at, ends_at)
+        violations += placed
+        violations += hosting.hosting_violations(kind, self.home_clinic_id, clinic_id, host)
         self._refuse_if(violations)
         self.trigger_event(
             self.SessionBooked,
@@ -409,6 +411,7 @@ class Course(CourseState, Aggregate):
         ends_at: datetime,
         room_id: str | None = None,
         clinician_ids: Iterable[str] | None = None,
+        host: HostFacts | None = None,
         by: str,
     ) -> None:
         session = self.session(session_id)
@@ -417,12 +420,14 @@ class Course(CourseState, Aggregate):
             raise InvalidCommandError(problems)
         starts_at, ends_at = utc(starts_at), utc(ends_at)
         violations = closed_violations(self) + booked_violations(session)
-        placement, follows = calendar.placement_violations(self, session.kind, starts_at, ends_at, ignore=session.id)
-        violations += placement
+        placed, follows = placement.placement_violations(self, session.kind, starts_at, ends_at, ignore=session.id)
+        violations += placed
+        if host is not None:  # moved, a session hosted away still needs its host's partnership (I11)
+            violations += hosting.hosting_violations(session.kind, self.home_clinic_id, session.clinic_id, host)
         if session.kind is Kind.MEDICINE:
-            violations += calendar.moved_medicine_violations(self, session, starts_at, ends_at)
+            violations += placement.moved_medicine_violations(self, session, starts_at, ends_at)
         if session.kind is Kind.INTEGRATION and session.follows and follows != session.follows:
-            violations += calendar.left_window_violations(self, session)
+            violations += placement.left_window_violations(self, session)
         self._refuse_if(violations)
         self.trigger_event(
             self.SessionRescheduled,
@@ -463,10 +468,13 @@ class Course(CourseState, Aggregate):
         self._refuse_if(closed_violations(self) + booked_violations(session))
         self.trigger_event(self.SessionCancelled, session_id=session_id, reason=reason, by=by)
 
-    def record_missed(self, *, session_id: str, reason: str, now: datetime, by: str) -> None:
+    def record_missed(self, *, session_id: str, reason: str, now: datetime, by: str,
+                      clinician_id: str | None = None) -> None:
         session, now = self.session(session_id), utc(now)
-        self._refuse_if(closed_violations(self) + booked_violations(session) + not_started_violations(session, now))
-        self.trigger_event(self.SessionMissed, session_id=session_id, reason=reason, by=by)
+        self._refuse_if(closed_violations(self) + booked_violations(session) + not_started_violations(session, now)
+                        + hosting.missed_violations(session))
+        attributed = {"clinician_id": clinician_id} if clinician_id else {}
+        self.trigger_event(self.SessionMissed, session_id=session_id, reason=reason, by=by, **attributed)
 
     def record_held(
         self,
@@ -479,6 +487,7 @@ class Course(CourseState, Aggregate):
         adverse_events: list[dict[str, Any]] | None = None,
         discharged_at: datetime | None = None,
         by: str,
+        clinician_id: str | None = None,
     ) -> None:
         session = self.session(session_id)
         doses, vitals, adverse_events = doses or [], vitals or [], adverse_events or []
@@ -494,11 +503,13 @@ class Course(CourseState, Aggregate):
         if any(at > now for at in recorded_times):
             raise InvalidCommandError(["doses, vitals, adverse events and discharge cannot be recorded in the future"])
         violations = closed_violations(self) + booked_violations(session) + not_started_violations(session, now)
-        violations += milestones.held_out_of_order(self, session)
+        violations += milestones.held_out_of_order(self, session) + hosting.held_violations(session)
         if session.kind is Kind.MEDICINE:
             violations += self._medicine_record_violations(session, doses, vitals, discharged_at, now)
         self._refuse_if(violations)
         record: dict[str, Any] = {"notes": notes}
+        if clinician_id:  # who recorded it: one of the recording clinic's clinicians
+            record["clinician_id"] = clinician_id
         if session.kind is Kind.MEDICINE:
             record.update(doses=doses, vitals=vitals, adverse_events=adverse_events, discharged_at=discharged_at)
         self.trigger_event(self.SessionHeld, session_id=session_id, record=record, by=by)
@@ -521,7 +532,7 @@ class Course(CourseState, Aggregate):
         for dose in doses:
             violations += dosing.approval_violations(self, session, dose)
             violations += monitoring.vitals_violations(self, dose, vitals, discharged_at)
-        return violations + calendar.discharge_clash_violations(self, session, discharged_at)
+        return violations + placement.discharge_clash_violations(self, session, discharged_at)
 
     # ----------------------------------------------------------- dose approvals
 

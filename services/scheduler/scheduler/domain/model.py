@@ -63,11 +63,11 @@ class Stage(StrEnum):
 
 @dataclass(frozen=True)
 class HostFacts:
-    """What the directory knows about the clinic that hosts a medicine session (I11)."""
+    """What the directory knows about the clinic that hosts a session (I11)."""
 
     clinic_id: str
     has_prescriber: bool
-    is_partner_of_home: bool
+    is_partner_of_home: bool  # under an agreed partnership, in force, that covers the session's kind
 
 
 @dataclass
