@@ -17,7 +17,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
-from notifier.webhooks import SecretBox
+from notifier.admin import NotifierAdmin
 
 from scheduler.api_keys import ApiKeys
 from scheduler.application import Courses, event_store_env
@@ -126,13 +126,13 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             index=view,
             course_index_lock=course_index_lock(settings),
             directory=Directory(pool, keys),
+            notifier=NotifierAdmin(pool, settings.cipher_key or ""),
             idempotency=IdempotencyKeys(pool, settings.cipher_key or "", ttl_seconds=settings.idempotency_ttl_seconds),
             clock=clock,
             simulated_time=settings.simulated_time,
             bus=bus,
             delivery=DeliveryLimits(settings.nats_stream, relay_lock(settings), settings.relay_max_lag,
                                     settings.notifier_max_silence) if settings.nats_url else None,
-            webhook_secrets=SecretBox(settings.cipher_key or ""),
             webhook_allow_private=settings.webhook_allow_private,
         )
         try:
