@@ -25,7 +25,9 @@ from api_support import Tenant, bearer, ok
 from bus_support import delete_stream
 from conftest import LiveServer, serve, server_settings
 from eventsourcing.cryptography import AESCipher
+from kact_contracts.feed import Recipient
 from notifier import schema, webhooks
+from notifier.admin import NotifierAdmin
 from notifier.webhooks import DeliveryWorker
 from psycopg import sql
 from receiver import Receiver
@@ -148,8 +150,7 @@ def cipher_key() -> str:
 async def subscribe(pool: asyncpg.Pool, cipher_key: str, url: str, kind: str = "clinic", owner: str | None = None,
                     event_types: list[str] | None = None) -> tuple[str, str]:
     owner = owner or str(uuid4())
-    _, secret = await webhooks.subscribe(pool, webhooks.SecretBox(cipher_key), owner_kind=kind, owner_id=owner,
-                                         url=url, event_types=event_types or [])
+    _, secret = await NotifierAdmin(pool, cipher_key).create_webhook(Recipient(kind, owner), url, event_types or [])
     return owner, secret
 
 

@@ -12,16 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from kact_contracts import events as ev
-
-
-@dataclass(frozen=True, order=True)
-class Recipient:
-    kind: str  # clinic | prescriber
-    id: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.kind}:{self.id}"
+from kact_contracts.feed import Recipient
 
 
 @dataclass(frozen=True)

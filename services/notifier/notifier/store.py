@@ -15,6 +15,7 @@ import asyncpg
 import msgspec
 from kact_contracts import events as ev
 from kact_contracts.envelope import CloudEvent, envelope
+from kact_contracts.feed import Recipient
 
 from notifier import flows, webhooks
 
@@ -161,13 +162,13 @@ DELIVER_SQL = (
 )
 
 
-def _feed_row(recipient: flows.Recipient, notice: str, message: CloudEvent) -> tuple[Any, ...]:
+def _feed_row(recipient: Recipient, notice: str, message: CloudEvent) -> tuple[Any, ...]:
     """`DELIVER_SQL`'s parameters: the feed item is a FeedItem but for its position, which the statement adds."""
     item = msgspec.json.encode({"recipient": recipient.ref, "notice": notice, "event": message}).decode()
     return recipient.kind, recipient.id, message.id, message.type, recipient.ref, notice, item
 
 
-async def deliver(conn: asyncpg.Connection, recipient: flows.Recipient, notice: str, message: CloudEvent) -> int:
+async def deliver(conn: asyncpg.Connection, recipient: Recipient, notice: str, message: CloudEvent) -> int:
     """Append the message to the recipient's feed (next position, no gaps) and queue its webhooks."""
     row = await conn.fetchrow(DELIVER_SQL, *_feed_row(recipient, notice, message))
     return int(row["position"])
@@ -187,9 +188,8 @@ async def fire_due_timers(pool: asyncpg.Pool, now: datetime, limit: int = 100) -
             now, limit,
         )
         for row in rows:
-            kind, _, rid = row["recipient"].partition(":")
             message = msgspec.json.decode(row["message"].encode(), type=CloudEvent)
-            await deliver(conn, flows.Recipient(kind, rid), row["reason"], message)
+            await deliver(conn, Recipient.parse(row["recipient"]), row["reason"], message)
             await conn.execute(
                 "UPDATE notifier_timers SET state = 'fired', fired_at = $2 WHERE key = $1", row["key"], now
             )

@@ -1,5 +1,6 @@
-"""Outbound webhooks (asyncpg): subscriptions per clinic and prescriber, the delivery log with every attempt,
-and the worker that signs each delivery per Standard Webhooks and sends it with back-off and jitter.
+"""Outbound webhooks (asyncpg): the tables of subscriptions per clinic and prescriber and of the delivery log
+with every attempt (registered, read and redriven through `notifier.admin`), and the worker that signs each
+delivery per Standard Webhooks and sends it with back-off and jitter.
 
 A delivery is queued in the transaction that appends the item to the recipient's feed (`enqueue`), so a
 processed event always has its webhooks queued, once. Any number of notifier processes run a
@@ -23,7 +24,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 import httpcore
@@ -131,52 +132,6 @@ def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = N
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The `webhook-signature` header: `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`."""
     return Webhook(secret).sign(msg_id, datetime.fromtimestamp(timestamp, UTC), body.decode())
-
-
-# Subscriptions ---------------------------------------------------------------------------------------------
-
-SUBSCRIPTION_COLUMNS = "id, owner_kind, owner_id, url, event_types, created_at, disabled_at"
-
-
-async def subscribe(
-    conn: asyncpg.Connection | asyncpg.Pool, box: SecretBox, *, owner_kind: str, owner_id: str, url: str,
-    event_types: list[str],
-) -> tuple[dict[str, Any], str]:
-    """Register a webhook; returns it and its signing secret (which is shown this once)."""
-    subscription_id, secret = uuid4(), new_secret()
-    row = await conn.fetchrow(
-        f"INSERT INTO webhook_subscriptions (id, owner_kind, owner_id, url, event_types, secret) "
-        f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {SUBSCRIPTION_COLUMNS}",
-        subscription_id, owner_kind, owner_id, url, event_types, box.seal(secret, subscription_id),
-    )
-    return dict(row), secret
-
-
-async def subscriptions(conn: asyncpg.Connection | asyncpg.Pool, owner_kind: str, owner_id: str) -> list[dict[str, Any]]:
-    """The owner's active webhooks, oldest first."""
-    rows = await conn.fetch(
-        f"SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions "
-        "WHERE owner_kind = $1 AND owner_id = $2 AND disabled_at IS NULL ORDER BY created_at, id",
-        owner_kind, owner_id,
-    )
-    return [dict(row) for row in rows]
-
-
-async def disable(pool: asyncpg.Pool, owner_kind: str, owner_id: str, subscription_id: UUID) -> bool:
-    """Stop a webhook; its pending deliveries fail (they stay visible). False if the owner has no such webhook."""
-    async with pool.acquire() as conn, conn.transaction():
-        disabled = await conn.fetchval(
-            "UPDATE webhook_subscriptions SET disabled_at = now() "
-            "WHERE id = $1 AND owner_kind = $2 AND owner_id = $3 AND disabled_at IS NULL RETURNING true",
-            subscription_id, owner_kind, owner_id,
-        )
-        if disabled:
-            await conn.execute(
-                "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, last_error = 'the webhook was "
-                "disabled' WHERE subscription_id = $1 AND status = 'pending'",
-                subscription_id,
-            )
-    return bool(disabled)
 
 
 # Deliveries ------------------------------------------------------------------------------------------------
@@ -288,30 +243,6 @@ async def enqueue(
         msgspec.json.encode(envelope).decode(),
     )
     return int(row["queued"])
-
-
-async def redrive(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: UUID) -> bool:
-    """Send a failed delivery again, from a fresh count of attempts; False unless it had failed and its
-    webhook is still active."""
-    async with _connection(conn) as c, c.transaction():
-        redriven = await c.fetchval(
-            "UPDATE deliveries d SET status = 'pending', attempts = 0, next_attempt_at = now() "
-            "FROM webhook_subscriptions s WHERE d.id = $1 AND d.status = 'failed' AND s.id = d.subscription_id "
-            "AND s.disabled_at IS NULL RETURNING true",
-            delivery_id,
-        )
-        if redriven:
-            await c.execute(f"SELECT pg_notify({CHANNEL_SQL}, '')")
-    return bool(redriven)
-
-
-@contextlib.asynccontextmanager
-async def _connection(conn: asyncpg.Connection | asyncpg.Pool) -> Any:
-    if isinstance(conn, asyncpg.Pool):
-        async with conn.acquire() as acquired:
-            yield acquired
-    else:
-        yield conn
 
 
 class DeliveryWorker:

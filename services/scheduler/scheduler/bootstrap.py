@@ -17,7 +17,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
-from notifier.webhooks import SecretBox
+from notifier.admin import NotifierAdmin
 
 from scheduler.api_keys import ApiKeys
 from scheduler.application.calendars import partner_calendar_key
@@ -127,6 +127,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             index=view,
             course_index_lock=course_index_lock(settings),
             directory=Directory(pool, keys),
+            notifier=NotifierAdmin(pool, settings.cipher_key or ""),
             idempotency=IdempotencyKeys(pool, settings.cipher_key or "", ttl_seconds=settings.idempotency_ttl_seconds),
             clock=clock,
             partner_key=partner_calendar_key(settings.cipher_key or ""),
@@ -134,7 +135,6 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             bus=bus,
             delivery=DeliveryLimits(settings.nats_stream, relay_lock(settings), settings.relay_max_lag,
                                     settings.notifier_max_silence) if settings.nats_url else None,
-            webhook_secrets=SecretBox(settings.cipher_key or ""),
             webhook_allow_private=settings.webhook_allow_private,
         )
         try:

@@ -129,6 +129,13 @@ class Directory:
             self._clinicians.update({str(r["id"]): dict(r) for r in rows})
         return {str(i): self._clinicians[str(i)] for i in ids if str(i) in self._clinicians}
 
+    async def prescriber_ids(self, clinic_id: UUID) -> list[str]:
+        """The clinic's prescribers, read each time (another process may have added one)."""
+        rows = await self.pool.fetch(
+            "SELECT id::text FROM clinicians WHERE clinic_id = $1 AND role = 'prescriber' ORDER BY id", clinic_id
+        )
+        return [row["id"] for row in rows]
+
     async def room(self, room_id: UUID) -> dict[str, Any] | None:
         if room_id not in self._rooms:
             row = await self.pool.fetchrow("SELECT * FROM rooms WHERE id = $1", room_id)

@@ -44,12 +44,8 @@ async def list_dead_letters(
     pending: Annotated[bool, Parameter(description="only those not redriven yet")] = True,
 ) -> list[DeadLetter]:
     _operator(principal)
-    rows = await services.directory.pool.fetch(
-        "SELECT id, subject, event_id, error, deliveries, created_at, redrive_requested_at, redriven_at, payload "
-        "FROM dead_letters WHERE NOT $1 OR redriven_at IS NULL ORDER BY id DESC LIMIT $2 OFFSET $3",
-        pending, PAGE_SIZE, (page - 1) * PAGE_SIZE,
-    )
-    return [DeadLetter(**dict(row)) for row in rows]
+    found = await services.notifier.dead_letters(pending, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    return [DeadLetter(**vars(dead_letter)) for dead_letter in found]
 
 
 @post("/v1/dead-letters/{dead_letter_id:int}/redrive", operation_id="redriveDeadLetter", tags=["notifications"],
@@ -59,17 +55,12 @@ async def redrive_dead_letter(
     dead_letter_id: Annotated[int, Parameter(ge=1, le=MAX_ID, description="The dead letter's id")],
 ) -> DeadLetter:
     _operator(principal)
-    row = await services.directory.pool.fetchrow(
-        "UPDATE dead_letters SET redrive_requested_at = now() WHERE id = $1 AND redriven_at IS NULL "
-        "RETURNING id, subject, event_id, error, deliveries, created_at, redrive_requested_at, redriven_at, payload",
-        dead_letter_id,
-    )
-    if row is None:
-        exists = await services.directory.pool.fetchval("SELECT true FROM dead_letters WHERE id = $1", dead_letter_id)
-        if exists:
-            raise ProblemError(409, "already-redriven", "Already redriven", f"dead letter {dead_letter_id} was processed")
+    dead_letter = await services.notifier.request_dead_letter_redrive(dead_letter_id)
+    if dead_letter is None:
         raise ProblemError(404, "not-found", "Not found", f"no dead letter {dead_letter_id}")
-    return DeadLetter(**dict(row))
+    if dead_letter.redriven_at is not None:
+        raise ProblemError(409, "already-redriven", "Already redriven", f"dead letter {dead_letter_id} was processed")
+    return DeadLetter(**vars(dead_letter))
 
 
 class RelayDeadLetter(msgspec.Struct, kw_only=True):

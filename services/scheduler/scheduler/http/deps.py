@@ -13,7 +13,7 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException
 from nats.aio.client import Client as NATS
-from notifier.webhooks import SecretBox
+from notifier.admin import NotifierAdmin
 
 from scheduler.application.calendars import CalendarIds
 from scheduler.application.courses import Courses
@@ -44,13 +44,13 @@ class Services:
     index: CourseIndexView
     course_index_lock: str  # held by the process that keeps the index (this one or another)
     directory: Directory
+    notifier: NotifierAdmin  # the notifier's tables: feeds, webhooks, deliveries, dead letters, heartbeat
     idempotency: IdempotencyKeys
     clock: Callable[[], datetime]
     partner_key: bytes  # keys the ids of partners' calendars (see CalendarIds)
     simulated_time: bool = False
     bus: NATS | None = None
     delivery: DeliveryLimits | None = None  # None: no NATS, nothing is relayed
-    webhook_secrets: SecretBox | None = None  # encrypts webhook signing secrets (the cipher key's)
     webhook_allow_private: bool = False  # KACT_WEBHOOK_ALLOW_PRIVATE: loopback or private webhook URLs
     # The threads the eventsourcing calls run in (asyncio's executor hand-off costs far less than anyio's).
     # Commands wait for the group commit without a thread, so a few threads keep up; more would only take

@@ -6,10 +6,10 @@ partner that was down asks for `?after=<the last position it saw>` and catches u
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import msgspec
+from kact_contracts.feed import Recipient
 from litestar import get
 from litestar.params import Parameter
 
@@ -28,14 +28,14 @@ class FeedPage(msgspec.Struct, kw_only=True):
     has_more: bool
 
 
-def _recipient(principal: Principal, recipient: str | None) -> str:
+def _recipient(principal: Principal, recipient: str | None) -> Recipient:
     if principal.kind == "operator":
         if not recipient:
             raise ProblemError(422, "invalid-input", "The request is not valid",
                                "the operator names a feed: ?recipient=clinic:<id> or prescriber:<id>")
-        return recipient
-    own = f"{principal.kind}:{principal.id if principal.kind == 'prescriber' else principal.clinic_id}"
-    if recipient not in (None, own):
+        return Recipient.parse(recipient)
+    own = Recipient(principal.kind, principal.id if principal.kind == "prescriber" else str(principal.clinic_id))
+    if recipient not in (None, own.ref):
         raise ProblemError(404, "not-found", "Not found", f"no feed {recipient}")
     return own
 
@@ -53,13 +53,9 @@ async def read_feed(
         description="operator only: clinic:<id> or prescriber:<id>")] = None,
 ) -> FeedPage:
     feed = _recipient(principal, recipient)
-    rows = await services.directory.pool.fetch(
-        "SELECT position, item FROM feed WHERE recipient = $1 AND position > $2 ORDER BY position LIMIT $3",
-        feed, after, limit + 1,
-    )
-    items = [json.loads(row["item"]) for row in rows[:limit]]
+    page = await services.notifier.feed(feed, after, limit)
     await services.directory.log_access(principal, "read_feed", None)
     return FeedPage(
-        recipient=feed, items=items, next_after=items[-1]["position"] if items else after,
-        has_more=len(rows) > limit,
+        recipient=feed.ref, items=page.items, next_after=page.items[-1]["position"] if page.items else after,
+        has_more=page.has_more,
     )

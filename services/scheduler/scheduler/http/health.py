@@ -16,7 +16,7 @@ from litestar import Response, get
 
 from scheduler.http.deps import Services
 from scheduler.http.schemas import Health
-from scheduler.readmodels.delivery import notifier_silence, relay_lag
+from scheduler.readmodels.delivery import relay_lag
 
 
 @get("/health/live", operation_id="live", tags=["health"], summary="The process is up")
@@ -81,7 +81,7 @@ async def delivery(services: Services) -> Response[DeliveryHealth]:
         position=lag.position, head=lag.head, behind=lag.behind, oldest_waiting_seconds=waiting,
         max_lag_seconds=limits.relay_max_lag,
     )
-    silence = await notifier_silence(pool, limits.stream)
+    silence = await services.notifier.seconds_since_heartbeat(limits.stream)
     # Never heard from: stuck once something was relayed for it (a fresh system has nothing to consume yet).
     silent = lag.position > 0 if silence is None else silence > limits.notifier_max_silence
     notifier = NotifierHealth(status="stuck" if silent else "ok", seconds_since_heartbeat=silence,

@@ -1,5 +1,6 @@
-"""Webhooks of a clinic or a prescriber, and the log of their deliveries (read and redriven here, sent by the
-notifier). A clinic manages its own webhooks and its prescribers'; a prescriber its own; the operator all."""
+"""Webhooks of a clinic or a prescriber, and the log of their deliveries (sent by the notifier; registered, read
+and redriven here through `notifier.admin`). A clinic manages its own webhooks and its prescribers'; a prescriber
+its own; the operator all."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
+from kact_contracts.feed import Recipient
 from litestar import delete, get, post
 from litestar.params import Parameter
-from notifier import webhooks
+from notifier import admin, webhooks
 
 from scheduler.directory import Principal
 from scheduler.http.access import managed_owner
@@ -52,28 +54,29 @@ def _checked(data: WebhookCreate, allow_private: bool) -> tuple[str, list[str]]:
     return data.url, list(dict.fromkeys(data.event_types))
 
 
-def _webhook(row: dict[str, Any], secret: str | None = None) -> Webhook:
-    return Webhook(id=row["id"], owner=f"{row['owner_kind']}:{row['owner_id']}", url=row["url"],
-                   event_types=list(row["event_types"]), created_at=row["created_at"], secret=secret)
+def _webhook(webhook: admin.Webhook, secret: str | None = None) -> Webhook:
+    return Webhook(id=webhook.id, owner=webhook.owner.ref, url=webhook.url, event_types=webhook.event_types,
+                   created_at=webhook.created_at, secret=secret)
+
+
+async def _owner(services: Services, principal: Principal, kind: str, owner_id: UUID) -> Recipient:
+    return Recipient(kind, await managed_owner(services, principal, kind, owner_id))
 
 
 async def _create(services: Services, principal: Principal, kind: str, owner_id: UUID, data: WebhookCreate) -> Webhook:
-    owner = await managed_owner(services, principal, kind, owner_id)
+    owner = await _owner(services, principal, kind, owner_id)
     url, event_types = _checked(data, services.webhook_allow_private)
-    assert services.webhook_secrets is not None, "the app's lifespan provides the secret box"
-    row, secret = await webhooks.subscribe(services.directory.pool, services.webhook_secrets, owner_kind=kind,
-                                           owner_id=owner, url=url, event_types=event_types)
-    return _webhook(row, secret)
+    return _webhook(*await services.notifier.create_webhook(owner, url, event_types))
 
 
 async def _list(services: Services, principal: Principal, kind: str, owner_id: UUID) -> list[Webhook]:
-    owner = await managed_owner(services, principal, kind, owner_id)
-    return [_webhook(row) for row in await webhooks.subscriptions(services.directory.pool, kind, owner)]
+    owner = await _owner(services, principal, kind, owner_id)
+    return [_webhook(webhook) for webhook in await services.notifier.webhooks(owner)]
 
 
 async def _disable(services: Services, principal: Principal, kind: str, owner_id: UUID, webhook_id: UUID) -> None:
-    owner = await managed_owner(services, principal, kind, owner_id)
-    if not await webhooks.disable(services.directory.pool, kind, owner, webhook_id):
+    owner = await _owner(services, principal, kind, owner_id)
+    if not await services.notifier.disable_webhook(owner, webhook_id):
         raise _not_found(f"webhook {webhook_id}")
 
 
@@ -126,40 +129,27 @@ async def disable_prescriber_webhook(
 # Deliveries ------------------------------------------------------------------------------------------------
 
 
-def _scope(principal: Principal) -> tuple[str, str | None]:
-    """The condition on deliveries `d` for what the caller sees, with its parameter ($1): the operator all, a
-    clinic those to itself and to its prescribers, a prescriber its own."""
+async def _visible_to(services: Services, principal: Principal) -> list[Recipient] | None:
+    """Whose deliveries the caller sees: the operator everyone's (None), a clinic its own and its prescribers',
+    a prescriber its own."""
     if principal.kind == "operator":
-        return "$1::text IS NULL", None
+        return None
     if principal.kind == "clinic":
-        return ("(d.recipient_kind = 'clinic' AND d.recipient_id = $1::text OR d.recipient_kind = 'prescriber' "
-                "AND d.recipient_id IN (SELECT id::text FROM clinicians WHERE clinic_id = ($1::text)::uuid "
-                "AND role = 'prescriber'))"), principal.clinic_id
-    return "d.recipient_kind = 'prescriber' AND d.recipient_id = $1::text", principal.id
+        assert principal.clinic_id is not None, "a clinic's principal names its clinic"
+        prescribers = await services.directory.prescriber_ids(UUID(principal.clinic_id))
+        return [Recipient("clinic", principal.clinic_id), *(Recipient("prescriber", p) for p in prescribers)]
+    return [Recipient("prescriber", principal.id)]
 
 
-DELIVERY_COLUMNS = ("d.id, d.subscription_id, d.recipient_kind, d.recipient_id, d.event_id, d.event_type, "
-                    "d.feed_position, d.status, d.attempts, d.next_attempt_at, d.last_error, d.created_at, "
-                    "d.delivered_at")
+def _delivery(delivery: admin.Delivery, cls: type[Delivery] = Delivery, **extra: Any) -> Any:
+    return cls(**{**vars(delivery), "recipient": delivery.recipient.ref}, **extra)
 
 
-def _delivery(row: Any, cls: type[Delivery] = Delivery, **extra: Any) -> Any:
-    return cls(
-        id=row["id"], webhook_id=row["subscription_id"], recipient=f"{row['recipient_kind']}:{row['recipient_id']}",
-        event_id=row["event_id"], event_type=row["event_type"], feed_position=row["feed_position"],
-        status=row["status"], attempts=row["attempts"], next_attempt_at=row["next_attempt_at"],
-        last_error=row["last_error"], created_at=row["created_at"], delivered_at=row["delivered_at"], **extra,
-    )
-
-
-async def _visible_delivery(services: Services, principal: Principal, delivery_id: UUID) -> Any:
-    condition, param = _scope(principal)
-    row = await services.directory.pool.fetchrow(
-        f"SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE {condition} AND d.id = $2", param, delivery_id
-    )
-    if row is None:
+async def _visible_delivery(services: Services, principal: Principal, delivery_id: UUID) -> admin.Delivery:
+    delivery = await services.notifier.delivery(await _visible_to(services, principal), delivery_id)
+    if delivery is None:
         raise _not_found(f"delivery {delivery_id}")
-    return row
+    return delivery
 
 
 @get("/v1/deliveries", operation_id="listDeliveries", tags=TAGS,
@@ -168,37 +158,30 @@ async def list_deliveries(
     services: Services, principal: Principal, status: DeliveryStatus | None = None,
     page: Annotated[int, Parameter(ge=1, le=100000)] = 1,
 ) -> DeliveryPage:
-    condition, param = _scope(principal)
-    rows = await services.directory.pool.fetch(
-        f"SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE {condition} AND ($2::text IS NULL OR d.status = $2) "
-        "ORDER BY d.created_at DESC, d.feed_position DESC, d.id LIMIT $3 OFFSET $4",
-        param, status, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE,
-    )
-    return DeliveryPage(items=[_delivery(r) for r in rows[:PAGE_SIZE]], page=page,
-                        next_page=page + 1 if len(rows) > PAGE_SIZE else None)
+    found = await services.notifier.deliveries(await _visible_to(services, principal), status, PAGE_SIZE,
+                                               (page - 1) * PAGE_SIZE)
+    return DeliveryPage(items=[_delivery(d) for d in found.items], page=page,
+                        next_page=page + 1 if found.has_more else None)
 
 
 @get("/v1/deliveries/{delivery_id:uuid}", operation_id="getDelivery", tags=TAGS,
      summary="One webhook delivery with every attempt made")
 async def get_delivery(delivery_id: UUID, services: Services, principal: Principal) -> DeliveryDetail:
-    row = await _visible_delivery(services, principal, delivery_id)
-    attempts = await services.directory.pool.fetch(
-        "SELECT attempt, at, status_code, error, duration_ms FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id",
-        delivery_id,
-    )
-    return _delivery(row, DeliveryDetail, attempt_log=[DeliveryAttempt(**dict(a)) for a in attempts])
+    delivery = await _visible_delivery(services, principal, delivery_id)
+    attempts = await services.notifier.delivery_attempts(delivery_id)
+    return _delivery(delivery, DeliveryDetail, attempt_log=[DeliveryAttempt(**vars(a)) for a in attempts])
 
 
 @post("/v1/deliveries/{delivery_id:uuid}/redrive", operation_id="redriveDelivery", tags=TAGS, status_code=202,
       summary="Send a failed delivery again, with a fresh count of attempts (operator or the owning clinic)")
 async def redrive_delivery(delivery_id: UUID, services: Services, principal: Principal) -> Delivery:
-    row = await _visible_delivery(services, principal, delivery_id)
+    delivery = await _visible_delivery(services, principal, delivery_id)
     if principal.kind not in ("operator", "clinic"):
         raise ProblemError(403, "forbidden", "Forbidden", "the operator or the clinic redrives deliveries")
-    if row["status"] != "failed":
+    if delivery.status != "failed":
         raise ProblemError(409, "delivery-not-failed", "Only a failed delivery is redriven",
-                           f"delivery {delivery_id} is {row['status']}")
-    if not await webhooks.redrive(services.directory.pool, delivery_id):
+                           f"delivery {delivery_id} is {delivery.status}")
+    if not await services.notifier.redrive_delivery(delivery_id):
         raise ProblemError(409, "webhook-disabled", "The webhook is disabled",
                            f"delivery {delivery_id} belongs to a disabled webhook (or was redriven meanwhile)")
     return _delivery(await _visible_delivery(services, principal, delivery_id))

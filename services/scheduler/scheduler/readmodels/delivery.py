@@ -1,12 +1,12 @@
 """How event delivery is doing, read for the HTTP API: the relay's position against the head of the event store,
-the notifier's heartbeat, the relay's dead letters. A few indexed lookups each: health is polled."""
+the relay's dead letters (the notifier's heartbeat is read through `notifier.admin`). A few indexed lookups
+each: health is polled."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import asyncpg
-from notifier.schema import HEARTBEAT_TABLE
 
 from scheduler.relay import DEAD_LETTERS_TABLE, TRACKING_TABLE
 
@@ -32,13 +32,6 @@ async def relay_lag(pool: asyncpg.Pool, events_table: str, application_name: str
         application_name,
     )
     return RelayLag(position=row["position"], head=row["head"], oldest_waiting_seconds=row["waiting"])
-
-
-async def notifier_silence(pool: asyncpg.Pool, stream: str) -> float | None:
-    """Seconds since the notifier consuming `stream` last reported (None: none ever did)."""
-    return await pool.fetchval(  # type: ignore[no-any-return]
-        f"SELECT extract(epoch FROM now() - beat_at)::float8 FROM {HEARTBEAT_TABLE} WHERE stream = $1", stream
-    )
 
 
 async def relay_dead_letters(pool: asyncpg.Pool, limit: int, offset: int) -> list[asyncpg.Record]:
