@@ -139,6 +139,12 @@ class Courses(Application):
             raise CourseNotFoundError(course_id)
         return course
 
+    def peek(self, course_id: UUID) -> Course:
+        """The course as this process last saw it (from the store if it holds none): for what never changes
+        once recorded (its home clinic, where a session is hosted)."""
+        cached = self._cached(course_id)
+        return cached if isinstance(cached, Course) else self.get_course(course_id)
+
     def get_calendar(self, calendar_id: UUID) -> Calendar | None:
         try:
             calendar = self.repository.get(calendar_id)

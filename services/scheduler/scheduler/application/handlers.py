@@ -182,11 +182,16 @@ class Scheduling:
     async def reschedule_session(self, principal: Principal, course_id: UUID, session_id: str, *,
                                  starts_at: datetime, ends_at: datetime, room_id: UUID | None,
                                  clinician_ids: list[UUID] | None) -> Session:
-        access.clinic_of(principal)
+        home = access.clinic_of(principal)
         room = await self.directory.room(room_id) if room_id is not None else None
         if room_id is not None and room is None:
             raise UnknownReferenceError(f"room {room_id} is not a room of the hosting clinic")
         staff = await self.directory.clinicians(clinician_ids or [])
+        # Where the session is hosted never changes: a session hosted away is moved only while its host's
+        # partnership still covers it (I11), as the course as it stands now says.
+        current: Course = access.owned(await self.in_thread(lambda: self.courses.peek(course_id)), principal)
+        placed = current.session(session_id)
+        host = await self._host_facts(placed.clinic_id, home, placed.kind.value) if placed.clinic_id != home else None
 
         def rescheduling(work: Work) -> Session:
             course = access.owned(work.course(course_id), principal)
@@ -200,7 +205,7 @@ class Scheduling:
                 session_id=session_id, starts_at=starts_at, ends_at=ends_at,
                 room_id=str(room_id) if room_id else None,
                 clinician_ids=[str(i) for i in clinician_ids] if clinician_ids is not None else None,
-                by=principal.ref,
+                host=host, by=principal.ref,
             )
             moved = course.sessions[session_id]
             after = list(self.calendars.held_by(course, moved))
@@ -251,12 +256,13 @@ class Scheduling:
             course = work.course(course_id)
             access.recordable(course, session_id, principal)
             if record.outcome == "missed":
-                course.record_missed(session_id=session_id, reason=record.reason, now=now, by=principal.ref)
+                course.record_missed(session_id=session_id, reason=record.reason, now=now, by=principal.ref,
+                                     clinician_id=str(record.clinician_id))
             else:
                 course.record_held(
                     session_id=session_id, now=now, notes=record.notes, doses=[dict(d) for d in record.doses],
                     vitals=[dict(v) for v in record.vitals], adverse_events=[dict(a) for a in record.adverse_events],
-                    discharged_at=record.discharged_at, by=principal.ref,
+                    discharged_at=record.discharged_at, by=principal.ref, clinician_id=str(record.clinician_id),
                 )
             return course.sessions[session_id]
 
