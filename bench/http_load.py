@@ -352,14 +352,18 @@ class CourseClient:
             _encode({"name": "Prescriber", "role": "prescriber"}), expect=201))
         self.tenant = TenantKeys(clinic["id"], clinic["api_key"], therapist["id"], prescriber["id"],
                                  prescriber["api_key"])
-        self._prepare_bodies()
+        self.courses_begun = 0
 
-    def _prepare_bodies(self) -> None:
-        """Every body that does not depend on ids minted by the server, serialised once."""
+    def _prepare_bodies(self, t0: datetime) -> None:
+        """Every body of one course that does not depend on ids minted by the server. Each course of a client is
+        another couple, and starts two weeks after the previous one: its therapist is never in two sessions at
+        once (I10, which the server's calendars enforce)."""
         t = self.tenant
         assert t is not None
         hour, day = timedelta(hours=1), timedelta(days=1)
-        self.open_body = _encode({"model": "together", "partners": {"a": "partner-ref-a", "b": "partner-ref-b"},
+        couple = f"{self.index}-{self.courses_begun}"
+        self.open_body = _encode({"model": "together", "partners": {"a": f"partner-a-{couple}",
+                                                                    "b": f"partner-b-{couple}"},
                                   "protocol": {"min_integration_sessions": self.integrations}})
         self.screening_bodies = [
             _encode({"partner": p, "result": "eligible", "clinician_id": t.therapist_id, "notes": f"screening note {p}"})
@@ -372,10 +376,10 @@ class CourseClient:
                             "clinician_ids": [t.therapist_id]})
             return body, iso(end + hour)  # recorded an hour after it ends
 
-        self.assessment = booking("assessment", T0, 1, ["a", "b"])
+        self.assessment = booking("assessment", t0, 1, ["a", "b"])
         plan = [["a"], ["b"], ["a", "b"], ["a", "b"]]
-        self.preparations = [booking("preparation", T0 + (i + 1) * day, 1, p) for i, p in enumerate(plan)]
-        start = T0 + (len(plan) + 1) * day
+        self.preparations = [booking("preparation", t0 + (i + 1) * day, 1, p) for i, p in enumerate(plan)]
+        start = t0 + (len(plan) + 1) * day
         self.medicine = booking("medicine", start, 3, ["a", "b"])
         self.approval_now = iso(start - day)  # approved the day before
         dosed_at = start + timedelta(minutes=10)
@@ -383,7 +387,7 @@ class CourseClient:
         end = start + 3 * hour
         self.integrations_booked = [booking("integration", end + timedelta(hours=20 + 24 * i), 1, ["a", "b"])
                                     for i in range(self.integrations)]
-        self.held_body = _encode({"outcome": "held"})
+        self.held_body = _encode({"outcome": "held", "clinician_id": t.therapist_id})
         self.decide_body = _encode({"approve": True})
 
     def medicine_record(self, approvals: dict[str, str]) -> bytes:
@@ -394,7 +398,7 @@ class CourseClient:
                 vitals.append({"partner": partner, "stage": stage,
                                "at": iso(self.dosed_at + timedelta(minutes=minutes)),
                                "systolic": 128, "diastolic": 82, "heart_rate": 74, "acceptable": True})
-        return _encode({"outcome": "held", "doses": doses, "vitals": vitals,
+        return _encode({"outcome": "held", "clinician_id": self.tenant.therapist_id, "doses": doses, "vitals": vitals,
                         "discharged_at": iso(self.dosed_at + timedelta(minutes=130)), "notes": "calm session"})
 
     # -- one complete course
@@ -402,6 +406,8 @@ class CourseClient:
     async def course(self, read_back: bool) -> None:
         t = self.tenant
         assert t is not None
+        self._prepare_bodies(T0 + self.courses_begun * timedelta(days=14))
+        self.courses_begun += 1
         key = t.clinic_key
         cid = _decode_id(await self.call("open_course", "POST", "/v1/courses", key, self.open_body, expect=201)).id
         base = f"/v1/courses/{cid}"

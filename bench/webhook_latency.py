@@ -25,6 +25,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 
@@ -70,8 +71,6 @@ async def drive(client: httpx.AsyncClient, operator_key: str, hook_url: str, rat
     clinic = (await client.post("/v1/clinics", json={"name": "Bench", "timezone": "UTC"},
                                 headers={"Authorization": f"Bearer {operator_key}"})).json()
     headers = {"Authorization": f"Bearer {clinic['api_key']}"}
-    therapist = (await client.post(f"/v1/clinics/{clinic['id']}/clinicians",
-                                   json={"name": "T", "role": "therapist"}, headers=headers)).json()
     hook = await client.post(f"/v1/clinics/{clinic['id']}/webhooks", json={"url": hook_url, "event_types": []},
                              headers=headers)
     assert hook.status_code == 201, hook.text
@@ -89,6 +88,9 @@ async def drive(client: httpx.AsyncClient, operator_key: str, hook_url: str, rat
         return response.json()
 
     async def one_client() -> None:
+        # A therapist of each client's own: the clients book the same hours (I10 keeps a clinician in one).
+        therapist = (await client.post(f"/v1/clinics/{clinic['id']}/clinicians",
+                                       json={"name": "T", "role": "therapist"}, headers=headers)).json()
         next_at = time.monotonic()
 
         async def paced(path: str, body: dict[str, Any], at: datetime | None = None) -> dict[str, Any]:
@@ -97,8 +99,13 @@ async def drive(client: httpx.AsyncClient, operator_key: str, hook_url: str, rat
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             return await post(path, body, at)
 
+        begun = 0
         while time.monotonic() < stop_at:
-            course = await paced("/v1/courses", {"model": "together", "partners": {"a": "ra", "b": "rb"}})
+            # Each course another couple, a week after the last: the therapist is never double-booked (I10).
+            t0, couple = T0 + timedelta(days=7 * begun), uuid4().hex[:8]
+            begun += 1
+            course = await paced("/v1/courses", {"model": "together",
+                                                 "partners": {"a": f"a-{couple}", "b": f"b-{couple}"}})
             cid = course["id"]
             for partner in ("a", "b"):
                 await paced(f"/v1/courses/{cid}/screenings", {"partner": partner, "result": "eligible",
@@ -106,12 +113,12 @@ async def drive(client: httpx.AsyncClient, operator_key: str, hook_url: str, rat
             plan = [["a", "b"], ["a"], ["b"], ["a", "b"], ["a", "b"]]
             for day, partners in enumerate(plan):
                 kind = "assessment" if day == 0 else "preparation"
-                start = T0 + timedelta(days=day)
+                start = t0 + timedelta(days=day)
                 session = await paced(f"/v1/courses/{cid}/sessions", {
                     "kind": kind, "starts_at": iso(start), "ends_at": iso(start + timedelta(hours=1)),
                     "partners": partners, "clinician_ids": [therapist["id"]]})
-                await paced(f"/v1/courses/{cid}/sessions/{session['id']}/record", {"outcome": "held"},
-                            at=start + timedelta(hours=2))
+                await paced(f"/v1/courses/{cid}/sessions/{session['id']}/record",
+                            {"outcome": "held", "clinician_id": therapist["id"]}, at=start + timedelta(hours=2))
             counts["courses"] += 1
 
     await asyncio.gather(*(one_client() for _ in range(clients)))

@@ -31,7 +31,7 @@ book() {  # book KIND START END [PARTNERS-JSON] -> session id
   post /v1/courses/$COURSE/sessions "{\"kind\": \"$1\", \"starts_at\": \"$2\", \"ends_at\": \"$3\",
     \"partners\": ${4:-[\"a\", \"b\"]}, \"clinician_ids\": [\"$THERAPIST\"]}" | j "['id']"
 }
-held() { post /v1/courses/$COURSE/sessions/$1/record '{"outcome": "held"}' "$2" >/dev/null; }
+held() { post /v1/courses/$COURSE/sessions/$1/record "{\"outcome\": \"held\", \"clinician_id\": \"$THERAPIST\"}" "$2" >/dev/null; }
 S=$(book assessment 2026-01-05T09:00:00Z 2026-01-05T10:30:00Z); held $S 2026-01-05T11:00:00Z
 
 # 5. Preparation: each partner alone, then two joint sessions.
@@ -49,7 +49,7 @@ AUTH=$RX_KEY post /v1/dose-approvals/$APPROVAL/decision '{"approve": true, "reas
 
 # 7. Record it held: the dose, vitals before / ~40 min after / at discharge, and the discharge.
 vitals() { echo "{\"partner\": \"a\", \"stage\": \"$1\", \"at\": \"$2\", \"systolic\": 126, \"diastolic\": 82, \"heart_rate\": 74, \"acceptable\": true}"; }
-post /v1/courses/$COURSE/sessions/$MED/record "{\"outcome\": \"held\",
+post /v1/courses/$COURSE/sessions/$MED/record "{\"outcome\": \"held\", \"clinician_id\": \"$THERAPIST\",
   \"doses\": [{\"partner\": \"a\", \"approval_id\": \"$APPROVAL\", \"mg\": 100, \"at\": \"2026-01-12T09:10:00Z\"}],
   \"vitals\": [$(vitals pre 2026-01-12T09:00:00Z), $(vitals post 2026-01-12T09:50:00Z), $(vitals discharge 2026-01-12T11:15:00Z)],
   \"discharged_at\": \"2026-01-12T11:20:00Z\"}" 2026-01-12T12:30:00Z >/dev/null

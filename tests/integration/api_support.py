@@ -43,6 +43,13 @@ class Tenant:
                                     json={"name": "Prescriber", "role": "prescriber"}, headers=headers), 201)
         return cls(client, clinic, therapist, prescriber, headers)
 
+    def with_own_therapist(self) -> Tenant:
+        """This clinic with a therapist of its own: courses driven side by side at the same hours need one each,
+        as a clinician is never in two sessions at once (I10)."""
+        therapist = ok(self.client.post(f"/v1/clinics/{self.clinic['id']}/clinicians",
+                                        json={"name": "Therapist", "role": "therapist"}, headers=self.headers), 201)
+        return Tenant(self.client, self.clinic, therapist, self.prescriber, self.headers)
+
     @property
     def rx_headers(self) -> dict[str, str]:
         return bearer(self.prescriber["api_key"])

@@ -95,9 +95,10 @@ def test_a_passed_deadline_is_recorded_missed_once_and_a_kept_window_never(datab
     with serve(settings, clock) as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
         home = Tenant.onboard(client, settings.operator_token or "")
         missed, kept = home.open_course()["id"], home.open_course()["id"]
-        for cid in (missed, kept):
-            first_dose_day = home.assess_and_prepare(cid)
-            medicine = home.dose(cid, first_dose_day, ["a"])
+        for cid in (missed, kept):  # side by side at the same hours: a therapist each (I10)
+            worker = home.with_own_therapist()
+            first_dose_day = worker.assess_and_prepare(cid)
+            medicine = worker.dose(cid, first_dose_day, ["a"])
         home.integrate(kept, medicine, count=1)  # 20 h after the medicine session: inside the 48 h window
         events = ok(client.get(f"/v1/courses/{missed}/events", headers=home.headers), 200)
         dosed = next(e for e in events if e["type"] == "Dosed")

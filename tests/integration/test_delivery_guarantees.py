@@ -61,9 +61,10 @@ def run_courses(server: LiveServer, tenant: Tenant, courses: int, failures: list
     """Walk `courses` courses through assessment and preparation: 13 public events each (opened, 5 booked,
     5 held, assessed, prepared; screenings stay internal)."""
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
-        worker = Tenant(client, tenant.clinic, tenant.therapist, tenant.prescriber, tenant.headers)
+        clinic = Tenant(client, tenant.clinic, tenant.therapist, tenant.prescriber, tenant.headers)
         for _ in range(courses):
             try:
+                worker = clinic.with_own_therapist()  # every course at the same hours
                 course = worker.open_course()
                 worker.assess_and_prepare(course["id"])
             except AssertionError as exc:  # any non-2xx

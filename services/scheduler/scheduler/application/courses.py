@@ -102,7 +102,7 @@ class Work:
 @dataclass(frozen=True)
 class _Decided:
     result: Any
-    work: Work
+    changed: list[Aggregate]  # what the command changed (their events are being saved)
     committed: Future[None] | None  # None: nothing to save
     doubtful: bool = False  # decided on cached copies without saving anything: decide again
 
@@ -206,12 +206,12 @@ class Courses(Application):
                 except IntegrityError:
                     conflicts += 1
                     if conflicts >= CONFLICT_RETRIES:
-                        courses = [a.id for a in decided.work.changed if isinstance(a, Course)]
+                        courses = [a.id for a in decided.changed if isinstance(a, Course)]
                         raise ConcurrentUpdateError(courses[0] if courses else None) from None
                     trust_cache = False
                     yield Pause(random.uniform(0, 0.002 * 2**conflicts))
                     continue
-                for aggregate in decided.work.changed:
+                for aggregate in decided.changed:
                     self.remember(aggregate)
             return decided.result  # type: ignore[no-any-return]
 
@@ -226,12 +226,12 @@ class Courses(Application):
             raise
         except Exception:
             if from_cache:
-                return _Decided(None, work, None, doubtful=True)
+                return _Decided(None, [], None, doubtful=True)
             raise
-        changed = work.changed
+        changed = work.changed  # before the group commit collects their pending events
         if not changed:
-            return _Decided(result, work, None, doubtful=from_cache)
-        return _Decided(result, work, self._submit(changed))
+            return _Decided(result, [], None, doubtful=from_cache)
+        return _Decided(result, changed, self._submit(changed))
 
     def _cached_or_missing(self, aggregate_id: UUID) -> Aggregate | None:
         cached = self._cached(aggregate_id)

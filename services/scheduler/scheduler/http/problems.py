@@ -84,7 +84,8 @@ async def send_problem(send: Send, status: int, slug: str, title: str, detail: s
 
 def rules_broken(request: Request, exc: RulesBrokenError) -> Response[dict[str, Any]]:
     violations = [{"invariant": v.rule, "detail": v.message} for v in exc.violations]
-    if len(exc.violations) == 1:
+    rules = {v.rule for v in exc.violations}
+    if len(rules) == 1:  # one rule, broken once or for several resources (I10 for a clinician and a room)
         slug = RULE_SLUGS.get(exc.violations[0].rule, "rule-violation")
     else:
         slug = "rule-violations"
