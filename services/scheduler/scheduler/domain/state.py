@@ -93,6 +93,14 @@ class CourseState:
     def integration_held_after(self, medicine_id: str) -> list[Session]:
         return [s for s in self.sessions_of(Kind.INTEGRATION, SessionStatus.HELD) if s.follows == medicine_id]
 
+    def to_be_dosed(self, session: Session) -> set[str]:
+        """Who is dosed at a medicine session: as recorded once held, else by the model's turn (I7), counting the
+        sessions dosed and those booked before it."""
+        if session.held is not None:
+            return self.dosed_partners(session)
+        upcoming = [s for s in self.sessions_of(Kind.MEDICINE, SessionStatus.BOOKED) if s.starts_at < session.starts_at]
+        return self.expected_dosed(len(self.dosed_sessions()) + len(upcoming))
+
     def expected_dosed(self, index: int) -> set[str]:
         """Who is dosed at the medicine session with this index (0-based, in dosing order) (I7)."""
         if self.model is Model.TOGETHER:

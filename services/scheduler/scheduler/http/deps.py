@@ -18,6 +18,7 @@ from notifier.admin import NotifierAdmin
 from scheduler.application.calendars import CalendarIds
 from scheduler.application.courses import Courses
 from scheduler.application.handlers import Scheduling
+from scheduler.application.hosting import Hosting
 from scheduler.application.runner import to_the_end
 from scheduler.directory import Directory, Principal
 from scheduler.http.problems import ProblemError
@@ -60,10 +61,12 @@ class Services:
     )
 
     scheduling: Scheduling = field(init=False)
+    hosting: Hosting = field(init=False)
 
     def __post_init__(self) -> None:
         self.scheduling = Scheduling(self.courses, self.directory, self.index, CalendarIds(self.partner_key),
                                      self.run)
+        self.hosting = Hosting(self.courses, self.index, self.directory, self.run)
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run a synchronous eventsourcing call off the event loop."""

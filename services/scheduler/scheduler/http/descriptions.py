@@ -54,12 +54,18 @@ DESCRIPTIONS: dict[str, str] = {
     "confirmSession": "The clinic hosting a partner-hosted medicine session confirms or declines it (a reason when "
                       "declining), with its own key; it sees only the sessions it hosts. A rescheduled session asks "
                       "again.",
-    "recordSession": "Records what happened: missed (with a reason), or held; a medicine session held records its "
+    "recordSession": "The clinic hosting a session records what happened in it, with its own key, naming the clinician of its own who records it: missed (with a reason), or held (a partner-hosted medicine session only once the host confirmed it, I11); a medicine session held records its "
                      "doses (within their approvals, I6, I7), vitals before, about 40 minutes after and at discharge, "
                      "adverse events and the discharge time (I8, I9). Adverse events alert the prescriber and the home "
                      "clinic at once." + _COMMAND,
     "rescheduleSession": "Moves a booked session (its room and clinicians may change too), checked like a booking; "
                          "its own old time never counts as a clash." + _COMMAND,
+    "listHostedSessions": "The sessions a clinic hosts for other clinics' courses, by start time (default: the next "
+                          "seven days; at most 62): scheduling facts, room and clinicians, and for a medicine "
+                          "session who is dosed and the dose approved so far. Nothing of the couple (no partner "
+                          "references, notes or records). The clinic itself or the operator.",
+    "listSharedSessions": "The booked sessions this clinic hosts for a partner's courses, and the partner for its "
+                          "courses: what to rebook elsewhere when the partnership ends.",
     "listDeadLetters": "The operator lists messages the notifier could not process after its retries, newest first.",
     "redriveDeadLetter": "The operator asks the notifier to process a dead letter again (202); 409 once processed.",
     "listDeliveries": "Webhook deliveries, newest first, filtered by status: a clinic sees its own and its "

@@ -15,8 +15,10 @@ from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
 
 from scheduler.domain.course import Course
+from scheduler.domain.model import Kind
 
 PAGE_SIZE = 50
+HOSTED_LIMIT = 500
 
 
 class CourseIndexView(PostgresTrackingRecorder):
@@ -57,6 +59,22 @@ class CourseIndexView(PostgresTrackingRecorder):
             SQL(
                 "CREATE INDEX IF NOT EXISTS integration_deadlines_open ON {0}.integration_deadlines (deadline) "
                 "WHERE status = 'open'"
+            ).format(schema),
+            # One row per session hosted by a clinic other than its course's home clinic: the host's week, and the
+            # sessions to rebook when a partnership ends. Scheduling facts only (no partners, notes or doses).
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.hosted_sessions ("
+                "course_id uuid NOT NULL, session_id text NOT NULL, home_clinic_id text NOT NULL, "
+                "host_clinic_id text NOT NULL, kind text NOT NULL, starts_at timestamptz NOT NULL, "
+                "ends_at timestamptz NOT NULL, status text NOT NULL, confirmation text NOT NULL, "
+                "PRIMARY KEY (course_id, session_id))"
+            ).format(schema),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS hosted_sessions_host ON {0}.hosted_sessions (host_clinic_id, starts_at)"
+            ).format(schema),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS hosted_sessions_pair ON {0}.hosted_sessions "
+                "(home_clinic_id, host_clinic_id, starts_at) WHERE status = 'booked'"
             ).format(schema),
         ]
 
@@ -122,6 +140,30 @@ class CourseIndexView(PostgresTrackingRecorder):
             curs.execute(query, params)
             return [dict(row) for row in curs.fetchall()]
 
+    def hosted_sessions(self, host_clinic_id: str, starts_from: datetime, starts_before: datetime,
+                        limit: int = HOSTED_LIMIT) -> list[dict[str, Any]]:
+        """The sessions a clinic hosts for other clinics' courses, starting in [starts_from, starts_before)."""
+        query = SQL(
+            "SELECT * FROM {0}.hosted_sessions WHERE host_clinic_id = %(host)s AND starts_at >= %(from)s "
+            "AND starts_at < %(before)s ORDER BY starts_at, course_id, session_id LIMIT %(limit)s"
+        ).format(Identifier(self.datastore.schema))
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, {"host": host_clinic_id, "from": starts_from, "before": starts_before, "limit": limit})
+            return [dict(row) for row in curs.fetchall()]
+
+    def booked_between(self, clinic_id: str, partner_clinic_id: str,
+                       limit: int = HOSTED_LIMIT) -> list[dict[str, Any]]:
+        """The booked sessions one of two clinics hosts for the other's courses (either way), earliest first."""
+        query = SQL(
+            "SELECT * FROM {0}.hosted_sessions WHERE status = 'booked' AND ("
+            "(home_clinic_id = %(one)s AND host_clinic_id = %(other)s) OR "
+            "(home_clinic_id = %(other)s AND host_clinic_id = %(one)s)) "
+            "ORDER BY starts_at, course_id, session_id LIMIT %(limit)s"
+        ).format(Identifier(self.datastore.schema))
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, {"one": clinic_id, "other": partner_clinic_id, "limit": limit})
+            return [dict(row) for row in curs.fetchall()]
+
     def list_approvals(self, prescriber_id: str | None, status: str | None) -> list[dict[str, Any]]:
         query = SQL(
             "SELECT * FROM {0}.approval_queue WHERE (%(rx)s::text IS NULL OR prescriber_id = %(rx)s) "
@@ -154,6 +196,28 @@ QUEUE_APPROVAL = SQL(
     "INSERT INTO {0}.approval_queue VALUES (%(aid)s, %(course)s, %(sid)s, %(partner)s, %(rx)s, "
     "'pending', %(at)s, NULL) ON CONFLICT (approval_id) DO NOTHING"
 )
+# A session hosted away gets its row (its course's home clinic from the course's row, written before it).
+HOST_SESSION = SQL(
+    "INSERT INTO {0}.hosted_sessions SELECT %(course)s, %(sid)s, c.clinic_id, %(host)s, %(kind)s, %(starts)s, "
+    "%(ends)s, 'booked', %(confirmation)s FROM {0}.course_index c WHERE c.course_id = %(course)s "
+    "AND c.clinic_id <> %(host)s ON CONFLICT (course_id, session_id) DO NOTHING"
+)
+MOVE_HOSTED = SQL(
+    "UPDATE {0}.hosted_sessions SET starts_at = %(starts)s, ends_at = %(ends)s, confirmation = CASE "
+    "WHEN confirmation = 'not_needed' THEN confirmation ELSE 'pending' END "
+    "WHERE course_id = %(course)s AND session_id = %(sid)s"
+)
+SET_HOSTED_STATUS = SQL(
+    "UPDATE {0}.hosted_sessions SET status = %(status)s WHERE course_id = %(course)s AND session_id = %(sid)s"
+)
+SET_HOSTED_CONFIRMATION = SQL(
+    "UPDATE {0}.hosted_sessions SET confirmation = %(confirmation)s "
+    "WHERE course_id = %(course)s AND session_id = %(sid)s"
+)
+# A closed course's booked sessions will not take place.
+CLOSE_HOSTED = SQL(
+    "UPDATE {0}.hosted_sessions SET status = 'cancelled' WHERE course_id = %(id)s AND status = 'booked'"
+)
 DECIDE_APPROVAL = SQL(
     "UPDATE {0}.approval_queue SET status = %(status)s, decided_at = %(at)s WHERE approval_id = %(aid)s"
 )
@@ -180,7 +244,39 @@ def _(event: Course.Completed) -> list[Change]:
 @changes.register
 def _(event: Course.Discontinued) -> list[Change]:
     params = {"id": event.originator_id, "status": "discontinued", "at": event.timestamp}
-    return [(CLOSE_COURSE, params), (CLOSE_DEADLINES, params)]
+    return [(CLOSE_COURSE, params), (CLOSE_DEADLINES, params), (CLOSE_HOSTED, params)]
+
+
+@changes.register
+def _(event: Course.SessionBooked) -> list[Change]:
+    session = event.session
+    confirmation = "pending" if session["kind"] == Kind.MEDICINE.value else "not_needed"
+    return [(HOST_SESSION, {"course": event.originator_id, "sid": session["id"], "host": session["clinic_id"],
+                            "kind": session["kind"], "starts": session["starts_at"], "ends": session["ends_at"],
+                            "confirmation": confirmation})]
+
+
+@changes.register
+def _(event: Course.SessionRescheduled) -> list[Change]:
+    return [(MOVE_HOSTED, {"course": event.originator_id, "sid": event.session_id, "starts": event.starts_at,
+                           "ends": event.ends_at})]
+
+
+@changes.register(Course.SessionCancelled)
+@changes.register(Course.SessionHeld)
+@changes.register(Course.SessionMissed)
+def _(event: Course.Event) -> list[Change]:
+    status = {Course.SessionCancelled: "cancelled", Course.SessionHeld: "held", Course.SessionMissed: "missed"}
+    return [(SET_HOSTED_STATUS, {"course": event.originator_id, "sid": event.session_id,  # type: ignore[attr-defined]
+                                 "status": status[type(event)]})]
+
+
+@changes.register(Course.SessionConfirmed)
+@changes.register(Course.SessionDeclined)
+def _(event: Course.Event) -> list[Change]:
+    confirmation = "confirmed" if isinstance(event, Course.SessionConfirmed) else "declined"
+    return [(SET_HOSTED_CONFIRMATION, {"course": event.originator_id, "sid": event.session_id,  # type: ignore[attr-defined]
+                                       "confirmation": confirmation})]
 
 
 @changes.register

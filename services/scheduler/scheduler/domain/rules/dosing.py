@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from scheduler.domain.errors import Violation
-from scheduler.domain.model import ApprovalStatus, DoseApproval, Kind, Session, SessionStatus
+from scheduler.domain.model import ApprovalStatus, DoseApproval, Kind, Session
 from scheduler.domain.protocol import Model
 
 if TYPE_CHECKING:
@@ -33,10 +33,7 @@ def request_violations(
             Violation("I6", f"partner {partner} already has dose approval {open_for_partner[0].id} for this session")
         )
     if session.kind is Kind.MEDICINE and course.model is Model.TAKING_TURNS:
-        upcoming = [
-            s for s in course.sessions_of(Kind.MEDICINE, SessionStatus.BOOKED) if s.starts_at < session.starts_at
-        ]
-        expected = course.expected_dosed(len(course.dosed_sessions()) + len(upcoming))
+        expected = course.to_be_dosed(session)
         if partner not in expected:
             violations.append(
                 Violation("I7", f"in the taking_turns model, partner {sorted(expected)[0]} is dosed at this session")
