@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from litestar import Controller, get
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from msgspec import Struct
 
 from scheduler.directory import Principal
@@ -61,10 +61,10 @@ class HostedSessionController(Controller):
          summary="The sessions this clinic hosts for other clinics' courses, in a range of start times")
     async def list_hosted(
         self, clinic_id: UUID, principal: Principal, services: Services, now: datetime,
-        starts_from: datetime | None = Parameter(
-            query="from", default=None, description="Earliest start (RFC 3339 instant); default: now"),
-        starts_before: datetime | None = Parameter(
-            query="to", default=None, description="Start before this instant; default: seven days after `from`"),
+        starts_from: Annotated[datetime | None, QueryParameter(
+            name="from", description="Earliest start (RFC 3339 instant); default: now")] = None,
+        starts_before: Annotated[datetime | None, QueryParameter(
+            name="to", description="Start before this instant; default: seven days after `from`")] = None,
     ) -> list[HostedSession]:
         start = starts_from or now
         end = starts_before or start + timedelta(days=7)
