@@ -186,16 +186,19 @@ class Courses(Application):
         cost more). Any events it leads to are saved only if no other writer got there first (the store's
         version constraint), so a stale copy costs a conflict and a rerun, never a wrong write. What a stale
         copy could get wrong is a refusal or a no-op: those are decided again on aggregates fast-forwarded from
-        the store, as is a command that needs an aggregate not cached. On a version conflict the command runs
-        again on the current aggregates, after a jittered pause that lets the winners through."""
+        the store. A command that needs an aggregate not cached runs in a worker thread on the cached copies
+        and that one read from the store. On a version conflict the command runs again on the current
+        aggregates, after a jittered pause that lets the winners through."""
         trust_cache, conflicts = True, 0
         while True:
             decided: _Decided
-            try:
-                if not trust_cache:
-                    raise _NotCached
-                decided = self._decide(command, self._cached_or_missing, from_cache=True)
-            except _NotCached:
+            if trust_cache:
+                try:
+                    decided = self._decide(command, self._cached_or_missing, from_cache=True)
+                except _NotCached:  # what is cached, as it is, and the rest from the store
+                    decided = yield Call(functools.partial(self._decide, command, self._cached_or_stored,
+                                                           from_cache=True))
+            else:
                 decided = yield Call(functools.partial(self._decide, command, self._current, from_cache=False))
             if decided.doubtful:
                 trust_cache = False
@@ -238,6 +241,10 @@ class Courses(Application):
         if cached is None:
             raise _NotCached
         return cached
+
+    def _cached_or_stored(self, aggregate_id: UUID) -> Aggregate | None:
+        cached = self._cached(aggregate_id)
+        return cached if cached is not None else self._current(aggregate_id)
 
     def _current(self, aggregate_id: UUID) -> Aggregate | None:
         """The aggregate as stored now (the cached copy fast-forwarded), or None if it was never saved."""

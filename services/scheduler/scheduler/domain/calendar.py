@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -57,7 +58,7 @@ class Calendar(Aggregate):
         ends_at: datetime
 
         def apply(self, calendar: Calendar) -> None:
-            calendar.slots[self.session_id] = Slot(self.course_id, self.session_id, self.starts_at, self.ends_at)
+            calendar._put(Slot(self.course_id, self.session_id, self.starts_at, self.ends_at))
 
     class Moved(Event):
         TOPIC = "kact.calendar:Moved.v1"
@@ -66,19 +67,33 @@ class Calendar(Aggregate):
         ends_at: datetime
 
         def apply(self, calendar: Calendar) -> None:
-            slot = calendar.slots[self.session_id]
-            calendar.slots[self.session_id] = Slot(slot.course_id, slot.session_id, self.starts_at, self.ends_at)
+            slot = calendar._drop(self.session_id)
+            calendar._put(Slot(slot.course_id, slot.session_id, self.starts_at, self.ends_at))
 
     class Released(Event):
         TOPIC = "kact.calendar:Released.v1"
         session_id: str
 
         def apply(self, calendar: Calendar) -> None:
-            calendar.slots.pop(self.session_id, None)
+            calendar._drop(self.session_id)
 
     def __init__(self, resource: str) -> None:
         self.resource = Resource(resource)
         self.slots: dict[str, Slot] = {}
+        # The slots by start, and the longest one: a clash is looked for among the few that start within that
+        # length before the end of the time asked for, however many slots a busy clinician's calendar holds.
+        self._starts: list[tuple[datetime, str]] = []
+        self._longest = timedelta(0)
+
+    def _put(self, slot: Slot) -> None:
+        self.slots[slot.session_id] = slot
+        bisect.insort(self._starts, (slot.starts_at, slot.session_id))
+        self._longest = max(self._longest, slot.ends_at - slot.starts_at)
+
+    def _drop(self, session_id: str) -> Slot:
+        slot = self.slots.pop(session_id)
+        del self._starts[bisect.bisect_left(self._starts, (slot.starts_at, session_id))]
+        return slot
 
     @classmethod
     def open(cls, calendar_id: UUID, resource: Resource) -> Calendar:
@@ -90,15 +105,19 @@ class Calendar(Aggregate):
         clone.__dict__.update(self.__dict__)
         clone._pending_events = list(self._pending_events)
         clone.slots = dict(self.slots)
+        clone._starts = list(self._starts)
         return clone
 
     def clash(self, starts_at: datetime, ends_at: datetime, ignore: str | None = None,
               other_courses_than: str | None = None) -> Slot | None:
         """The earliest slot of another session (of another course than `other_courses_than`, if given) that
         overlaps [starts_at, ends_at), if any."""
-        clashes = [s for s in self.slots.values()
-                   if s.session_id != ignore and s.course_id != other_courses_than and s.overlaps(starts_at, ends_at)]
-        return min(clashes, key=lambda s: s.starts_at) if clashes else None
+        first = bisect.bisect_left(self._starts, (starts_at - self._longest, ""))
+        for _, session_id in self._starts[first:bisect.bisect_left(self._starts, (ends_at, ""))]:
+            slot = self.slots[session_id]
+            if session_id != ignore and slot.course_id != other_courses_than and slot.overlaps(starts_at, ends_at):
+                return slot  # the earliest: candidates come in order of start
+        return None
 
     def violation(self, starts_at: datetime, ends_at: datetime, label: str, ignore: str | None = None,
                   other_courses_than: str | None = None) -> Violation | None:
