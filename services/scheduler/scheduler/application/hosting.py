@@ -14,7 +14,7 @@ from scheduler.application.errors import ForbiddenError
 from scheduler.application.handlers import Directory
 from scheduler.domain.course import Course
 from scheduler.domain.errors import InvalidCommandError
-from scheduler.domain.model import ApprovalStatus, Kind
+from scheduler.domain.model import ApprovalStatus, Kind, SessionStatus
 
 Row = dict[str, Any]
 LONGEST_RANGE = timedelta(days=62)
@@ -74,22 +74,28 @@ class Hosting:
                                        f"{LONGEST_RANGE.days} days"])
         rows: list[Row] = await self.in_thread(
             lambda: self.index.hosted_sessions(str(clinic_id), starts_from, starts_before))
-        course_ids = list(dict.fromkeys(r["course_id"] for r in rows))
-        courses: dict[UUID, Course] = await self.in_thread(
-            lambda: {cid: self.courses.peek(cid) for cid in course_ids})
-        for course_id in course_ids:
-            await self.directory.log_access(principal, "list_hosted_sessions", course_id)
-        return [_hosted(row, courses[row["course_id"]]) for row in rows
-                if row["session_id"] in courses[row["course_id"]].sessions]
+        return await self._from_courses(principal, rows)
 
-    async def to_rebook(self, principal: Principal, partner_clinic_id: UUID) -> list[Row]:
+    async def to_rebook(self, principal: Principal, partner_clinic_id: UUID) -> list[HostedSession]:
         """The booked sessions one clinic hosts for the other's courses, either way: what to rebook once their
         partnership ends."""
         if principal.kind != "clinic" or principal.clinic_id is None:
             raise ForbiddenError("a clinic's key lists the sessions it shares with a partner")
         rows: list[Row] = await self.in_thread(
             lambda: self.index.booked_between(principal.clinic_id or "", str(partner_clinic_id)))
-        return rows
+        hosted = await self._from_courses(principal, rows)
+        return [s for s in hosted if s.status == SessionStatus.BOOKED.value]  # as the course says now
+
+    async def _from_courses(self, principal: Principal, rows: list[Row]) -> list[HostedSession]:
+        """The index's rows as their courses say now (status, time, staff; the index may trail a moment, and
+        it does not follow every state of a session)."""
+        course_ids = list(dict.fromkeys(r["course_id"] for r in rows))
+        courses: dict[UUID, Course] = await self.in_thread(
+            lambda: {cid: self.courses.peek(cid) for cid in course_ids})
+        for course_id in course_ids:
+            await self.directory.log_access(principal, "list_hosted_sessions", course_id)
+        return [_hosted(row, courses[row["course_id"]]) for row in rows
+                if row["session_id"] in courses[row["course_id"]].sessions and not courses[row["course_id"]].closed]
 
 
 def _own_or_operator(principal: Principal, clinic_id: UUID) -> None:

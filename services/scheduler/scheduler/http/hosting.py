@@ -89,7 +89,7 @@ class SharedSessionController(Controller):
          summary="The booked sessions this clinic and a partner host for each other's courses (to rebook them)")
     async def list_shared(self, partner_clinic_id: UUID, principal: Principal,
                           services: Services) -> list[SharedSession]:
-        rows = await services.hosting.to_rebook(principal, partner_clinic_id)
-        return [SharedSession(course_id=r["course_id"], session_id=r["session_id"], home_clinic_id=r["home_clinic_id"],
-                              host_clinic_id=r["host_clinic_id"], kind=r["kind"], starts_at=r["starts_at"],
-                              ends_at=r["ends_at"], confirmation=r["confirmation"]) for r in rows]
+        return [SharedSession(course_id=s.course_id, session_id=s.session_id, home_clinic_id=s.home_clinic_id,
+                              host_clinic_id=s.host_clinic_id, kind=s.kind, starts_at=s.starts_at, ends_at=s.ends_at,
+                              confirmation=s.confirmation)  # type: ignore[arg-type]
+                for s in await services.hosting.to_rebook(principal, partner_clinic_id)]

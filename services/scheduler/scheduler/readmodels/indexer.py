@@ -9,22 +9,41 @@ One process keeps the index at a time (`jobs.indexer_singleton`)."""
 from __future__ import annotations
 
 import logging
+from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
 from scheduler.application.courses import Courses
 from scheduler.background import BackgroundThread
 from scheduler.event_store import ListenFirstSubscription
-from scheduler.readmodels.course_index import INDEXED_TOPICS, CourseIndexView, changes
+from scheduler.domain.course import Course
+from scheduler.readmodels.course_index import INDEXED_TOPICS, Change, CourseIndexView, changes
 
 log = logging.getLogger("kact.indexer")
+
+
+HOMES_KEPT = 200_000  # course -> home clinic, for telling sessions hosted away; forgotten (re-read) beyond
 
 
 class Indexer(BackgroundThread):
     def __init__(self, courses: Courses, view: CourseIndexView) -> None:
         self.courses, self.view = courses, view
         self.error: BaseException | None = None  # what stopped it, if anything did
+        self._homes: dict[UUID, str] = {}
         super().__init__("course-indexer")
+
+    def _changes(self, event: Course.Event) -> list[Change]:
+        """The event's changes, without the statements that would change nothing: a session booked at its
+        course's home clinic (most are) has no row among the hosted sessions."""
+        if isinstance(event, Course.Created):
+            if len(self._homes) >= HOMES_KEPT:
+                self._homes.clear()
+            self._homes[event.originator_id] = event.home_clinic_id
+        elif isinstance(event, Course.SessionBooked):
+            home = self._homes.get(event.originator_id) or self.view.home_clinic(event.originator_id)
+            if home == event.session["clinic_id"]:
+                return []
+        return changes(event)
 
     def _run(self) -> None:
         try:
@@ -39,7 +58,8 @@ class Indexer(BackgroundThread):
                     except StopIteration:
                         break
                     events = [self.courses.mapper.to_domain_event(n) for n in batch]
-                    self.view.apply([c for e in events for c in changes(e)], Tracking(self.courses.name, batch[-1].id))
+                    self.view.apply([c for e in events for c in self._changes(e)],
+                                    Tracking(self.courses.name, batch[-1].id))
         except BaseException as error:  # the singleton sees the thread end and starts it again
             self.error = error
             log.exception("course indexer stopped")
