@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from api_support import Tenant, bearer, eventually, ok
+from api_support import T0, Tenant, bearer, eventually, ok
 from builders import BY, HOME, HOME_HOST, hours, open_course
 from conftest import LiveServer, NotifierThread, notifier_settings, serve, server_settings
 from psycopg import sql
@@ -47,7 +47,10 @@ def test_delivery_health_fails_while_the_relay_or_the_notifier_is_stuck_and_reco
     notifier = NotifierThread(notifier_settings(server.settings)).start()
     try:
         home = Tenant.onboard(client, server.operator_token)
-        home.open_course()
+        course = home.open_course()
+        # A booking saves the course's event with its calendars' (which stay internal): relayed whole, nothing
+        # is left waiting behind the relay's position.
+        home.book(course["id"], "assessment", T0)
         _, body = eventually(lambda: delivery(client), lambda r: r[0] == 200 and r[1]["relay"]["position"] > 0
                              and r[1]["relay"]["behind"] == 0 and r[1]["notifier"]["seconds_since_heartbeat"] is not None)
         assert body["status"] == "ok" and body["relay"]["oldest_waiting_seconds"] is None

@@ -43,7 +43,11 @@ from scheduler.domain.course import Course
 from scheduler.event_store import ListenFirstSubscription
 from scheduler.publishing import UnpublishableError, public_message
 
-COURSE_TOPICS = "kact.course:"
+# Only courses' events are read: a calendar's stay internal (the course's own events say what happened, to
+# whom it concerns), and each transaction ends with a course's event (`application.courses.Work.changed`).
+COURSE_EVENT_TOPICS = tuple(
+    cls.TOPIC for cls in vars(Course).values()
+    if isinstance(cls, type) and issubclass(cls, Course.Event) and "TOPIC" in vars(cls))
 log = logging.getLogger("kact.relay")
 RETRY_SECONDS = 1.0
 CONNECT_SECONDS = 5.0
@@ -201,7 +205,7 @@ class Relay(BackgroundThread):
         """Feeds the reads of the LISTEN/NOTIFY subscription after `position` (each a list of notifications) until
         `done`, calling `wake` after each."""
         try:
-            with self.app.recorder.subscribe(gt=position) as subscription:
+            with self.app.recorder.subscribe(gt=position, topics=COURSE_EVENT_TOPICS) as subscription:
                 assert isinstance(subscription, ListenFirstSubscription)
                 subscription.stop_when(done)
                 while not done.is_set():
@@ -236,8 +240,6 @@ class Relay(BackgroundThread):
         dead: list[DeadLetter] = []
         sent: list[tuple[Notification, str, bytes, str, asyncio.Future[Any]]] = []
         for notification in batch:
-            if not notification.topic.startswith(COURSE_TOPICS):
-                continue  # a calendar's: the course's own events say what happened, to whom it concerns
             # Decrypting and decoding is not guarded: failing here, every event would (wrong key, unknown topic).
             event = self.app.mapper.to_domain_event(notification)
             try:

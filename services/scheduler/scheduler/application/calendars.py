@@ -14,6 +14,7 @@ from scheduler.domain.course import Course, Session
 # The namespace of the calendars of clinicians and rooms (uuid5 of "clinician:<id>" or "room:<id>"): a calendar's
 # id is never a course's, and each resource has exactly one.
 CALENDARS = UUID("5b0a3c3e-8f4e-4c1a-9a63-2f1c6c0f7a10")
+PARTNERS_KEPT = 100_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class CalendarIds:
 
     def __init__(self, partner_key: bytes) -> None:
         self._partner_key = partner_key
+        self._partners: dict[tuple[str, str], UUID] = {}  # each booking asks again; a hash each time adds up
 
     def clinician(self, clinician_id: str) -> UUID:
         return uuid5(CALENDARS, f"clinician:{clinician_id}")
@@ -45,8 +47,14 @@ class CalendarIds:
         return uuid5(CALENDARS, f"room:{room_id}")
 
     def partner(self, home_clinic_id: str, reference: str) -> UUID:
-        digest = hmac.new(self._partner_key, f"partner\0{home_clinic_id}\0{reference}".encode(), hashlib.sha256)
-        return UUID(bytes=digest.digest()[:16], version=4)  # random-looking, as a keyed hash is
+        known = self._partners.get((home_clinic_id, reference))
+        if known is None:
+            digest = hmac.new(self._partner_key, f"partner\0{home_clinic_id}\0{reference}".encode(), hashlib.sha256)
+            known = UUID(bytes=digest.digest()[:16], version=4)  # random-looking, as a keyed hash is
+            if len(self._partners) >= PARTNERS_KEPT:
+                self._partners.clear()
+            self._partners[(home_clinic_id, reference)] = known
+        return known
 
     def held_by(self, course: Course, session: Session) -> Iterator[Held]:
         """Every calendar `session` holds: its clinicians', its room's, and each attending partner's."""

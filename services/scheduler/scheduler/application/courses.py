@@ -96,7 +96,10 @@ class Work:
 
     @property
     def changed(self) -> list[Aggregate]:
-        return [a for a in self._aggregates.values() if a.pending_events]
+        """What the command changed, calendars first: a course's events end every transaction, so the relay,
+        which reads only courses' events, has relayed a transaction whole once it has relayed its last event."""
+        changed = [a for a in self._aggregates.values() if a.pending_events]
+        return sorted(changed, key=lambda a: isinstance(a, Course))
 
 
 @dataclass(frozen=True)
