@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from scheduler.domain.errors import Violation
@@ -77,6 +77,7 @@ def hours_violations(clinic: Schedule, clinicians: Sequence[WorkingHours], start
 def wall_pieces(starts_at: datetime, ends_at: datetime,
                 zone: ZoneInfo) -> Iterator[Piece]:
     """The local dates and wall-clock spans (from that date's midnight, [start, end)) the session passes through."""
+    starts_at, ends_at = starts_at.astimezone(timezone.utc), ends_at.astimezone(timezone.utc)  # offsets add to UTC
     for begin, end in _constant_offset_spans(starts_at, ends_at, zone):
         offset = begin.astimezone(zone).utcoffset()
         assert offset is not None
