@@ -108,7 +108,8 @@ def test_a_medicine_session_at_a_partner_clinic_is_confirmed_by_that_clinic(
     at_host = Endpoint(client, receiver, f"clinics/{host.clinic['id']}", host.headers)
     cid = home.open_course()["id"]
     start = home.assess_and_prepare(cid)
-    session = home.book(cid, "medicine", start, hours=3, clinic_id=host.clinic["id"])
+    session = home.book(cid, "medicine", start, hours=3, clinic_id=host.clinic["id"],
+                        clinician_ids=[host.prescriber["id"]])
     (request,) = at_host.wait("booking_request", session_id=session["id"])
     booked = request.item["event"]["data"]
     assert booked["clinic_id"] == host.clinic["id"] and booked["needs_confirmation"] is True

@@ -202,6 +202,8 @@ class Scheduling:
         # Where the session is hosted never changes: a session hosted away is moved only while its host's
         # partnership still covers it (I11), as the course as it stands now says.
         current: Course = access.owned(await self.in_thread(lambda: self.courses.peek(course_id)), principal)
+        if session_id not in current.sessions:  # booked since this process cached the course: read the store
+            current = await self.in_thread(lambda: self.courses.get_course(course_id))
         placed = current.session(session_id)
         host = await self._host_facts(placed.clinic_id, home, placed.kind.value) if placed.clinic_id != home else None
         staffed = clinician_ids if clinician_ids is not None else [UUID(i) for i in placed.clinician_ids]
