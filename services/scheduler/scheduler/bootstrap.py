@@ -32,7 +32,7 @@ from scheduler.http.deps import (
     provide_principal,
     provide_services,
 )
-from scheduler.http.directory import ClinicController, PartnershipController
+from scheduler.http.directory import ClinicController, ClinicianController, PartnershipController
 from scheduler.http.hosting import HostedSessionController, SharedSessionController
 from scheduler.http.feed import read_feed
 from scheduler.http import docs_ui
@@ -152,8 +152,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
 
     app = Litestar(
         route_handlers=[
-            ClinicController, PartnershipController, CourseController, DoseApprovalController, HostedSessionController,
-            SharedSessionController, live, ready, delivery,
+            ClinicController, ClinicianController, PartnershipController, CourseController, DoseApprovalController,
+            HostedSessionController, SharedSessionController, live, ready, delivery,
             read_feed, list_dead_letters, redrive_dead_letter, list_relay_dead_letters, *NOTIFICATION_ROUTES,
             *KEY_ROUTES, list_problem_types, get_problem_type, docs_ui.docs_file,
         ],

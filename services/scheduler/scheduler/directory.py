@@ -1,7 +1,13 @@
-"""Clinics, clinicians, rooms and partnerships (asyncpg); their API keys live in `scheduler.api_keys`."""
+"""Clinics, clinicians, rooms, partnerships and hours (asyncpg); their API keys live in `scheduler.api_keys`.
+
+Partnerships, hours and closures change, and each change is a new row (nothing is updated or deleted), so their
+history is kept: the current value is what the latest rows say."""
 
 from __future__ import annotations
 
+import json
+import time
+from datetime import date
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -9,8 +15,11 @@ import asyncpg
 
 from scheduler import api_keys
 from scheduler.api_keys import OPERATOR, ApiKeys, Principal
+from scheduler.domain.rules.hours import WEEKDAYS, Closure, Schedule, Week, WorkingHours
 
-__all__ = ["OPERATOR", "SCHEMA_SQL", "Directory", "Principal"]
+__all__ = ["KINDS", "OPERATOR", "SCHEMA_SQL", "Directory", "Principal"]
+
+KINDS = ("assessment", "preparation", "medicine", "integration")  # the session kinds a partnership may cover
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS clinics (
@@ -28,12 +37,44 @@ CREATE TABLE IF NOT EXISTS partnership_consents (
     clinic_id uuid NOT NULL REFERENCES clinics(id), partner_clinic_id uuid NOT NULL REFERENCES clinics(id),
     created_at timestamptz NOT NULL DEFAULT now(), created_by text NOT NULL,
     PRIMARY KEY (clinic_id, partner_clinic_id));
+-- Each consent (with the kinds of session it covers), change of consent and end of a partnership, in order.
+CREATE TABLE IF NOT EXISTS partnership_changes (
+    id bigserial PRIMARY KEY, clinic_id uuid NOT NULL REFERENCES clinics(id),
+    partner_clinic_id uuid NOT NULL REFERENCES clinics(id),
+    change text NOT NULL CHECK (change IN ('consented', 'ended')), kinds text[] NOT NULL DEFAULT '{}',
+    reason text, created_at timestamptz NOT NULL DEFAULT now(), created_by text NOT NULL);
+CREATE INDEX IF NOT EXISTS partnership_changes_pair ON partnership_changes (clinic_id, partner_clinic_id, id);
+-- Consents given before partnerships had a scope covered every kind (partnership_consents is no longer written).
+INSERT INTO partnership_changes (clinic_id, partner_clinic_id, change, kinds, created_at, created_by)
+SELECT c.clinic_id, c.partner_clinic_id, 'consented', '{assessment,preparation,medicine,integration}',
+       c.created_at, c.created_by
+FROM partnership_consents c WHERE NOT EXISTS (
+    SELECT 1 FROM partnership_changes p WHERE p.clinic_id = c.clinic_id AND p.partner_clinic_id = c.partner_clinic_id)
+ORDER BY c.created_at;
+-- Weekly hours: the latest row of a clinic (a clinician) is its current opening (working) hours; NULL: always.
+CREATE TABLE IF NOT EXISTS opening_hours (
+    id bigserial PRIMARY KEY, clinic_id uuid NOT NULL REFERENCES clinics(id), intervals jsonb,
+    created_at timestamptz NOT NULL DEFAULT now(), created_by text NOT NULL);
+CREATE INDEX IF NOT EXISTS opening_hours_clinic ON opening_hours (clinic_id, id);
+CREATE TABLE IF NOT EXISTS working_hours (
+    id bigserial PRIMARY KEY, clinician_id uuid NOT NULL REFERENCES clinicians(id), intervals jsonb,
+    created_at timestamptz NOT NULL DEFAULT now(), created_by text NOT NULL);
+CREATE INDEX IF NOT EXISTS working_hours_clinician ON working_hours (clinician_id, id);
+-- A closure is added, and may later be lifted (a second row); both rows are kept.
+CREATE TABLE IF NOT EXISTS closure_changes (
+    id bigserial PRIMARY KEY, closure_id uuid NOT NULL, clinic_id uuid NOT NULL REFERENCES clinics(id),
+    change text NOT NULL CHECK (change IN ('added', 'lifted')), starts_on date NOT NULL, ends_on date NOT NULL,
+    reason text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), created_by text NOT NULL);
+CREATE INDEX IF NOT EXISTS closure_changes_clinic ON closure_changes (clinic_id, id);
 """ + api_keys.SCHEMA_SQL + """
 CREATE TABLE IF NOT EXISTS access_log (
     id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), principal text NOT NULL,
     action text NOT NULL, course_id uuid);
 CREATE INDEX IF NOT EXISTS access_log_course ON access_log (course_id, at);
 """
+
+
+HOURS_TTL = 2.0
 
 
 class Directory:
@@ -46,6 +87,10 @@ class Directory:
         self._clinics: dict[UUID, dict[str, Any]] = {}
         self._clinicians: dict[str, dict[str, Any]] = {}
         self._rooms: dict[UUID, dict[str, Any]] = {}
+        # Hours and closures change now and then, and every booking reads them: each is kept for HOURS_TTL
+        # seconds (a change made through another API process applies here within that time; through this one,
+        # at once).
+        self._hours: dict[UUID, tuple[float, Any]] = {}
 
     def known(self, key: str) -> Principal | None:
         """The principal of `key` if it is the operator's or this process holds it in its key cache: no database
@@ -94,33 +139,172 @@ class Directory:
         )
         return dict(row)
 
-    async def consent_to_partnership(self, clinic_id: UUID, partner_clinic_id: UUID, by: Principal) -> bool:
-        """Record one side's consent; returns whether the partnership is now agreed by both."""
+    async def clinic_clinicians(self, clinic_id: UUID) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch("SELECT * FROM clinicians WHERE clinic_id = $1 ORDER BY created_at, id", clinic_id)
+        return [dict(r) for r in rows]
+
+    async def clinic_rooms(self, clinic_id: UUID) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch("SELECT * FROM rooms WHERE clinic_id = $1 ORDER BY created_at, id", clinic_id)
+        return [dict(r) for r in rows]
+
+    # ------------------------------------------------------------ partnerships
+
+    async def consent_to_partnership(self, clinic_id: UUID, partner_clinic_id: UUID, kinds: list[str],
+                                     by: Principal) -> dict[str, Any]:
+        """Record one side's consent, or its change to other kinds; returns the partnership as it now stands."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO partnership_consents (clinic_id, partner_clinic_id, created_by) VALUES ($1, $2, $3) "
-                "ON CONFLICT DO NOTHING",
-                clinic_id, partner_clinic_id, by.ref,
-            )
-            return await self._partnered(conn, clinic_id, partner_clinic_id)
+            await self._lock_pair(conn, clinic_id, partner_clinic_id)
+            wanted = [k for k in KINDS if k in kinds]
+            now = _partnership(clinic_id, partner_clinic_id, await self._pair_changes(conn, clinic_id, partner_clinic_id))
+            if now["own_kinds"] != wanted:  # consenting again to the same changes nothing
+                await conn.execute(
+                    "INSERT INTO partnership_changes (clinic_id, partner_clinic_id, change, kinds, created_by) "
+                    "VALUES ($1, $2, 'consented', $3, $4)",
+                    clinic_id, partner_clinic_id, wanted, by.ref,
+                )
+            return _partnership(clinic_id, partner_clinic_id,
+                                await self._pair_changes(conn, clinic_id, partner_clinic_id))
 
-    @staticmethod
-    async def _partnered(conn: asyncpg.Connection, one: UUID, other: UUID) -> bool:
-        count = await conn.fetchval(
-            "SELECT count(*) FROM partnership_consents WHERE (clinic_id = $1 AND partner_clinic_id = $2) "
-            "OR (clinic_id = $2 AND partner_clinic_id = $1)",
-            one, other,
+    async def end_partnership(self, clinic_id: UUID, partner_clinic_id: UUID, reason: str,
+                              by: Principal) -> dict[str, Any] | None:
+        """Either clinic ends a proposed or agreed partnership (ending an ended one changes nothing); None if the
+        two never had one."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._lock_pair(conn, clinic_id, partner_clinic_id)
+            changes = await self._pair_changes(conn, clinic_id, partner_clinic_id)
+            if not changes:
+                return None
+            if _partnership(clinic_id, partner_clinic_id, changes)["state"] != "ended":
+                await conn.execute(
+                    "INSERT INTO partnership_changes (clinic_id, partner_clinic_id, change, reason, created_by) "
+                    "VALUES ($1, $2, 'ended', $3, $4)",
+                    clinic_id, partner_clinic_id, reason, by.ref,
+                )
+                changes = await self._pair_changes(conn, clinic_id, partner_clinic_id)
+            return _partnership(clinic_id, partner_clinic_id, changes)
+
+    async def partnerships(self, clinic_id: UUID) -> list[dict[str, Any]]:
+        """Every partnership the clinic proposed, agreed or ended, with its history, as the clinic sees it."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM partnership_changes WHERE clinic_id = $1 OR partner_clinic_id = $1 ORDER BY id", clinic_id
         )
-        return count == 2
+        pairs: dict[UUID, list[asyncpg.Record]] = {}
+        for row in rows:
+            other = row["partner_clinic_id"] if row["clinic_id"] == clinic_id else row["clinic_id"]
+            pairs.setdefault(other, []).append(row)
+        return [_partnership(clinic_id, other, changes) for other, changes in pairs.items()]
 
-    async def host_facts(self, host_clinic_id: UUID, home_clinic_id: UUID) -> tuple[bool, bool]:
-        """(the host has a prescriber, the host and home clinic have agreed a partnership) for I11."""
+    async def host_facts(self, host_clinic_id: UUID, home_clinic_id: UUID, kind: str) -> tuple[bool, bool]:
+        """(the host has a prescriber, the host and home clinic have an agreed partnership in force covering
+        `kind`) for I11."""
         async with self.pool.acquire() as conn:
             has_prescriber = await conn.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM clinicians WHERE clinic_id = $1 AND role = 'prescriber')", host_clinic_id
             )
-            partnered = await self._partnered(conn, host_clinic_id, home_clinic_id)
-        return bool(has_prescriber), partnered
+            partnership = _partnership(host_clinic_id, home_clinic_id,
+                                       await self._pair_changes(conn, host_clinic_id, home_clinic_id))
+        return bool(has_prescriber), partnership["state"] == "agreed" and kind in partnership["kinds"]
+
+    @staticmethod
+    async def _pair_changes(conn: asyncpg.Connection, one: UUID, other: UUID) -> list[asyncpg.Record]:
+        return await conn.fetch(
+            "SELECT * FROM partnership_changes WHERE (clinic_id = $1 AND partner_clinic_id = $2) "
+            "OR (clinic_id = $2 AND partner_clinic_id = $1) ORDER BY id",
+            one, other,
+        )
+
+    @staticmethod
+    async def _lock_pair(conn: asyncpg.Connection, one: UUID, other: UUID) -> None:
+        """Changes of one pair's partnership take turns, so each is judged on the one before (NO KEY UPDATE: rows
+        that reference the clinics are still inserted meanwhile)."""
+        await conn.execute("SELECT 1 FROM clinics WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE",
+                           [one, other])
+
+    # ------------------------------------------------- hours and closures
+
+    async def set_hours(self, owner: str, owner_id: UUID, intervals: list[dict[str, str]] | None,
+                        by: Principal) -> list[dict[str, Any]]:
+        """A clinic's opening or a clinician's working hours from now on (None: always); returns the history."""
+        table, column = _HOURS[owner]
+        await self.pool.execute(
+            f"INSERT INTO {table} ({column}, intervals, created_by) VALUES ($1, $2::jsonb, $3)",
+            owner_id, None if intervals is None else json.dumps(intervals), by.ref,
+        )
+        self._hours.pop(owner_id, None)  # after the change: this process judges by it from now on
+        return await self.hours_history(owner, owner_id)
+
+    async def hours_history(self, owner: str, owner_id: UUID) -> list[dict[str, Any]]:
+        """Every setting of the hours, the current one last (none: always open or available)."""
+        table, column = _HOURS[owner]
+        rows = await self.pool.fetch(f"SELECT * FROM {table} WHERE {column} = $1 ORDER BY id", owner_id)
+        return [{"intervals": _intervals(r["intervals"]), "at": r["created_at"], "by": r["created_by"]} for r in rows]
+
+    async def add_closure(self, clinic_id: UUID, starts_on: date, ends_on: date, reason: str,
+                          by: Principal) -> dict[str, Any]:
+        row = await self.pool.fetchrow(
+            "INSERT INTO closure_changes (closure_id, clinic_id, change, starts_on, ends_on, reason, created_by) "
+            "VALUES ($1, $2, 'added', $3, $4, $5, $6) RETURNING *",
+            uuid4(), clinic_id, starts_on, ends_on, reason, by.ref,
+        )
+        self._hours.pop(clinic_id, None)
+        return dict(row)
+
+    async def lift_closure(self, clinic_id: UUID, closure_id: UUID, by: Principal) -> bool:
+        """Lift a closure of the clinic (lifting a lifted one changes nothing); False if it has no such closure."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._lock_pair(conn, clinic_id, clinic_id)
+            rows = await conn.fetch(
+                "SELECT * FROM closure_changes WHERE clinic_id = $1 AND closure_id = $2 ORDER BY id", clinic_id,
+                closure_id,
+            )
+            if rows and rows[-1]["change"] == "added":
+                await conn.execute(
+                    "INSERT INTO closure_changes (closure_id, clinic_id, change, starts_on, ends_on, reason, "
+                    "created_by) VALUES ($1, $2, 'lifted', $3, $4, $5, $6)",
+                    closure_id, clinic_id, rows[-1]["starts_on"], rows[-1]["ends_on"], rows[-1]["reason"], by.ref,
+                )
+        self._hours.pop(clinic_id, None)
+        return bool(rows)
+
+    async def closure_changes(self, clinic_id: UUID) -> list[dict[str, Any]]:
+        """Every closure added or lifted, in order."""
+        rows = await self.pool.fetch("SELECT * FROM closure_changes WHERE clinic_id = $1 ORDER BY id", clinic_id)
+        return [dict(r) for r in rows]
+
+    async def hours_of(self, clinic_id: UUID,
+                       clinician_ids: list[UUID]) -> tuple[Schedule, dict[str, WorkingHours]]:
+        """What the hours rules need to judge a session at the clinic with these clinicians."""
+        clinic = await self.clinic(clinic_id)
+        assert clinic is not None
+        staff = await self.clinicians(clinician_ids)
+        now = time.monotonic()
+        fresh = {i: v for i in [clinic_id, *clinician_ids] if (v := self._hours.get(i)) is not None and v[0] > now}
+        stale = [i for i in clinician_ids if i not in fresh]
+        if clinic_id not in fresh or stale:
+            async with self.pool.acquire() as conn:
+                if clinic_id not in fresh:
+                    opening = await conn.fetchval(
+                        "SELECT intervals FROM opening_hours WHERE clinic_id = $1 ORDER BY id DESC LIMIT 1", clinic_id
+                    )
+                    closures = await conn.fetch(
+                        "SELECT DISTINCT ON (closure_id) * FROM closure_changes WHERE clinic_id = $1 "
+                        "ORDER BY closure_id, id DESC", clinic_id,
+                    )
+                    kept = (_week(_intervals(opening)), tuple(
+                        Closure(c["starts_on"], c["ends_on"], c["reason"]) for c in closures if c["change"] == "added"))
+                    fresh[clinic_id] = self._hours[clinic_id] = (now + HOURS_TTL, kept)
+                if stale:
+                    working = await conn.fetch(
+                        "SELECT DISTINCT ON (clinician_id) clinician_id, intervals FROM working_hours "
+                        "WHERE clinician_id = ANY($1::uuid[]) ORDER BY clinician_id, id DESC", stale,
+                    )
+                    found = {r["clinician_id"]: _week(_intervals(r["intervals"])) for r in working}
+                    for clinician_id in stale:
+                        fresh[clinician_id] = self._hours[clinician_id] = (now + HOURS_TTL, found.get(clinician_id))
+        opening_week, closures_kept = fresh[clinic_id][1]
+        schedule = Schedule(name=clinic["name"], timezone=clinic["timezone"], opening=opening_week,
+                            closures=closures_kept)
+        return schedule, {cid: WorkingHours(row["name"], fresh[UUID(cid)][1]) for cid, row in staff.items()}
 
     async def clinicians(self, ids: list[UUID]) -> dict[str, dict[str, Any]]:
         missing = [i for i in ids if str(i) not in self._clinicians]
@@ -148,3 +332,48 @@ class Directory:
         await self.pool.execute(
             "INSERT INTO access_log (principal, action, course_id) VALUES ($1, $2, $3)", principal.ref, action, course_id
         )
+
+
+_HOURS = {"clinic": ("opening_hours", "clinic_id"), "clinician": ("working_hours", "clinician_id")}
+
+
+def _intervals(stored: str | None) -> list[dict[str, str]] | None:
+    return None if stored is None else json.loads(stored)
+
+
+def _week(intervals: list[dict[str, str]] | None) -> Week | None:
+    """Intervals as the API gives them ({"weekday": "monday", "opens": "09:00", "closes": "17:30"}) by weekday."""
+    if intervals is None:
+        return None
+    week: dict[int, list[tuple[int, int]]] = {}
+    for i in intervals:
+        week.setdefault(WEEKDAYS.index(i["weekday"]), []).append((_minutes(i["opens"]), _minutes(i["closes"])))
+    return week
+
+
+def _minutes(clock: str) -> int:
+    hours, minutes = clock.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def _partnership(clinic_id: UUID, partner_clinic_id: UUID, changes: list[asyncpg.Record]) -> dict[str, Any]:
+    """The partnership of two clinics from its changes, as `clinic_id` sees it: proposed (one side consented),
+    agreed (both; it covers the kinds both consented to) or ended (an end since the last consents)."""
+    consents: dict[UUID, list[str]] = {}
+    for change in changes:
+        if change["change"] == "ended":
+            consents = {}  # a partnership ended is proposed again from scratch
+        else:
+            consents[change["clinic_id"]] = list(change["kinds"])
+    own, theirs = consents.get(clinic_id), consents.get(partner_clinic_id)
+    agreed = own is not None and theirs is not None
+    return {
+        "clinic_id": clinic_id,
+        "partner_clinic_id": partner_clinic_id,
+        "state": "agreed" if agreed else "proposed" if consents else "ended",
+        "kinds": [k for k in KINDS if agreed and k in own and k in theirs],
+        "own_kinds": own,
+        "partner_kinds": theirs,
+        "history": [{"clinic_id": c["clinic_id"], "change": c["change"], "kinds": list(c["kinds"]),
+                     "reason": c["reason"], "at": c["created_at"], "by": c["created_by"]} for c in changes],
+    }

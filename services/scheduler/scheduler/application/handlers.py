@@ -17,6 +17,7 @@ from scheduler.application.runner import Steps, run_steps_async
 from scheduler.domain.course import Course, DoseApproval, HostFacts, Kind, Session, SessionStatus
 from scheduler.domain.errors import RulesBrokenError, UnknownApprovalError, Violation
 from scheduler.domain.protocol import Protocol as CourseProtocol
+from scheduler.domain.rules import hours
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -31,7 +32,10 @@ class Directory(Protocol):
 
     async def clinicians(self, ids: list[UUID]) -> dict[str, Row]: ...
 
-    async def host_facts(self, host_clinic_id: UUID, home_clinic_id: UUID) -> tuple[bool, bool]: ...
+    async def host_facts(self, host_clinic_id: UUID, home_clinic_id: UUID, kind: str) -> tuple[bool, bool]: ...
+
+    async def hours_of(self, clinic_id: UUID,
+                       clinician_ids: list[UUID]) -> tuple[hours.Schedule, dict[str, hours.WorkingHours]]: ...
 
     async def log_access(self, principal: Principal, action: str, course_id: UUID | None) -> None: ...
 
@@ -150,7 +154,8 @@ class Scheduling:
 
     async def book_session(self, principal: Principal, course_id: UUID, *, kind: str, partners: list[str],
                            starts_at: datetime, ends_at: datetime, clinic_id: UUID | None, room_id: UUID | None,
-                           clinician_ids: list[UUID], timezone: str | None) -> Session:
+                           clinician_ids: list[UUID], timezone: str | None,
+                           hours_override_reason: str | None = None) -> Session:
         home = access.clinic_of(principal)
         host_id = str(clinic_id or home)
         clinic = await self.directory.clinic(UUID(host_id))
@@ -159,20 +164,26 @@ class Scheduling:
         await self._room_of(room_id, host_id)
         await self._staff_of(principal, clinician_ids, {host_id})
         host = await self._host_facts(host_id, home, kind)
+        schedule, staff_hours = await self.directory.hours_of(UUID(host_id), clinician_ids)
         session_id = str(uuid4())
 
         def booking(work: Work) -> Session:
             course = access.owned(work.course(course_id), principal)
+            outside, override = _outside_hours(schedule, staff_hours, clinician_ids, starts_at, ends_at,
+                                               hours_override_reason)
             try:
                 course.book_session(
                     session_id=session_id, kind=kind, partners=partners, starts_at=starts_at, ends_at=ends_at,
                     clinic_id=host_id, room_id=str(room_id) if room_id else None,
                     clinician_ids=[str(i) for i in clinician_ids], timezone=timezone or clinic["timezone"],
-                    host=host, by=principal.ref,
+                    host=host, hours_override=override, by=principal.ref,
                 )
-            except RulesBrokenError as broken:  # the course's rules and the calendars', named together
-                raise RulesBrokenError([*broken.violations, *self._clashes_of_booking(
-                    work, course, partners, starts_at, ends_at, room_id, clinician_ids)]) from None
+                broken: list[Violation] = []
+            except RulesBrokenError as refused:
+                broken = list(refused.violations)
+            if broken or outside:  # the course's rules, the hours and the calendars', named together
+                raise RulesBrokenError([*broken, *outside, *self._clashes_of_booking(
+                    work, course, partners, starts_at, ends_at, room_id, clinician_ids)])
             session = course.sessions[session_id]
             self._reserve(work, course, session, self.calendars.held_by(course, session))
             return session
@@ -181,7 +192,8 @@ class Scheduling:
 
     async def reschedule_session(self, principal: Principal, course_id: UUID, session_id: str, *,
                                  starts_at: datetime, ends_at: datetime, room_id: UUID | None,
-                                 clinician_ids: list[UUID] | None) -> Session:
+                                 clinician_ids: list[UUID] | None,
+                                 hours_override_reason: str | None = None) -> Session:
         home = access.clinic_of(principal)
         room = await self.directory.room(room_id) if room_id is not None else None
         if room_id is not None and room is None:
@@ -190,8 +202,12 @@ class Scheduling:
         # Where the session is hosted never changes: a session hosted away is moved only while its host's
         # partnership still covers it (I11), as the course as it stands now says.
         current: Course = access.owned(await self.in_thread(lambda: self.courses.peek(course_id)), principal)
+        if session_id not in current.sessions:  # booked since this process cached the course: read the store
+            current = await self.in_thread(lambda: self.courses.get_course(course_id))
         placed = current.session(session_id)
         host = await self._host_facts(placed.clinic_id, home, placed.kind.value) if placed.clinic_id != home else None
+        staffed = clinician_ids if clinician_ids is not None else [UUID(i) for i in placed.clinician_ids]
+        schedule, staff_hours = await self.directory.hours_of(UUID(placed.clinic_id), staffed)
 
         def rescheduling(work: Work) -> Session:
             course = access.owned(work.course(course_id), principal)
@@ -201,12 +217,20 @@ class Scheduling:
                 raise UnknownReferenceError(f"room {room_id} is not a room of the hosting clinic")
             _check_staff(staff, clinician_ids or [], {session.clinic_id})
             before = list(self.calendars.held_by(course, session))
-            course.reschedule_session(
-                session_id=session_id, starts_at=starts_at, ends_at=ends_at,
-                room_id=str(room_id) if room_id else None,
-                clinician_ids=[str(i) for i in clinician_ids] if clinician_ids is not None else None,
-                host=host, by=principal.ref,
-            )
+            outside, override = _outside_hours(schedule, staff_hours, staffed, starts_at, ends_at,
+                                               hours_override_reason)
+            try:
+                course.reschedule_session(
+                    session_id=session_id, starts_at=starts_at, ends_at=ends_at,
+                    room_id=str(room_id) if room_id else None,
+                    clinician_ids=[str(i) for i in clinician_ids] if clinician_ids is not None else None,
+                    host=host, hours_override=override, by=principal.ref,
+                )
+                broken: list[Violation] = []
+            except RulesBrokenError as refused:
+                broken = list(refused.violations)
+            if broken or outside:
+                raise RulesBrokenError([*broken, *outside])
             moved = course.sessions[session_id]
             after = list(self.calendars.held_by(course, moved))
             self._reserve(work, course, moved, after)
@@ -334,7 +358,7 @@ class Scheduling:
         """What I11 needs to know of the hosting clinic: for a medicine session, or any session hosted away."""
         if kind != Kind.MEDICINE.value and host_id == home_id:
             return None
-        has_prescriber, partnered = await self.directory.host_facts(UUID(host_id), UUID(home_id))
+        has_prescriber, partnered = await self.directory.host_facts(UUID(host_id), UUID(home_id), kind)
         return HostFacts(host_id, has_prescriber, partnered)
 
     def _reserve(self, work: Work, course: Course, session: Session, held: Iterable[Held]) -> None:
@@ -364,6 +388,19 @@ class Scheduling:
         return [v for h in self.calendars.held_by(course, probe)
                 if (v := work.calendar(h.calendar_id, h.resource).violation(
                     starts_at, ends_at, h.label, other_courses_than=str(course.id)))]
+
+
+def _outside_hours(schedule: hours.Schedule, staff_hours: dict[str, hours.WorkingHours], clinician_ids: list[UUID],
+                   starts_at: datetime, ends_at: datetime,
+                   override_reason: str | None) -> tuple[list[Violation], str | None]:
+    """(the hours rules the session breaks and that refuse it, the override reason to keep with it): a reason
+    accepts a session outside hours, and is kept only when it overrode something."""
+    broken = hours.hours_violations(schedule, [staff_hours[str(i)] for i in clinician_ids if str(i) in staff_hours],
+                                    starts_at, ends_at)
+    reason = (override_reason or "").strip()
+    if not broken:
+        return [], None
+    return ([], reason) if reason else (broken, None)
 
 
 def _check_staff(found: dict[str, Row], ids: list[UUID], clinics: set[str]) -> None:

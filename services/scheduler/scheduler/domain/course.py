@@ -100,6 +100,9 @@ class Course(CourseState, Aggregate):
         room_id: str | None
         clinician_ids: list[str]
         follows: str | None
+        # Why it was moved outside the host's or a clinician's hours; events stored before hours were kept lack
+        # it, and it is absent (None) when nothing was overridden.
+        hours_override: str | None = None
 
         def apply(self, course: Course) -> None:
             session = course.sessions[self.session_id]
@@ -366,8 +369,11 @@ class Course(CourseState, Aggregate):
         clinician_ids: Iterable[str] = (),
         timezone: str = "UTC",
         host: HostFacts | None = None,
+        hours_override: str | None = None,
         by: str,
     ) -> None:
+        """Book a session; `hours_override` is the reason it was accepted outside hours (the application judges
+        hours), kept with it."""
         kind = parse_kind(kind)
         partners = tuple(sorted(set(partners)))
         problems = time_problems(starts_at, ends_at)
@@ -399,6 +405,7 @@ class Course(CourseState, Aggregate):
                 "clinician_ids": list(clinician_ids),
                 "timezone": timezone,
                 "follows": follows,
+                **({"hours_override": hours_override} if hours_override else {}),
             },
             by=by,
         )
@@ -412,6 +419,7 @@ class Course(CourseState, Aggregate):
         room_id: str | None = None,
         clinician_ids: Iterable[str] | None = None,
         host: HostFacts | None = None,
+        hours_override: str | None = None,
         by: str,
     ) -> None:
         session = self.session(session_id)
@@ -438,6 +446,7 @@ class Course(CourseState, Aggregate):
             clinician_ids=list(clinician_ids) if clinician_ids is not None else list(session.clinician_ids),
             follows=follows if session.kind is Kind.INTEGRATION else session.follows,
             by=by,
+            **({"hours_override": hours_override} if hours_override else {}),
         )
 
     def confirm_session(

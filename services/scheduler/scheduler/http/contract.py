@@ -78,7 +78,7 @@ PROBLEMS: dict[int, tuple[str, str, str, str, dict[str, OpenAPIHeader]]] = {
 
 # Operations with a 403 (a principal of the wrong kind) or a 404 without an id in their path.
 FORBIDDEN = {
-    "createClinic", "consentToPartnership", "openCourse", "recordScreening", "bookSession", "rescheduleSession",
+    "createClinic", "consentToPartnership", "endPartnership", "openCourse", "recordScreening", "bookSession", "rescheduleSession",
     "cancelSession", "confirmSession", "recordSession", "requestDoseApproval", "acknowledgeMissedWindow",
     "completeCourse", "discontinueCourse", "listDoseApprovals", "redriveDelivery",
 }
@@ -96,8 +96,10 @@ def problem_statuses(operation_id: str, method: str, path: str, has_parameters: 
         statuses.add(429)
     if has_parameters or has_body or method == "post":
         statuses.add(422)
-    if method == "post":  # a body of another type or size; an Idempotency-Key still running
-        statuses |= {409, 413, 415}
+    if method == "post":  # an Idempotency-Key still running
+        statuses.add(409)
+    if method in ("post", "put"):  # a body of another type or size
+        statuses |= {413, 415}
     if "{" in path or operation_id in NOT_FOUND_WITHOUT_ID:
         statuses.add(404)
     if operation_id in FORBIDDEN:

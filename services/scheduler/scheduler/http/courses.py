@@ -106,7 +106,7 @@ class CourseController(Controller):
         session = await services.scheduling.book_session(
             principal, course_id, kind=data.kind, partners=data.partners, starts_at=data.starts_at,
             ends_at=data.ends_at, clinic_id=data.clinic_id, room_id=data.room_id, clinician_ids=data.clinician_ids,
-            timezone=data.timezone,
+            timezone=data.timezone, hours_override_reason=data.hours_override_reason,
         )
         return session_view(session)
 
@@ -117,7 +117,7 @@ class CourseController(Controller):
     ) -> SessionView:
         session = await services.scheduling.reschedule_session(
             principal, course_id, session_id, starts_at=data.starts_at, ends_at=data.ends_at, room_id=data.room_id,
-            clinician_ids=data.clinician_ids,
+            clinician_ids=data.clinician_ids, hours_override_reason=data.hours_override_reason,
         )
         return session_view(session)
 

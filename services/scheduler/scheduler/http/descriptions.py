@@ -49,7 +49,10 @@ DESCRIPTIONS: dict[str, str] = {
                    "offsets), partners, the hosting clinic (the home clinic or a partner under an agreed partnership, "
                    "I11), room and clinicians of the host. Checked against every rule at once: phase order, the "
                    "medicine session count and interval, the integration window, no double booking (I10). A "
-                   "medicine session at a partner clinic asks the host to confirm." + _COMMAND,
+                   "medicine session at a partner clinic asks the host to confirm. It lies within the host's opening "
+                   "hours, off its closures and within its clinicians' working hours (local time in the host's zone; "
+                   "none set: always), unless `hours_override_reason` says why not: the reason is kept with the "
+                   "session." + _COMMAND,
     "cancelSession": "Cancels a booked session, with a reason." + _COMMAND,
     "confirmSession": "The clinic hosting a partner-hosted medicine session confirms or declines it (a reason when "
                       "declining), with its own key; it sees only the sessions it hosts. A rescheduled session asks "
@@ -59,7 +62,8 @@ DESCRIPTIONS: dict[str, str] = {
                      "adverse events and the discharge time (I8, I9). Adverse events alert the prescriber and the home "
                      "clinic at once." + _COMMAND,
     "rescheduleSession": "Moves a booked session (its room and clinicians may change too), checked like a booking; "
-                         "its own old time never counts as a clash." + _COMMAND,
+                         "its own old time never counts as a clash; the host's hours apply as to a booking, with the "
+                         "same `hours_override_reason`." + _COMMAND,
     "listHostedSessions": "The sessions a clinic hosts for other clinics' courses, by start time (default: the next "
                           "seven days; at most 62): scheduling facts, room and clinicians, and for a medicine "
                           "session who is dosed and the dose approved so far. Nothing of the couple (no partner "
@@ -81,8 +85,37 @@ DESCRIPTIONS: dict[str, str] = {
     "readFeed": "Everything the notifier addressed to the caller after a position, in order and without gaps: the "
                 "same items its webhooks carry. A receiver that was down asks for `?after=<last position seen>`. "
                 "The operator names a feed with `?recipient=`.",
-    "consentToPartnership": "A clinic agrees to partner with another; the partnership holds once both have agreed, "
-                            "and only then may one host the other's sessions (I11).",
+    "consentToPartnership": "A clinic consents to partner with another for the kinds of session it names (default: "
+                            "medicine only), or sends it again to change them. The partnership holds once both "
+                            "consented, and covers the kinds both named: only those sessions may one host for the "
+                            "other (I11). Answers the partnership as it stands, with its history.",
+    "endPartnership": "Either clinic ends its partnership with the clinic in the path, with a reason: from then on "
+                      "neither hosts new sessions for the other (nor moves them, I11); sessions already booked stay "
+                      "booked. Ending an ended partnership changes nothing; a new consent proposes it anew. 404 if "
+                      "the two never had one.",
+    "listPartnerships": "The operator or the clinic lists its partnerships: state (proposed, agreed, ended), the kinds "
+                        "both agreed, each side's consent in force and every consent, change and end (who, when, "
+                        "why), oldest first.",
+    "getClinic": "The operator or the clinic reads the clinic: name, IANA time zone, opening hours and closures in "
+                 "force. Never a key; to another clinic it does not exist (404).",
+    "listClinicians": "The operator or the clinic lists its therapists and prescribers with their working hours in "
+                      "force. Never a key.",
+    "listRooms": "The operator or the clinic lists its rooms.",
+    "getOpeningHours": "The operator or the clinic reads its weekly opening hours in force (null: always open) and "
+                       "every setting of them (who, when), the current one last.",
+    "setOpeningHours": "The operator or the clinic sets its weekly opening hours, local wall-clock time in its zone "
+                       "(several intervals a day; a weekday without one is closed; past midnight: until 24:00, then "
+                       "from 00:00 the next day; null: always open). Kept with the earlier settings. New bookings and "
+                       "moves are checked against them; booked sessions stay.",
+    "listClosures": "The operator or the clinic lists the closures in force and every closure added or lifted.",
+    "addClosure": "The operator or the clinic closes the clinic from one local date to another (both included), with "
+                  "a reason; no session is booked or moved onto those days without `hours_override_reason`.",
+    "liftClosure": "The operator or the clinic lifts a closure (204); the history keeps it. Lifting it again is a "
+                   "no-op.",
+    "getWorkingHours": "The operator or the clinician's clinic reads the clinician's weekly working hours in force "
+                       "(null: always available) and every setting of them.",
+    "setWorkingHours": "The operator or the clinician's clinic sets the clinician's weekly working hours, local time "
+                       "in the clinic's zone (as opening hours; null: always available). Kept with earlier settings.",
     "listPrescriberKeys": "The prescriber's keys (the operator, its clinic or the prescriber), never their secrets.",
     "listPrescriberWebhooks": "The prescriber's active webhooks (the operator, its clinic or the prescriber), "
                               "without their secrets.",

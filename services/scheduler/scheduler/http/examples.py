@@ -15,7 +15,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "ClinicCreate": {"name": "Harbour Couples Therapy", "timezone": "Europe/Berlin"},
     "ClinicianCreate": {"name": "Dr. Mara Lind", "role": "prescriber"},
     "RoomCreate": {"name": "Room 2 (monitored)"},
-    "PartnershipCreate": {"partner_clinic_id": CLINIC},
+    "PartnershipCreate": {"partner_clinic_id": CLINIC, "kinds": ["medicine"]},
+    "PartnershipEnd": {"reason": "the clinic no longer offers monitored dosing"},
+    "HoursSet": {"intervals": [{"weekday": "monday", "opens": "08:00", "closes": "12:30"},
+                               {"weekday": "monday", "opens": "13:30", "closes": "18:00"},
+                               {"weekday": "tuesday", "opens": "08:00", "closes": "18:00"}]},
+    "ClosureCreate": {"starts_on": "2026-12-24", "ends_on": "2026-12-26", "reason": "Christmas"},
     "CourseCreate": {
         "model": "taking_turns",
         "partners": {"a": "couple-4711-a", "b": "couple-4711-b"},

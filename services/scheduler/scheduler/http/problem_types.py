@@ -25,6 +25,9 @@ class ProblemType:
 _RULE_FIX = "Change the command so that it keeps the rule (the `violations` list says how it breaks it), or change the " \
             "course first; a course's protocol settings are chosen when it opens."
 
+_HOURS_FIX = "Choose another time, or book (reschedule) it anyway with `hours_override_reason`: the reason is kept " \
+             "in the course's history."
+
 PROBLEM_TYPES: dict[str, ProblemType] = {
     # The clinical rules (../shared/DOMAIN.md, I1-I11): 409, with `violations` listing every rule broken.
     "phase-order": ProblemType(
@@ -92,6 +95,18 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
     "session-confirmation": ProblemType(
         "Confirmation", 409, "Only a partner-hosted medicine session is confirmed or declined, by its host, once.",
         "Read the session's `confirmation`.", "session-confirmation"),
+    # The clinics' hours (not clinical rules: a reason overrides them, and the course keeps it).
+    "opening-hours": ProblemType(
+        "Outside opening hours", 409, "The session falls outside the hosting clinic's opening hours, compared in "
+        "local wall-clock time in the clinic's time zone (a session past midnight lies within the hours of both "
+        "days). A clinic without opening hours is always open.", _HOURS_FIX, "opening-hours"),
+    "closure": ProblemType(
+        "The clinic is closed", 409, "The session falls on a day the hosting clinic is closed (its closures: "
+        "`GET /v1/clinics/{id}/closures`).", _HOURS_FIX, "closure"),
+    "working-hours": ProblemType(
+        "Outside working hours", 409, "The session falls outside the working hours of one of its clinicians "
+        "(local time in the hosting clinic's zone). A clinician without working hours is always available.",
+        _HOURS_FIX, "working-hours"),
     "version-conflict": ProblemType(
         "The course changed concurrently", 409, "Other writers kept changing the course while this command ran.",
         "Retry the command (with the same Idempotency-Key)."),

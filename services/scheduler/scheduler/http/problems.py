@@ -56,6 +56,9 @@ RULE_SLUGS = {
     "approval-decided": "approval-decided",
     "booked-sessions": "booked-sessions",
     "session-confirmation": "session-confirmation",
+    "opening-hours": "opening-hours",
+    "closure": "closure",
+    "working-hours": "working-hours",
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -113,14 +113,135 @@ class Room(Struct, kw_only=True):
     name: str
 
 
+class ClinicianView(Struct, kw_only=True):
+    """A clinician as the clinic's directory lists them (never a key)."""
+
+    id: UUID
+    clinic_id: UUID
+    name: str
+    role: str
+    working_hours: list[HoursInterval] | None
+
+
+SessionKind = Literal["assessment", "preparation", "medicine", "integration"]
+
+
 class PartnershipCreate(Input, kw_only=True):
+    """Consent to partner with a clinic, for these kinds of session (medicine only by default: a partner clinic
+    hosts medicine sessions); sent again with other kinds, it changes the consent."""
+
     partner_clinic_id: UUID
+    kinds: Annotated[list[SessionKind], Meta(min_length=1, max_length=4)] = msgspec.field(
+        default_factory=lambda: ["medicine"])
+
+
+class PartnershipEnd(Input, kw_only=True):
+    reason: Reason
+
+
+class PartnershipChange(Struct, kw_only=True):
+    clinic_id: UUID  # the clinic that consented or ended it
+    change: Literal["consented", "ended"]
+    kinds: list[str]
+    reason: str | None
+    at: datetime
+    by: str
 
 
 class Partnership(Struct, kw_only=True):
+    """A partnership as one of its clinics sees it: proposed, agreed (covering `kinds`, what both consented to) or
+    ended, and every change to it."""
+
     clinic_id: UUID
     partner_clinic_id: UUID
     agreed: bool
+    state: Literal["proposed", "agreed", "ended"]
+    kinds: list[str]
+    own_kinds: list[str] | None  # this clinic's consent in force (None: none)
+    partner_kinds: list[str] | None
+    history: list[PartnershipChange]
+
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+Clock = Annotated[str, Meta(pattern="^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$",
+                            description="A local wall-clock time HH:MM in the clinic's time zone (24:00: midnight "
+                                        "at the end of the day)")]
+
+
+class HoursInterval(Input, kw_only=True):
+    """Open (or working) on a weekday from `opens` until `closes`; past midnight is two intervals (until 24:00, and
+    from 00:00 on the next weekday)."""
+
+    weekday: Weekday
+    opens: Clock
+    closes: Clock
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.closes <= self.opens:
+            raise ValueError(f"{self.weekday}: closes ({self.closes}) must be after opens ({self.opens})")
+
+
+class HoursSet(Input, kw_only=True):
+    """Weekly hours from now on; null: always (no hours kept); a weekday without an interval: closed that day."""
+
+    intervals: Annotated[list[HoursInterval], Meta(max_length=70)] | None
+
+
+class HoursChange(Struct, kw_only=True):
+    intervals: list[HoursInterval] | None
+    at: datetime
+    by: str
+
+
+class Hours(Struct, kw_only=True):
+    """Weekly hours in force (null: always) and every setting of them, the current one last."""
+
+    intervals: list[HoursInterval] | None
+    history: list[HoursChange]
+
+
+class ClosureCreate(Input, kw_only=True):
+    starts_on: date
+    ends_on: date  # included
+    reason: Reason
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (FIRST_YEAR <= self.starts_on.year and self.ends_on.year <= LAST_YEAR):
+            raise ValueError("closures lie in the years 2000 to 2099")
+        if self.ends_on < self.starts_on:
+            raise ValueError("ends_on must not be before starts_on")
+
+
+class Closure(Struct, kw_only=True):
+    id: UUID
+    starts_on: date
+    ends_on: date
+    reason: str
+    at: datetime
+    by: str
+
+
+class ClosureChange(Closure, kw_only=True):
+    change: Literal["added", "lifted"]
+
+
+class Closures(Struct, kw_only=True):
+    """The closures in force and every closure added or lifted, in order."""
+
+    current: list[Closure]
+    history: list[ClosureChange]
+
+
+class ClinicDetail(Struct, kw_only=True):
+    """A clinic as the operator and the clinic itself read it (never a key)."""
+
+    id: UUID
+    name: str
+    timezone: str
+    opening_hours: list[HoursInterval] | None
+    closures: list[Closure]
 
 
 class VitalsLimitIn(Input, kw_only=True):
@@ -170,6 +291,9 @@ class SessionCreate(Input, kw_only=True):
     room_id: UUID | None = None
     clinician_ids: Annotated[list[UUID], Meta(max_length=10)] = msgspec.field(default_factory=list)
     timezone: TimeZone | None = None
+    # Why the session is booked outside the host's opening hours, on a closure or outside a clinician's working
+    # hours: without it such a booking is refused; with it, it is accepted and the reason kept in the course.
+    hours_override_reason: Text | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -181,6 +305,7 @@ class SessionReschedule(Input, kw_only=True):
     ends_at: Instant
     room_id: UUID | None = None
     clinician_ids: Annotated[list[UUID], Meta(max_length=10)] | None = None
+    hours_override_reason: Text | None = None  # as in SessionCreate
 
 
 class SessionCancel(Input, kw_only=True):
