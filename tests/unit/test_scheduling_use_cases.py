@@ -18,6 +18,7 @@ from scheduler.application.errors import CourseNotFoundError, ForbiddenError, Un
 from scheduler.application.handlers import Record, Scheduling
 from scheduler.domain.errors import NotHostingError, RulesBrokenError
 from scheduler.domain.protocol import Protocol
+from scheduler.domain.rules.hours import Schedule, WorkingHours
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
@@ -58,6 +59,10 @@ class FakeDirectory:
     async def host_facts(self, host: UUID, home: UUID, kind: str = "medicine") -> tuple[bool, bool]:
         has_prescriber = any(s["clinic_id"] == host and s["role"] == "prescriber" for s in self.staff.values())
         return has_prescriber, frozenset((host, home)) in self.partnerships
+
+    async def hours_of(self, clinic_id: UUID, clinician_ids: list[UUID]) -> tuple[Schedule, dict[str, WorkingHours]]:
+        """Always open, always available (the hours rules have tests of their own)."""
+        return Schedule("clinic", "Europe/Berlin"), {str(i): WorkingHours("clinician") for i in clinician_ids}
 
     async def log_access(self, principal: Principal, action: str, course_id: UUID | None) -> None:
         self.log.append((principal.ref, action, course_id))
