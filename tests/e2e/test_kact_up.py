@@ -100,7 +100,11 @@ def test_kact_up_runs_the_walkthrough_stops_cleanly_and_keeps_data(tmp_path: Pat
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stdout + run.stderr
         lines = run.stdout.splitlines()
-        assert lines[0] == "completed" and lines[-1] == "Completed"
+        # the partnership agreed, the host's week (who is dosed, nothing of the couple), its confirmation, and
+        # the course completed with the host's record in it
+        assert lines[:3] == ["agreed", "[{'partner': 'a', 'approval_status': None, 'approved_mg': None}]",
+                             "confirmed"], run.stdout
+        assert lines[3] == "completed" and lines[-1] == "Completed", run.stdout
         assert children_of(data_dir), "embedded PostgreSQL and NATS run from the data dir"
         (notifier,) = helpers_of(process, "notifier")
         (jobs,) = helpers_of(process, "scheduler.jobs")

@@ -90,8 +90,8 @@ class Hosting:
         """The index's rows as their courses say now (status, time, staff; the index may trail a moment, and
         it does not follow every state of a session)."""
         course_ids = list(dict.fromkeys(r["course_id"] for r in rows))
-        courses: dict[UUID, Course] = await self.in_thread(
-            lambda: {cid: self.courses.peek(cid) for cid in course_ids})
+        courses: dict[UUID, Course] = await self.in_thread(  # as stored now, not as this process last saw them
+            lambda: {cid: self.courses.get_course(cid) for cid in course_ids})
         for course_id in course_ids:
             await self.directory.log_access(principal, "list_hosted_sessions", course_id)
         return [_hosted(row, courses[row["course_id"]]) for row in rows
