@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 from scheduler.api_keys import OPERATOR, KeyHolder, Principal, PrincipalCache, UsageLog
-from scheduler.http.access import manages
+from scheduler.application.access import manages
 
 CLINIC, OTHER_CLINIC, RX, OTHER_RX = (str(uuid4()) for _ in range(4))
 T0 = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)

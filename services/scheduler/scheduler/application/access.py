@@ -1,11 +1,18 @@
-"""Who may see or change what: the home clinic owns a course, a hosting clinic acts on the sessions it hosts."""
+"""Who may see or change what: the home clinic owns a course, a hosting clinic acts on the sessions it hosts; the
+operator manages everything, a clinic itself and its prescribers, a prescriber itself."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+from uuid import UUID
+
 from scheduler.api_keys import Principal
-from scheduler.application.errors import CourseNotFoundError, ForbiddenError
+from scheduler.application.errors import CourseNotFoundError, ForbiddenError, NotFoundError
 from scheduler.domain.course import Course, Session
 from scheduler.domain.errors import NotHostingError
+
+if TYPE_CHECKING:  # the use cases import these rules
+    from scheduler.application.handlers import Directory
 
 
 def clinic_of(principal: Principal) -> str:
@@ -48,3 +55,27 @@ def recordable(course: Course, session_id: str, principal: Principal) -> Session
     if session.clinic_id != clinic:
         raise ForbiddenError(f"session {session_id} is hosted by clinic {session.clinic_id}, which records it")
     return session
+
+
+def manages(principal: Principal, kind: str, owner_id: str, owner_clinic_id: str) -> bool:
+    """Whether `principal` manages the clinic, clinician or prescriber `owner_id` (of clinic `owner_clinic_id`)."""
+    if principal.kind == "operator":
+        return True
+    if principal.kind == "clinic":
+        return principal.clinic_id == owner_clinic_id
+    return principal.kind == "prescriber" and kind == "prescriber" and principal.id == owner_id
+
+
+async def managed_owner(directory: Directory, principal: Principal, kind: str, owner_id: UUID) -> str:
+    """The id of the clinic or prescriber `owner_id`, if it exists and the caller manages it: to anyone else it
+    does not exist."""
+    if kind == "clinic":
+        if manages(principal, kind, str(owner_id), str(owner_id)) and await directory.clinic(owner_id):
+            return str(owner_id)
+    else:
+        clinician = (await directory.clinicians([owner_id])).get(str(owner_id))
+        if clinician is not None and clinician["role"] == "prescriber" and manages(
+            principal, kind, str(owner_id), str(clinician["clinic_id"])
+        ):
+            return str(owner_id)
+    raise NotFoundError(kind, owner_id)

@@ -13,6 +13,31 @@ class CourseNotFoundError(DomainError):
         super().__init__(f"no course {course_id}")
 
 
+class NotFoundError(DomainError):
+    """What the request's path names (a clinic, prescriber, clinician, closure, partnership, key, webhook or
+    delivery) does not exist, or not for this principal."""
+
+    def __init__(self, kind: str, id: object) -> None:
+        self.kind, self.id = kind, id
+        super().__init__(f"no {kind} {id}")
+
+
+class DeliveryNotFailedError(DomainError):
+    """Only a failed webhook delivery is redriven."""
+
+    def __init__(self, delivery_id: UUID, status: str) -> None:
+        self.delivery_id, self.status = delivery_id, status
+        super().__init__(f"delivery {delivery_id} is {status}")
+
+
+class WebhookDisabledError(DomainError):
+    """A delivery is not redriven to a disabled webhook."""
+
+    def __init__(self, delivery_id: UUID) -> None:
+        self.delivery_id = delivery_id
+        super().__init__(f"delivery {delivery_id} belongs to a disabled webhook (or was redriven meanwhile)")
+
+
 class ConcurrentUpdateError(DomainError):
     """Other writers kept winning the race for this course or its calendars; the client may retry."""
 

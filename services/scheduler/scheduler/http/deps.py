@@ -17,8 +17,11 @@ from notifier.admin import NotifierAdmin
 
 from scheduler.application.calendars import CalendarIds
 from scheduler.application.courses import Courses
+from scheduler.application.directory import Clinics
 from scheduler.application.handlers import Scheduling
 from scheduler.application.hosting import Hosting
+from scheduler.application.keys import Keys
+from scheduler.application.notifications import Notifications
 from scheduler.application.runner import to_the_end
 from scheduler.directory import Directory, Principal
 from scheduler.http.problems import ProblemError
@@ -62,11 +65,17 @@ class Services:
 
     scheduling: Scheduling = field(init=False)
     hosting: Hosting = field(init=False)
+    clinics: Clinics = field(init=False)
+    keys: Keys = field(init=False)
+    notifications: Notifications = field(init=False)
 
     def __post_init__(self) -> None:
         self.scheduling = Scheduling(self.courses, self.directory, self.index, CalendarIds(self.partner_key),
                                      self.run)
         self.hosting = Hosting(self.courses, self.index, self.directory, self.run)
+        self.clinics = Clinics(self.directory)
+        self.keys = Keys(self.directory, self.directory.keys)
+        self.notifications = Notifications(self.directory, self.notifier, self.webhook_allow_private)
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run a synchronous eventsourcing call off the event loop."""

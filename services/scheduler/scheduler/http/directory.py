@@ -1,4 +1,5 @@
-"""Clinics, their clinicians, rooms, hours and closures, and partnerships between clinics."""
+"""Clinics, their clinicians, rooms, hours and closures, and partnerships between clinics: parse, one use case,
+present."""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ import msgspec
 from litestar import Controller, delete, get, post, put
 
 from scheduler.directory import Principal
-from scheduler.http.access import managed_owner
 from scheduler.http.deps import Services
 from scheduler.http.examples import body
-from scheduler.http.problems import ProblemError
 from scheduler.http.schemas import (
     Clinic,
     ClinicCreate,
@@ -34,25 +33,6 @@ from scheduler.http.schemas import (
     Room,
     RoomCreate,
 )
-
-
-def _require_operator(principal: Principal) -> None:
-    if principal.kind != "operator":
-        raise ProblemError(403, "forbidden", "Forbidden", "only the operator onboards clinics")
-
-
-async def _manageable(services: Services, principal: Principal, clinic_id: UUID) -> None:
-    """The operator and the clinic itself manage a clinic; to other clinics it does not exist."""
-    await managed_owner(services, principal, "clinic", clinic_id)
-
-
-async def _clinician_of(services: Services, principal: Principal, clinician_id: UUID) -> dict[str, Any]:
-    """A clinician, for the operator and the clinician's clinic; to anyone else it does not exist."""
-    row = (await services.directory.clinicians([clinician_id])).get(str(clinician_id))
-    if row is None or not (principal.kind == "operator" or (
-            principal.kind == "clinic" and principal.clinic_id == str(row["clinic_id"]))):
-        raise ProblemError(404, "not-found", "Not found", f"no clinician {clinician_id}")
-    return row
 
 
 def _intervals(stored: list[dict[str, str]] | None) -> list[HoursInterval] | None:
@@ -89,18 +69,14 @@ class ClinicController(Controller):
     @post("/", operation_id="createClinic", status_code=201,
           summary="Onboard a clinic (operator); its API key is shown only in this response")
     async def create_clinic(self, data: body(ClinicCreate), principal: Principal, services: Services) -> Clinic:
-        _require_operator(principal)
-        row, key = await services.directory.create_clinic(data.name, data.timezone, principal)
+        row, key = await services.clinics.create_clinic(principal, data.name, data.timezone)
         return Clinic(id=row["id"], name=row["name"], timezone=row["timezone"], api_key=key)
 
     @get("/{clinic_id:uuid}", operation_id="getClinic",
          summary="A clinic: name, time zone, opening hours and closures in force (operator or the clinic)")
     async def get_clinic(self, clinic_id: UUID, principal: Principal, services: Services) -> ClinicDetail:
-        await _manageable(services, principal, clinic_id)
-        clinic = await services.directory.clinic(clinic_id)
-        assert clinic is not None
-        opening = _hours(await services.directory.hours_history("clinic", clinic_id))
-        closures = _closures(await services.directory.closure_changes(clinic_id))
+        found = await services.clinics.clinic(principal, clinic_id)
+        clinic, opening, closures = found.clinic, _hours(found.opening_hours), _closures(found.closures)
         return ClinicDetail(id=clinic["id"], name=clinic["name"], timezone=clinic["timezone"],
                             opening_hours=opening.intervals, closures=closures.current)
 
@@ -109,73 +85,59 @@ class ClinicController(Controller):
     async def create_clinician(
         self, clinic_id: UUID, data: body(ClinicianCreate), principal: Principal, services: Services
     ) -> Clinician:
-        await _manageable(services, principal, clinic_id)
-        row, key = await services.directory.create_clinician(clinic_id, data.name, data.role, principal)
+        row, key = await services.clinics.add_clinician(principal, clinic_id, data.name, data.role)
         return Clinician(id=row["id"], clinic_id=row["clinic_id"], name=row["name"], role=row["role"], api_key=key)
 
     @get("/{clinic_id:uuid}/clinicians", operation_id="listClinicians",
          summary="The clinic's therapists and prescribers, with their working hours (never a key)")
     async def list_clinicians(self, clinic_id: UUID, principal: Principal, services: Services) -> list[ClinicianView]:
-        await _manageable(services, principal, clinic_id)
-        views = []
-        for row in await services.directory.clinic_clinicians(clinic_id):
-            hours = _hours(await services.directory.hours_history("clinician", row["id"]))
-            views.append(ClinicianView(id=row["id"], clinic_id=row["clinic_id"], name=row["name"], role=row["role"],
-                                       working_hours=hours.intervals))
-        return views
+        return [ClinicianView(id=row["id"], clinic_id=row["clinic_id"], name=row["name"], role=row["role"],
+                              working_hours=_hours(history).intervals)
+                for row, history in await services.clinics.clinicians(principal, clinic_id)]
 
     @post("/{clinic_id:uuid}/rooms", operation_id="createRoom", status_code=201, summary="Add a room")
     async def create_room(self, clinic_id: UUID, data: body(RoomCreate), principal: Principal, services: Services) -> Room:
-        await _manageable(services, principal, clinic_id)
-        row = await services.directory.create_room(clinic_id, data.name, principal)
+        row = await services.clinics.add_room(principal, clinic_id, data.name)
         return Room(id=row["id"], clinic_id=row["clinic_id"], name=row["name"])
 
     @get("/{clinic_id:uuid}/rooms", operation_id="listRooms", summary="The clinic's rooms")
     async def list_rooms(self, clinic_id: UUID, principal: Principal, services: Services) -> list[Room]:
-        await _manageable(services, principal, clinic_id)
         return [Room(id=r["id"], clinic_id=r["clinic_id"], name=r["name"])
-                for r in await services.directory.clinic_rooms(clinic_id)]
+                for r in await services.clinics.rooms(principal, clinic_id)]
 
     @get("/{clinic_id:uuid}/partnerships", operation_id="listPartnerships",
          summary="The clinic's partnerships: state (proposed, agreed, ended), the kinds they cover, their history")
     async def list_partnerships(self, clinic_id: UUID, principal: Principal, services: Services) -> list[Partnership]:
-        await _manageable(services, principal, clinic_id)
-        return [_partnership(p) for p in await services.directory.partnerships(clinic_id)]
+        return [_partnership(p) for p in await services.clinics.partnerships(principal, clinic_id)]
 
     @get("/{clinic_id:uuid}/opening-hours", operation_id="getOpeningHours",
          summary="The clinic's opening hours in force (null: always open) and every change to them")
     async def get_opening_hours(self, clinic_id: UUID, principal: Principal, services: Services) -> Hours:
-        await _manageable(services, principal, clinic_id)
-        return _hours(await services.directory.hours_history("clinic", clinic_id))
+        return _hours(await services.clinics.opening_hours(principal, clinic_id))
 
     @put("/{clinic_id:uuid}/opening-hours", operation_id="setOpeningHours",
          summary="Set the clinic's weekly opening hours (local time in its zone); sessions are booked within them")
     async def set_opening_hours(self, clinic_id: UUID, data: body(HoursSet), principal: Principal,
                                 services: Services) -> Hours:
-        await _manageable(services, principal, clinic_id)
-        return _hours(await services.directory.set_hours("clinic", clinic_id, _hours_body(data), principal))
+        return _hours(await services.clinics.set_opening_hours(principal, clinic_id, _hours_body(data)))
 
     @get("/{clinic_id:uuid}/closures", operation_id="listClosures",
          summary="The clinic's closures in force and every closure added or lifted")
     async def list_closures(self, clinic_id: UUID, principal: Principal, services: Services) -> Closures:
-        await _manageable(services, principal, clinic_id)
-        return _closures(await services.directory.closure_changes(clinic_id))
+        return _closures(await services.clinics.closures(principal, clinic_id))
 
     @post("/{clinic_id:uuid}/closures", operation_id="addClosure", status_code=201,
           summary="Close the clinic from one local date to another (both included), with a reason")
     async def add_closure(self, clinic_id: UUID, data: body(ClosureCreate), principal: Principal,
                           services: Services) -> Closure:
-        await _manageable(services, principal, clinic_id)
-        row = await services.directory.add_closure(clinic_id, data.starts_on, data.ends_on, data.reason, principal)
+        row = await services.clinics.add_closure(principal, clinic_id, data.starts_on, data.ends_on, data.reason)
         return Closure(id=row["closure_id"], starts_on=row["starts_on"], ends_on=row["ends_on"], reason=row["reason"],
                        at=row["created_at"], by=row["created_by"])
 
     @delete("/{clinic_id:uuid}/closures/{closure_id:uuid}", operation_id="liftClosure",
             summary="Lift a closure (kept in the history); lifting it again is a no-op")
     async def lift_closure(self, clinic_id: UUID, closure_id: UUID, principal: Principal, services: Services) -> None:
-        await _manageable(services, principal, clinic_id)
-        if not await services.directory.lift_closure(clinic_id, closure_id, principal):
-            raise ProblemError(404, "not-found", "Not found", f"no closure {closure_id}")
+        await services.clinics.lift_closure(principal, clinic_id, closure_id)
 
 
 class ClinicianController(Controller):
@@ -185,15 +147,13 @@ class ClinicianController(Controller):
     @get("/{clinician_id:uuid}/working-hours", operation_id="getWorkingHours",
          summary="A clinician's working hours in force (null: always available) and every change to them")
     async def get_working_hours(self, clinician_id: UUID, principal: Principal, services: Services) -> Hours:
-        await _clinician_of(services, principal, clinician_id)
-        return _hours(await services.directory.hours_history("clinician", clinician_id))
+        return _hours(await services.clinics.working_hours(principal, clinician_id))
 
     @put("/{clinician_id:uuid}/working-hours", operation_id="setWorkingHours",
          summary="Set a clinician's weekly working hours (local time in their clinic's zone; operator or the clinic)")
     async def set_working_hours(self, clinician_id: UUID, data: body(HoursSet), principal: Principal,
                                 services: Services) -> Hours:
-        await _clinician_of(services, principal, clinician_id)
-        return _hours(await services.directory.set_hours("clinician", clinician_id, _hours_body(data), principal))
+        return _hours(await services.clinics.set_working_hours(principal, clinician_id, _hours_body(data)))
 
 
 class PartnershipController(Controller):
@@ -204,26 +164,12 @@ class PartnershipController(Controller):
           summary="A clinic consents to partner with another for some kinds of session (default: medicine), or "
                   "changes its consent; the partnership holds once both consented, for the kinds both named")
     async def consent(self, data: body(PartnershipCreate), principal: Principal, services: Services) -> Partnership:
-        own = _own_clinic(principal)
-        if data.partner_clinic_id == own:
-            raise ProblemError(422, "invalid-input", "The request is not valid", "a clinic cannot partner with itself")
-        if await services.directory.clinic(data.partner_clinic_id) is None:
-            raise ProblemError(422, "invalid-input", "The request is not valid", f"no clinic {data.partner_clinic_id}")
-        return _partnership(await services.directory.consent_to_partnership(
-            own, data.partner_clinic_id, list(data.kinds), principal))
+        return _partnership(await services.clinics.consent_to_partnership(
+            principal, data.partner_clinic_id, list(data.kinds)))
 
     @post("/{partner_clinic_id:uuid}/end", operation_id="endPartnership", status_code=200,
           summary="Either clinic ends the partnership: no new session is hosted under it; booked ones stay")
     async def end(self, partner_clinic_id: UUID, data: body(PartnershipEnd), principal: Principal,
                   services: Services) -> Partnership:
-        own = _own_clinic(principal)
-        ended = await services.directory.end_partnership(own, partner_clinic_id, data.reason, principal)
-        if ended is None:
-            raise ProblemError(404, "not-found", "Not found", f"no partnership with clinic {partner_clinic_id}")
-        return _partnership(ended)
+        return _partnership(await services.clinics.end_partnership(principal, partner_clinic_id, data.reason))
 
-
-def _own_clinic(principal: Principal) -> UUID:
-    if principal.kind != "clinic" or principal.clinic_id is None:
-        raise ProblemError(403, "forbidden", "Forbidden", "a clinic's key consents to or ends a partnership")
-    return UUID(principal.clinic_id)

@@ -13,10 +13,8 @@ from uuid import UUID
 from litestar import delete, get, post
 
 from scheduler.directory import Principal
-from scheduler.http.access import managed_owner, manages
 from scheduler.http.deps import Services
 from scheduler.http.examples import body
-from scheduler.http.problems import ProblemError
 from scheduler.http.schemas import ApiKey, ApiKeyCreate, IssuedApiKey
 
 TAGS = ["keys"]
@@ -30,27 +28,10 @@ def _view(row: dict[str, Any], cls: type[ApiKey] = ApiKey, **extra: Any) -> Any:
                revoked_at=row["revoked_at"], revoked_by=row["revoked_by"], **extra)
 
 
-async def _list(services: Services, principal: Principal, kind: str, owner_id: UUID) -> list[ApiKey]:
-    await managed_owner(services, principal, kind, owner_id)
-    return [_view(row) for row in await services.directory.keys.owned_by(kind, owner_id)]
-
-
-async def _issue(
-    services: Services, principal: Principal, kind: str, owner_id: UUID, data: ApiKeyCreate
-) -> IssuedApiKey:
-    await managed_owner(services, principal, kind, owner_id)
-    if kind == "clinic":
-        clinic_id = owner_id
-    else:
-        clinic_id = (await services.directory.clinicians([owner_id]))[str(owner_id)]["clinic_id"]
-    row, secret = await services.directory.keys.issue(kind, owner_id, clinic_id, principal, data.label)
-    return _view(row, IssuedApiKey, api_key=secret)  # type: ignore[no-any-return]
-
-
 @get("/v1/clinics/{clinic_id:uuid}/keys", operation_id="listClinicKeys", tags=TAGS,
      summary="The clinic's API keys, revoked ones included (never their secrets)")
 async def list_clinic_keys(clinic_id: UUID, principal: Principal, services: Services) -> list[ApiKey]:
-    return await _list(services, principal, "clinic", clinic_id)
+    return [_view(row) for row in await services.keys.owned_by(principal, "clinic", clinic_id)]
 
 
 @post("/v1/clinics/{clinic_id:uuid}/keys", operation_id="issueClinicKey", tags=TAGS, status_code=201,
@@ -58,13 +39,14 @@ async def list_clinic_keys(clinic_id: UUID, principal: Principal, services: Serv
 async def issue_clinic_key(
     clinic_id: UUID, data: body(ApiKeyCreate), principal: Principal, services: Services
 ) -> IssuedApiKey:
-    return await _issue(services, principal, "clinic", clinic_id, data)
+    row, secret = await services.keys.issue(principal, "clinic", clinic_id, data.label)
+    return _view(row, IssuedApiKey, api_key=secret)  # type: ignore[no-any-return]
 
 
 @get("/v1/prescribers/{prescriber_id:uuid}/keys", operation_id="listPrescriberKeys", tags=TAGS,
      summary="The prescriber's API keys, revoked ones included (never their secrets)")
 async def list_prescriber_keys(prescriber_id: UUID, principal: Principal, services: Services) -> list[ApiKey]:
-    return await _list(services, principal, "prescriber", prescriber_id)
+    return [_view(row) for row in await services.keys.owned_by(principal, "prescriber", prescriber_id)]
 
 
 @post("/v1/prescribers/{prescriber_id:uuid}/keys", operation_id="issuePrescriberKey", tags=TAGS, status_code=201,
@@ -72,7 +54,8 @@ async def list_prescriber_keys(prescriber_id: UUID, principal: Principal, servic
 async def issue_prescriber_key(
     prescriber_id: UUID, data: body(ApiKeyCreate), principal: Principal, services: Services
 ) -> IssuedApiKey:
-    return await _issue(services, principal, "prescriber", prescriber_id, data)
+    row, secret = await services.keys.issue(principal, "prescriber", prescriber_id, data.label)
+    return _view(row, IssuedApiKey, api_key=secret)  # type: ignore[no-any-return]
 
 
 @delete("/v1/keys/{key_id:uuid}", operation_id="revokeKey", tags=TAGS,
@@ -80,10 +63,7 @@ async def issue_prescriber_key(
         description="The operator revokes any key, a clinic its own and its prescribers', a prescriber its own. "
                     "The key that makes the request may revoke itself, even the owner's last one.")
 async def revoke_key(key_id: UUID, principal: Principal, services: Services) -> None:
-    row = await services.directory.keys.get(key_id)
-    if row is None or not manages(principal, row["kind"], str(row["principal_id"]), str(row["clinic_id"])):
-        raise ProblemError(404, "not-found", "Not found", f"no key {key_id}")
-    await services.directory.keys.revoke(key_id, principal)
+    await services.keys.revoke(principal, key_id)
 
 
 ROUTES = [list_clinic_keys, issue_clinic_key, list_prescriber_keys, issue_prescriber_key, revoke_key]

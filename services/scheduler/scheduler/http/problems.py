@@ -20,10 +20,13 @@ from scheduler.api_keys import TooManyKeysError
 from scheduler.application.errors import (
     ConcurrentUpdateError,
     CourseNotFoundError,
+    DeliveryNotFailedError,
     ForbiddenError,
+    NotFoundError,
     OutcomeUnknownError,
     StoreUnavailableError,
     UnknownReferenceError,
+    WebhookDisabledError,
 )
 from scheduler.domain.errors import (
     DomainError,
@@ -63,7 +66,7 @@ RULE_SLUGS = {
 
 
 class ProblemError(Exception):
-    """An HTTP-level refusal that is not a domain rule (idempotency, unknown directory entries)."""
+    """An HTTP-level refusal, not a use case's decision (the body guard, idempotency, X-Kact-Now, a docs page)."""
 
     def __init__(self, status: int, slug: str, title: str, detail: str) -> None:
         self.status, self.slug, self.title, self.detail = status, slug, title, detail
@@ -111,7 +114,12 @@ def domain_error(request: Request, exc: DomainError) -> Response[dict[str, Any]]
         return problem(409, "version-conflict", "The course changed concurrently", str(exc))
     if isinstance(exc, NotHostingError):  # another clinic's session does not exist for this one
         return problem(404, "not-found", "Not found", f"no session {exc.session_id} in this course")
-    if isinstance(exc, (CourseNotFoundError, UnknownSessionError, UnknownApprovalError, NotAddressedError)):
+    if isinstance(exc, DeliveryNotFailedError):
+        return problem(409, "delivery-not-failed", "Only a failed delivery is redriven", str(exc))
+    if isinstance(exc, WebhookDisabledError):
+        return problem(409, "webhook-disabled", "The webhook is disabled", str(exc))
+    if isinstance(exc, (NotFoundError, CourseNotFoundError, UnknownSessionError, UnknownApprovalError,
+                        NotAddressedError)):
         return problem(404, "not-found", "Not found", str(exc) if not isinstance(exc, NotAddressedError) else
                        f"no dose approval {exc.approval_id}")
     log.error("unmapped domain error", exc_info=exc)
