@@ -10,7 +10,7 @@ from uuid import UUID
 
 from scheduler.api_keys import Principal
 from scheduler.application.courses import Courses
-from scheduler.application.errors import ForbiddenError
+from scheduler.application.errors import ForbiddenError, NotFoundError
 from scheduler.application.handlers import Directory
 from scheduler.domain.course import Course
 from scheduler.domain.errors import InvalidCommandError
@@ -99,9 +99,10 @@ class Hosting:
 
 
 def _own_or_operator(principal: Principal, clinic_id: UUID) -> None:
+    """A clinic's week is its own (and the operator's): to anyone else the clinic does not exist."""
     if principal.kind == "operator" or (principal.kind == "clinic" and principal.clinic_id == str(clinic_id)):
         return
-    raise ForbiddenError("a clinic lists only the sessions it hosts itself")
+    raise NotFoundError("clinic", clinic_id)
 
 
 def _hosted(row: Row, course: Course) -> HostedSession:

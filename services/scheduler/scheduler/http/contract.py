@@ -80,7 +80,7 @@ PROBLEMS: dict[int, tuple[str, str, str, str, dict[str, OpenAPIHeader]]] = {
 FORBIDDEN = {
     "createClinic", "consentToPartnership", "endPartnership", "openCourse", "recordScreening", "bookSession", "rescheduleSession",
     "cancelSession", "confirmSession", "recordSession", "requestDoseApproval", "acknowledgeMissedWindow",
-    "completeCourse", "discontinueCourse", "listDoseApprovals", "redriveDelivery",
+    "completeCourse", "discontinueCourse", "listDoseApprovals", "redriveDelivery", "listSharedSessions",
 }
 NOT_FOUND_WITHOUT_ID = {"readFeed", "listDeadLetters", "listRelayDeadLetters"}
 UNAUTHENTICATED = {"live", "ready", "deliveryHealth", "listProblemTypes", "getProblemType"}
