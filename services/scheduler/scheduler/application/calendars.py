@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterator
@@ -31,6 +32,11 @@ def partner_calendar_key(cipher_key: str) -> bytes:
     return hashlib.sha256(b"kact partner calendars\0" + cipher_key.encode()).digest()
 
 
+@functools.lru_cache(maxsize=100_000)
+def _named(name: str) -> UUID:
+    return uuid5(CALENDARS, name)
+
+
 class CalendarIds:
     """Calendar ids. A partner is known by their home clinic's reference, which is health data: their calendar's
     id is a keyed hash of it, so neither the id nor the calendar's events reveal it (the same person in two
@@ -41,10 +47,10 @@ class CalendarIds:
         self._partners: dict[tuple[str, str], UUID] = {}  # each booking asks again; a hash each time adds up
 
     def clinician(self, clinician_id: str) -> UUID:
-        return uuid5(CALENDARS, f"clinician:{clinician_id}")
+        return _named(f"clinician:{clinician_id}")
 
     def room(self, room_id: str) -> UUID:
-        return uuid5(CALENDARS, f"room:{room_id}")
+        return _named(f"room:{room_id}")
 
     def partner(self, home_clinic_id: str, reference: str) -> UUID:
         known = self._partners.get((home_clinic_id, reference))

@@ -362,15 +362,18 @@ class Scheduling:
         return HostFacts(host_id, has_prescriber, partnered)
 
     def _reserve(self, work: Work, course: Course, session: Session, held: Iterable[Held]) -> None:
-        """Hold the session's time in each calendar, or refuse with every clash (I10) at once."""
-        calendars = [(h, work.calendar(h.calendar_id, h.resource)) for h in held]
-        clashes = [v for h, c in calendars
-                   if (v := c.violation(session.starts_at, session.ends_at, h.label, ignore=session.id))]
+        """Hold the session's time in each calendar, or refuse with every clash (I10) at once (the calendars
+        reserved before a clash are discarded with the command)."""
+        clashes: list[Violation] = []
+        for h in held:
+            try:
+                work.calendar(h.calendar_id, h.resource).reserve(
+                    course_id=str(course.id), session_id=session.id, starts_at=session.starts_at,
+                    ends_at=session.ends_at, label=h.label)
+            except RulesBrokenError as refused:
+                clashes += refused.violations
         if clashes:
             raise RulesBrokenError(clashes)
-        for h, calendar in calendars:
-            calendar.reserve(course_id=str(course.id), session_id=session.id, starts_at=session.starts_at,
-                             ends_at=session.ends_at, label=h.label)
 
     def _release(self, work: Work, course: Course, session: Session) -> None:
         for h in self.calendars.held_by(course, session):

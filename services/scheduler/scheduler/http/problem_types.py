@@ -65,7 +65,9 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "Pre-dose vitals", 409, "Pre-dose vitals are marked acceptable by the clinician; above the clinic's numeric "
         "limits (if it set any) the dose is refused unless the prescriber overrides with a reason.", _RULE_FIX, "I9"),
     "double-booking": ProblemType(
-        "Double booking", 409, "A clinician, a room and each partner are never in two overlapping sessions.",
+        "Double booking", 409, "A clinician, a room and each partner are never in two overlapping sessions, across "
+        "every course and clinic (each has one calendar; the violation names the resource and the session it is "
+        "already booked for). Adjacent sessions are fine; a cancelled session frees its time.",
         _RULE_FIX, "I10"),
     "hosting": ProblemType(
         "Hosting", 409, "A session is hosted at a clinic other than the home clinic only under a partnership both "

@@ -56,6 +56,8 @@ def hours_violations(clinic: Schedule, clinicians: Sequence[WorkingHours], start
     """The opening-hours, closure and working-hours rules a session from `starts_at` to `ends_at` breaks."""
     if starts_at.tzinfo is None or ends_at.tzinfo is None or ends_at <= starts_at:
         return []  # malformed times are the course's to refuse
+    if clinic.opening is None and not clinic.closures and all(c.hours is None for c in clinicians):
+        return []  # nothing configured: always open, always available
     pieces = list(wall_pieces(starts_at, ends_at, ZoneInfo(clinic.timezone)))
     violations = []
     if clinic.opening is not None and (outside := _uncovered(pieces, clinic.opening)):
