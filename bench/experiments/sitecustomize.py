@@ -20,6 +20,7 @@ anyone edits services/:
 
 - settle_pulls: a LISTEN/NOTIFY subscription waits $KACT_BENCH_SETTLE_SECONDS (default 0.02) after each
   notification before it pulls, so the events of several commits come in one pull.
+- no_calendars: sessions hold no calendar (what I10 across courses costs; the cross-course rule is NOT kept).
 - no_course_index: the course index processes no event (measures what keeping it costs; apply it to
   scheduler.jobs).
 - gc_pauses: records each garbage collection's pause per generation and writes count, total, p50, p99 and
@@ -278,14 +279,23 @@ def _gc_pauses() -> None:
 MODULE = os.environ.get("KACT_BENCH_PATCH_MODULE")
 HELPER = (sys.orig_argv[-2:] != ["-m", MODULE]) if MODULE else ("-m" in sys.orig_argv)
 
+
+def _no_calendars() -> None:
+    """What the calendars cost: sessions hold no calendar (I10 across courses is NOT checked)."""
+    from scheduler.application import calendars
+
+    calendars.CalendarIds.held_by = lambda self, course, session: iter(())  # type: ignore[method-assign]
+
+
 for name in sorted(PATCHES) if not HELPER else ():
     patch = {"asyncpg_no_reset": _asyncpg_no_reset, "switch_interval": _switch_interval,
              "thread_limit": _thread_limit,
              "timings": _timings, "gc_pauses": _gc_pauses,
              "settle_pulls": _settle_pulls, "no_course_index": _no_course_index,
-             "yappi_cpu": _yappi_cpu}.get(name)
+             "yappi_cpu": _yappi_cpu, "no_calendars": _no_calendars}.get(name)
     if patch is None:
         print(f"bench sitecustomize: unknown patch {name!r}", file=sys.stderr)
         continue
     patch()
     print(f"bench sitecustomize: applied {name}", file=sys.stderr)
+
