@@ -16,6 +16,7 @@ from scheduler.api_keys import OPERATOR, Principal
 from scheduler.application.access import managed_owner
 from scheduler.application.directory import Clinics
 from scheduler.application.errors import (
+    AlreadyRedrivenError,
     DeliveryNotFailedError,
     ForbiddenError,
     NotFoundError,
@@ -37,6 +38,7 @@ class FakeDirectory:
         self.clinics: dict[UUID, Row] = {}
         self.staff: dict[str, Row] = {}
         self.consents: list[tuple[UUID, UUID, list[str]]] = []
+        self.log: list[tuple[str, str]] = []
 
     def add_clinic(self) -> tuple[UUID, UUID, UUID]:
         """A clinic with a therapist and a prescriber."""
@@ -45,6 +47,9 @@ class FakeDirectory:
         self.staff[str(therapist)] = {"id": therapist, "clinic_id": clinic, "role": "therapist"}
         self.staff[str(prescriber)] = {"id": prescriber, "clinic_id": clinic, "role": "prescriber"}
         return clinic, therapist, prescriber
+
+    async def log_access(self, principal: Principal, action: str, course_id: UUID | None) -> None:
+        self.log.append((principal.ref, action))
 
     async def clinic(self, clinic_id: UUID) -> Row | None:
         return self.clinics.get(clinic_id)
@@ -267,6 +272,7 @@ async def test_a_webhook_url_is_an_absolute_public_http_url(directory: FakeDirec
     (NotFoundError("partnership with clinic", "c2"), 404, "not-found", "no partnership with clinic c2"),
     (DeliveryNotFailedError(UUID(int=1), "pending"), 409, "delivery-not-failed",
      f"delivery {UUID(int=1)} is pending"),
+    (AlreadyRedrivenError(7), 409, "already-redriven", "dead letter 7 was processed"),
     (WebhookDisabledError(UUID(int=1)), 409, "webhook-disabled",
      f"delivery {UUID(int=1)} belongs to a disabled webhook (or was redriven meanwhile)"),
 ])
@@ -274,3 +280,55 @@ def test_the_errors_answer_as_before(error: Exception, status: int, slug: str, d
     response = domain_error(SimpleNamespace(), error)  # type: ignore[arg-type]
     answer = response.content
     assert (response.status_code, answer["type"], answer["detail"]) == (status, f"/problems/{slug}", detail)
+
+
+# Feeds and dead letters ------------------------------------------------------------------------------------------
+
+
+class FeedNotifier:
+    """One page per feed asked for; dead letters by id."""
+
+    def __init__(self) -> None:
+        self.asked: list[Recipient] = []
+        self.letters = {1: SimpleNamespace(id=1, redriven_at=None), 2: SimpleNamespace(id=2, redriven_at="then")}
+
+    async def feed(self, recipient: Recipient, after: int, limit: int) -> Any:
+        self.asked.append(recipient)
+        return SimpleNamespace(items=[], has_more=False)
+
+    async def dead_letters(self, pending: bool, limit: int, offset: int) -> list[Any]:
+        return list(self.letters.values())
+
+    async def request_dead_letter_redrive(self, dead_letter_id: int) -> Any:
+        return self.letters.get(dead_letter_id)
+
+
+async def test_each_reads_its_own_feed_and_the_operator_names_one(directory: FakeDirectory) -> None:
+    clinic, _, prescriber = directory.add_clinic()
+    notifier = FeedNotifier()
+    use = Notifications(directory, notifier, allow_private=False)  # type: ignore[arg-type]
+    own = Principal("clinic", str(clinic), str(clinic))
+    assert (await use.feed(own, None, 0, 10))[0] == Recipient("clinic", str(clinic))
+    rx = Principal("prescriber", str(prescriber), str(clinic))
+    assert (await use.feed(rx, f"prescriber:{prescriber}", 0, 10))[0] == Recipient("prescriber", str(prescriber))
+    with pytest.raises(NotFoundError):  # another's feed does not exist for it
+        await use.feed(own, f"prescriber:{prescriber}", 0, 10)
+    with pytest.raises(InvalidCommandError):  # the operator says whose
+        await use.feed(OPERATOR, None, 0, 10)
+    assert (await use.feed(OPERATOR, f"clinic:{clinic}", 0, 10))[0] == Recipient("clinic", str(clinic))
+    assert notifier.asked == [Recipient("clinic", str(clinic)), Recipient("prescriber", str(prescriber)),
+                              Recipient("clinic", str(clinic))]
+    assert [action for _, action in directory.log] == ["read_feed"] * 3  # every read attributable
+
+
+async def test_dead_letters_are_the_operators_and_redriven_once(directory: FakeDirectory) -> None:
+    clinic, _, _ = directory.add_clinic()
+    use = Notifications(directory, FeedNotifier(), allow_private=False)  # type: ignore[arg-type]
+    with pytest.raises(NotFoundError):
+        await use.dead_letters(Principal("clinic", str(clinic), str(clinic)), True, 10, 0)
+    assert len(await use.dead_letters(OPERATOR, True, 10, 0)) == 2
+    assert (await use.redrive_dead_letter(OPERATOR, 1)).id == 1
+    with pytest.raises(AlreadyRedrivenError):
+        await use.redrive_dead_letter(OPERATOR, 2)
+    with pytest.raises(NotFoundError):
+        await use.redrive_dead_letter(OPERATOR, 3)

@@ -38,6 +38,14 @@ class WebhookDisabledError(DomainError):
         super().__init__(f"delivery {delivery_id} belongs to a disabled webhook (or was redriven meanwhile)")
 
 
+class AlreadyRedrivenError(DomainError):
+    """A dead letter the notifier already processed again."""
+
+    def __init__(self, dead_letter_id: int) -> None:
+        self.dead_letter_id = dead_letter_id
+        super().__init__(f"dead letter {dead_letter_id} was processed")
+
+
 class ConcurrentUpdateError(DomainError):
     """Other writers kept winning the race for this course or its calendars; the client may retry."""
 

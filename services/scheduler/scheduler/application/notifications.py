@@ -3,17 +3,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
 from kact_contracts.feed import Recipient
 from notifier import webhooks
-from notifier.admin import Delivery, DeliveryAttempt, NotifierAdmin, Page, Webhook
+from notifier.admin import DeadLetter, Delivery, DeliveryAttempt, NotifierAdmin, Page, Webhook
 
 from scheduler.api_keys import Principal
 from scheduler.application.access import managed_owner
 from scheduler.application.directory import ManagedDirectory
-from scheduler.application.errors import DeliveryNotFailedError, ForbiddenError, NotFoundError, WebhookDisabledError
+from scheduler.application.errors import (
+    AlreadyRedrivenError,
+    DeliveryNotFailedError,
+    ForbiddenError,
+    NotFoundError,
+    WebhookDisabledError,
+)
 from scheduler.domain.errors import InvalidCommandError
 
 
@@ -21,9 +29,11 @@ class Notifications:
     """A clinic manages its own webhooks and its prescribers', a prescriber its own, the operator all; each sees
     the deliveries to the webhooks it manages."""
 
-    def __init__(self, directory: ManagedDirectory, notifier: NotifierAdmin, allow_private: bool) -> None:
+    def __init__(self, directory: ManagedDirectory, notifier: NotifierAdmin, allow_private: bool,
+                 relay_dead_letters: Callable[[int, int], Awaitable[list[Any]]] | None = None) -> None:
         self.directory, self.notifier = directory, notifier
         self.allow_private = allow_private  # KACT_WEBHOOK_ALLOW_PRIVATE: loopback or private webhook URLs
+        self._relay_dead_letters = relay_dead_letters  # (limit, offset) -> the relay's, newest first
 
     async def create_webhook(self, principal: Principal, kind: str, owner_id: UUID, url: str,
                              event_types: list[str]) -> tuple[Webhook, str]:
@@ -38,6 +48,42 @@ class Notifications:
     async def disable_webhook(self, principal: Principal, kind: str, owner_id: UUID, webhook_id: UUID) -> None:
         if not await self.notifier.disable_webhook(await self._owner(principal, kind, owner_id), webhook_id):
             raise NotFoundError("webhook", webhook_id)
+
+    async def feed(self, principal: Principal, recipient: str | None, after: int,
+                   limit: int) -> tuple[Recipient, Page[dict[str, Any]]]:
+        """The caller's feed after a position (the operator names whose feed); reading it is logged."""
+        if principal.kind == "operator":
+            if not recipient:
+                raise InvalidCommandError(["the operator names a feed: ?recipient=clinic:<id> or prescriber:<id>"])
+            feed = Recipient.parse(recipient)
+        else:
+            feed = Recipient(principal.kind, principal.id if principal.kind == "prescriber" else str(principal.clinic_id))
+            if recipient not in (None, feed.ref):
+                raise NotFoundError("feed", recipient)
+        page = await self.notifier.feed(feed, after, limit)
+        await self.directory.log_access(principal, "read_feed", None)
+        return feed, page
+
+    async def dead_letters(self, principal: Principal, pending: bool, limit: int, offset: int) -> list[DeadLetter]:
+        """Course events the notifier could not process (the operator's)."""
+        _operator(principal)
+        return await self.notifier.dead_letters(pending, limit, offset)
+
+    async def redrive_dead_letter(self, principal: Principal, dead_letter_id: int) -> DeadLetter:
+        """Ask the notifier to process a dead letter again (once)."""
+        _operator(principal)
+        dead_letter = await self.notifier.request_dead_letter_redrive(dead_letter_id)
+        if dead_letter is None:
+            raise NotFoundError("dead letter", dead_letter_id)
+        if dead_letter.redriven_at is not None:
+            raise AlreadyRedrivenError(dead_letter_id)
+        return dead_letter
+
+    async def relay_dead_letters(self, principal: Principal, limit: int, offset: int) -> list[Any]:
+        """Stored events the relay could not publish (the operator's)."""
+        _operator(principal)
+        assert self._relay_dead_letters is not None, "composed without the relay's dead letters"
+        return await self._relay_dead_letters(limit, offset)
 
     async def deliveries(self, principal: Principal, status: str | None, limit: int,
                          offset: int) -> Page[Delivery]:
@@ -92,3 +138,9 @@ class Notifications:
             # A host name is checked again at every delivery, against what it resolves to then.
             raise InvalidCommandError(
                 [f"url: {parts.hostname} is not a public address (KACT_WEBHOOK_ALLOW_PRIVATE=1 allows it)"])
+
+
+def _operator(principal: Principal) -> None:
+    """Dead letters are the operator's: to anyone else they do not exist."""
+    if principal.kind != "operator":
+        raise NotFoundError("dead letters for", principal.ref)

@@ -13,9 +13,7 @@ from litestar.params import Parameter
 
 from scheduler.directory import Principal
 from scheduler.http.deps import Services
-from scheduler.http.problems import ProblemError
 from scheduler.http.schemas import MAX_ID
-from scheduler.readmodels.delivery import relay_dead_letters
 
 PAGE_SIZE = 50
 
@@ -32,19 +30,13 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     payload: str
 
 
-def _operator(principal: Principal) -> None:
-    if principal.kind != "operator":
-        raise ProblemError(404, "not-found", "Not found", "dead letters are the operator's")
-
-
 @get("/v1/dead-letters", operation_id="listDeadLetters", tags=["notifications"],
      summary="Messages the notifier could not process (operator)")
 async def list_dead_letters(
     services: Services, principal: Principal, page: Annotated[int, Parameter(ge=1, le=100000)] = 1,
     pending: Annotated[bool, Parameter(description="only those not redriven yet")] = True,
 ) -> list[DeadLetter]:
-    _operator(principal)
-    found = await services.notifier.dead_letters(pending, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    found = await services.notifications.dead_letters(principal, pending, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     return [DeadLetter(**vars(dead_letter)) for dead_letter in found]
 
 
@@ -54,13 +46,7 @@ async def redrive_dead_letter(
     services: Services, principal: Principal,
     dead_letter_id: Annotated[int, Parameter(ge=1, le=MAX_ID, description="The dead letter's id")],
 ) -> DeadLetter:
-    _operator(principal)
-    dead_letter = await services.notifier.request_dead_letter_redrive(dead_letter_id)
-    if dead_letter is None:
-        raise ProblemError(404, "not-found", "Not found", f"no dead letter {dead_letter_id}")
-    if dead_letter.redriven_at is not None:
-        raise ProblemError(409, "already-redriven", "Already redriven", f"dead letter {dead_letter_id} was processed")
-    return DeadLetter(**vars(dead_letter))
+    return DeadLetter(**vars(await services.notifications.redrive_dead_letter(principal, dead_letter_id)))
 
 
 class RelayDeadLetter(msgspec.Struct, kw_only=True):
@@ -82,6 +68,5 @@ async def list_relay_dead_letters(
     page: Annotated[int, Parameter(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int, Parameter(ge=1, le=500)] = PAGE_SIZE,
 ) -> list[RelayDeadLetter]:
-    _operator(principal)
-    rows = await relay_dead_letters(services.directory.pool, per_page, (page - 1) * per_page)
+    rows = await services.notifications.relay_dead_letters(principal, per_page, (page - 1) * per_page)
     return [RelayDeadLetter(**dict(row)) for row in rows]

@@ -27,6 +27,7 @@ from scheduler.directory import Directory, Principal
 from scheduler.http.problems import ProblemError
 from scheduler.idempotency import IdempotencyKeys
 from scheduler.readmodels.course_index import CourseIndexView
+from scheduler.readmodels.delivery import relay_dead_letters
 
 T = TypeVar("T")
 
@@ -75,7 +76,9 @@ class Services:
         self.hosting = Hosting(self.courses, self.index, self.directory, self.run)
         self.clinics = Clinics(self.directory)
         self.keys = Keys(self.directory, self.directory.keys)
-        self.notifications = Notifications(self.directory, self.notifier, self.webhook_allow_private)
+        self.notifications = Notifications(
+            self.directory, self.notifier, self.webhook_allow_private,
+            relay_dead_letters=lambda limit, offset: relay_dead_letters(self.directory.pool, limit, offset))
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run a synchronous eventsourcing call off the event loop."""

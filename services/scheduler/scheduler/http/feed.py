@@ -9,13 +9,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from kact_contracts.feed import Recipient
 from litestar import get
 from litestar.params import Parameter
 
 from scheduler.directory import Principal
 from scheduler.http.deps import Services
-from scheduler.http.problems import ProblemError
 from scheduler.http.schemas import MAX_ID, UUID_PATTERN
 
 MAX_LIMIT = 500
@@ -26,18 +24,6 @@ class FeedPage(msgspec.Struct, kw_only=True):
     items: list[dict[str, Any]]
     next_after: int
     has_more: bool
-
-
-def _recipient(principal: Principal, recipient: str | None) -> Recipient:
-    if principal.kind == "operator":
-        if not recipient:
-            raise ProblemError(422, "invalid-input", "The request is not valid",
-                               "the operator names a feed: ?recipient=clinic:<id> or prescriber:<id>")
-        return Recipient.parse(recipient)
-    own = Recipient(principal.kind, principal.id if principal.kind == "prescriber" else str(principal.clinic_id))
-    if recipient not in (None, own.ref):
-        raise ProblemError(404, "not-found", "Not found", f"no feed {recipient}")
-    return own
 
 
 @get("/v1/feed", operation_id="readFeed", tags=["notifications"],
@@ -52,9 +38,7 @@ async def read_feed(
         pattern=f"^(clinic|prescriber):{UUID_PATTERN[1:]}", max_length=47,
         description="operator only: clinic:<id> or prescriber:<id>")] = None,
 ) -> FeedPage:
-    feed = _recipient(principal, recipient)
-    page = await services.notifier.feed(feed, after, limit)
-    await services.directory.log_access(principal, "read_feed", None)
+    feed, page = await services.notifications.feed(principal, recipient, after, limit)
     return FeedPage(
         recipient=feed.ref, items=page.items, next_after=page.items[-1]["position"] if page.items else after,
         has_more=page.has_more,

@@ -20,6 +20,7 @@ from scheduler.api_keys import TooManyKeysError
 from scheduler.application.errors import (
     ConcurrentUpdateError,
     CourseNotFoundError,
+    AlreadyRedrivenError,
     DeliveryNotFailedError,
     ForbiddenError,
     NotFoundError,
@@ -114,6 +115,8 @@ def domain_error(request: Request, exc: DomainError) -> Response[dict[str, Any]]
         return problem(409, "version-conflict", "The course changed concurrently", str(exc))
     if isinstance(exc, NotHostingError):  # another clinic's session does not exist for this one
         return problem(404, "not-found", "Not found", f"no session {exc.session_id} in this course")
+    if isinstance(exc, AlreadyRedrivenError):
+        return problem(409, "already-redriven", "Already redriven", str(exc))
     if isinstance(exc, DeliveryNotFailedError):
         return problem(409, "delivery-not-failed", "Only a failed delivery is redriven", str(exc))
     if isinstance(exc, WebhookDisabledError):
