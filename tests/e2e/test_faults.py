@@ -40,11 +40,22 @@ PACE = 0.2  # seconds between one client's commands: 20 commands/s in all
 SLOW = 2.0
 
 
+# The answers that say "not known yet" rather than "refused": the command was in flight when the database died
+# (503 outcome-unknown), or a retry found its first attempt's claim still held (409 in progress, until the lease
+# runs out). The store decides those; they are neither accepted nor refused.
+UNDECIDED = {"/problems/outcome-unknown", "/problems/idempotency-in-progress"}
+
+
 @dataclass
 class Outcome:
     ref: str
     status: int  # 0: no answer
     seconds: float
+    problem: str | None = None  # the problem type of a refusal
+
+    @property
+    def refused(self) -> bool:
+        return self.status not in (201, 0) and self.problem not in UNDECIDED
 
 
 @dataclass
@@ -109,19 +120,20 @@ class Load:
                     self._n += 1
                     ref = f"{scenario.name}-{client_no}-{self._n}"
                 started = time.monotonic()
-                status = 0
+                status, problem = 0, None
                 for _ in range(3):
                     try:
                         response = client.post("/v1/courses", json={"model": "together",
                                                                       "partners": {"a": ref, "b": ref}},
                                                headers={"Idempotency-Key": ref})
                         status = response.status_code
-                    except httpx.HTTPError:
-                        status = 0
+                        problem = response.json().get("type") if status >= 400 else None
+                    except (httpx.HTTPError, ValueError):
+                        status, problem = 0, None
                     if status not in (0, 409, 503):
                         break
                     time.sleep(0.3)
-                scenario.outcomes.append(Outcome(ref, status, time.monotonic() - started))
+                scenario.outcomes.append(Outcome(ref, status, time.monotonic() - started, problem))
                 self._stop.wait(PACE)
 
 
@@ -297,7 +309,7 @@ def test_the_system_keeps_its_promises_while_its_parts_fail(system: System) -> N
         mine = {o.ref for o in scenario.outcomes} & stored.keys()
         scenario.present = len(mine)
         scenario.missing = sorted(scenario.accepted - stored.keys())
-        answered_failed = {o.ref for o in scenario.outcomes if o.status not in (201, 0)}
+        answered_failed = {o.ref for o in scenario.outcomes if o.refused}
         scenario.unexpected = sorted(answered_failed & stored.keys())
         scenario.delivered = sum(1 for ref in mine if delivered[stored[ref]] > 0)
         scenario.duplicates = sum(max(0, delivered[stored[ref]] - 1) for ref in mine)
@@ -363,8 +375,9 @@ def render(report: dict[str, Any]) -> str:
         "a restart.",
         "- SIGKILL and SIGSTOP only: no full disk, corrupted files, slow fsync, memory pressure, or a PostgreSQL that "
         "hangs (SIGSTOP) rather than dies.",
-        "- A command in flight when PostgreSQL died may be answered 503 outcome-unknown; this run counts it among the "
-        "refused, and the store decides (it was either saved once or not at all).",
+        "- A command in flight when PostgreSQL died may be answered 503 outcome-unknown (and its retries 409 in "
+        "progress while the first attempt's claim is held); this run counts it neither accepted nor refused, and the "
+        "store decides (it was either saved once or not at all).",
         "- Webhook receivers are not in the loop: delivery is counted at the clinic's feed, which the webhooks repeat.",
         "- *Unhealthy for* counts what the health checks report, not what a client sees: NATS stopped for 30 s is "
         "not reported (commands are stored meanwhile; `/health/delivery` fails only once the oldest unrelayed event "
