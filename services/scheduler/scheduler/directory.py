@@ -333,6 +333,14 @@ class Directory:
             "INSERT INTO access_log (principal, action, course_id) VALUES ($1, $2, $3)", principal.ref, action, course_id
         )
 
+    async def log_accesses(self, principal: Principal, action: str, course_ids: list[UUID]) -> None:
+        """One read of several courses' data, a row per course, in one statement."""
+        if course_ids:
+            await self.pool.execute(
+                "INSERT INTO access_log (principal, action, course_id) SELECT $1, $2, unnest($3::uuid[])",
+                principal.ref, action, course_ids,
+            )
+
 
 _HOURS = {"clinic": ("opening_hours", "clinic_id"), "clinician": ("working_hours", "clinician_id")}
 

@@ -39,6 +39,8 @@ class Directory(Protocol):
 
     async def log_access(self, principal: Principal, action: str, course_id: UUID | None) -> None: ...
 
+    async def log_accesses(self, principal: Principal, action: str, course_ids: list[UUID]) -> None: ...
+
 
 class CourseIndex(Protocol):
     """The read model's queries the use cases answer from (synchronous: run in a worker thread)."""

@@ -92,10 +92,11 @@ class Hosting:
         course_ids = list(dict.fromkeys(r["course_id"] for r in rows))
         courses: dict[UUID, Course] = await self.in_thread(  # as stored now, not as this process last saw them
             lambda: {cid: self.courses.get_course(cid) for cid in course_ids})
-        for course_id in course_ids:
-            await self.directory.log_access(principal, "list_hosted_sessions", course_id)
-        return [_hosted(row, courses[row["course_id"]]) for row in rows
-                if row["session_id"] in courses[row["course_id"]].sessions and not courses[row["course_id"]].closed]
+        shown = [_hosted(row, courses[row["course_id"]]) for row in rows
+                 if row["session_id"] in courses[row["course_id"]].sessions and not courses[row["course_id"]].closed]
+        await self.directory.log_accesses(principal, "list_hosted_sessions",
+                                          list(dict.fromkeys(s.course_id for s in shown)))
+        return shown
 
 
 def _own_or_operator(principal: Principal, clinic_id: UUID) -> None:
