@@ -120,7 +120,7 @@ class Load:
                     self._n += 1
                     ref = f"{scenario.name}-{client_no}-{self._n}"
                 started = time.monotonic()
-                status, problem = 0, None
+                status, problem, undecided = 0, None, None
                 for _ in range(3):
                     try:
                         response = client.post("/v1/courses", json={"model": "together",
@@ -130,10 +130,14 @@ class Load:
                         problem = response.json().get("type") if status >= 400 else None
                     except (httpx.HTTPError, ValueError):
                         status, problem = 0, None
+                    # An attempt whose outcome is not known leaves the request undecided, whatever a later
+                    # attempt answers for itself (a 503 while the database is still down saved nothing of *it*).
+                    undecided = undecided or (problem if problem in UNDECIDED else None)
                     if status not in (0, 409, 503):
                         break
                     time.sleep(0.3)
-                scenario.outcomes.append(Outcome(ref, status, time.monotonic() - started, problem))
+                scenario.outcomes.append(Outcome(ref, status, time.monotonic() - started,
+                                                 problem if status == 201 or undecided is None else undecided))
                 self._stop.wait(PACE)
 
 
@@ -376,8 +380,8 @@ def render(report: dict[str, Any]) -> str:
         "- SIGKILL and SIGSTOP only: no full disk, corrupted files, slow fsync, memory pressure, or a PostgreSQL that "
         "hangs (SIGSTOP) rather than dies.",
         "- A command in flight when PostgreSQL died may be answered 503 outcome-unknown (and its retries 409 in "
-        "progress while the first attempt's claim is held); this run counts it neither accepted nor refused, and the "
-        "store decides (it was either saved once or not at all).",
+        "progress while the first attempt's claim is held, or 503 while the database is still down); this run counts "
+        "it neither accepted nor refused, and the store decides (it was either saved once or not at all).",
         "- Webhook receivers are not in the loop: delivery is counted at the clinic's feed, which the webhooks repeat.",
         "- *Unhealthy for* counts what the health checks report, not what a client sees: NATS stopped for 30 s is "
         "not reported (commands are stored meanwhile; `/health/delivery` fails only once the oldest unrelayed event "
