@@ -31,6 +31,7 @@ And one that only measures:
 - yappi_cpu: profile CPU time of every thread with yappi (needs yappi importable, e.g. `pip install
   --target DIR yappi` and DIR on PYTHONPATH too); at exit, writes per-function stats to
   $KACT_BENCH_YAPPI_OUT (default /tmp/kact-yappi.txt). Slows the server down: use it for shares, not rates.
+  With KACT_BENCH_YAPPI_ALL=1 every process `kact up` starts writes $KACT_BENCH_YAPPI_OUT.<pid> (and .argv).
 """
 
 from __future__ import annotations
@@ -99,7 +100,6 @@ def _timings() -> None:
 
     def patch_scheduler() -> None:
         from scheduler.application import courses as application, group_commit
-        from scheduler.http import deps
 
         timed(application.Courses, "_decide", "decide_in_thread")
         original_save = group_commit.GroupCommit._save
@@ -113,42 +113,22 @@ def _timings() -> None:
                 slow.append(("batch_save", start, time.perf_counter() - start, len(items)))
 
         group_commit.GroupCommit._save = batch
-        original_run = deps.Services.run
+        from scheduler.application import handlers
 
         lag_started = {"yes": False}
+        original_run = handlers.Scheduling._run
 
-        async def run(self: object, fn: object) -> object:
-            if not lag_started["yes"]:
-                lag_started["yes"] = True
-                asyncio.get_running_loop().create_task(lag())
-            start = time.perf_counter()
-            inner: dict[str, float] = {}
-
-            def call() -> object:
-                inner["started"] = time.perf_counter()
-                return fn()
-
-            try:
-                return await original_run(self, call)
-            finally:
-                end = time.perf_counter()
-                samples["thread_queue"].append(inner.get("started", end) - start)
-                samples["services_run"].append(end - start)
-
-        deps.Services.run = run
-        original_execute = deps.Services.execute
-
-        async def execute(self: object, *args: object) -> object:
+        async def run(self: object, steps: object) -> object:  # one command: decide, commit, answer
             if not lag_started["yes"]:
                 lag_started["yes"] = True
                 asyncio.get_running_loop().create_task(lag())
             start = time.perf_counter()
             try:
-                return await original_execute(self, *args)
+                return await original_run(self, steps)
             finally:
-                samples["services_execute"].append(time.perf_counter() - start)
+                samples["scheduling_run"].append(time.perf_counter() - start)
 
-        deps.Services.execute = execute
+        handlers.Scheduling._run = run
 
         async def lag() -> None:
             while True:
@@ -203,6 +183,10 @@ def _yappi_cpu() -> None:
     def dump() -> None:
         yappi.stop()
         out = os.environ.get("KACT_BENCH_YAPPI_OUT", "/tmp/kact-yappi.txt")
+        if os.environ.get("KACT_BENCH_YAPPI_ALL"):  # every process of `kact up`, each to a file of its own
+            out = f"{out}.{os.getpid()}"
+            with open(out + ".argv", "w", encoding="utf-8") as f:
+                f.write(" ".join(sys.argv) + "\n")
         stats = yappi.get_func_stats()
         with open(out, "w", encoding="utf-8") as f:
             f.write("# name\tmodule:line\tncall\ttsub_s\tttot_s\n")

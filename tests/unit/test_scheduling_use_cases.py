@@ -147,6 +147,44 @@ async def test_a_room_and_a_person_in_two_couples_are_never_double_booked(
     await book(scheduling, clinic, third, T0 + HOUR, room=room)
 
 
+class SameStore(Courses):
+    """Another process's application: its own aggregate cache, the store of `shared`."""
+
+    def __init__(self, shared: Courses) -> None:
+        self._shared = shared
+        super().__init__(env={"PERSISTENCE_MODULE": "eventsourcing.popo", "AGGREGATE_CACHE_MAXSIZE": "1000",
+                              "AGGREGATE_CACHE_FASTFORWARD": "y"})
+
+    def construct_recorder(self) -> Any:
+        return self._shared.recorder
+
+
+async def test_a_calendar_another_process_opened_is_checked_though_this_one_never_read_it(
+        courses: Courses, directory: FakeDirectory) -> None:
+    """A calendar this process has not cached is taken to be new, without a read: opening it again loses to the
+    stored one (a version conflict), and the command is decided again on what is stored."""
+    other = SameStore(courses)
+    here = Scheduling(courses, directory, NoIndex(), CalendarIds(b"partner key"), asyncio.to_thread)
+    there = Scheduling(other, directory, NoIndex(), CalendarIds(b"partner key"), asyncio.to_thread)
+    try:
+        clinic, therapist, _ = directory.clinic_with_staff()
+        room = directory.room_of(clinic)
+        first = await open_course(there, clinic, a="person-1")
+        second = await open_course(here, clinic, b="person-1")
+        booked = await book(there, clinic, first, T0, clinicians=[therapist], room=room)  # person-1 is its a
+        for clash in ({"clinicians": [therapist], "partners": ["a"]}, {"room": room, "partners": ["a"]},
+                      {"partners": ["b"]}):
+            with pytest.raises(RulesBrokenError) as refused:
+                await book(here, clinic, second, T0 + 0.5 * HOUR, **clash)  # type: ignore[arg-type]
+            assert rules(refused.value) == ["I10"] and booked.id in str(refused.value)
+        moved = await book(here, clinic, second, T0 + HOUR, clinicians=[therapist], room=room)
+        calendar = other.get_calendar(CalendarIds(b"").clinician(str(therapist)))
+        assert calendar is not None and sorted(calendar.slots) == sorted([booked.id, moved.id])
+        assert [e.originator_version for e in courses.events.get(calendar.id)] == [1, 2, 3]  # opened once
+    finally:
+        other.close()
+
+
 async def test_fifty_concurrent_bookings_of_one_therapists_hour_one_wins(
         scheduling: Scheduling, directory: FakeDirectory) -> None:
     clinic, therapist, _ = directory.clinic_with_staff()

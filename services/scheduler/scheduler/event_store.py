@@ -81,8 +81,10 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
             schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name),
         ))
 
-    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> ListenFirstSubscription:
-        return ListenFirstSubscription(recorder=self, gt=gt, topics=topics)
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = (),
+                  settle_seconds: float | None = None) -> ListenFirstSubscription:
+        return ListenFirstSubscription(recorder=self, gt=gt, topics=topics,
+                                       settle_seconds=SETTLE_SECONDS if settle_seconds is None else settle_seconds)
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """One attempt, without the library's ten: the group commit decides whether there is time for another

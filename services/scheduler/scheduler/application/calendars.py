@@ -25,6 +25,7 @@ class Held:
     calendar_id: UUID
     resource: Resource
     label: str
+    partner: str | None = None  # which partner of the course, for a partner's calendar
 
 
 def partner_calendar_key(cipher_key: str) -> bytes:
@@ -70,4 +71,4 @@ class CalendarIds:
             yield Held(self.room(session.room_id), Resource.ROOM, f"room {session.room_id}")
         for partner in session.partners:
             yield Held(self.partner(course.home_clinic_id, course.partners[partner]), Resource.PARTNER,
-                       f"partner {partner}")
+                       f"partner {partner}", partner)

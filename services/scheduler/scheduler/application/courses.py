@@ -64,8 +64,8 @@ class _NotCached(Exception):
 class Work:
     """The aggregates one command reads and changes, each loaded once; what they record is saved together."""
 
-    def __init__(self, load: Callable[[UUID], Aggregate | None]) -> None:
-        self._load = load
+    def __init__(self, load: Callable[[UUID, bool], Aggregate | None]) -> None:
+        self._load = load  # (id, whether it may be new) -> the aggregate, or None if there is none yet
         self._aggregates: dict[UUID, Aggregate] = {}
 
     def course(self, course_id: UUID) -> Course:
@@ -74,9 +74,11 @@ class Work:
             raise CourseNotFoundError(course_id)
         return course
 
-    def calendar(self, calendar_id: UUID, resource: Resource) -> Calendar:
-        """The resource's calendar, opened (empty) on its first booking."""
-        calendar = self._get(calendar_id)
+    def calendar(self, calendar_id: UUID, resource: Resource, likely_new: bool = False) -> Calendar:
+        """The resource's calendar, opened (empty) on its first booking. One `likely_new` (a partner's, on their
+        course's first booking of them) is taken to be new when this process holds no copy, without reading the
+        store: opening it again is a version conflict if it exists, and the command is decided again."""
+        calendar = self._get(calendar_id, may_be_new=likely_new)
         if calendar is None:
             calendar = self._aggregates[calendar_id] = Calendar.open(calendar_id, resource)
         assert isinstance(calendar, Calendar), f"{calendar_id} is not a calendar"
@@ -86,9 +88,9 @@ class Work:
         """A new aggregate (a course being opened)."""
         self._aggregates[aggregate.id] = aggregate
 
-    def _get(self, aggregate_id: UUID) -> Aggregate | None:
+    def _get(self, aggregate_id: UUID, may_be_new: bool = False) -> Aggregate | None:
         if aggregate_id not in self._aggregates:
-            aggregate = self._load(aggregate_id)
+            aggregate = self._load(aggregate_id, may_be_new)
             if aggregate is None:
                 return None
             self._aggregates[aggregate_id] = aggregate
@@ -221,7 +223,7 @@ class Courses(Application):
                     self.remember(aggregate)
             return decided.result  # type: ignore[no-any-return]
 
-    def _decide(self, command: Callable[[Work], T], load: Callable[[UUID], Aggregate | None],
+    def _decide(self, command: Callable[[Work], T], load: Callable[[UUID, bool], Aggregate | None],
                 from_cache: bool) -> _Decided:
         """Run the command on aggregates from `load` and queue what they record; on cached copies, a refusal or a
         no-op is only `doubtful` (a copy may be stale)."""
@@ -239,17 +241,20 @@ class Courses(Application):
             return _Decided(result, [], None, doubtful=from_cache)
         return _Decided(result, changed, self._submit(changed))
 
-    def _cached_or_missing(self, aggregate_id: UUID) -> Aggregate | None:
+    def _cached_or_missing(self, aggregate_id: UUID, may_be_new: bool) -> Aggregate | None:
+        """The cached copy; for one likely to be new (`Work.calendar`), none means new: opening it again is a
+        version conflict if another command or process already did, and the rerun reads the store. (A couple's
+        first booking costs no read of their calendars and no worker thread.)"""
         cached = self._cached(aggregate_id)
-        if cached is None:
+        if cached is None and not may_be_new:
             raise _NotCached
         return cached
 
-    def _cached_or_stored(self, aggregate_id: UUID) -> Aggregate | None:
+    def _cached_or_stored(self, aggregate_id: UUID, may_be_new: bool = False) -> Aggregate | None:
         cached = self._cached(aggregate_id)
         return cached if cached is not None else self._current(aggregate_id)
 
-    def _current(self, aggregate_id: UUID) -> Aggregate | None:
+    def _current(self, aggregate_id: UUID, may_be_new: bool = False) -> Aggregate | None:
         """The aggregate as stored now (the cached copy fast-forwarded), or None if it was never saved."""
         try:
             return self.repository.get(aggregate_id)

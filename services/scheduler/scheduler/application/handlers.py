@@ -368,8 +368,11 @@ class Scheduling:
         reserved before a clash are discarded with the command)."""
         clashes: list[Violation] = []
         for h in held:
+            # A partner no other session of the course has held yet has, most likely, no calendar yet.
+            first = h.partner is not None and not any(
+                h.partner in s.partners for s in course.sessions.values() if s.id != session.id)
             try:
-                work.calendar(h.calendar_id, h.resource).reserve(
+                work.calendar(h.calendar_id, h.resource, likely_new=first).reserve(
                     course_id=str(course.id), session_id=session.id, starts_at=session.starts_at,
                     ends_at=session.ends_at, label=h.label)
             except RulesBrokenError as refused:

@@ -22,6 +22,10 @@ from scheduler.readmodels.course_index import INDEXED_TOPICS, Change, CourseInde
 log = logging.getLogger("kact.indexer")
 
 
+# The index is read by people (a clinic's list, a host's week, a prescriber's queue) and the deadline watcher, not
+# by commands: it reads the store at most ten times a second, so that under load one index transaction serves
+# many commits (at 20 ms, as the relay does, it wrote a transaction for every few commands).
+SETTLE_SECONDS = 0.1
 HOMES_KEPT = 200_000  # course -> home clinic, for telling sessions hosted away; forgotten (re-read) beyond
 
 
@@ -48,7 +52,8 @@ class Indexer(BackgroundThread):
     def _run(self) -> None:
         try:
             position = self.view.max_tracking_id(self.courses.name) or 0
-            subscription = self.courses.recorder.subscribe(gt=position, topics=INDEXED_TOPICS)
+            subscription = self.courses.recorder.subscribe(gt=position, topics=INDEXED_TOPICS,
+                                                       settle_seconds=SETTLE_SECONDS)
             assert isinstance(subscription, ListenFirstSubscription)
             with subscription:
                 subscription.stop_when(self._stopping)
