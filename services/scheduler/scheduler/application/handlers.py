@@ -187,7 +187,7 @@ class Scheduling:
                 raise RulesBrokenError([*broken, *outside, *self._clashes_of_booking(
                     work, course, partners, starts_at, ends_at, room_id, clinician_ids)])
             session = course.sessions[session_id]
-            self._reserve(work, course, session, self.calendars.held_by(course, session))
+            self._reserve(work, course, session, self.calendars.held_by(course, session), booking=True)
             return session
 
         return await self._run(self.courses.execution(booking))
@@ -363,13 +363,14 @@ class Scheduling:
         has_prescriber, partnered = await self.directory.host_facts(UUID(host_id), UUID(home_id), kind)
         return HostFacts(host_id, has_prescriber, partnered)
 
-    def _reserve(self, work: Work, course: Course, session: Session, held: Iterable[Held]) -> None:
+    def _reserve(self, work: Work, course: Course, session: Session, held: Iterable[Held],
+                 booking: bool = False) -> None:
         """Hold the session's time in each calendar, or refuse with every clash (I10) at once (the calendars
         reserved before a clash are discarded with the command)."""
         clashes: list[Violation] = []
         for h in held:
-            # A partner no other session of the course has held yet has, most likely, no calendar yet.
-            first = h.partner is not None and not any(
+            # Booking a partner no other session of the course has held: most likely, they have no calendar yet.
+            first = booking and h.partner is not None and not any(
                 h.partner in s.partners for s in course.sessions.values() if s.id != session.id)
             try:
                 work.calendar(h.calendar_id, h.resource, likely_new=first).reserve(
