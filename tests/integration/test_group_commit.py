@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from builders import T0
 from eventsourcing.cryptography import AESCipher
+from eventsourcing.persistence import IntegrityError
 from psycopg import sql
 from scheduler.application.courses import Courses, event_store_env
 from scheduler.application.errors import ConcurrentUpdateError
@@ -107,3 +108,40 @@ def test_a_writer_with_a_stale_cached_course_never_writes_or_refuses_on_stale_st
     finally:
         other.close()
         stale.close()
+
+
+def test_a_guard_keeps_a_command_that_relied_on_an_aggregate_from_saving_once_it_changed(settings: Settings) -> None:
+    """A command saved with guards (aggregates it read and relied on without changing them) is saved only while
+    each is still at the version it read, checked under the insert's table lock: nothing of it otherwise."""
+    env = event_store_env(settings)
+    app, _ = migrate(settings, env)
+    try:
+        relied_on = app.open_course(lambda: Course.open(
+            course_id=uuid4(), home_clinic_id="home", model="together", protocol=Protocol(),
+            partners={"a": "x", "b": "y"}, by="clinic:home"))
+        assert relied_on.version == 1
+
+        def opened() -> Course:
+            return Course.open(course_id=uuid4(), home_clinic_id="home", model="together", protocol=Protocol(),
+                               partners={"a": "x", "b": "y"}, by="clinic:home")
+
+        saved = opened()
+        app._submit([saved], [(relied_on.id, 1)]).result()  # as read: saved
+        assert app.get_course(saved.id).version == 1
+        app.execute(relied_on.id, lambda c: c.book_session(
+            session_id="s1", kind="assessment", partners=["a", "b"], starts_at=T0, ends_at=T0 + timedelta(hours=1),
+            clinic_id="home", by="clinic:home"))  # now at version 2
+        refused = opened()
+        with pytest.raises(IntegrityError):
+            app._submit([refused], [(relied_on.id, 1)]).result()
+        assert list(app.recorder.select_events(refused.id)) == []  # nothing of it
+        created_since = app.open_course(opened)  # read as absent (version 0), then opened by another command
+        never = opened()
+        with pytest.raises(IntegrityError):
+            app._submit([never], [(created_since.id, 0)]).result()
+        assert list(app.recorder.select_events(never.id)) == []
+        later = opened()  # still absent, and current
+        app._submit([later], [(uuid4(), 0), (relied_on.id, 2)]).result()
+        assert app.get_course(later.id).version == 1
+    finally:
+        app.close()

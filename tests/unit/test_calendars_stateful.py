@@ -18,6 +18,7 @@ from scheduler.application.calendars import CalendarIds
 from scheduler.application.courses import Courses
 from scheduler.application.errors import UnknownReferenceError
 from scheduler.application.handlers import Scheduling
+from scheduler.domain.calendar import Resource
 from scheduler.domain.errors import InvalidCommandError, RulesBrokenError
 from scheduler.domain.model import SessionStatus
 from scheduler.domain.protocol import Protocol
@@ -60,12 +61,12 @@ class CalendarsMachine(RuleBasedStateMachine):
         except (RulesBrokenError, InvalidCommandError, UnknownReferenceError):
             return None  # refused: nothing changed (checked by the invariants)
 
-    @rule(course=st.integers(0, 2), start=st.integers(0, 24), quarters=st.integers(1, 8),
+    @rule(course=st.integers(0, 100), start=st.integers(0, 24), quarters=st.integers(1, 8),
           partners=st.sampled_from([["a"], ["b"], ["a", "b"]]), therapist=st.integers(-1, 1),
           room=st.integers(-1, 1))
     def book(self, course: int, start: int, quarters: int, partners: list[str], therapist: int, room: int) -> None:
         self.attempt(self.scheduling.book_session(
-            clinic_key(self.clinic), self.course_ids[course], kind="preparation", partners=partners,
+            clinic_key(self.clinic), self.course_ids[course % len(self.course_ids)], kind="preparation", partners=partners,
             starts_at=T0 + start * QUARTER, ends_at=T0 + (start + quarters) * QUARTER, clinic_id=None,
             room_id=self.rooms[room] if room >= 0 else None,
             clinician_ids=[self.therapists[therapist]] if therapist >= 0 else [], timezone=None))
@@ -88,9 +89,17 @@ class CalendarsMachine(RuleBasedStateMachine):
             course_id, session = booked[pick % len(booked)]
             self.attempt(self.scheduling.cancel_session(clinic_key(self.clinic), course_id, session.id, "moved"))
 
-    @rule(course=st.integers(0, 2))
+    @rule(couple=st.sampled_from([(a, b) for a in PEOPLE for b in PEOPLE if a != b]))
+    def open_couple(self, couple: tuple[str, str]) -> None:
+        """Someone joins another couple while their courses have sessions booked, held or cancelled."""
+        course = self.run(self.scheduling.open_course(clinic_key(self.clinic), model="together",
+                                                      protocol=Protocol(), partners={"a": couple[0], "b": couple[1]},
+                                                      first_dosed="a"))
+        self.course_ids.append(course.id)
+
+    @rule(course=st.integers(0, 100))
     def discontinue(self, course: int) -> None:
-        self.attempt(self.scheduling.discontinue(clinic_key(self.clinic), self.course_ids[course], "stopped"))
+        self.attempt(self.scheduling.discontinue(clinic_key(self.clinic), self.course_ids[course % len(self.course_ids)], "stopped"))
 
     def booked(self) -> list[tuple[UUID, Any]]:
         found = []
@@ -119,12 +128,22 @@ class CalendarsMachine(RuleBasedStateMachine):
 
     @invariant()
     def calendars_hold_exactly_the_booked_sessions(self) -> None:
+        """A clinician's or room's calendar holds its booked sessions; a person's, once they are a partner in
+        more than one course, and nothing while they are in one (that course keeps them apart itself)."""
         if not hasattr(self, "courses"):
             return
         for calendar_id, sessions in self.holders().items():
             calendar = self.courses.get_calendar(calendar_id)
             assert calendar is not None
-            assert {(s.session_id, s.starts_at, s.ends_at) for s in calendar.slots.values()} == set(sessions)
+            held = {(s.session_id, s.starts_at, s.ends_at) for s in calendar.slots.values()}
+            if calendar.resource is Resource.PARTNER and len(calendar.courses) == 1:
+                assert held == set()
+            else:
+                assert held == set(sessions)
+        for person in PEOPLE:
+            calendar = self.courses.get_calendar(self.ids.partner(str(self.clinic), person))
+            in_courses = {str(c) for c in self.course_ids if person in self.courses.get_course(c).partners.values()}
+            assert calendar is not None and calendar.courses == in_courses
         # and a calendar holds nothing that is not booked (released on cancel, move away, discontinue)
         booked = {s.id for _, s in self.booked()}
         people = [self.ids.partner(str(self.clinic), p) for p in PEOPLE]

@@ -185,6 +185,45 @@ async def test_a_calendar_another_process_opened_is_checked_though_this_one_neve
         other.close()
 
 
+async def test_a_persons_calendar_holds_their_sessions_once_they_are_in_a_second_couple(
+        scheduling: Scheduling, directory: FakeDirectory) -> None:
+    """In one course, a partner's calendar holds nothing (the course keeps its own sessions apart); when they
+    join another couple, it takes the sessions their first course holds for them (not the cancelled)."""
+    clinic, _, _ = directory.clinic_with_staff()
+    first = await open_course(scheduling, clinic, a="person-7")
+    calendar_id = CalendarIds(b"partner key").partner(str(clinic), "person-7")
+    kept = await book(scheduling, clinic, first, T0, partners=["a"])
+    dropped = await book(scheduling, clinic, first, T0 + 2 * HOUR, partners=["a", "b"])
+    await scheduling.cancel_session(clinic_key(clinic), first, dropped.id, "postponed")
+    alone = scheduling.courses.get_calendar(calendar_id)
+    assert alone is not None and alone.courses == {str(first)} and alone.slots == {}
+    second = await open_course(scheduling, clinic, b="person-7")
+    shared = scheduling.courses.get_calendar(calendar_id)
+    assert shared is not None and shared.courses == {str(first), str(second)} and list(shared.slots) == [kept.id]
+    with pytest.raises(RulesBrokenError) as refused:
+        await book(scheduling, clinic, second, T0 + 0.5 * HOUR, partners=["b"])
+    assert rules(refused.value) == ["I10"] and kept.id in str(refused.value)
+    await book(scheduling, clinic, second, T0 + 2 * HOUR, partners=["b"])  # the cancelled session's time is free
+    with pytest.raises(RulesBrokenError):  # and now the first course is checked against the second
+        await book(scheduling, clinic, first, T0 + 2.5 * HOUR, partners=["a"])
+
+
+async def test_joining_a_couple_while_the_other_course_books_never_loses_a_session(
+        scheduling: Scheduling, directory: FakeDirectory) -> None:
+    """Opening a course for someone whose other course books at the same moment: the booking relied on their
+    calendar holding nothing, the opening on the other course as read; whichever is saved second is decided
+    again, so the calendar ends up holding the booking."""
+    clinic, _, _ = directory.clinic_with_staff()
+    for n in range(20):
+        person = f"person-race-{n}"
+        first = await open_course(scheduling, clinic, a=person)
+        booked, second = await asyncio.gather(book(scheduling, clinic, first, T0 + n * HOUR, partners=["a"]),
+                                              open_course(scheduling, clinic, b=person))
+        calendar = scheduling.courses.get_calendar(CalendarIds(b"partner key").partner(str(clinic), person))
+        assert calendar is not None and calendar.courses == {str(first), str(second)}
+        assert list(calendar.slots) == [booked.id], n
+
+
 async def test_fifty_concurrent_bookings_of_one_therapists_hour_one_wins(
         scheduling: Scheduling, directory: FakeDirectory) -> None:
     clinic, therapist, _ = directory.clinic_with_staff()

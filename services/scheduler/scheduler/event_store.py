@@ -9,12 +9,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
+from eventsourcing.persistence import IntegrityError, InterfaceError, Notification, OperationalError, StoredEvent
+from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscription
 from psycopg.sql import SQL, Identifier, Literal
 
 T = TypeVar("T")
 INSERT_FUNCTION = "kact_insert_events"  # the recorder's own (the library's takes composite values)
+# An aggregate a command read and relied on without changing it, and the version it read (0: it did not exist).
+Guard = tuple[Any, int]
 # How long a read of a course keeps trying while the database is unreachable: a request is answered (503)
 # within about 2 s of an outage, instead of after the library's ten attempts of up to a pool timeout each.
 READ_RETRY_SECONDS = 0.8
@@ -39,7 +42,11 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
     The library locks the events table so that notification ids commit in order (a subscriber never skips
     one); by default it holds that lock across several client round trips. Its own insert function is one
     round trip but takes no lock, which lets a projection miss events. This recorder uses the function with
-    the lock inside: ordered ids, and the lock held only while PostgreSQL inserts and commits."""
+    the lock inside: ordered ids, and the lock held only while PostgreSQL inserts and commits.
+
+    The same function checks the insert's guards under that lock: aggregates a command read and relied on
+    without changing them must still be at the version it read, or nothing is inserted (an IntegrityError,
+    as for a version another writer took)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -48,9 +55,14 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
         # tenth of the API's CPU once a command saves a course and its calendars together).
         self.sql_create_pg_function_insert_events = SQL(
             "CREATE OR REPLACE FUNCTION {schema}.{insert_events}(ids {id_type}[], versions bigint[], topics text[], "
-            "states bytea[]) RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ BEGIN "
+            "states bytea[], guard_ids {id_type}[], guard_versions bigint[]) RETURNS SETOF bigint LANGUAGE plpgsql "
+            "AS $BODY$ BEGIN "
             "SET LOCAL lock_timeout = '{lock_timeout}s'; "
             "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+            "IF EXISTS (SELECT 1 FROM unnest(guard_ids, guard_versions) AS g(id, version) JOIN {schema}.{table} AS e "
+            "ON e.originator_id = g.id AND e.originator_version > g.version) THEN "
+            "RAISE EXCEPTION 'an aggregate this command read has changed' USING ERRCODE = 'unique_violation'; "
+            "END IF; "
             "NOTIFY {channel}; "
             "RETURN QUERY INSERT INTO {schema}.{table} AS t (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(ids, versions, topics, states) "
@@ -65,7 +77,7 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
             table=Identifier(self.events_table_name),
         )
         # Binary parameters: the states go as they are (as text, bytea is hex: twice the size, escaped).
-        self._sql_insert = SQL("SELECT * FROM {schema}.{insert_events}(%b, %b, %b, %b)").format(
+        self._sql_insert = SQL("SELECT * FROM {schema}.{insert_events}(%b, %b, %b, %b, %b, %b)").format(
             schema=Identifier(self.datastore.schema), insert_events=Identifier(INSERT_FUNCTION))
         self.sql_create_statements[self.create_insert_function_statement_index] = (
             self.sql_create_pg_function_insert_events
@@ -86,12 +98,14 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
         return ListenFirstSubscription(recorder=self, gt=gt, topics=topics,
                                        settle_seconds=SETTLE_SECONDS if settle_seconds is None else settle_seconds)
 
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def insert_events(self, stored_events: Sequence[StoredEvent], guards: Sequence[Guard] = (),
+                      **kwargs: Any) -> Sequence[int] | None:
         """One attempt, without the library's ten: the group commit decides whether there is time for another
         (a command whose client was told it failed must never be committed by a later retry)."""
         columns = (
             [e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
             [e.topic for e in stored_events], [e.state for e in stored_events],
+            [g[0] for g in guards], [g[1] for g in guards],
         )
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._sql_insert, columns, prepare=True)
@@ -101,6 +115,19 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
         """Read a course's events, retrying transient errors for at most `READ_RETRY_SECONDS`."""
         once = PostgresApplicationRecorder.select_events.__wrapped__  # type: ignore[attr-defined]
         return within(READ_RETRY_SECONDS, lambda: once(self, originator_id, **kwargs))
+
+
+class GuardedMemoryRecorder(POPOApplicationRecorder):
+    """The library's in-memory recorder (use cases tested without a server) with the guards of
+    `LockedInsertRecorder.insert_events`, checked under its lock."""
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], guards: Sequence[Guard] = (),
+                      **kwargs: Any) -> Sequence[int] | None:
+        with self._database_lock:
+            for aggregate_id, version in guards:
+                if self.select_events(aggregate_id, gt=version, limit=1):
+                    raise IntegrityError(f"an aggregate this command read has changed: {aggregate_id}")
+            return super().insert_events(stored_events, **kwargs)
 
 
 # A subscription reads at most once per this many seconds: at a few hundred commits a second one read (and,

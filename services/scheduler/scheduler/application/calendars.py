@@ -25,7 +25,6 @@ class Held:
     calendar_id: UUID
     resource: Resource
     label: str
-    partner: str | None = None  # which partner of the course, for a partner's calendar
 
 
 def partner_calendar_key(cipher_key: str) -> bytes:
@@ -71,4 +70,4 @@ class CalendarIds:
             yield Held(self.room(session.room_id), Resource.ROOM, f"room {session.room_id}")
         for partner in session.partners:
             yield Held(self.partner(course.home_clinic_id, course.partners[partner]), Resource.PARTNER,
-                       f"partner {partner}", partner)
+                       f"partner {partner}")

@@ -15,13 +15,15 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError
+from eventsourcing.popo import POPOApplicationRecorder
 
 from scheduler.application.errors import ConcurrentUpdateError, CourseNotFoundError
 from scheduler.application.group_commit import GroupCommit
 from scheduler.application.runner import Call, Commit, Pause, Step, run_steps
 from scheduler.domain.calendar import Calendar, Resource
 from scheduler.domain.course import Course
+from scheduler.event_store import GuardedMemoryRecorder, LockedInsertRecorder
 from scheduler.settings import DatabaseAddress, Settings
 
 T = TypeVar("T")
@@ -67,6 +69,7 @@ class Work:
     def __init__(self, load: Callable[[UUID, bool], Aggregate | None]) -> None:
         self._load = load  # (id, whether it may be new) -> the aggregate, or None if there is none yet
         self._aggregates: dict[UUID, Aggregate] = {}
+        self._relied_on: set[UUID] = set()
 
     def course(self, course_id: UUID) -> Course:
         course = self._get(course_id)
@@ -75,9 +78,9 @@ class Work:
         return course
 
     def calendar(self, calendar_id: UUID, resource: Resource, likely_new: bool = False) -> Calendar:
-        """The resource's calendar, opened (empty) on its first booking. One `likely_new` (a partner's, on their
-        course's first booking of them) is taken to be new when this process holds no copy, without reading the
-        store: opening it again is a version conflict if it exists, and the command is decided again."""
+        """The resource's calendar, opened (empty) when first needed. One `likely_new` (a partner's, as their
+        course opens) is taken to be new when this process holds no copy, without reading the store: opening it
+        again is a version conflict if it exists, and the command is decided again."""
         calendar = self._get(calendar_id, may_be_new=likely_new)
         if calendar is None:
             calendar = self._aggregates[calendar_id] = Calendar.open(calendar_id, resource)
@@ -87,6 +90,17 @@ class Work:
     def add(self, aggregate: Aggregate) -> None:
         """A new aggregate (a course being opened)."""
         self._aggregates[aggregate.id] = aggregate
+
+    def rely_on(self, aggregate: Aggregate) -> None:
+        """The command's outcome depends on `aggregate` as read: what it records is saved only if nobody changed
+        the aggregate since (whether or not the command changes it too)."""
+        self._relied_on.add(aggregate.id)
+
+    @property
+    def guards(self) -> list[tuple[UUID, int]]:
+        """The aggregates relied on and left unchanged, at the versions read (one changed is guarded by its own
+        new version)."""
+        return [(i, self._aggregates[i].version) for i in self._relied_on if not self._aggregates[i].pending_events]
 
     def _get(self, aggregate_id: UUID, may_be_new: bool = False) -> Aggregate | None:
         if aggregate_id not in self._aggregates:
@@ -124,11 +138,18 @@ class Courses(Application):
         self._group_commit_lock = threading.Lock()
         self._cache_lock = threading.Lock()
 
-    def _submit(self, aggregates: list[Aggregate]) -> Future[None]:
+    def _submit(self, aggregates: list[Aggregate], guards: list[tuple[UUID, int]]) -> Future[None]:
         with self._group_commit_lock:  # started on first use: a process that only reads never starts it
             if self._group_commit is None:
                 self._group_commit = GroupCommit(self)
-        return self._group_commit.submit(aggregates)
+        return self._group_commit.submit(aggregates, guards)
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        recorder = super().construct_recorder()
+        if type(recorder) is POPOApplicationRecorder:  # in memory (tests): with guards, as in PostgreSQL
+            return GuardedMemoryRecorder()
+        assert isinstance(recorder, (LockedInsertRecorder, GuardedMemoryRecorder)), "the recorder must keep guards"
+        return recorder
 
     def close(self) -> None:
         if self._group_commit is not None:
@@ -236,15 +257,15 @@ class Courses(Application):
             if from_cache:
                 return _Decided(None, [], None, doubtful=True)
             raise
-        changed = work.changed  # before the group commit collects their pending events
+        changed, guards = work.changed, work.guards  # before the group commit collects their pending events
         if not changed:
             return _Decided(result, [], None, doubtful=from_cache)
-        return _Decided(result, changed, self._submit(changed))
+        return _Decided(result, changed, self._submit(changed, guards))
 
     def _cached_or_missing(self, aggregate_id: UUID, may_be_new: bool) -> Aggregate | None:
         """The cached copy; for one likely to be new (`Work.calendar`), none means new: opening it again is a
-        version conflict if another command or process already did, and the rerun reads the store. (A couple's
-        first booking costs no read of their calendars and no worker thread.)"""
+        version conflict if another command or process already did, and the rerun reads the store. (Opening a
+        course costs no read of its partners' calendars and no worker thread.)"""
         cached = self._cached(aggregate_id)
         if cached is None and not may_be_new:
             raise _NotCached

@@ -16,6 +16,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, StoredEvent
 
 from scheduler.application.errors import OutcomeUnknownError, StoreUnavailableError
+from scheduler.event_store import Guard
 
 # A command's events are saved within this many seconds of being decided, or not at all: while the database is
 # unreachable every command is refused within about two seconds (attempts end by the pool's timeout), and none
@@ -30,8 +31,9 @@ class GroupCommit:
     transaction per command would cap the whole system at one commit, one fsync, per command. One writer thread
     saves whatever commands are waiting as one batch instead. A command saves every aggregate it changed (a
     course and the calendars of the resources its session holds) in the same transaction. A batch holds at most
-    one command per aggregate (course or calendar); if one in it lost a race, the batch is saved again command by
-    command, and only the loser reloads.
+    one command per aggregate (course or calendar, changed or guarded: a guard holds only against the versions
+    stored before its batch); if one in it lost a race, the batch is saved again command by command, and only
+    the loser reloads.
 
     Each command's events are encoded and encrypted in its own thread before it joins the queue: the writer,
     which every command waits for, only inserts.
@@ -50,12 +52,12 @@ class GroupCommit:
     def save(self, *aggregates: Aggregate) -> None:
         self.submit(aggregates).result()
 
-    def submit(self, aggregates: Sequence[Aggregate]) -> Future[None]:
-        """Queue the aggregates' new events, to be saved together; the future is done once they are committed (or
-        failed)."""
+    def submit(self, aggregates: Sequence[Aggregate], guards: Sequence[Guard] = ()) -> Future[None]:
+        """Queue the aggregates' new events, to be saved together, provided the guarded aggregates are still at
+        the versions given; the future is done once they are committed (or failed)."""
         events = [self.app.mapper.to_stored_event(e) for a in aggregates for e in a.collect_events()]
-        pending = _Pending(frozenset(e.originator_id for e in events), events,
-                           deadline=time.monotonic() + self.deadline_seconds)
+        pending = _Pending(frozenset(e.originator_id for e in events) | {g[0] for g in guards}, events,
+                           deadline=time.monotonic() + self.deadline_seconds, guards=tuple(guards))
         self._queue.put(pending)
         return pending.done
 
@@ -98,7 +100,8 @@ class GroupCommit:
                     doubtful = False
                     if not batch:
                         return
-                self.app.recorder.insert_events([event for pending in batch for event in pending.events])
+                self.app.recorder.insert_events([event for pending in batch for event in pending.events],
+                                                guards=[g for pending in batch for g in pending.guards])
             except (InterfaceError, OperationalError) as error:  # again, for those still in time
                 self._last_error = error
                 doubtful = doubtful or not _never_sent(error)
@@ -160,7 +163,8 @@ def _never_sent(error: Exception) -> bool:
 class _Pending:
     """One command's events, encoded for the store, and the future its thread waits on."""
 
-    ids: frozenset[UUID]  # the aggregates the events belong to
+    ids: frozenset[UUID]  # the aggregates the events belong to, and those guarded
     events: list[StoredEvent]
     deadline: float  # time.monotonic(): no attempt to save these events starts later
+    guards: tuple[Guard, ...] = ()  # what the command relied on without changing it, at the versions it read
     done: Future[None] = field(default_factory=Future)

@@ -14,7 +14,8 @@ from scheduler.application.calendars import CalendarIds, Held
 from scheduler.application.courses import Courses, Work
 from scheduler.application.errors import CourseNotFoundError, ForbiddenError, UnknownReferenceError
 from scheduler.application.runner import Steps, run_steps_async
-from scheduler.domain.course import Course, DoseApproval, HostFacts, Kind, Session, SessionStatus
+from scheduler.domain.calendar import Resource, Slot
+from scheduler.domain.course import Course, DoseApproval, HostFacts, Kind, Session, SessionStatus, Status
 from scheduler.domain.errors import RulesBrokenError, UnknownApprovalError, Violation
 from scheduler.domain.protocol import Protocol as CourseProtocol
 from scheduler.domain.rules import hours
@@ -98,6 +99,7 @@ class Scheduling:
             course = Course.open(course_id=uuid4(), home_clinic_id=clinic_id, model=model, protocol=protocol,
                                  partners=partners, first_dosed=first_dosed, by=principal.ref)
             work.add(course)
+            self._join(work, course)
             return course
 
         return await self._run(self.courses.execution(opening))
@@ -187,7 +189,7 @@ class Scheduling:
                 raise RulesBrokenError([*broken, *outside, *self._clashes_of_booking(
                     work, course, partners, starts_at, ends_at, room_id, clinician_ids)])
             session = course.sessions[session_id]
-            self._reserve(work, course, session, self.calendars.held_by(course, session), booking=True)
+            self._reserve(work, course, session, self.calendars.held_by(course, session))
             return session
 
         return await self._run(self.courses.execution(booking))
@@ -363,17 +365,18 @@ class Scheduling:
         has_prescriber, partnered = await self.directory.host_facts(UUID(host_id), UUID(home_id), kind)
         return HostFacts(host_id, has_prescriber, partnered)
 
-    def _reserve(self, work: Work, course: Course, session: Session, held: Iterable[Held],
-                 booking: bool = False) -> None:
+    def _reserve(self, work: Work, course: Course, session: Session, held: Iterable[Held]) -> None:
         """Hold the session's time in each calendar, or refuse with every clash (I10) at once (the calendars
-        reserved before a clash are discarded with the command)."""
+        reserved before a clash are discarded with the command). A partner in this course only holds nothing:
+        the command relies on their calendar staying so."""
         clashes: list[Violation] = []
         for h in held:
-            # Booking a partner no other session of the course has held: most likely, they have no calendar yet.
-            first = booking and h.partner is not None and not any(
-                h.partner in s.partners for s in course.sessions.values() if s.id != session.id)
+            calendar = work.calendar(h.calendar_id, h.resource)
+            if h.resource is Resource.PARTNER and calendar.exclusive_to(str(course.id)):
+                work.rely_on(calendar)
+                continue
             try:
-                work.calendar(h.calendar_id, h.resource, likely_new=first).reserve(
+                calendar.reserve(
                     course_id=str(course.id), session_id=session.id, starts_at=session.starts_at,
                     ends_at=session.ends_at, label=h.label)
             except RulesBrokenError as refused:
@@ -383,7 +386,27 @@ class Scheduling:
 
     def _release(self, work: Work, course: Course, session: Session) -> None:
         for h in self.calendars.held_by(course, session):
-            work.calendar(h.calendar_id, h.resource).release(session.id)
+            calendar = work.calendar(h.calendar_id, h.resource)
+            if h.resource is Resource.PARTNER and calendar.exclusive_to(str(course.id)):
+                work.rely_on(calendar)  # nothing held; a course joining now must not import the session
+            else:
+                calendar.release(session.id)
+
+    def _join(self, work: Work, course: Course) -> None:
+        """Each partner's calendar records the new course. A person already a partner in other courses of the
+        clinic takes what those courses book for them into their calendar, which from then on holds every
+        course's slots; the command relies on those courses as read."""
+        for reference in course.partners.values():
+            calendar_id = self.calendars.partner(course.home_clinic_id, reference)
+            calendar = work.calendar(calendar_id, Resource.PARTNER, likely_new=True)
+            held: list[Slot] = []
+            for other_id in sorted(calendar.courses - {str(course.id)}):
+                other = work.course(UUID(other_id))
+                work.rely_on(other)
+                held += [Slot(other_id, s.id, s.starts_at, s.ends_at) for s in other.sessions.values()
+                         if _holds_slots(other, s)
+                         and any(h.calendar_id == calendar_id for h in self.calendars.held_by(other, s))]
+            calendar.join(str(course.id), held)
 
     def _clashes_of_booking(self, work: Work, course: Course, partners: list[str], starts_at: datetime,
                             ends_at: datetime, room_id: UUID | None, clinician_ids: list[UUID]) -> list[Violation]:
@@ -410,6 +433,13 @@ def _outside_hours(schedule: hours.Schedule, staff_hours: dict[str, hours.Workin
     if not broken:
         return [], None
     return ([], reason) if reason else (broken, None)
+
+
+def _holds_slots(course: Course, session: Session) -> bool:
+    """Whether the session holds its resources' time: not cancelled, nor left booked by a discontinued course."""
+    if session.status is SessionStatus.CANCELLED:
+        return False
+    return not (course.status is Status.DISCONTINUED and session.status is SessionStatus.BOOKED)
 
 
 def _check_staff(found: dict[str, Row], ids: list[UUID], clinics: set[str]) -> None:

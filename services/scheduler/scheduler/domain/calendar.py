@@ -77,6 +77,15 @@ class Calendar(Aggregate):
         def apply(self, calendar: Calendar) -> None:
             calendar._drop(self.session_id)
 
+    class Joined(Event):
+        """A partner's calendar: the person became a partner in a course (opened by their home clinic)."""
+
+        TOPIC = "kact.calendar:Joined.v1"
+        course_id: str
+
+        def apply(self, calendar: Calendar) -> None:
+            calendar.courses = calendar.courses | {self.course_id}
+
     def __init__(self, resource: str) -> None:
         self.resource = Resource(resource)
         self.slots: dict[str, Slot] = {}
@@ -84,6 +93,9 @@ class Calendar(Aggregate):
         # length before the end of the time asked for, however many slots a busy clinician's calendar holds.
         self._starts: list[tuple[datetime, str]] = []
         self._longest = timedelta(0)
+        # A partner's courses, as joined since calendars record them (a calendar opened by an earlier version, at
+        # a booking, records none).
+        self.courses: frozenset[str] = frozenset()
 
     def _put(self, slot: Slot) -> None:
         self.slots[slot.session_id] = slot
@@ -107,6 +119,23 @@ class Calendar(Aggregate):
         clone.slots = dict(self.slots)
         clone._starts = list(self._starts)
         return clone
+
+    def exclusive_to(self, course_id: str) -> bool:
+        """Whether only `course_id` can hold this calendar: a person who is a partner in that one course, with no
+        slot of another. Such a calendar need not hold the course's slots (the course keeps its partners apart
+        itself); commands that would change them leave it as it is, and are saved only if it still is as they
+        read it. Once the person joins another course, the calendar takes the slots of both (`join`)."""
+        return self.courses == {course_id} and all(slot.course_id == course_id for slot in self.slots.values())
+
+    def join(self, course_id: str, held: list[Slot]) -> None:
+        """The person became a partner in another course: hold what their other courses book for them (`held`,
+        read from those courses, not yet here), then record the new course."""
+        for slot in held:
+            if slot.session_id not in self.slots:
+                self.trigger_event(self.Reserved, course_id=slot.course_id, session_id=slot.session_id,
+                                   starts_at=slot.starts_at, ends_at=slot.ends_at)
+        if course_id not in self.courses:
+            self.trigger_event(self.Joined, course_id=course_id)
 
     def clash(self, starts_at: datetime, ends_at: datetime, ignore: str | None = None,
               other_courses_than: str | None = None) -> Slot | None:
