@@ -16,6 +16,8 @@ from scheduler.application.calendars import CalendarIds
 from scheduler.application.courses import Courses
 from scheduler.application.errors import CourseNotFoundError, ForbiddenError, UnknownReferenceError
 from scheduler.application.handlers import Record, Scheduling
+from scheduler.domain.calendar import Calendar, Resource
+from scheduler.domain.course import Course
 from scheduler.domain.errors import NotHostingError, RulesBrokenError
 from scheduler.domain.protocol import Protocol
 from scheduler.domain.rules.hours import Schedule, WorkingHours
@@ -206,6 +208,39 @@ async def test_a_persons_calendar_holds_their_sessions_once_they_are_in_a_second
     await book(scheduling, clinic, second, T0 + 2 * HOUR, partners=["b"])  # the cancelled session's time is free
     with pytest.raises(RulesBrokenError):  # and now the first course is checked against the second
         await book(scheduling, clinic, first, T0 + 2.5 * HOUR, partners=["a"])
+
+
+async def test_a_course_opened_before_calendars_recorded_courses_joins_on_its_next_booking(
+        scheduling: Scheduling, courses: Courses, directory: FakeDirectory) -> None:
+    """A course whose opening recorded nothing in its partners' calendars (as before they recorded courses), and
+    whose partner's calendar holds slots written then: its next command records it and keeps the slots true;
+    a course joining later finds them where they are now."""
+    clinic, _, _ = directory.clinic_with_staff()
+    calendar_id = CalendarIds(b"partner key").partner(str(clinic), "person-L")
+    legacy = courses.open_course(lambda: Course.open(
+        course_id=uuid4(), home_clinic_id=str(clinic), model="taking_turns", protocol=Protocol(),
+        partners={"a": "person-L", "b": "person-M"}, first_dosed="a", by=f"clinic:{clinic}"))
+    courses.execute(legacy.id, lambda c: c.book_session(
+        session_id="s-old", kind="assessment", partners=["a"], starts_at=T0, ends_at=T0 + HOUR,
+        clinic_id=str(clinic), by=f"clinic:{clinic}"))
+    written_then = Calendar.open(calendar_id, Resource.PARTNER)
+    written_then.reserve(course_id=str(legacy.id), session_id="s-old", starts_at=T0, ends_at=T0 + HOUR,
+                         label="partner a")
+    courses.save(written_then)
+    # its next command records the course (and, the person being in no other course, keeps the calendar as is)
+    await scheduling.reschedule_session(clinic_key(clinic), legacy.id, "s-old", starts_at=T0 + 3 * HOUR,
+                                        ends_at=T0 + 4 * HOUR, room_id=None, clinician_ids=None)
+    calendar = courses.get_calendar(calendar_id)
+    assert calendar is not None and calendar.courses == {str(legacy.id)}
+    # a course joining now takes the session at its present time
+    joined = await open_course(scheduling, clinic, b="person-L")
+    calendar = courses.get_calendar(calendar_id)
+    assert calendar is not None and calendar.courses == {str(legacy.id), str(joined)}
+    assert [(s.session_id, s.starts_at) for s in calendar.slots.values()] == [("s-old", T0 + 3 * HOUR)]
+    await book(scheduling, clinic, joined, T0, partners=["b"])  # the old time is free
+    with pytest.raises(RulesBrokenError) as refused:
+        await book(scheduling, clinic, joined, T0 + 3 * HOUR, partners=["b"])
+    assert rules(refused.value) == ["I10"]
 
 
 async def test_joining_a_couple_while_the_other_course_books_never_loses_a_session(

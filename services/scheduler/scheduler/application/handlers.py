@@ -14,7 +14,7 @@ from scheduler.application.calendars import CalendarIds, Held
 from scheduler.application.courses import Courses, Work
 from scheduler.application.errors import CourseNotFoundError, ForbiddenError, UnknownReferenceError
 from scheduler.application.runner import Steps, run_steps_async
-from scheduler.domain.calendar import Resource, Slot
+from scheduler.domain.calendar import Calendar, Resource, Slot
 from scheduler.domain.course import Course, DoseApproval, HostFacts, Kind, Session, SessionStatus, Status
 from scheduler.domain.errors import RulesBrokenError, UnknownApprovalError, Violation
 from scheduler.domain.protocol import Protocol as CourseProtocol
@@ -371,7 +371,7 @@ class Scheduling:
         the command relies on their calendar staying so."""
         clashes: list[Violation] = []
         for h in held:
-            calendar = work.calendar(h.calendar_id, h.resource)
+            calendar = self._calendar(work, course, h)
             if h.resource is Resource.PARTNER and calendar.exclusive_to(str(course.id)):
                 work.rely_on(calendar)
                 continue
@@ -386,27 +386,39 @@ class Scheduling:
 
     def _release(self, work: Work, course: Course, session: Session) -> None:
         for h in self.calendars.held_by(course, session):
-            calendar = work.calendar(h.calendar_id, h.resource)
+            calendar = self._calendar(work, course, h)
             if h.resource is Resource.PARTNER and calendar.exclusive_to(str(course.id)):
                 work.rely_on(calendar)  # nothing held; a course joining now must not import the session
             else:
                 calendar.release(session.id)
 
     def _join(self, work: Work, course: Course) -> None:
-        """Each partner's calendar records the new course. A person already a partner in other courses of the
-        clinic takes what those courses book for them into their calendar, which from then on holds every
-        course's slots; the command relies on those courses as read."""
+        """A new course is recorded in each partner's calendar (taken to be new unless this process holds it)."""
         for reference in course.partners.values():
-            calendar_id = self.calendars.partner(course.home_clinic_id, reference)
-            calendar = work.calendar(calendar_id, Resource.PARTNER, likely_new=True)
-            held: list[Slot] = []
-            for other_id in sorted(calendar.courses - {str(course.id)}):
+            self._partner_calendar(work, course, self.calendars.partner(course.home_clinic_id, reference),
+                                   likely_new=True)
+
+    def _calendar(self, work: Work, course: Course, h: Held) -> Calendar:
+        if h.resource is Resource.PARTNER:
+            return self._partner_calendar(work, course, h.calendar_id)
+        return work.calendar(h.calendar_id, h.resource)
+
+    def _partner_calendar(self, work: Work, course: Course, calendar_id: UUID, likely_new: bool = False) -> Calendar:
+        """A partner's calendar, with `course` recorded in it: joining takes in what the person's other courses
+        hold for them (read, and relied on), so that from then on it holds every course's slots. A course opened
+        before calendars recorded courses joins on its first command that touches the calendar."""
+        calendar = work.calendar(calendar_id, Resource.PARTNER, likely_new)
+        if str(course.id) not in calendar.courses:
+            others: dict[str, list[Slot]] = {}
+            for other_id in sorted(calendar.courses):
                 other = work.course(UUID(other_id))
                 work.rely_on(other)
-                held += [Slot(other_id, s.id, s.starts_at, s.ends_at) for s in other.sessions.values()
-                         if _holds_slots(other, s)
-                         and any(h.calendar_id == calendar_id for h in self.calendars.held_by(other, s))]
-            calendar.join(str(course.id), held)
+                others[other_id] = [
+                    Slot(other_id, s.id, s.starts_at, s.ends_at) for s in other.sessions.values()
+                    if _holds_slots(other, s) and any(h.calendar_id == calendar_id
+                                                      for h in self.calendars.held_by(other, s))]
+            calendar.join(str(course.id), others)
+        return calendar
 
     def _clashes_of_booking(self, work: Work, course: Course, partners: list[str], starts_at: datetime,
                             ends_at: datetime, room_id: UUID | None, clinician_ids: list[UUID]) -> list[Violation]:

@@ -127,13 +127,22 @@ class Calendar(Aggregate):
         read it. Once the person joins another course, the calendar takes the slots of both (`join`)."""
         return self.courses == {course_id} and all(slot.course_id == course_id for slot in self.slots.values())
 
-    def join(self, course_id: str, held: list[Slot]) -> None:
-        """The person became a partner in another course: hold what their other courses book for them (`held`,
-        read from those courses, not yet here), then record the new course."""
-        for slot in held:
-            if slot.session_id not in self.slots:
-                self.trigger_event(self.Reserved, course_id=slot.course_id, session_id=slot.session_id,
-                                   starts_at=slot.starts_at, ends_at=slot.ends_at)
+    def join(self, course_id: str, others: dict[str, list[Slot]]) -> None:
+        """The person is a partner in `course_id` too: first the calendar holds exactly what their other courses
+        hold for them now (`others`, by course, read from those courses: a course that held the calendar alone
+        did not keep its slots here), then it records the course."""
+        for other, slots in others.items():
+            now = {slot.session_id: slot for slot in slots}
+            for slot in [s for s in self.slots.values() if s.course_id == other and s.session_id not in now]:
+                self.trigger_event(self.Released, session_id=slot.session_id)
+            for slot in slots:
+                kept = self.slots.get(slot.session_id)
+                if kept is None:
+                    self.trigger_event(self.Reserved, course_id=slot.course_id, session_id=slot.session_id,
+                                       starts_at=slot.starts_at, ends_at=slot.ends_at)
+                elif (kept.starts_at, kept.ends_at) != (slot.starts_at, slot.ends_at):
+                    self.trigger_event(self.Moved, session_id=slot.session_id, starts_at=slot.starts_at,
+                                       ends_at=slot.ends_at)
         if course_id not in self.courses:
             self.trigger_event(self.Joined, course_id=course_id)
 
