@@ -243,6 +243,21 @@ async def test_a_course_opened_before_calendars_recorded_courses_joins_on_its_ne
     assert rules(refused.value) == ["I10"]
 
 
+async def test_many_courses_of_one_person_open_at_once_and_keep_them_apart(
+        scheduling: Scheduling, directory: FakeDirectory) -> None:
+    """Twenty courses of the same two people opened at once all open (after the second, opening writes nothing
+    to their calendars), and a session of the first collides with one of the last."""
+    clinic, _, _ = directory.clinic_with_staff()
+    opened = await asyncio.gather(*(open_course(scheduling, clinic, a="person-x", b="person-y") for _ in range(20)))
+    assert len(set(opened)) == 20
+    calendar = scheduling.courses.get_calendar(CalendarIds(b"partner key").partner(str(clinic), "person-x"))
+    assert calendar is not None and len(calendar.courses) == 2 and calendar.courses <= {str(c) for c in opened}
+    first = await book(scheduling, clinic, opened[0], T0, partners=["a"])
+    with pytest.raises(RulesBrokenError) as refused:
+        await book(scheduling, clinic, opened[-1], T0, partners=["a"])
+    assert rules(refused.value) == ["I10"] and first.id in str(refused.value)
+
+
 async def test_joining_a_couple_while_the_other_course_books_never_loses_a_session(
         scheduling: Scheduling, directory: FakeDirectory) -> None:
     """Opening a course for someone whose other course books at the same moment: the booking relied on their

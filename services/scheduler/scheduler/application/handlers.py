@@ -404,13 +404,15 @@ class Scheduling:
         return work.calendar(h.calendar_id, h.resource)
 
     def _partner_calendar(self, work: Work, course: Course, calendar_id: UUID, likely_new: bool = False) -> Calendar:
-        """A partner's calendar, with `course` recorded in it: joining takes in what the person's other courses
-        hold for them (read, and relied on), so that from then on it holds every course's slots. A course opened
-        before calendars recorded courses joins on its first command that touches the calendar."""
+        """A partner's calendar, knowing whether `course` holds it alone. It records the first two courses the
+        person is a partner in: the first holds it alone; the second, joining, takes in what the first holds for
+        the person (read, and relied on), and from then on every course's slots are held there, so later courses
+        need not be recorded (opening them writes nothing here). A course opened before calendars recorded
+        courses joins on its first command that touches the calendar."""
         calendar = work.calendar(calendar_id, Resource.PARTNER, likely_new)
-        if str(course.id) not in calendar.courses:
+        if len(calendar.courses) < 2 and str(course.id) not in calendar.courses:
             others: dict[str, list[Slot]] = {}
-            for other_id in sorted(calendar.courses):
+            for other_id in calendar.courses:  # the course that held it alone, if any
                 other = work.course(UUID(other_id))
                 work.rely_on(other)
                 others[other_id] = [

@@ -93,8 +93,8 @@ class Calendar(Aggregate):
         # length before the end of the time asked for, however many slots a busy clinician's calendar holds.
         self._starts: list[tuple[datetime, str]] = []
         self._longest = timedelta(0)
-        # A partner's courses, as joined since calendars record them (a calendar opened by an earlier version, at
-        # a booking, records none).
+        # A partner's first two courses (once there are two, the calendar holds every course's slots, and more
+        # need not be recorded); a calendar opened by an earlier version, at a booking, records none.
         self.courses: frozenset[str] = frozenset()
 
     def _put(self, slot: Slot) -> None:
