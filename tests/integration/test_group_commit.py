@@ -140,6 +140,8 @@ def test_a_guard_keeps_a_command_that_relied_on_an_aggregate_from_saving_once_it
         with pytest.raises(IntegrityError):
             app._submit([never], [(created_since.id, 0)]).result()
         assert list(app.recorder.select_events(never.id)) == []
+        assert app.recorder.max_versions([relied_on.id, created_since.id, uuid4()]) == {
+            relied_on.id: 2, created_since.id: 1}  # how the group commit finds a contested batch's losers
         later = opened()  # still absent, and current
         app._submit([later], [(uuid4(), 0), (relied_on.id, 2)]).result()
         assert app.get_course(later.id).version == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from eventsourcing.persistence import IntegrityError, InterfaceError, Notification, OperationalError, StoredEvent
@@ -81,6 +81,10 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
         # Binary parameters: the states go as they are (as text, bytea is hex: twice the size, escaped).
         self._sql_insert = SQL("SELECT * FROM {schema}.{insert_events}(%b, %b, %b, %b, %b, %b)").format(
             schema=Identifier(self.datastore.schema), insert_events=Identifier(INSERT_FUNCTION))
+        self._sql_max_versions = SQL(
+            "SELECT originator_id AS id, max(originator_version) AS version FROM {schema}.{table} "
+            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
         self.sql_create_statements[self.create_insert_function_statement_index] = (
             self.sql_create_pg_function_insert_events
         )
@@ -113,6 +117,12 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
             curs.execute(self._sql_insert, columns, prepare=True)
             return [row[INSERT_FUNCTION] for row in curs.fetchall()]
 
+    def max_versions(self, aggregate_ids: Iterable[Any]) -> dict[Any, int]:
+        """The version each aggregate is stored at (those never stored are left out), in one query."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._sql_max_versions, (list(aggregate_ids),), prepare=True)
+            return {row["id"]: row["version"] for row in curs.fetchall()}
+
     def select_events(self, originator_id: Any, **kwargs: Any) -> Sequence[StoredEvent]:
         """Read a course's events, retrying transient errors for at most `READ_RETRY_SECONDS`."""
         once = PostgresApplicationRecorder.select_events.__wrapped__  # type: ignore[attr-defined]
@@ -130,6 +140,11 @@ class GuardedMemoryRecorder(POPOApplicationRecorder):
                 if self.select_events(aggregate_id, gt=version, limit=1):
                     raise IntegrityError(f"an aggregate this command read has changed: {aggregate_id}")
             return super().insert_events(stored_events, **kwargs)
+
+    def max_versions(self, aggregate_ids: Iterable[Any]) -> dict[Any, int]:
+        with self._database_lock:
+            return {i: events[-1].originator_version for i in aggregate_ids
+                    if (events := self.select_events(i, desc=True, limit=1))}
 
 
 # A subscription reads at most once per this many seconds: at a few hundred commits a second one read (and,

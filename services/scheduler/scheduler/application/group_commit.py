@@ -22,6 +22,9 @@ from scheduler.event_store import Guard
 # unreachable every command is refused within about two seconds (attempts end by the pool's timeout), and none
 # is committed after its client was told it failed.
 COMMIT_DEADLINE_SECONDS = 1.0
+# While the store answers (the last attempt did not fail), a command waits this much longer for its turn: a
+# burst of commands queued behind slow batches is no outage, and is not told the database is unavailable.
+BUSY_GRACE_SECONDS = 4.0
 
 
 class GroupCommit:
@@ -31,21 +34,24 @@ class GroupCommit:
     transaction per command would cap the whole system at one commit, one fsync, per command. One writer thread
     saves whatever commands are waiting as one batch instead. A command saves every aggregate it changed (a
     course and the calendars of the resources its session holds) in the same transaction. A batch holds at most
-    one command per aggregate (course or calendar, changed or guarded: a guard holds only against the versions
-    stored before its batch); if one in it lost a race, the batch is saved again command by command, and only
-    the loser reloads.
+    one command per aggregate it changes (course or calendar; several may guard one, as a guard holds only
+    against the versions stored before its batch). If one in it lost a race, one look-up of the stored versions
+    finds the losers, which fail (and reload), and the others are saved together again; a command waiting behind
+    a batch that changed what it read fails at once, without a round trip.
 
     Each command's events are encoded and encrypted in its own thread before it joins the queue: the writer,
     which every command waits for, only inserts.
 
     Each command has a deadline: the writer tries again after a transient error (a connection lost) while there
     is time, and fails the commands whose deadline passed before it tries again, so a command is either saved
-    soon or never (an attempt in flight when its deadline passes still decides it)."""
+    soon or never (an attempt in flight when its deadline passes still decides it). While the store answers,
+    a command queued behind slow batches gets `BUSY_GRACE_SECONDS` more."""
 
     def __init__(self, app: Application, max_batch: int = 64, deadline_seconds: float = COMMIT_DEADLINE_SECONDS) -> None:
         self.app, self.max_batch, self.deadline_seconds = app, max_batch, deadline_seconds
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._last_error: Exception | None = None
+        self._committed: dict[UUID, int] = {}  # the versions the last batch saved, by aggregate
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
@@ -56,7 +62,7 @@ class GroupCommit:
         """Queue the aggregates' new events, to be saved together, provided the guarded aggregates are still at
         the versions given; the future is done once they are committed (or failed)."""
         events = [self.app.mapper.to_stored_event(e) for a in aggregates for e in a.collect_events()]
-        pending = _Pending(frozenset(e.originator_id for e in events) | {g[0] for g in guards}, events,
+        pending = _Pending(frozenset(e.originator_id for e in events), frozenset(g[0] for g in guards), events,
                            deadline=time.monotonic() + self.deadline_seconds, guards=tuple(guards))
         self._queue.put(pending)
         return pending.done
@@ -85,19 +91,35 @@ class GroupCommit:
                     stopping = True
                     break
                 waiting.append(item)
-            batch, seen = [], set[UUID]()
-            for pending in waiting:
-                (carried if pending.ids & seen else batch).append(pending)
-                seen |= pending.ids
+            batch, changing, guarding = [], set[UUID](), set[UUID]()
+            for pending in waiting:  # in order: one carried holds back those after it on the same aggregates
+                clash = pending.changes & (changing | guarding) or pending.guarded & changing
+                (carried if clash else batch).append(pending)
+                changing |= pending.changes
+                guarding |= pending.guarded
+            self._committed = {}
             self._save(batch)
+            carried = [pending for pending in carried if not self._lost(pending, self._committed)]
 
     def _save(self, batch: list[_Pending]) -> None:
         doubtful = False  # the last attempt may have committed (the connection broke while it ran)
+        contested = False  # the last attempt lost a race: some command in it is a loser
         while batch := self._in_time(batch, doubtful):
             try:
                 if doubtful:  # find out first: saving the same events again would be a conflict with ourselves
                     batch = self._unsaved(batch)
                     doubtful = False
+                    if not batch:
+                        return
+                if contested:
+                    contested = False
+                    stored = self.app.recorder.max_versions({i for pending in batch for i in pending.ids})
+                    winners = [pending for pending in batch if not self._lost(pending, stored)]
+                    if len(winners) == len(batch):  # no loser to be seen: each on its own finds it
+                        for pending in batch:
+                            self._save([pending])
+                        return
+                    batch = winners
                     if not batch:
                         return
                 self.app.recorder.insert_events([event for pending in batch for event in pending.events],
@@ -111,23 +133,36 @@ class GroupCommit:
                 if len(batch) == 1:
                     batch[0].done.set_exception(IntegrityError("an aggregate changed concurrently"))
                     return
-                # One command lost a race: save each on its own, so only that command reloads and runs again.
-                for pending in batch:
-                    self._save([pending])
-                return
+                contested = True  # some command lost a race: only the losers reload and run again
+                continue
             except BaseException as error:  # every waiting command gets the error, so none is lost or hidden
                 for pending in batch:
                     pending.done.set_exception(error)
                 return
             self._last_error = None
             for pending in batch:
+                for event in pending.events:
+                    self._committed[event.originator_id] = event.originator_version
                 pending.done.set_result(None)
             return
 
+    @staticmethod
+    def _lost(pending: _Pending, stored: dict[UUID, int]) -> bool:
+        """Whether the command lost a race to the `stored` versions (some of them: an aggregate absent is not
+        known to be stored), and if so fail it: a version of its events is taken, or a guarded aggregate moved
+        on."""
+        lost = any(e.originator_version <= stored.get(e.originator_id, 0) for e in pending.events) or any(
+            version < stored.get(aggregate_id, 0) for aggregate_id, version in pending.guards)
+        if lost:
+            pending.done.set_exception(IntegrityError("an aggregate changed concurrently"))
+        return lost
+
     def _in_time(self, batch: list[_Pending], doubtful: bool) -> list[_Pending]:
         """The commands whose deadline has not passed; the others fail: unsaved, or (`doubtful`) not known to be."""
-        now = time.monotonic()
-        reason = str(self._last_error).splitlines()[0] if self._last_error else "no attempt in time"
+        if self._last_error is None:
+            now, reason = time.monotonic() - BUSY_GRACE_SECONDS, "the event store is busy: no attempt in time"
+        else:
+            now, reason = time.monotonic(), str(self._last_error).splitlines()[0]
         for pending in batch:
             if pending.deadline <= now:
                 pending.done.set_exception(OutcomeUnknownError(reason) if doubtful else StoreUnavailableError(reason))
@@ -163,8 +198,13 @@ def _never_sent(error: Exception) -> bool:
 class _Pending:
     """One command's events, encoded for the store, and the future its thread waits on."""
 
-    ids: frozenset[UUID]  # the aggregates the events belong to, and those guarded
+    changes: frozenset[UUID]  # the aggregates the events belong to
+    guarded: frozenset[UUID]  # those relied on without changing them
     events: list[StoredEvent]
     deadline: float  # time.monotonic(): no attempt to save these events starts later
     guards: tuple[Guard, ...] = ()  # what the command relied on without changing it, at the versions it read
     done: Future[None] = field(default_factory=Future)
+
+    @property
+    def ids(self) -> frozenset[UUID]:
+        return self.changes | self.guarded
