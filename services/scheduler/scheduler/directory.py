@@ -5,7 +5,9 @@ history is kept: the current value is what the latest rows say."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from datetime import date
 from typing import Any
@@ -74,6 +76,7 @@ CREATE INDEX IF NOT EXISTS access_log_course ON access_log (course_id, at);
 """
 
 
+log = logging.getLogger("kact.directory")
 HOURS_TTL = 2.0
 
 
@@ -89,8 +92,12 @@ class Directory:
         self._rooms: dict[UUID, dict[str, Any]] = {}
         # Hours and closures change now and then, and every booking reads them: each is kept for HOURS_TTL
         # seconds (a change made through another API process applies here within that time; through this one,
-        # at once).
+        # at once). One read past half that age refreshes them in the background, so that under steady load no
+        # booking waits for them: (when read, what was read), by clinic or clinician id.
         self._hours: dict[UUID, tuple[float, Any]] = {}
+        self._hours_changes = 0  # hours changed through this process: a read begun before must not be kept
+        self._refreshing: set[UUID] = set()
+        self._refreshes: set[asyncio.Task[Any]] = set()
 
     def known(self, key: str) -> Principal | None:
         """The principal of `key` if it is the operator's or this process holds it in its key cache: no database
@@ -230,7 +237,7 @@ class Directory:
             f"INSERT INTO {table} ({column}, intervals, created_by) VALUES ($1, $2::jsonb, $3)",
             owner_id, None if intervals is None else json.dumps(intervals), by.ref,
         )
-        self._hours.pop(owner_id, None)  # after the change: this process judges by it from now on
+        self._forget_hours(owner_id)  # after the change: this process judges by it from now on
         return await self.hours_history(owner, owner_id)
 
     async def hours_history(self, owner: str, owner_id: UUID) -> list[dict[str, Any]]:
@@ -246,7 +253,7 @@ class Directory:
             "VALUES ($1, $2, 'added', $3, $4, $5, $6) RETURNING *",
             uuid4(), clinic_id, starts_on, ends_on, reason, by.ref,
         )
-        self._hours.pop(clinic_id, None)
+        self._forget_hours(clinic_id)
         return dict(row)
 
     async def lift_closure(self, clinic_id: UUID, closure_id: UUID, by: Principal) -> bool:
@@ -263,7 +270,7 @@ class Directory:
                     "created_by) VALUES ($1, $2, 'lifted', $3, $4, $5, $6)",
                     closure_id, clinic_id, rows[-1]["starts_on"], rows[-1]["ends_on"], rows[-1]["reason"], by.ref,
                 )
-        self._hours.pop(clinic_id, None)
+        self._forget_hours(clinic_id)
         return bool(rows)
 
     async def closure_changes(self, clinic_id: UUID) -> list[dict[str, Any]]:
@@ -278,33 +285,66 @@ class Directory:
         assert clinic is not None
         staff = await self.clinicians(clinician_ids)
         now = time.monotonic()
-        fresh = {i: v for i in [clinic_id, *clinician_ids] if (v := self._hours.get(i)) is not None and v[0] > now}
-        stale = [i for i in clinician_ids if i not in fresh]
-        if clinic_id not in fresh or stale:
-            async with self.pool.acquire() as conn:
-                if clinic_id not in fresh:
-                    opening = await conn.fetchval(
-                        "SELECT intervals FROM opening_hours WHERE clinic_id = $1 ORDER BY id DESC LIMIT 1", clinic_id
-                    )
-                    closures = await conn.fetch(
-                        "SELECT DISTINCT ON (closure_id) * FROM closure_changes WHERE clinic_id = $1 "
-                        "ORDER BY closure_id, id DESC", clinic_id,
-                    )
-                    kept = (_week(_intervals(opening)), tuple(
-                        Closure(c["starts_on"], c["ends_on"], c["reason"]) for c in closures if c["change"] == "added"))
-                    fresh[clinic_id] = self._hours[clinic_id] = (now + HOURS_TTL, kept)
-                if stale:
-                    working = await conn.fetch(
-                        "SELECT DISTINCT ON (clinician_id) clinician_id, intervals FROM working_hours "
-                        "WHERE clinician_id = ANY($1::uuid[]) ORDER BY clinician_id, id DESC", stale,
-                    )
-                    found = {r["clinician_id"]: _week(_intervals(r["intervals"])) for r in working}
-                    for clinician_id in stale:
-                        fresh[clinician_id] = self._hours[clinician_id] = (now + HOURS_TTL, found.get(clinician_id))
-        opening_week, closures_kept = fresh[clinic_id][1]
+        kept = {i: v[1] for i in [clinic_id, *clinician_ids]
+                if (v := self._hours.get(i)) is not None and now - v[0] < HOURS_TTL}
+        stale = [i for i in clinician_ids if i not in kept]
+        if clinic_id not in kept or stale:
+            kept.update(await self._read_hours(clinic_id if clinic_id not in kept else None, stale))
+        else:
+            aging = [i for i in [clinic_id, *clinician_ids]
+                     if now - self._hours[i][0] > HOURS_TTL / 2 and i not in self._refreshing]
+            if aging:
+                self._refresh_hours(clinic_id if clinic_id in aging else None, [i for i in aging if i != clinic_id])
+        opening_week, closures_kept = kept[clinic_id]
         schedule = Schedule(name=clinic["name"], timezone=clinic["timezone"], opening=opening_week,
                             closures=closures_kept)
-        return schedule, {cid: WorkingHours(row["name"], fresh[UUID(cid)][1]) for cid, row in staff.items()}
+        return schedule, {cid: WorkingHours(row["name"], kept[UUID(cid)]) for cid, row in staff.items()}
+
+    async def _read_hours(self, clinic_id: UUID | None, clinician_ids: list[UUID]) -> dict[UUID, Any]:
+        """The clinic's opening hours and closures and the clinicians' working hours as stored now, kept for
+        HOURS_TTL from when the read began (unless this process changed hours meanwhile)."""
+        began, changes = time.monotonic(), self._hours_changes
+        read: dict[UUID, Any] = {}
+        async with self.pool.acquire() as conn:
+            if clinic_id is not None:
+                opening = await conn.fetchval(
+                    "SELECT intervals FROM opening_hours WHERE clinic_id = $1 ORDER BY id DESC LIMIT 1", clinic_id
+                )
+                closures = await conn.fetch(
+                    "SELECT DISTINCT ON (closure_id) * FROM closure_changes WHERE clinic_id = $1 "
+                    "ORDER BY closure_id, id DESC", clinic_id,
+                )
+                read[clinic_id] = (_week(_intervals(opening)), tuple(
+                    Closure(c["starts_on"], c["ends_on"], c["reason"]) for c in closures if c["change"] == "added"))
+            if clinician_ids:
+                working = await conn.fetch(
+                    "SELECT DISTINCT ON (clinician_id) clinician_id, intervals FROM working_hours "
+                    "WHERE clinician_id = ANY($1::uuid[]) ORDER BY clinician_id, id DESC", clinician_ids,
+                )
+                found = {r["clinician_id"]: _week(_intervals(r["intervals"])) for r in working}
+                read.update({i: found.get(i) for i in clinician_ids})
+        if changes == self._hours_changes:
+            self._hours.update({i: (began, value) for i, value in read.items()})
+        return read
+
+    def _refresh_hours(self, clinic_id: UUID | None, clinician_ids: list[UUID]) -> None:
+        """Read these hours again in the background (they are still fresh enough for the booking at hand)."""
+        ids = {*clinician_ids, *([clinic_id] if clinic_id else [])}
+        self._refreshing |= ids
+        task = asyncio.get_running_loop().create_task(self._read_hours(clinic_id, clinician_ids))
+        self._refreshes.add(task)
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self._refreshes.discard(task)
+            self._refreshing -= ids
+            if not task.cancelled() and task.exception() is not None:  # they expire, and a booking reads them
+                log.warning("hours not refreshed: %s", task.exception())
+
+        task.add_done_callback(done)
+
+    def _forget_hours(self, owner_id: UUID) -> None:
+        self._hours_changes += 1
+        self._hours.pop(owner_id, None)
 
     async def clinicians(self, ids: list[UUID]) -> dict[str, dict[str, Any]]:
         missing = [i for i in ids if str(i) not in self._clinicians]

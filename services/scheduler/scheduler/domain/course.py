@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -89,7 +89,7 @@ class Course(CourseState, Aggregate):
         def apply(self, course: Course) -> None:
             session = Session.from_data(self.session)
             if needs_confirmation(session.kind, session.clinic_id, course.home_clinic_id):
-                session.confirmation = Confirmation.PENDING
+                session = replace(session, confirmation=Confirmation.PENDING)
             course.sessions[session.id] = session
 
     class SessionRescheduled(Event):
@@ -106,13 +106,12 @@ class Course(CourseState, Aggregate):
 
         def apply(self, course: Course) -> None:
             session = course.sessions[self.session_id]
-            session.starts_at = self.starts_at
-            session.ends_at = self.ends_at
-            session.room_id = self.room_id
-            session.clinician_ids = tuple(self.clinician_ids)
-            session.follows = self.follows
-            if session.confirmation is not Confirmation.NOT_NEEDED:
-                session.confirmation = Confirmation.PENDING  # the host is asked again for the new time
+            course.sessions[self.session_id] = replace(
+                session, starts_at=self.starts_at, ends_at=self.ends_at, room_id=self.room_id,
+                clinician_ids=tuple(self.clinician_ids), follows=self.follows,
+                # the host is asked again for the new time
+                confirmation=session.confirmation if session.confirmation is Confirmation.NOT_NEEDED
+                else Confirmation.PENDING)
 
     class SessionConfirmed(Event):
         TOPIC = "kact.course:SessionConfirmed.v1"
@@ -120,7 +119,7 @@ class Course(CourseState, Aggregate):
         clinic_id: str
 
         def apply(self, course: Course) -> None:
-            course.sessions[self.session_id].confirmation = Confirmation.CONFIRMED
+            course._replace_session(self.session_id, confirmation=Confirmation.CONFIRMED)
 
     class SessionDeclined(Event):
         TOPIC = "kact.course:SessionDeclined.v1"
@@ -129,7 +128,7 @@ class Course(CourseState, Aggregate):
         reason: str
 
         def apply(self, course: Course) -> None:
-            course.sessions[self.session_id].confirmation = Confirmation.DECLINED
+            course._replace_session(self.session_id, confirmation=Confirmation.DECLINED)
 
     class SessionCancelled(Event):
         TOPIC = "kact.course:SessionCancelled.v1"
@@ -137,7 +136,7 @@ class Course(CourseState, Aggregate):
         reason: str
 
         def apply(self, course: Course) -> None:
-            course.sessions[self.session_id].status = SessionStatus.CANCELLED
+            course._replace_session(self.session_id, status=SessionStatus.CANCELLED)
 
     class SessionHeld(Event):
         TOPIC = "kact.course:SessionHeld.v1"
@@ -145,9 +144,7 @@ class Course(CourseState, Aggregate):
         record: dict[str, Any]
 
         def apply(self, course: Course) -> None:
-            session = course.sessions[self.session_id]
-            session.status = SessionStatus.HELD
-            session.held = self.record
+            course._replace_session(self.session_id, status=SessionStatus.HELD, held=self.record)
 
     class SessionMissed(Event):
         TOPIC = "kact.course:SessionMissed.v1"
@@ -158,7 +155,7 @@ class Course(CourseState, Aggregate):
         clinician_id: str | None = None
 
         def apply(self, course: Course) -> None:
-            course.sessions[self.session_id].status = SessionStatus.MISSED
+            course._replace_session(self.session_id, status=SessionStatus.MISSED)
 
     class DoseApprovalRequested(Event):
         TOPIC = "kact.course:DoseApprovalRequested.v1"
@@ -190,13 +187,10 @@ class Course(CourseState, Aggregate):
         vitals_override_reason: str | None
 
         def apply(self, course: Course) -> None:
-            approval = course.approvals[self.approval_id]
-            approval.status = ApprovalStatus(self.decision)
-            approval.approved_mg = self.approved_mg
-            approval.decided_at = self.decided_at
-            approval.expires_at = self.expires_at
-            approval.reason = self.reason
-            approval.vitals_override_reason = self.vitals_override_reason
+            course.approvals[self.approval_id] = replace(
+                course.approvals[self.approval_id], status=ApprovalStatus(self.decision),
+                approved_mg=self.approved_mg, decided_at=self.decided_at, expires_at=self.expires_at,
+                reason=self.reason, vitals_override_reason=self.vitals_override_reason)
 
     class Assessed(Event):
         TOPIC = "kact.course:Assessed.v1"
@@ -241,9 +235,8 @@ class Course(CourseState, Aggregate):
         reason: str
 
         def apply(self, course: Course) -> None:
-            window = course.missed_windows[self.session_id]
-            window.acknowledged = True
-            window.reason = self.reason
+            course.missed_windows[self.session_id] = replace(
+                course.missed_windows[self.session_id], acknowledged=True, reason=self.reason)
 
     class Completed(Event):
         TOPIC = "kact.course:Completed.v1"
@@ -320,21 +313,25 @@ class Course(CourseState, Aggregate):
         )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Course:
-        """A copy that shares nothing mutable, made one level deep.
+        """A copy that shares nothing mutable: its collections, copied (not what they hold).
 
         The repository hands out a deep copy of its cached course on every command; the generic deep copy walks
-        every held record and dominated the cost of a command. Events replace entity fields and records whole and
-        never mutate them in place, so copying each entity object is enough."""
+        every held record and dominated the cost of a command. Sessions, approvals and missed windows are
+        immutable (an event replaces one whole) and records are never changed in place, so copying the
+        collections is enough."""
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone._pending_events = list(self._pending_events)
         clone.partners = dict(self.partners)
         clone.screenings = dict(self.screenings)
-        clone.sessions = {k: copy.copy(v) for k, v in self.sessions.items()}
-        clone.approvals = {k: copy.copy(v) for k, v in self.approvals.items()}
+        clone.sessions = dict(self.sessions)
+        clone.approvals = dict(self.approvals)
         clone.milestones = list(self.milestones)
-        clone.missed_windows = {k: copy.copy(v) for k, v in self.missed_windows.items()}
+        clone.missed_windows = dict(self.missed_windows)
         return clone
+
+    def _replace_session(self, session_id: str, **changes: Any) -> None:
+        self.sessions[session_id] = replace(self.sessions[session_id], **changes)
 
     def _refuse_if(self, violations: list[Violation]) -> None:
         if violations:
@@ -524,7 +521,8 @@ class Course(CourseState, Aggregate):
         self.trigger_event(self.SessionHeld, session_id=session_id, record=record, by=by)
         if session.kind is Kind.MEDICINE:
             self.trigger_event(
-                self.Dosed, session_id=session_id, integration_deadline=self.window_deadline(session), by=by
+                self.Dosed, session_id=session_id, integration_deadline=self.window_deadline(self.sessions[session_id]),
+                by=by,
             )
         self._record_milestones(by)
 

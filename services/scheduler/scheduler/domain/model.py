@@ -70,7 +70,7 @@ class HostFacts:
     is_partner_of_home: bool  # under an agreed partnership, in force, that covers the session's kind
 
 
-@dataclass
+@dataclass(frozen=True)
 class Session:
     id: str
     kind: Kind
@@ -127,7 +127,7 @@ class Session:
         return self.ends_at
 
 
-@dataclass
+@dataclass(frozen=True)
 class DoseApproval:
     id: str
     session_id: str
@@ -143,7 +143,7 @@ class DoseApproval:
     vitals_override_reason: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class MissedWindow:
     session_id: str
     deadline: datetime
