@@ -55,7 +55,11 @@ PROTOCOL_BOUNDS = {
     "min_medicine_interval_days": ("I5", 1, 90),
     "approval_valid_days": ("I6", 1, 30),
     "min_monitoring_minutes": ("I8", 60, 240),
+    "pre_dose_vitals_minutes": ("I8", 15, 240),
+    "record_tolerance_minutes": ("I8", 0, 60),
 }
+# DOMAIN.md's defaults of the settings a course opened before they existed does not record.
+LATER_SETTINGS = {"pre_dose_vitals_minutes": 60, "record_tolerance_minutes": 15}
 LOW_DOSE_MAX_MEDICINE_SESSIONS = 8
 
 
@@ -109,15 +113,19 @@ class _Session:
         return (self.record or {}).get("discharged_at")
 
     @property
+    def ended_at(self) -> datetime | None:
+        """When the clinic says the session actually ended, if it said."""
+        return (self.record or {}).get("ended_at")
+
+    @property
     def finished(self) -> datetime:
-        """When a medicine session ended: at discharge once held, else at its booked end."""
-        return self.discharged_at or self.end
+        """When the session ended: as recorded once held, else at discharge, else at its booked end."""
+        return self.ended_at or self.discharged_at or self.end
 
     @property
     def occupied_until(self) -> datetime:
-        """The couple is in the session until its booked end, or until discharge if that is later."""
-        discharged = self.discharged_at
-        return max(self.end, discharged) if discharged else self.end
+        """The couple is in the session until its booked end, or until it ended (was discharged) if later."""
+        return max(self.end, self.finished)
 
 
 @dataclass
@@ -304,7 +312,7 @@ class _Judge:
         self.model = event.model
         self.home_clinic_id = event.home_clinic_id
         self.first_dosed = event.first_dosed
-        self.protocol = dict(event.protocol)
+        self.protocol = {**LATER_SETTINGS, **dict(event.protocol)}
         if self.model not in ("taking_turns", "together"):
             self.breach("I7", f"unknown model {self.model!r}")
         if self.first_dosed not in PARTNERS or set(event.partners) != set(PARTNERS):
@@ -456,9 +464,12 @@ class _Judge:
         if session.kind == "medicine":
             self.judge_medicine(session, record)
             self.expect_dosed = session.id
+        ended = record.get("ended_at")
+        if isinstance(ended, datetime) and ended <= session.start:
+            self.breach("I8", f"session {session.id} ended {ended.isoformat()}, before it started")
         session.status, session.record = "held", record
-        if session.kind == "medicine" and session.discharged_at and session.discharged_at > session.end:
-            # The couple stays until discharge: the session now occupies the calendar until then.
+        if session.occupied_until > session.end:
+            # The couple stays until the session ended (discharge): it now occupies the calendar until then.
             self.check_overlap(session)
 
     def judge_medicine(self, session: _Session, record: dict[str, Any]) -> None:
@@ -511,11 +522,36 @@ class _Judge:
         if not isinstance(discharged_at, datetime):
             self.breach("I8", f"medicine session {session.id} records no discharge time")
             discharged_at = None
+        self.judge_span(session, record, discharged_at)
         for dose in doses:
-            self.judge_dose(session, dose, vitals, discharged_at)
+            last = max((d["at"] for d in doses if d.get("partner") == dose.get("partner")
+                        and isinstance(d.get("at"), datetime)), default=dose.get("at"))
+            self.judge_dose(session, dose, vitals, discharged_at, last)
+
+    def judge_span(self, session: _Session, record: dict[str, Any], discharged_at: datetime | None) -> None:
+        """I8: doses, readings and discharge took place within the session, from its start to its recorded end
+        (else its discharge, else its booked end), give or take the protocol's tolerance; adverse events not
+        before it."""
+        tolerance = timedelta(minutes=self.p("record_tolerance_minutes"))
+        ended = record.get("ended_at")
+        end = ended or discharged_at or session.end
+        if ended is not None and discharged_at is not None and discharged_at > ended:
+            self.breach("I8", f"{session.id} was discharged {discharged_at.isoformat()}, after it ended")
+        times = [(f"a dose of {d.get('partner')}", d.get("at")) for d in record.get("doses") or []]
+        times += [(f"{v.get('stage')} vitals of {v.get('partner')}", v.get("at")) for v in record.get("vitals") or []]
+        times += [("the discharge", discharged_at)] if discharged_at is not None else []
+        for what, at in times:
+            if isinstance(at, datetime) and not session.start - tolerance <= at <= end + tolerance:
+                self.breach("I8", f"{what} at {at.isoformat()} is outside {session.id} "
+                                  f"({session.start.isoformat()} to {end.isoformat()})")
+        for adverse in record.get("adverse_events") or []:
+            at = adverse.get("at")
+            if isinstance(at, datetime) and at < session.start - tolerance:
+                self.breach("I8", f"an adverse event at {at.isoformat()} is before {session.id} started")
 
     def judge_dose(
-        self, session: _Session, dose: dict[str, Any], vitals: list[dict[str, Any]], discharged_at: datetime | None
+        self, session: _Session, dose: dict[str, Any], vitals: list[dict[str, Any]], discharged_at: datetime | None,
+        last_dose_at: datetime | None = None,
     ) -> None:
         partner, at, mg = dose.get("partner"), dose.get("at"), dose.get("mg")
         if not isinstance(at, datetime) or not isinstance(mg, (int, float)):
@@ -539,20 +575,22 @@ class _Judge:
                 self.breach("I6", f"partner {partner} was given {mg} mg; {approval.approved_mg} mg was approved")
         # I8: vitals before, about 40 min after, and at discharge; discharge after the minimum monitoring time.
         mine = [v for v in vitals if v.get("partner") == partner and isinstance(v.get("at"), datetime)]
-        pre = [v for v in mine if v.get("stage") == "pre" and v["at"] <= at]
+        recent = timedelta(minutes=self.p("pre_dose_vitals_minutes"))
+        pre = [v for v in mine if v.get("stage") == "pre" and timedelta(0) <= at - v["at"] <= recent]
         post = [v for v in mine if v.get("stage") == "post" and POST_DOSE_FROM <= v["at"] - at <= POST_DOSE_UNTIL]
         if not pre:
-            self.breach("I8", f"partner {partner} has no vitals before the dose in {session.id}")
+            self.breach("I8", f"partner {partner} has no vitals in the {recent} before the dose in {session.id}")
         if not post:
             self.breach("I8", f"partner {partner} has no vitals about 40 min after the dose in {session.id}")
         if discharged_at is not None:
-            earliest = at + timedelta(minutes=self.p("min_monitoring_minutes"))
+            earliest = (last_dose_at or at) + timedelta(minutes=self.p("min_monitoring_minutes"))
             if discharged_at < earliest:
                 self.breach(
                     "I8",
                     f"partner {partner} was discharged {discharged_at.isoformat()}, before {earliest.isoformat()}",
                 )
-            discharge = [v for v in mine if v.get("stage") == "discharge" and at <= v["at"] <= discharged_at]
+            after_post = max([v["at"] for v in post], default=at)
+            discharge = [v for v in mine if v.get("stage") == "discharge" and after_post < v["at"] <= discharged_at]
             if not discharge:
                 self.breach("I8", f"partner {partner} has no discharge vitals in {session.id}")
             else:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import uuid4
 
 import httpx
 import pytest
-from api_support import T0, Tenant, bearer, eventually, iso, ok
+from api_support import T0, Tenant, bearer, eventually, iso, medicine_record, ok
 
 pytestmark = pytest.mark.integration
 
@@ -206,3 +206,37 @@ def test_a_session_at_a_partner_clinic_is_staffed_by_the_hosts_clinicians(
         "starts_at": iso(start + timedelta(days=2)), "ends_at": iso(start + timedelta(days=2, hours=3)),
         "clinician_ids": [stranger.therapist["id"]]})
     assert wrong.status_code == 422 and "not staff" in wrong.json()["detail"]
+
+
+def test_what_a_medicine_session_records_took_place_within_it(home: Tenant, client: httpx.Client) -> None:
+    """A dose dated the day before its session is refused (I8, naming the session's span), with nothing stored;
+    the same record with the right day, and the time the session actually ended, is kept, and the integration
+    window counts from that end."""
+    course = home.open_course(protocol={"pre_dose_vitals_minutes": 30, "record_tolerance_minutes": 10})
+    cid = course["id"]
+    assert course["protocol"]["pre_dose_vitals_minutes"] == 30
+    start = home.assess_and_prepare(cid) + timedelta(days=7)
+    session = home.book(cid, "medicine", start, hours=3)
+    the_day_before = start - timedelta(days=1)
+    approval = ok(home.post(f"/v1/courses/{cid}/dose-approvals", {
+        "session_id": session["id"], "partner": "a", "prescriber_id": home.prescriber["id"], "requested_mg": 100},
+        at=the_day_before), 201)
+    ok(client.post(f"/v1/dose-approvals/{approval['id']}/decision", json={"approve": True},
+                   headers={**home.rx_headers, "X-Kact-Now": iso(the_day_before)}), 200)
+    path = f"/v1/courses/{cid}/sessions/{session['id']}/record"
+    after = start + timedelta(hours=5)
+    typo = medicine_record({"a": approval}, start - timedelta(days=1) + timedelta(minutes=10), 100)
+    response = home.post(path, {"outcome": "held", "clinician_id": home.therapist["id"], **typo}, at=after)
+    assert response.status_code == 409, response.text
+    details = [v["detail"] for v in response.json()["violations"] if v["invariant"] == "I8"]
+    assert any(d.startswith("partner a's dose at ") and "lies outside the session" in d for d in details)
+    assert ok(client.get(f"/v1/courses/{cid}", headers=home.headers), 200)["sessions"][-1]["status"] == "booked"
+
+    dosed_at = start + timedelta(minutes=10)
+    ended = start + timedelta(hours=3, minutes=20)
+    record = {**medicine_record({"a": approval}, dosed_at, 100), "ended_at": iso(ended)}
+    held = ok(home.post(path, {"outcome": "held", "clinician_id": home.therapist["id"], **record}, at=after), 200)
+    assert held["status"] == "held" and held["record"]["ended_at"] == iso(ended)
+    deadlines = [e["data"]["integration_deadline"] for e in
+                 ok(client.get(f"/v1/courses/{cid}/events", headers=home.headers), 200) if e["type"] == "Dosed"]
+    assert [datetime.fromisoformat(d) for d in deadlines] == [ended + timedelta(hours=48)]

@@ -200,7 +200,7 @@ class TestI8Monitoring:
         earliest = start + DOSE_AFTER + timedelta(minutes=120)
         err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
         assert err.violations == (
-            V("I8", f"discharge is allowed 120 min after the dose of partner a, at {earliest.isoformat()} "
+            V("I8", f"discharge is allowed 120 min after the last dose of partner a, at {earliest.isoformat()} "
                     "at the earliest"),
         )
 
@@ -215,7 +215,7 @@ class TestI8Monitoring:
         earliest = start + DOSE_AFTER + timedelta(minutes=180)
         err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
         assert err.violations == (
-            V("I8", f"discharge is allowed 180 min after the dose of partner a, at {earliest.isoformat()} "
+            V("I8", f"discharge is allowed 180 min after the last dose of partner a, at {earliest.isoformat()} "
                     "at the earliest"),
         )
         hold_medicine(course, "m1", medicine_record(course, "m1", ["a"], monitoring=timedelta(minutes=180)))
@@ -272,7 +272,7 @@ class TestI9PreDoseVitals:
     def test_the_latest_pre_dose_reading_counts(self):
         course, start = medicine_booked()
         record = medicine_record(course, "m1", ["a"])
-        record["vitals"].append(vitals("a", "pre", start - timedelta(minutes=30), acceptable=False))
+        record["vitals"].append(vitals("a", "pre", start - timedelta(minutes=10), acceptable=False))
         hold_medicine(course, "m1", record)
         held_ok(course, "m1")
 
@@ -346,7 +346,7 @@ class TestEveryBrokenRuleIsListed:
             V("I6", "partner a has no dose approval for session m1"),
             V("I8", "partner a has no vitals recorded before the dose"),
             V("I8", "partner a has no vitals recorded about 40 min after the dose"),
-            V("I8", f"discharge is allowed 120 min after the dose of partner a, at "
+            V("I8", f"discharge is allowed 120 min after the last dose of partner a, at "
                     f"{(dosed + timedelta(minutes=120)).isoformat()} at the earliest"),
             V("I8", "partner a has no vitals recorded at discharge"),
         )
@@ -371,7 +371,7 @@ class TestEveryBrokenRuleIsListed:
             V("I7", "the taking_turns model doses exactly one partner, in turn: expected ['b'], got ['a']"),
             V("I6", "partner a has no dose approval for session m2"),
             V("I8", "partner a has no vitals recorded about 40 min after the dose"),
-            V("I8", f"discharge is allowed 120 min after the dose of partner a, at "
+            V("I8", f"discharge is allowed 120 min after the last dose of partner a, at "
                     f"{(dosed + timedelta(minutes=120)).isoformat()} at the earliest"),
             V("I8", "partner a has no vitals recorded at discharge"),
             V("I9", "partner a's pre-dose vitals are not marked acceptable"),
@@ -415,3 +415,126 @@ class TestMalformedMedicineRecords:
                                        doses=[{"partner": "a", "mg": 1, "at": start}]),
         )
         assert err.problems == ("doses, vitals, adverse events and discharge belong to medicine sessions",)
+
+
+# ------------------------------------------------ I8: what a medicine session records took place within it
+
+
+def shifted(record, partner, stage, at):
+    """A copy of a medicine record with the partner's reading of one stage taken at `at`."""
+    return {**record, "vitals": [{**v, "at": at} if (v["partner"], v["stage"]) == (partner, stage) else v
+                                 for v in record["vitals"]]}
+
+
+class TestRecordTimesBoundToTheSession:
+    """Doses, readings and discharge lie within the session (start to recorded end, give or take the protocol's
+    tolerance); the pre-dose reading is recent; the discharge reading comes after the post-dose one."""
+
+    def test_a_dose_dated_before_its_session_is_refused(self):
+        course, start = medicine_booked()
+        record = medicine_record(course, "m1", ["a"])
+        early = start - timedelta(days=10)
+        record = {**record, "doses": [{**record["doses"][0], "at": early}]}
+        record = shifted(record, "a", "pre", early - timedelta(minutes=5))
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        end = record["discharged_at"]
+        span = f"session m1 took place from {start.isoformat()} to {end.isoformat()}"
+        assert V("I8", f"partner a's dose at {early.isoformat()} lies outside the session: {span}") in err.violations
+        assert V("I8", f"partner a's pre vitals at {(early - timedelta(minutes=5)).isoformat()} lies outside the "
+                       f"session: {span}") in err.violations
+        assert {v.rule for v in err.violations} <= {"I6", "I8"}
+
+    def test_a_reading_within_the_tolerance_before_the_start_counts_one_beyond_it_does_not(self):
+        course, start = medicine_booked()
+        record = shifted(medicine_record(course, "m1", ["a"]), "a", "pre", start - timedelta(minutes=20))
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        end = record["discharged_at"]
+        assert err.violations == (V(
+            "I8", f"partner a's pre vitals at {(start - timedelta(minutes=20)).isoformat()} lies outside the session: "
+                  f"session m1 took place from {start.isoformat()} to {end.isoformat()}"),)
+        hold_medicine(course, "m1", shifted(record, "a", "pre", start - timedelta(minutes=15)))
+        held_ok(course, "m1")
+
+    def test_the_tolerance_is_a_protocol_setting(self):
+        course, start = medicine_booked(protocol=Protocol(record_tolerance_minutes=30))
+        hold_medicine(course, "m1", shifted(medicine_record(course, "m1", ["a"]), "a", "pre",
+                                            start - timedelta(minutes=25)))
+        held_ok(course, "m1")
+
+    def test_the_pre_dose_reading_is_taken_at_most_the_protocol_time_before_the_dose(self):
+        course, start = medicine_booked()
+        record = medicine_record(course, "m1", ["a"])
+        late_dose = start + timedelta(minutes=75)  # 75 min after the reading taken at the start
+        record = {**record, "doses": [{**record["doses"][0], "at": late_dose}]}
+        record = shifted(record, "a", "post", late_dose + timedelta(minutes=40))
+        record = {**shifted(record, "a", "discharge", late_dose + timedelta(minutes=125)),
+                  "discharged_at": late_dose + timedelta(minutes=130)}
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V(
+            "I8", "partner a's last vitals before the dose were taken 75 min before it; the protocol wants them at "
+                  "most 60 min before"),)
+        hold_medicine(course, "m1", shifted(record, "a", "pre", late_dose - timedelta(minutes=5)))
+        held_ok(course, "m1")
+
+    def test_the_pre_dose_time_is_a_protocol_setting(self):
+        course, start = medicine_booked(protocol=Protocol(pre_dose_vitals_minutes=90))
+        record = medicine_record(course, "m1", ["a"])
+        late_dose = start + timedelta(minutes=75)
+        record = {**record, "doses": [{**record["doses"][0], "at": late_dose}]}
+        record = shifted(record, "a", "post", late_dose + timedelta(minutes=40))
+        record = {**shifted(record, "a", "discharge", late_dose + timedelta(minutes=125)),
+                  "discharged_at": late_dose + timedelta(minutes=130)}
+        hold_medicine(course, "m1", record)
+        held_ok(course, "m1")
+
+    def test_a_discharge_reading_before_the_post_dose_reading_is_not_the_discharge_reading(self):
+        course, start = medicine_booked()
+        record = shifted(medicine_record(course, "m1", ["a"]), "a", "discharge", start + DOSE_AFTER + timedelta(minutes=2))
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V("I8", "partner a has no vitals recorded at discharge"),)
+
+    def test_the_recorded_end_bounds_the_record_and_starts_the_integration_window(self):
+        course, start = medicine_booked()
+        record = medicine_record(course, "m1", ["a"])
+        discharged = record["discharged_at"]
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(
+            course, "m1", {**record, "ended_at": discharged - timedelta(minutes=10)}))
+        assert V("I8", f"the discharge ({discharged.isoformat()}) is after the session's recorded end "
+                       f"({(discharged - timedelta(minutes=10)).isoformat()})") in err.violations
+        ended = start + timedelta(hours=3, minutes=30)  # after the discharge and the booked end
+        hold_medicine(course, "m1", {**record, "ended_at": ended})
+        held_ok(course, "m1")
+        assert course.sessions["m1"].finished_at == ended
+        dosed = [e for e in course.collect_events() if type(e).__name__ == "Dosed"]
+        assert dosed[0].integration_deadline == ended + timedelta(hours=48)
+
+    def test_a_session_cannot_end_before_it_started(self):
+        course, start = medicine_booked()
+        record = {**medicine_record(course, "m1", ["a"]), "ended_at": start - timedelta(minutes=1)}
+        refused(course, InvalidCommandError, lambda: hold_medicine(course, "m1", record))
+
+    def test_a_session_that_ran_long_may_not_run_into_the_next_one(self):
+        course = open_course()
+        start = assess(course)
+        book(course, "prep-a", Kind.PREPARATION, start + timedelta(hours=2), partners=("a",))
+        book(course, "prep-b", Kind.PREPARATION, start + timedelta(hours=3, minutes=30), partners=("b", "a"))
+        overrun = start + timedelta(hours=4)
+        err = refused(course, RulesBrokenError, lambda: course.record_held(
+            session_id="prep-a", now=start + timedelta(days=1), by=BY, ended_at=overrun))
+        assert err.violations == (V("I10", f"the end at {overrun.isoformat()} runs into session prep-b"),)
+        course.record_held(session_id="prep-a", now=start + timedelta(days=1), by=BY,
+                           ended_at=start + timedelta(hours=3, minutes=20))
+        assert course.sessions["prep-a"].finished_at == start + timedelta(hours=3, minutes=20)
+
+    def test_an_adverse_event_may_come_to_light_after_the_session_never_before_it(self):
+        course, start = medicine_booked()
+        record = medicine_record(course, "m1", ["a"])
+        before = {"partner": "a", "at": start - timedelta(hours=1), "kind": "nausea", "severity": "mild"}
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", {**record, "adverse_events": [before]}))
+        end = record["discharged_at"]
+        assert err.violations == (V(
+            "I8", f"partner a's adverse event at {before['at'].isoformat()} is before the session: session m1 took "
+                  f"place from {start.isoformat()} to {end.isoformat()}"),)
+        after = {**before, "at": end + timedelta(minutes=30)}
+        hold_medicine(course, "m1", {**record, "adverse_events": [after]}, now=end + timedelta(hours=1))
+        held_ok(course, "m1")

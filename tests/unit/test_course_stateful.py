@@ -105,6 +105,8 @@ RECORD_VARIANTS = [
     "early_discharge", "unacceptable_pre", "unacceptable_discharge", "discharge_vitals_out_of_order",
     "high_blood_pressure", "over_dose", "wrong_partner", "extra_dose", "no_approval_id",
     "dose_before_decision", "dose_after_expiry", "no_doses",
+    "stale_pre_vitals", "dose_outside_session", "discharge_vitals_before_post", "ended_before_discharge",
+    "ended_after_discharge",
 ]
 CLOCK_STEPS = [HOUR, 3 * HOUR, 12 * HOUR, DAY, 49 * HOUR, 4 * DAY, 10 * DAY, 40 * DAY]
 SHIFTS = [-3 * DAY, -DAY, -2 * HOUR, -HOUR, HOUR, 2 * HOUR, DAY, 3 * DAY, 8 * DAY]
@@ -380,6 +382,11 @@ class CourseMachine(RuleBasedStateMachine):
         elif variant == "dose_after_expiry":
             expiries = [a.expires_at for a in approvals.values() if a is not None and a.expires_at]
             dosed_at = max(expiries).astimezone(UTC) + HOUR if expiries else dosed_at
+        elif variant == "stale_pre_vitals":  # the dose comes long after the reading taken at the start
+            dosed_at = start + timedelta(minutes=protocol.pre_dose_vitals_minutes + 5)
+        elif variant == "dose_outside_session":  # with its readings, a day early: the clinic's typo
+            dosed_at = start - DAY + DOSE_AFTER_START
+            start = start - DAY
         monitoring = timedelta(minutes=protocol.min_monitoring_minutes + 10)
         if variant == "early_discharge":
             monitoring = timedelta(minutes=protocol.min_monitoring_minutes - 10)
@@ -396,13 +403,17 @@ class CourseMachine(RuleBasedStateMachine):
                 "mg": mg,
                 "at": self.at(dosed_at),
             })
-            pre = vitals(p, "pre", self.at(start), acceptable=variant != "unacceptable_pre")
+            pre_at = start
+            pre = vitals(p, "pre", self.at(pre_at), acceptable=variant != "unacceptable_pre")
             if variant == "high_blood_pressure":
-                pre = vitals(p, "pre", self.at(start), systolic=165, diastolic=100)
+                pre = vitals(p, "pre", self.at(pre_at), systolic=165, diastolic=100)
             post_at = dosed_at + (timedelta(minutes=90) if variant == "post_vitals_late" else timedelta(minutes=40))
             post = vitals(p, "post", self.at(post_at))
+            discharge_reading_at = discharged_at - timedelta(minutes=5)
+            if variant == "discharge_vitals_before_post":
+                discharge_reading_at = post_at - timedelta(minutes=5)
             discharge = vitals(
-                p, "discharge", self.at(discharged_at - timedelta(minutes=5)),
+                p, "discharge", self.at(discharge_reading_at),
                 acceptable=variant != "unacceptable_discharge",
             )
             if variant != "no_pre_vitals":
@@ -415,11 +426,15 @@ class CourseMachine(RuleBasedStateMachine):
                 readings.append(vitals(p, "discharge", self.at(discharged_at - timedelta(minutes=20))))
             elif variant != "no_discharge_vitals":
                 readings.append(discharge)
-        return {
+        record = {
             "doses": [] if variant == "no_doses" else doses,
             "vitals": readings,
             "discharged_at": None if variant == "no_discharge_time" else self.at(discharged_at),
         }
+        if variant in ("ended_before_discharge", "ended_after_discharge"):
+            shift = timedelta(minutes=-10 if variant == "ended_before_discharge" else 25)
+            record["ended_at"] = self.at(discharged_at + shift)
+        return record
 
     # ------------------------------------------------------------------ the protocol-following clinic
 
@@ -526,9 +541,10 @@ class CourseMachine(RuleBasedStateMachine):
                     session_id=sid, kind=Kind.INTEGRATION, partners=("a", "b"), starts_at=self.at(start),
                     ends_at=self.at(start + HOUR), clinic_id=HOME, by=BY)
                 return
-            variant = data.draw(st.sampled_from(["ok"] * 17 + RECORD_VARIANTS[3:]), label="record")
+            variant = data.draw(st.sampled_from(["ok"] * 20 + RECORD_VARIANTS[3:]), label="record")
             record = self.medicine_record(session, variant)
-            self.advance(max([session.ends_at] + [r for r in [record["discharged_at"]] if r]) + late)
+            ends = [record[k] for k in ("discharged_at", "ended_at") if record.get(k)]
+            self.advance(max([session.ends_at] + ends) + late)
             if self.run("record_held", course.record_held,
                     session_id=session.id, now=self.now, by=BY, notes="went well", **record):
                 event(f"progress: medicine record {variant!r} accepted")

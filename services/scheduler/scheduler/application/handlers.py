@@ -64,6 +64,7 @@ class Record:
     vitals: tuple[Row, ...] = ()
     adverse_events: tuple[Row, ...] = ()
     discharged_at: datetime | None = None
+    ended_at: datetime | None = None
 
 
 class Scheduling:
@@ -290,7 +291,8 @@ class Scheduling:
                 course.record_held(
                     session_id=session_id, now=now, notes=record.notes, doses=[dict(d) for d in record.doses],
                     vitals=[dict(v) for v in record.vitals], adverse_events=[dict(a) for a in record.adverse_events],
-                    discharged_at=record.discharged_at, by=principal.ref, clinician_id=str(record.clinician_id),
+                    discharged_at=record.discharged_at, ended_at=record.ended_at, by=principal.ref,
+                    clinician_id=str(record.clinician_id),
                 )
             return course.sessions[session_id]
 

@@ -492,9 +492,12 @@ class Course(CourseState, Aggregate):
         vitals: list[dict[str, Any]] | None = None,
         adverse_events: list[dict[str, Any]] | None = None,
         discharged_at: datetime | None = None,
+        ended_at: datetime | None = None,
         by: str,
         clinician_id: str | None = None,
     ) -> None:
+        """The session took place (`ended_at`: when it actually ended, if the clinic says; a medicine session's
+        record otherwise ends with its discharge)."""
         session = self.session(session_id)
         doses, vitals, adverse_events = doses or [], vitals or [], adverse_events or []
         if session.kind is not Kind.MEDICINE and (doses or vitals or adverse_events or discharged_at):
@@ -505,17 +508,28 @@ class Course(CourseState, Aggregate):
         vitals = [{**v, "at": utc(v["at"])} for v in vitals]
         adverse_events = [{**a, "at": utc(a["at"])} for a in adverse_events]
         discharged_at = utc(discharged_at) if discharged_at is not None else None
-        recorded_times = [x["at"] for x in (*doses, *vitals, *adverse_events)] + [discharged_at] * bool(discharged_at)
+        ended_at = utc(ended_at) if ended_at is not None else None
+        recorded_times = [x["at"] for x in (*doses, *vitals, *adverse_events)] + [
+            at for at in (discharged_at, ended_at) if at is not None]
         if any(at > now for at in recorded_times):
-            raise InvalidCommandError(["doses, vitals, adverse events and discharge cannot be recorded in the future"])
+            raise InvalidCommandError(
+                ["doses, vitals, adverse events, discharge and the end cannot be recorded in the future"])
+        if ended_at is not None and ended_at <= session.starts_at:
+            raise InvalidCommandError([f"session {session_id} cannot end ({ended_at.isoformat()}) before it started "
+                                       f"({session.starts_at.isoformat()})"])
         violations = closed_violations(self) + booked_violations(session) + not_started_violations(session, now)
         violations += milestones.held_out_of_order(self, session) + hosting.held_violations(session)
         if session.kind is Kind.MEDICINE:
-            violations += self._medicine_record_violations(session, doses, vitals, discharged_at, now)
+            violations += self._medicine_record_violations(session, doses, vitals, adverse_events, discharged_at,
+                                                           ended_at, now)
+        else:
+            violations += placement.discharge_clash_violations(self, session, None, ended_at)
         self._refuse_if(violations)
         record: dict[str, Any] = {"notes": notes}
         if clinician_id:  # who recorded it: one of the recording clinic's clinicians
             record["clinician_id"] = clinician_id
+        if ended_at is not None:
+            record["ended_at"] = ended_at
         if session.kind is Kind.MEDICINE:
             record.update(doses=doses, vitals=vitals, adverse_events=adverse_events, discharged_at=discharged_at)
         self.trigger_event(self.SessionHeld, session_id=session_id, record=record, by=by)
@@ -531,15 +545,20 @@ class Course(CourseState, Aggregate):
         session: Session,
         doses: list[dict[str, Any]],
         vitals: list[dict[str, Any]],
+        adverse_events: list[dict[str, Any]],
         discharged_at: datetime | None,
+        ended_at: datetime | None,
         now: datetime,
     ) -> list[Violation]:
-        """I3, I4 and I7 for the session as the next dose, then I6, I8 and I9 dose by dose, then I10 to discharge."""
+        """I3, I4 and I7 for the session as the next dose, I8 for when what it records took place, then I6, I8
+        and I9 dose by dose, then I10 to its end."""
         violations = dosing.next_dose_violations(self, session, now) + dosing.turn_violations(self, doses)
+        violations += monitoring.span_violations(self, session, doses, vitals, adverse_events, discharged_at, ended_at)
+        last_dose = {d["partner"]: d["at"] for d in sorted(doses, key=lambda d: d["at"])}
         for dose in doses:
             violations += dosing.approval_violations(self, session, dose)
-            violations += monitoring.vitals_violations(self, dose, vitals, discharged_at)
-        return violations + placement.discharge_clash_violations(self, session, discharged_at)
+            violations += monitoring.vitals_violations(self, dose, vitals, discharged_at, last_dose[dose["partner"]])
+        return violations + placement.discharge_clash_violations(self, session, discharged_at, ended_at)
 
     # ----------------------------------------------------------- dose approvals
 

@@ -115,15 +115,19 @@ class Session:
 
     @property
     def occupied_until(self) -> datetime:
-        """The couple is in the session until its booked end, or until discharge if that came later (I10)."""
-        discharged = self.held.get("discharged_at") if self.held else None
-        return max(self.ends_at, discharged) if discharged else self.ends_at
+        """The couple is in the session until its booked end, or until it ended (or was discharged) if that came
+        later (I10)."""
+        ended = self.held and (self.held.get("ended_at") or self.held.get("discharged_at"))
+        return max(self.ends_at, ended) if ended else self.ends_at
 
     @property
     def finished_at(self) -> datetime:
-        """When a medicine session ended: discharge if held, else the booked end."""
-        if self.held and self.held.get("discharged_at"):
-            return self.held["discharged_at"]
+        """When the session actually ended: as recorded, else (a medicine session) at discharge, else the booked
+        end."""
+        if self.held:
+            ended = self.held.get("ended_at") or self.held.get("discharged_at")
+            if ended:
+                return ended  # type: ignore[no-any-return]
         return self.ends_at
 
 

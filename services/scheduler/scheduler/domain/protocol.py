@@ -31,6 +31,8 @@ BOUNDS: dict[str, tuple[int, int]] = {
     "min_medicine_interval_days": (1, 90),
     "approval_valid_days": (1, 30),
     "min_monitoring_minutes": (60, 240),
+    "pre_dose_vitals_minutes": (15, 240),
+    "record_tolerance_minutes": (0, 60),
     "individual_preparation_sessions": (1, 4),
     "joint_preparation_sessions": (2, 8),
 }
@@ -42,6 +44,8 @@ RULE_OF_SETTING = {
     "min_medicine_interval_days": "I5",
     "approval_valid_days": "I6",
     "min_monitoring_minutes": "I8",
+    "pre_dose_vitals_minutes": "I8",
+    "record_tolerance_minutes": "I8",
     "individual_preparation_sessions": "preparation",
     "joint_preparation_sessions": "preparation",
 }
@@ -55,6 +59,11 @@ class Protocol:
     min_medicine_interval_days: int = 7
     approval_valid_days: int = 14
     min_monitoring_minutes: int = 120
+    # The pre-dose reading is taken at most this long before the dose (I8).
+    pre_dose_vitals_minutes: int = 60
+    # What a medicine session records (doses, vitals, discharge) lies within its span, from its start to its
+    # recorded end, give or take this much (clocks on a ward are not the booking system's).
+    record_tolerance_minutes: int = 15
     individual_preparation_sessions: int = 1
     joint_preparation_sessions: int = 2
     low_dose: bool = False

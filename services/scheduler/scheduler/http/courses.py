@@ -147,6 +147,7 @@ class CourseController(Controller):
             outcome=data.outcome, clinician_id=data.clinician_id, notes=data.notes, reason=data.reason,
             doses=tuple(asdict(d) for d in data.doses), vitals=tuple(asdict(v) for v in data.vitals),
             adverse_events=tuple(asdict(a) for a in data.adverse_events), discharged_at=data.discharged_at,
+            ended_at=data.ended_at,
         )
         return session_view(await services.scheduling.record_session(principal, course_id, session_id, record, now))
 

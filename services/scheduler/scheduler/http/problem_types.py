@@ -58,9 +58,14 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "Dosing model", 409, "`taking_turns`: exactly one partner is dosed per medicine session, alternating; "
         "`together`: both partners are dosed.", _RULE_FIX, "I7"),
     "monitoring": ProblemType(
-        "Monitoring", 409, "A medicine session records vitals before the dose, about 40 minutes after it and at "
-        "discharge; discharge comes no earlier than the monitoring minimum (default 120 min, bounds 60-240) after "
-        "the dose, and only with vitals marked acceptable.", _RULE_FIX, "I8"),
+        "Monitoring", 409, "A medicine session records vitals before the dose (at most `pre_dose_vitals_minutes` "
+        "before it: default 60, bounds 15-240), about 40 minutes after it (30-60) and at discharge (after that "
+        "reading, at or before the discharge); discharge comes no earlier than the monitoring minimum (default 120 "
+        "min, bounds 60-240) after the partner's last dose, and only with vitals marked acceptable. What the session "
+        "records took place within it: every dose, reading and the discharge lies between its start and its "
+        "recorded end (`ended_at`, else the discharge), give or take `record_tolerance_minutes` (default 15, "
+        "bounds 0-60); an adverse event may be reported after the session, never dated before it. The integration "
+        "window (I4) counts from the recorded end.", _RULE_FIX, "I8"),
     "pre-dose-vitals": ProblemType(
         "Pre-dose vitals", 409, "Pre-dose vitals are marked acceptable by the clinician; above the clinic's numeric "
         "limits (if it set any) the dose is refused unless the prescriber overrides with a reason.", _RULE_FIX, "I9"),

@@ -257,6 +257,8 @@ class ProtocolIn(Input, kw_only=True):
     min_medicine_interval_days: _setting("min_medicine_interval_days") | None = None
     approval_valid_days: _setting("approval_valid_days") | None = None
     min_monitoring_minutes: _setting("min_monitoring_minutes") | None = None
+    pre_dose_vitals_minutes: _setting("pre_dose_vitals_minutes") | None = None
+    record_tolerance_minutes: _setting("record_tolerance_minutes") | None = None
     individual_preparation_sessions: _setting("individual_preparation_sessions") | None = None
     joint_preparation_sessions: _setting("joint_preparation_sessions") | None = None
     low_dose: bool = False
@@ -346,6 +348,9 @@ class SessionRecord(Input, kw_only=True):
     vitals: Annotated[list[VitalsIn], Meta(max_length=60)] = msgspec.field(default_factory=list)
     adverse_events: Annotated[list[AdverseEventIn], Meta(max_length=50)] = msgspec.field(default_factory=list)
     discharged_at: Instant | None = None
+    # When the session actually ended, if not as booked (a medicine session's record otherwise ends at discharge):
+    # what it records lies within it, and the integration window (I4) counts from it.
+    ended_at: Instant | None = None
 
 
 class DoseApprovalCreate(Input, kw_only=True):

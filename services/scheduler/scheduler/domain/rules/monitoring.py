@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from scheduler.domain.errors import InvalidCommandError, Violation
-from scheduler.domain.model import PARTNERS, Stage
+from scheduler.domain.model import PARTNERS, Session, Stage
 
 if TYPE_CHECKING:
     from scheduler.domain.state import CourseState
@@ -39,33 +39,76 @@ def check_record_shape(
         raise InvalidCommandError(sorted(set(problems)))
 
 
-def vitals_violations(
-    course: CourseState, dose: dict[str, Any], vitals: list[dict[str, Any]], discharged_at: datetime | None
+def span_violations(
+    course: CourseState, session: Session, doses: list[dict[str, Any]], vitals: list[dict[str, Any]],
+    adverse_events: list[dict[str, Any]], discharged_at: datetime | None, ended_at: datetime | None,
 ) -> list[Violation]:
-    """I8 and I9 for one partner's dose, from the vitals the session recorded and its discharge time."""
+    """I8: what a medicine session records took place within it, from its start to its recorded end (when it
+    ended, else the discharge, else its booked end), give or take the protocol's tolerance; an adverse event may
+    come to light after the session, never before it."""
+    tolerance = timedelta(minutes=course.protocol.record_tolerance_minutes)
+    end = ended_at or discharged_at or session.ends_at
+    earliest, latest = session.starts_at - tolerance, end + tolerance
+    span = f"session {session.id} took place from {session.starts_at.isoformat()} to {end.isoformat()}"
+    violations = []
+    if ended_at is not None and discharged_at is not None and discharged_at > ended_at:
+        violations.append(Violation("I8", f"the discharge ({discharged_at.isoformat()}) is after the session's "
+                                          f"recorded end ({ended_at.isoformat()})"))
+    for what, at in [*((f"partner {d['partner']}'s dose", d["at"]) for d in doses),
+                     *((f"partner {v['partner']}'s {v['stage']} vitals", v["at"]) for v in vitals),
+                     *([("the discharge", discharged_at)] if discharged_at is not None else [])]:
+        if not earliest <= at <= latest:
+            violations.append(Violation("I8", f"{what} at {at.isoformat()} lies outside the session: {span}"))
+    for adverse in adverse_events:
+        if adverse["at"] < earliest:
+            violations.append(Violation("I8", f"partner {adverse['partner']}'s adverse event at "
+                                              f"{adverse['at'].isoformat()} is before the session: {span}"))
+    return violations
+
+
+def vitals_violations(
+    course: CourseState, dose: dict[str, Any], vitals: list[dict[str, Any]], discharged_at: datetime | None,
+    last_dose_at: datetime,
+) -> list[Violation]:
+    """I8 and I9 for one partner's dose, from the vitals the session recorded and its discharge time: a reading
+    recent before the dose, one about 40 min after it, and one after that at discharge, which comes the
+    monitoring minimum after the partner's last administration (`last_dose_at`)."""
     partner, dosed_at = dose["partner"], dose["at"]
+    recent = timedelta(minutes=course.protocol.pre_dose_vitals_minutes)
     mine = [v for v in vitals if v["partner"] == partner]
-    pre = [v for v in mine if v["stage"] == Stage.PRE and v["at"] <= dosed_at]
+    before = [v for v in mine if v["stage"] == Stage.PRE and v["at"] <= dosed_at]
+    pre = [v for v in before if dosed_at - v["at"] <= recent]
     post = [
         v for v in mine
         if v["stage"] == Stage.POST and POST_DOSE_VITALS_FROM <= v["at"] - dosed_at <= POST_DOSE_VITALS_UNTIL
     ]
     discharge = [v for v in mine if v["stage"] == Stage.DISCHARGE]
     violations = []
-    if not pre:
+    if not before:
         violations.append(Violation("I8", f"partner {partner} has no vitals recorded before the dose"))
+    elif not pre:
+        latest = max(v["at"] for v in before)
+        violations.append(Violation(
+            "I8", f"partner {partner}'s last vitals before the dose were taken {_minutes(dosed_at - latest)} min "
+                  f"before it; the protocol wants them at most {course.protocol.pre_dose_vitals_minutes} min before"))
     if not post:
         violations.append(Violation("I8", f"partner {partner} has no vitals recorded about 40 min after the dose"))
-    violations += _discharge_violations(course, partner, dosed_at, discharge, discharged_at)
+    after_post = max([v["at"] for v in post], default=dosed_at)
+    violations += _discharge_violations(course, partner, last_dose_at, after_post, discharge, discharged_at)
     if pre:
         violations += _pre_dose_violations(course, dose, max(pre, key=lambda v: v["at"]))
     return violations
 
 
+def _minutes(span: timedelta) -> int:
+    return int(span.total_seconds() // 60)
+
+
 def _discharge_violations(
     course: CourseState,
     partner: str,
-    dosed_at: datetime,
+    last_dose_at: datetime,
+    after_post: datetime,
     discharge: list[dict[str, Any]],
     discharged_at: datetime | None,
 ) -> list[Violation]:
@@ -73,15 +116,15 @@ def _discharge_violations(
         return [Violation("I8", "a held medicine session records the discharge time")]
     violations = []
     minimum = timedelta(minutes=course.protocol.min_monitoring_minutes)
-    if discharged_at < dosed_at + minimum:
+    if discharged_at < last_dose_at + minimum:
         violations.append(
             Violation(
                 "I8",
-                f"discharge is allowed {course.protocol.min_monitoring_minutes} min after the dose of partner "
-                f"{partner}, at {(dosed_at + minimum).isoformat()} at the earliest",
+                f"discharge is allowed {course.protocol.min_monitoring_minutes} min after the last dose of partner "
+                f"{partner}, at {(last_dose_at + minimum).isoformat()} at the earliest",
             )
         )
-    at_discharge = [v for v in discharge if dosed_at <= v["at"] <= discharged_at]
+    at_discharge = [v for v in discharge if after_post < v["at"] <= discharged_at]
     if not at_discharge:
         violations.append(Violation("I8", f"partner {partner} has no vitals recorded at discharge"))
     elif not max(at_discharge, key=lambda v: v["at"])["acceptable"]:

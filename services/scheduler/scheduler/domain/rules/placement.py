@@ -118,15 +118,18 @@ def left_window_violations(course: CourseState, moved: Session) -> list[Violatio
 
 
 def discharge_clash_violations(
-    course: CourseState, session: Session, discharged_at: datetime | None
+    course: CourseState, session: Session, discharged_at: datetime | None, ended_at: datetime | None = None
 ) -> list[Violation]:
-    """The couple stays until discharge (I10): a medicine session may not run into another one."""
-    if discharged_at is None or discharged_at <= session.ends_at:
+    """The couple stays until the session ended, or until discharge (I10): a medicine session may not run into
+    another one."""
+    until = ended_at or discharged_at
+    if until is None or until <= session.ends_at:
         return []
     clash = [
         s for s in course.sessions.values()
-        if s.active and s.id != session.id and s.overlaps(session.starts_at, discharged_at)
+        if s.active and s.id != session.id and s.overlaps(session.starts_at, until)
     ]
     if clash:
-        return [Violation("I10", f"discharge at {discharged_at.isoformat()} runs into session {clash[0].id}")]
+        what = "the end" if ended_at else "discharge"
+        return [Violation("I10", f"{what} at {until.isoformat()} runs into session {clash[0].id}")]
     return []
