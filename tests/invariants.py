@@ -205,12 +205,30 @@ class _Judge:
         return eligible and joint
 
     def prepared_conditions(self) -> bool:
-        held = [s for s in self.sessions.values() if s.kind == "preparation" and s.status == "held"]
-        joint = sum(1 for s in held if s.partners == frozenset(PARTNERS))
-        individual = {p: sum(1 for s in held if s.partners == frozenset({p})) for p in PARTNERS}
-        return joint >= self.p("joint_preparation_sessions") and all(
-            n >= self.p("individual_preparation_sessions") for n in individual.values()
-        )
+        return self.prepared_time() is not None
+
+    def assessed_time(self) -> datetime | None:
+        """When a joint assessment session had first been held to its end (the assessment's time of occurrence)."""
+        ends = [s.finished for s in self.sessions.values()
+                if s.kind == "assessment" and s.status == "held" and s.partners == frozenset(PARTNERS)]
+        return min(ends) if ends else None
+
+    def prepared_time(self) -> datetime | None:
+        """The earliest moment by which the preparation minimum had taken place, counting only preparation
+        sessions that started once the assessment had taken place."""
+        assessed = self.assessed_time()
+        if assessed is None:
+            return None
+        held = [s for s in self.sessions.values()
+                if s.kind == "preparation" and s.status == "held" and s.start >= assessed]
+        for moment in sorted({s.finished for s in held}):
+            done = [s for s in held if s.finished <= moment]
+            joint = sum(1 for s in done if s.partners == frozenset(PARTNERS))
+            individual = {p: sum(1 for s in done if s.partners == frozenset({p})) for p in PARTNERS}
+            if joint >= self.p("joint_preparation_sessions") and all(
+                    n >= self.p("individual_preparation_sessions") for n in individual.values()):
+                return moment
+        return None
 
     def known_session(self, session_id: str) -> _Session | None:
         session = self.sessions.get(session_id)
@@ -455,10 +473,17 @@ class _Judge:
         record = _utc(dict(event.record or {}))
         if session.kind == "preparation" and not self.assessed:
             self.breach("I1", f"preparation session {session.id} was held before the course was Assessed")
+        assessed = self.assessed_time()
+        if session.kind == "preparation" and self.assessed and assessed is not None and session.start < assessed:
+            self.breach("I1", f"preparation session {session.id} took place {session.start.isoformat()}, before the "
+                              f"assessment had ({assessed.isoformat()})")
         if session.kind == "integration" and session.follows not in self.dosed:
             self.breach(
                 "I1", f"integration session {session.id} was held before medicine session {session.follows} was Dosed"
             )
+        medicine = self.sessions.get(session.follows or "")
+        if session.kind == "integration" and medicine is not None and session.start < medicine.finished:
+            self.breach("I1", f"integration session {session.id} took place before {medicine.id} ended")
         if session.kind != "medicine" and any(record.get(k) for k in ("doses", "vitals", "discharged_at")):
             self.breach("I8", f"{session.kind} session {session.id} records doses or vitals")
         if session.kind == "medicine":
@@ -476,6 +501,10 @@ class _Judge:
         """I1, I3, I4, I6, I7, I8, I9 for a medicine session being recorded as held."""
         if not self.prepared:
             self.breach("I1", f"medicine session {session.id} was held before the course was Prepared")
+        prepared = self.prepared_time()
+        if self.prepared and prepared is not None and session.start < prepared:
+            self.breach("I1", f"medicine session {session.id} took place {session.start.isoformat()}, before the "
+                              f"preparation had ({prepared.isoformat()})")
         minimum = self.p("min_integration_sessions")
         if self.dosed:
             previous = self.sessions[self.dosed[-1]]

@@ -236,7 +236,26 @@ def test_what_a_medicine_session_records_took_place_within_it(home: Tenant, clie
     ended = start + timedelta(hours=3, minutes=20)
     record = {**medicine_record({"a": approval}, dosed_at, 100), "ended_at": iso(ended)}
     held = ok(home.post(path, {"outcome": "held", "clinician_id": home.therapist["id"], **record}, at=after), 200)
-    assert held["status"] == "held" and held["record"]["ended_at"] == iso(ended)
+    assert held["status"] == "held" and datetime.fromisoformat(held["record"]["ended_at"]) == ended
     deadlines = [e["data"]["integration_deadline"] for e in
                  ok(client.get(f"/v1/courses/{cid}/events", headers=home.headers), 200) if e["type"] == "Dosed"]
     assert [datetime.fromisoformat(d) for d in deadlines] == [ended + timedelta(hours=48)]
+
+
+def test_a_missed_window_is_acknowledged_by_a_named_clinician_of_the_home_clinic(
+        home: Tenant, client: httpx.Client, live_server) -> None:
+    """Without a watcher's record the window is missed by the course's own times: acknowledging it records
+    both, under the name of one of the home clinic's clinicians (another clinic's is refused, none is a 422)."""
+    cid = home.open_course()["id"]
+    medicine = home.dose(cid, home.assess_and_prepare(cid) + timedelta(days=7), ["a"])
+    path = f"/v1/courses/{cid}/missed-windows/{medicine['id']}/acknowledge"
+    later = datetime.fromisoformat(medicine["ends_at"]) + timedelta(days=5)
+    assert home.post(path, {"reason": "couple was ill"}, at=later).status_code == 422
+    other = Tenant.onboard(client, live_server.operator_token, name="Other practice")
+    foreign = home.post(path, {"reason": "couple was ill", "clinician_id": other.therapist["id"]}, at=later)
+    assert foreign.status_code in (404, 422), foreign.text
+    view = ok(home.post(path, {"reason": "couple was ill", "clinician_id": home.therapist["id"]}, at=later), 200)
+    assert [(w["session_id"], w["acknowledged"], w["clinician_id"]) for w in view["missed_windows"]] == [
+        (medicine["id"], True, home.therapist["id"])]
+    kinds = [e["type"] for e in ok(client.get(f"/v1/courses/{cid}/events", headers=home.headers), 200)]
+    assert kinds.count("IntegrationWindowMissed") == 1 and kinds[-1] == "MissedWindowAcknowledged"

@@ -155,6 +155,30 @@ class TestI4MissedWindow:
                       lambda: course.acknowledge_missed_window(session_id="m1", reason="again", by=BY))
         assert err.violations == (V("I4", "the missed window of session m1 is already acknowledged"),)
 
+    def test_a_window_closed_by_the_courses_own_times_is_acknowledged_even_if_no_watcher_recorded_it(self):
+        course, m2 = self.missed_then_integrated()
+        record = medicine_record(course, "m2", ["b"])
+        refused(course, RulesBrokenError, lambda: hold_medicine(course, "m2", record))  # blocked, unrecorded
+        course.acknowledge_missed_window(session_id="m1", reason="couple was ill", by=BY, clinician_id="t-1",
+                                         now=m2 - timedelta(days=1))
+        missed, acknowledged = course.pending_events[-2:]
+        assert (type(missed).__name__, missed.session_id, missed.deadline) == (
+            "IntegrationWindowMissed", "m1", course.window_deadline(course.sessions["m1"]))
+        assert (type(acknowledged).__name__, acknowledged.clinician_id) == ("MissedWindowAcknowledged", "t-1")
+        assert course.missed_windows["m1"].clinician_id == "t-1"
+        hold_medicine(course, "m2", record)
+        held_ok(course, "m2")
+
+    def test_a_window_still_open_or_kept_cannot_be_acknowledged(self):
+        course, _, finished, deadline = self.dosed()
+        err = refused(course, RulesBrokenError, lambda: course.acknowledge_missed_window(
+            session_id="m1", reason="x", by=BY, clinician_id="t-1", now=deadline))  # not closed yet
+        assert err.violations == (V("I4", "no missed integration window is recorded for session m1"),)
+        book(course, "int-0", Kind.INTEGRATION, finished + timedelta(hours=20))
+        hold(course, "int-0")
+        refused(course, RulesBrokenError, lambda: course.acknowledge_missed_window(
+            session_id="m1", reason="x", by=BY, clinician_id="t-1", now=deadline + timedelta(days=1)))
+
 
 # --------------------------------------------------------------------------- I8
 

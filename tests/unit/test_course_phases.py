@@ -488,3 +488,42 @@ def test_together_model_course_runs_to_completion():
     integrate(course, "m1")
     course.complete(by=BY)
     assert course.status is Status.COMPLETED
+
+
+class TestPhasesByTimeOfOccurrence:
+    """I1 by when sessions took place, not by when they were recorded."""
+
+    def test_a_preparation_session_that_took_place_before_the_assessment_does_not_count(self):
+        course = open_course()
+        screen(course, "a")
+        screen(course, "b")
+        book(course, "early-prep", Kind.PREPARATION, T0 - timedelta(days=2), partners=("a",))
+        book(course, "assess-1", Kind.ASSESSMENT, T0)
+        hold(course, "assess-1")  # Assessed, by the session that ended at T0 + 1 h
+        err = refused(course, RulesBrokenError, lambda: hold(course, "early-prep"))
+        assert err.violations == (V(
+            "I1", f"preparation session early-prep took place ({(T0 - timedelta(days=2)).isoformat()}) before the "
+                  f"course was Assessed ({(T0 + timedelta(hours=1)).isoformat()})"),)
+        book(course, "prep-a", Kind.PREPARATION, T0 + timedelta(hours=1), partners=("a",))  # adjacent: after
+        hold(course, "prep-a")
+        assert course.sessions["prep-a"].status is SessionStatus.HELD
+
+    def test_the_medicine_session_counts_from_when_the_preparation_minimum_had_taken_place(self):
+        course = open_course()
+        end = assess(course)
+        # The last required preparation session takes place after the medicine session, and is recorded first.
+        plan = [("a",), ("b",), ("a", "b")]
+        for i, partners in enumerate(plan):
+            book(course, f"prep-{i}", Kind.PREPARATION, end + timedelta(days=i + 1), partners=partners)
+            hold(course, f"prep-{i}")
+        medicine = end + timedelta(days=10)
+        late_prep = end + timedelta(days=12)
+        book(course, "prep-late", Kind.PREPARATION, late_prep, partners=("a", "b"))
+        book(course, "m1", Kind.MEDICINE, medicine, length=timedelta(hours=3))
+        approve(course, "m1", "a")
+        course.record_held(session_id="prep-late", now=late_prep + timedelta(hours=2), by=BY)
+        assert course.prepared  # recorded, but by the time of the sessions only after m1
+        err = refused(course, RulesBrokenError, lambda: course.record_held(
+            session_id="m1", now=late_prep + timedelta(hours=3), by=BY, **medicine_record(course, "m1", ["a"])))
+        assert V("I1", f"medicine session m1 took place ({medicine.isoformat()}) before the course was Prepared "
+                       f"({(late_prep + timedelta(hours=1)).isoformat()})") in err.violations

@@ -200,7 +200,8 @@ def test_streams_recorded_before_the_split_load_to_the_same_course() -> None:
 # Optional fields added to an event since the fixture was recorded: absent from the streams recorded before, and
 # empty (None) when the command leaves them out, so old and new events mean the same.
 ADDED_FIELDS = {"kact.course:SessionMissed.v1": {"clinician_id"},
-                "kact.course:SessionRescheduled.v1": {"hours_override"}}
+                "kact.course:SessionRescheduled.v1": {"hours_override"},
+                "kact.course:MissedWindowAcknowledged.v1": {"clinician_id"}}
 
 
 def test_the_same_commands_record_the_same_events() -> None:

@@ -134,9 +134,11 @@ class Scheduling:
             partner=partner, result=result, clinician_id=str(clinician_id), notes=notes, by=principal.ref))
 
     async def acknowledge_missed_window(self, principal: Principal, course_id: UUID, session_id: str,
-                                        reason: str) -> Course:
+                                        reason: str, clinician_id: UUID, now: datetime) -> Course:
+        """A clinician of the home clinic, named, acknowledges a missed integration window (I4)."""
+        await self._staff_of(principal, [clinician_id], {access.clinic_of(principal)})
         return await self._on_course(course_id, principal, lambda c: c.acknowledge_missed_window(
-            session_id=session_id, reason=reason, by=principal.ref))
+            session_id=session_id, reason=reason, by=principal.ref, clinician_id=str(clinician_id), now=now))
 
     async def complete(self, principal: Principal, course_id: UUID) -> Course:
         return await self._on_course(course_id, principal, lambda c: c.complete(by=principal.ref))

@@ -233,10 +233,13 @@ class Course(CourseState, Aggregate):
         TOPIC = "kact.course:MissedWindowAcknowledged.v1"
         session_id: str
         reason: str
+        # The home clinic's clinician who acknowledged it; events stored before it was asked for lack it.
+        clinician_id: str | None = None
 
         def apply(self, course: Course) -> None:
             course.missed_windows[self.session_id] = replace(
-                course.missed_windows[self.session_id], acknowledged=True, reason=self.reason)
+                course.missed_windows[self.session_id], acknowledged=True, reason=self.reason,
+                clinician_id=self.clinician_id)
 
     class Completed(Event):
         TOPIC = "kact.course:Completed.v1"
@@ -649,18 +652,29 @@ class Course(CourseState, Aggregate):
             missed.append(medicine.id)
         return missed
 
-    def acknowledge_missed_window(self, *, session_id: str, reason: str, by: str) -> None:
-        self.session(session_id)
+    def acknowledge_missed_window(self, *, session_id: str, reason: str, by: str, clinician_id: str | None = None,
+                                  now: datetime | None = None) -> None:
+        """A clinician of the home clinic acknowledges a missed integration window, with a reason (I4). A window
+        that closed by the course's own times is missed whether or not the deadline watcher recorded it yet: it is
+        recorded first (a course is never stuck because the watcher is off)."""
+        session = self.session(session_id)
         if not reason.strip():
             raise InvalidCommandError(["an acknowledgement gives a reason"])
         window = self.missed_windows.get(session_id)
+        closed_by_time = (
+            window is None and now is not None and self.has_milestone("dosed", session_id)
+            and utc(now) > self.window_deadline(session) and not self.integration_in_window(session))
         violations = closed_violations(self)
-        if window is None:
+        if window is None and not closed_by_time:
             violations.append(Violation("I4", f"no missed integration window is recorded for session {session_id}"))
-        elif window.acknowledged:
+        elif window is not None and window.acknowledged:
             violations.append(Violation("I4", f"the missed window of session {session_id} is already acknowledged"))
         self._refuse_if(violations)
-        self.trigger_event(self.MissedWindowAcknowledged, session_id=session_id, reason=reason, by=by)
+        if closed_by_time:
+            self.trigger_event(self.IntegrationWindowMissed, session_id=session_id,
+                               deadline=self.window_deadline(session), by=by)
+        attributed = {"clinician_id": clinician_id} if clinician_id else {}
+        self.trigger_event(self.MissedWindowAcknowledged, session_id=session_id, reason=reason, by=by, **attributed)
 
     # ------------------------------------------------------------- milestones
 

@@ -153,6 +153,7 @@ class MissedWindow:
     deadline: datetime
     acknowledged: bool = False
     reason: str | None = None
+    clinician_id: str | None = None  # who acknowledged it
 
 
 def needs_confirmation(kind: Kind | str, clinic_id: str, home_clinic_id: str) -> bool:

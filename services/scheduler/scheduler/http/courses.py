@@ -165,10 +165,11 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/missed-windows/{session_id:str}/acknowledge", operation_id="acknowledgeMissedWindow",
           status_code=200, summary="Acknowledge a missed integration window, with a reason, to unblock dosing")
     async def acknowledge_missed_window(
-        self, course_id: UUID, session_id: SessionId, data: body(Acknowledge), principal: Principal, services: Services
+        self, course_id: UUID, session_id: SessionId, data: body(Acknowledge), principal: Principal, services: Services,
+        now: datetime,
     ) -> CourseView:
-        return course_view(
-            await services.scheduling.acknowledge_missed_window(principal, course_id, session_id, data.reason))
+        return course_view(await services.scheduling.acknowledge_missed_window(
+            principal, course_id, session_id, data.reason, data.clinician_id, now))
 
     @post("/{course_id:uuid}/complete", operation_id="completeCourse", status_code=200, summary="Complete the course")
     async def complete(self, course_id: UUID, principal: Principal, services: Services) -> CourseView:

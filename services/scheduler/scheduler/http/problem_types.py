@@ -34,7 +34,10 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "Phases happen in order", 409, "A session of a later phase cannot be held before the milestone of the "
         "earlier phase: assessment (both partners eligible and a joint session held), then preparation (the "
         "protocol's individual and joint sessions), then medicine and integration cycles. A session counts for its "
-        "phase only if it took place after the milestone it depends on.", _RULE_FIX, "I1"),
+        "phase only if it took place after the milestone it depends on was reached, by the time of the sessions "
+        "that reached it (the end of the first joint assessment session; the end of the preparation session that "
+        "completed the minimum; the end of the medicine session), whatever the order in which they were "
+        "recorded.", _RULE_FIX, "I1"),
     "medicine-session-limit": ProblemType(
         "Too many medicine sessions", 409, "A course has at most the protocol's number of medicine sessions: "
         "1 to 6 (default 6), up to 8 for the `together` low-dose protocol.", _RULE_FIX, "I2"),

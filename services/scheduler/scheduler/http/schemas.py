@@ -378,6 +378,7 @@ class Discontinue(Input, kw_only=True):
 
 class Acknowledge(Input, kw_only=True):
     reason: Reason
+    clinician_id: UUID  # who acknowledges it: a clinician of the home clinic
 
 
 class SessionView(Struct, kw_only=True):
@@ -436,6 +437,7 @@ class MissedWindowView(Struct, kw_only=True):
     deadline: datetime
     acknowledged: bool
     reason: str | None
+    clinician_id: str | None = None  # who acknowledged it (absent for acknowledgements made before it was asked)
 
 
 class CourseView(Struct, kw_only=True):

@@ -98,7 +98,8 @@ def course_view(course: Course) -> CourseView:
         sessions=[session_view(s) for s in sorted(course.sessions.values(), key=lambda s: s.starts_at)],
         approvals=[approval_view(course.id, a) for a in course.approvals.values()],
         missed_windows=[
-            MissedWindowView(session_id=w.session_id, deadline=w.deadline, acknowledged=w.acknowledged, reason=w.reason)
+            MissedWindowView(session_id=w.session_id, deadline=w.deadline, acknowledged=w.acknowledged, reason=w.reason,
+                             clinician_id=w.clinician_id)
             for w in course.missed_windows.values()
         ],
         allowed_actions=course.allowed_actions(),
