@@ -41,8 +41,11 @@ DESCRIPTIONS: dict[str, str] = {
                            "alerted if it stays undecided." + _COMMAND,
     "listCourseEvents": "The course's audit history: every event with its type, time, version, acting principal and "
                         "data. Only the home clinic and the operator see it.",
-    "acknowledgeMissedWindow": "A clinician acknowledges a missed integration window (I4) with a reason, which "
-                               "unblocks the next dose." + _COMMAND,
+    "acknowledgeMissedWindow": "A clinician of the home clinic (`clinician_id`) acknowledges a missed integration "
+                               "window (I4) with a reason, which unblocks the next dose. A window that closed by "
+                               "the course's own times (`X-Kact-Now` in simulation) is acknowledged even if the "
+                               "deadline watcher has not recorded it yet: it is recorded missed first."
+                               + _COMMAND,
     "recordScreening": "Records one partner's screening, eligible or ineligible, by a clinician of the clinic; an "
                        "ineligible partner discontinues the course." + _COMMAND,
     "bookSession": "Books an assessment, preparation, medicine or integration session: times (2000-2099, with "
