@@ -208,6 +208,7 @@ class TestI7Models:
         err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
         assert err.violations == (
             V("I7", "the taking_turns model doses exactly one partner, in turn: expected ['a'], got ['b']"),
+            V("I6", "partner a has no dose approval for session m1"),  # the partner left undosed has none either
             V("I6", "partner b has no dose approval for session m1"),
         )
 
@@ -275,6 +276,16 @@ class TestI7Models:
         err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m2", record))
         assert err.violations == (
             V("I7", "the taking_turns model doses exactly one partner, in turn: expected ['b'], got ['a']"),
+            V("I6", "partner b has no dose approval for session m2"),
+        )
+
+    def test_together_dosing_one_partner_lists_the_missing_dose_and_the_missing_approval(self):
+        course, start = medicine_booked(Model.TOGETHER, partners=("a",))
+        record = medicine_record(course, "m1", ["a"])
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (
+            V("I7", "the together model doses both partners: expected ['a', 'b'], got ['a']"),
+            V("I6", "partner b has no dose approval for session m1"),
         )
 
     def test_together_doses_both(self):

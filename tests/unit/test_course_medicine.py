@@ -393,6 +393,7 @@ class TestEveryBrokenRuleIsListed:
             V("I4", "the integration window after medicine session m1 was missed; a clinician must acknowledge "
                     "it before the next dose"),
             V("I7", "the taking_turns model doses exactly one partner, in turn: expected ['b'], got ['a']"),
+            V("I6", "partner b has no dose approval for session m2"),
             V("I6", "partner a has no dose approval for session m2"),
             V("I8", "partner a has no vitals recorded about 40 min after the dose"),
             V("I8", f"discharge is allowed 120 min after the last dose of partner a, at "
@@ -400,6 +401,14 @@ class TestEveryBrokenRuleIsListed:
             V("I8", "partner a has no vitals recorded at discharge"),
             V("I9", "partner a's pre-dose vitals are not marked acceptable"),
         )
+
+    def test_a_session_no_longer_booked_is_refused_for_that_alone(self):
+        course, _ = medicine_booked()
+        record = medicine_record(course, "m1", ["a"])
+        hold_medicine(course, "m1", record)
+        broken = without_vitals({**record, "doses": []}, "a", "pre")  # wrong in several ways: beside the point
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", broken))
+        assert err.violations == (V("session-state", "session m1 is held, not booked"),)
 
     def test_medicine_before_prepared_with_bad_records_lists_i1_too(self):
         course = open_course(Model.TOGETHER)

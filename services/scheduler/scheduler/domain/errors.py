@@ -17,12 +17,22 @@ class DomainError(Exception):
     """Base of every error the domain raises on purpose."""
 
 
+# State rules that make every other rule beside the point, strongest first: a closed course accepts nothing, and
+# a session that is no longer booked is not recorded, moved or cancelled again, whatever else is wrong.
+PRECEDING = ("course-closed", "session-state")
+
+
 class RulesBrokenError(DomainError):
-    """A command would break one or more rules; nothing was recorded."""
+    """A command would break one or more rules; nothing was recorded. It lists every rule broken, and only the
+    relevant ones: where a state rule of `PRECEDING` is broken, the command is refused for that alone."""
 
     def __init__(self, violations: list[Violation]) -> None:
         assert violations, "a refusal names at least one rule"
-        self.violations = tuple(violations)
+        for rule in PRECEDING:
+            if any(v.rule == rule for v in violations):
+                violations = [v for v in violations if v.rule == rule]
+                break
+        self.violations = tuple(dict.fromkeys(violations))  # each once, in order
         super().__init__("; ".join(f"{v.rule}: {v.message}" for v in self.violations))
 
 

@@ -101,6 +101,19 @@ def turn_violations(course: CourseState, doses: list[dict[str, Any]]) -> list[Vi
     return []
 
 
+def absent_approval_violations(course: CourseState, session: Session, doses: list[dict[str, Any]]) -> list[Violation]:
+    """I6 for the partners the model doses at this session whom the record leaves undosed (I7 names the missing
+    dose): each also lacks an approved dose approval for it, unless one is there."""
+    expected = course.expected_dosed(len(course.dosed_sessions()))
+    missing = sorted(expected - {d["partner"] for d in doses})
+    return [
+        Violation("I6", f"partner {partner} has no dose approval for session {session.id}")
+        for partner in missing
+        if not any(a.session_id == session.id and a.partner == partner and a.status is ApprovalStatus.APPROVED
+                   for a in course.approvals.values())
+    ]
+
+
 def approval_violations(course: CourseState, session: Session, dose: dict[str, Any]) -> list[Violation]:
     """I6: a dose was approved for this partner and session, given while the approval was valid, at most as much."""
     partner = dose["partner"]
