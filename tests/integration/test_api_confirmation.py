@@ -116,7 +116,8 @@ def test_refusals(clinics: tuple[Tenant, Tenant], client: httpx.Client, live_ser
     assert as_rx.status_code == 403
 
     # a cancelled session, and a closed course, refuse the decision
-    ok(home.post(f"/v1/courses/{cid}/sessions/{hosted['id']}/cancel", {"reason": "couple travels"}), 200)
+    ok(home.post(f"/v1/courses/{cid}/sessions/{hosted['id']}/cancel", {"reason": "couple travels"},
+                 at=datetime.fromisoformat(hosted["starts_at"]) - timedelta(days=1)), 200)
     cancelled = confirm(host, cid, hosted["id"])
     assert cancelled.status_code == 409 and cancelled.json()["type"] == "/problems/session-state"
     ok(home.post(f"/v1/courses/{cid}/discontinue", {"reason": "couple chose to stop"}), 200)

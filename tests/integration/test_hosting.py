@@ -116,7 +116,8 @@ def test_the_sessions_two_partners_share_are_listed_for_rebooking(
                               for s in ok(client.get(path, headers=tenant.headers), 200)], expected) == expected
     stranger = Tenant.onboard(client, live_server.operator_token, "Stranger")
     assert ok(client.get(f"/v1/partnerships/{home.clinic['id']}/sessions", headers=stranger.headers), 200) == []
-    ok(home.post(f"/v1/courses/{cid}/sessions/{session['id']}/cancel", {"reason": "moved to another clinic"}), 200)
+    ok(home.post(f"/v1/courses/{cid}/sessions/{session['id']}/cancel", {"reason": "moved to another clinic"},
+                 at=start - timedelta(days=1)), 200)
     path = f"/v1/partnerships/{host.clinic['id']}/sessions"
     assert until(lambda: ok(client.get(path, headers=home.headers), 200), []) == []
 

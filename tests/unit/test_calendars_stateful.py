@@ -87,7 +87,8 @@ class CalendarsMachine(RuleBasedStateMachine):
         booked = self.booked()
         if booked:
             course_id, session = booked[pick % len(booked)]
-            self.attempt(self.scheduling.cancel_session(clinic_key(self.clinic), course_id, session.id, "moved"))
+            self.attempt(self.scheduling.cancel_session(clinic_key(self.clinic), course_id, session.id, "moved",
+                                                        T0 - timedelta(days=1)))
 
     @rule(couple=st.sampled_from([(a, b) for a in PEOPLE for b in PEOPLE if a != b]))
     def open_couple(self, couple: tuple[str, str]) -> None:

@@ -518,3 +518,24 @@ class TestPhasesByTimeOfOccurrence:
             session_id="m1", now=late_prep + timedelta(hours=3), by=BY, **medicine_record(course, "m1", ["a"])))
         assert V("I1", f"medicine session m1 took place ({medicine.isoformat()}) before the course was Prepared "
                        f"({(late_prep + timedelta(hours=1)).isoformat()})") in err.violations
+
+
+class TestCancellingBeforeTheStart:
+    """A session is cancelled only before it starts; once it has started it is held or missed."""
+
+    def test_a_started_session_is_not_cancelled(self):
+        course = open_course()
+        book(course, "assess-1", Kind.ASSESSMENT, T0)
+        for now in (T0, T0 + timedelta(minutes=30), T0 + timedelta(days=3)):
+            err = refused(course, RulesBrokenError, lambda now=now: course.cancel_session(
+                session_id="assess-1", reason="couple did not come", by=BY, now=now))
+            assert err.violations == (V("session-started", f"session assess-1 started at {T0.isoformat()}; "
+                                                           "record it held or missed"),)
+        course.record_missed(session_id="assess-1", reason="couple did not come", now=T0 + timedelta(hours=2), by=BY)
+        assert course.sessions["assess-1"].status is SessionStatus.MISSED
+
+    def test_a_session_is_cancelled_up_to_its_start(self):
+        course = open_course()
+        book(course, "assess-1", Kind.ASSESSMENT, T0)
+        course.cancel_session(session_id="assess-1", reason="couple asked", by=BY, now=T0 - timedelta(seconds=1))
+        assert course.sessions["assess-1"].status is SessionStatus.CANCELLED

@@ -745,7 +745,8 @@ class CourseMachine(RuleBasedStateMachine):
     @command(data=st.data())
     def cancel_session(self, data) -> None:
         sid = self.pick_session(data, SessionStatus.BOOKED)
-        self.run("cancel_session", self.course.cancel_session, session_id=sid, reason="couple asked", by=BY)
+        self.run("cancel_session", self.course.cancel_session, session_id=sid, reason="couple asked", by=BY,
+                 now=self.now)
 
     @command(data=st.data(), late=st.booleans())
     def record_missed(self, data, late) -> None:

@@ -24,6 +24,7 @@ from scheduler.domain.rules.hours import Schedule, WorkingHours
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 
 
 class FakeDirectory:
@@ -130,7 +131,7 @@ async def test_a_therapist_is_never_in_two_courses_at_once(scheduling: Schedulin
     assert f"clinician {therapist} is already booked for session {booked.id}" in str(refused.value)
     await book(scheduling, clinic, second, T0 + HOUR, clinicians=[therapist])  # adjacent: fine
     # cancelling frees the slot for another course
-    await scheduling.cancel_session(clinic_key(clinic), first, booked.id, "postponed")
+    await scheduling.cancel_session(clinic_key(clinic), first, booked.id, "postponed", T0 - DAY)
     await book(scheduling, clinic, second, T0 - 0.5 * HOUR, hours=1.5, clinicians=[therapist], partners=["a"])
 
 
@@ -196,7 +197,7 @@ async def test_a_persons_calendar_holds_their_sessions_once_they_are_in_a_second
     calendar_id = CalendarIds(b"partner key").partner(str(clinic), "person-7")
     kept = await book(scheduling, clinic, first, T0, partners=["a"])
     dropped = await book(scheduling, clinic, first, T0 + 2 * HOUR, partners=["a", "b"])
-    await scheduling.cancel_session(clinic_key(clinic), first, dropped.id, "postponed")
+    await scheduling.cancel_session(clinic_key(clinic), first, dropped.id, "postponed", T0 - DAY)
     alone = scheduling.courses.get_calendar(calendar_id)
     assert alone is not None and alone.courses == {str(first)} and alone.slots == {}
     second = await open_course(scheduling, clinic, b="person-7")

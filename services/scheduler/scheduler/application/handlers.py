@@ -247,12 +247,14 @@ class Scheduling:
 
         return await self._run(self.courses.execution(rescheduling))
 
-    async def cancel_session(self, principal: Principal, course_id: UUID, session_id: str, reason: str) -> Session:
+    async def cancel_session(self, principal: Principal, course_id: UUID, session_id: str, reason: str,
+                             now: datetime) -> Session:
+        """The home clinic cancels a session before it starts (once started, it is held or missed)."""
         access.clinic_of(principal)
 
         def cancelling(work: Work) -> Session:
             course = access.owned(work.course(course_id), principal)
-            course.cancel_session(session_id=session_id, reason=reason, by=principal.ref)
+            course.cancel_session(session_id=session_id, reason=reason, by=principal.ref, now=now)
             session = course.sessions[session_id]
             self._release(work, course, session)
             return session

@@ -31,7 +31,12 @@ from scheduler.domain.model import (
 )
 from scheduler.domain.protocol import Model, Protocol
 from scheduler.domain.rules import dosing, hosting, milestones, monitoring, placement
-from scheduler.domain.rules.lifecycle import booked_violations, closed_violations, not_started_violations
+from scheduler.domain.rules.lifecycle import (
+    booked_violations,
+    closed_violations,
+    not_started_violations,
+    started_violations,
+)
 from scheduler.domain.state import CourseState
 
 # Defined in model.py; importers written when this module held them all still find them here.
@@ -472,9 +477,12 @@ class Course(CourseState, Aggregate):
         else:
             self.trigger_event(self.SessionDeclined, session_id=session_id, clinic_id=clinic_id, reason=reason, by=by)
 
-    def cancel_session(self, *, session_id: str, reason: str, by: str) -> None:
+    def cancel_session(self, *, session_id: str, reason: str, by: str, now: datetime | None = None) -> None:
+        """Cancel a booked session before it starts (`now`: when the clinic cancels; without it, as of old, at
+        any time)."""
         session = self.session(session_id)
-        self._refuse_if(closed_violations(self) + booked_violations(session))
+        started = started_violations(session, utc(now)) if now is not None else []
+        self._refuse_if(closed_violations(self) + booked_violations(session) + started)
         self.trigger_event(self.SessionCancelled, session_id=session_id, reason=reason, by=by)
 
     def record_missed(self, *, session_id: str, reason: str, now: datetime, by: str,

@@ -124,9 +124,11 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/sessions/{session_id:str}/cancel", operation_id="cancelSession", status_code=200,
           summary="Cancel a booked session")
     async def cancel_session(
-        self, course_id: UUID, session_id: SessionId, data: body(SessionCancel), principal: Principal, services: Services
+        self, course_id: UUID, session_id: SessionId, data: body(SessionCancel), principal: Principal, services: Services,
+        now: datetime,
     ) -> SessionView:
-        return session_view(await services.scheduling.cancel_session(principal, course_id, session_id, data.reason))
+        return session_view(
+            await services.scheduling.cancel_session(principal, course_id, session_id, data.reason, now))
 
     @post("/{course_id:uuid}/sessions/{session_id:str}/confirm", operation_id="confirmSession", status_code=200,
           summary="The clinic hosting a medicine session (with its own key) confirms or declines it")

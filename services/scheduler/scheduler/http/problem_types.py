@@ -93,6 +93,11 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
     "session-state": ProblemType(
         "The session is not in a state for this", 409, "The session was already held, missed or cancelled (or is "
         "not yet booked as the command needs).", "Read the course to see the session's status.", "session-state"),
+    "session-started": ProblemType(
+        "The session has started", 409, "A session is cancelled only before it starts; once it has started it "
+        "took place (record it held) or did not (record it missed).",
+        "Record the session held or missed instead (the server's clock, or X-Kact-Now under simulated time, says "
+        "when it is).", "session-started"),
     "session-not-started": ProblemType(
         "The session has not started", 409, "What happened in a session is recorded once it has started.",
         "Record it after its start (the server's clock, or X-Kact-Now under simulated time).", "session-not-started"),

@@ -57,6 +57,7 @@ RULE_SLUGS = {
     "course-closed": "course-closed",
     "session-state": "session-state",
     "session-not-started": "session-not-started",
+    "session-started": "session-started",
     "approval-decided": "approval-decided",
     "booked-sessions": "booked-sessions",
     "session-confirmation": "session-confirmation",

@@ -24,6 +24,14 @@ def booked_violations(session: Session) -> list[Violation]:
     return []
 
 
+def started_violations(session: Session, now: datetime) -> list[Violation]:
+    """A session that has started is no longer cancelled: it took place (held) or did not (missed)."""
+    if session.starts_at <= now:
+        return [Violation("session-started", f"session {session.id} started at {session.starts_at.isoformat()}; "
+                                             "record it held or missed")]
+    return []
+
+
 def not_started_violations(session: Session, now: datetime) -> list[Violation]:
     if session.starts_at > now:
         return [Violation("session-not-started", f"session {session.id} has not started yet")]
