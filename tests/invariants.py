@@ -703,6 +703,12 @@ class _Judge:
             self.breach("I6", f"approval {event.approval_id} is requested for a {session.status} session")
         if event.partner not in PARTNERS or not event.requested_mg > 0:
             self.breach("I6", f"approval {event.approval_id} names no partner or no positive amount")
+        requested_at = _utc(event.requested_at)
+        standing = [a for a in self.approvals.values()
+                    if a.session_id == event.session_id and a.partner == event.partner and a.status != "declined"
+                    and not (a.expires_at is not None and a.expires_at < requested_at)]
+        if standing:
+            self.breach("I6", f"approval {event.approval_id} is requested while {standing[0].id} still stands")
         self.approvals[event.approval_id] = _Approval(
             id=event.approval_id,
             session_id=event.session_id,

@@ -171,6 +171,16 @@ class TestI6DoseApproval:
         err = refused(course, RulesBrokenError, lambda: request(course, "m1", "a", aid="again"))
         assert err.violations == (V("I6", "partner a already has dose approval ap-m1-a for this session"),)
 
+    def test_an_expired_or_declined_approval_can_be_requested_again(self):
+        course, start = medicine_booked()  # ap-m1-a approved the day before m1, valid 14 days
+        expires = course.approvals["ap-m1-a"].expires_at
+        err = refused(course, RulesBrokenError, lambda: request(course, "m1", "a", aid="again", now=expires))
+        assert err.violations == (V("I6", "partner a already has dose approval ap-m1-a for this session"),)
+        request(course, "m1", "a", aid="again", now=expires + timedelta(minutes=1))  # expired: asked anew
+        decide(course, "again", approve_it=False, now=expires + timedelta(hours=1))
+        request(course, "m1", "a", aid="third", now=expires + timedelta(hours=2))  # declined: asked anew
+        assert course.approvals["third"].status is ApprovalStatus.PENDING
+
     def test_approvals_are_for_medicine_sessions(self):
         course, start = medicine_booked(approved=False)
         book(course, "int-x", Kind.INTEGRATION, start + timedelta(hours=20))

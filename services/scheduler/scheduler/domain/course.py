@@ -599,7 +599,7 @@ class Course(CourseState, Aggregate):
         self._refuse_if(
             closed_violations(self)
             + booked_violations(session)
-            + dosing.request_violations(self, session, partner, prescriber_id, prescriber_authorised)
+            + dosing.request_violations(self, session, partner, prescriber_id, prescriber_authorised, now)
         )
         self.trigger_event(
             self.DoseApprovalRequested,

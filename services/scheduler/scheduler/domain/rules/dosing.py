@@ -14,9 +14,11 @@ if TYPE_CHECKING:
 
 
 def request_violations(
-    course: CourseState, session: Session, partner: str, prescriber_id: str, prescriber_authorised: bool
+    course: CourseState, session: Session, partner: str, prescriber_id: str, prescriber_authorised: bool,
+    now: datetime,
 ) -> list[Violation]:
-    """I6 and I7 for asking a prescriber to approve a partner's dose at a session."""
+    """I6 and I7 for asking a prescriber to approve a partner's dose at a session. A declined or expired approval
+    does not stand in the way: the partner's dose may be requested again."""
     violations = []
     if session.kind is not Kind.MEDICINE:
         violations.append(Violation("I6", "dose approvals are for medicine sessions"))
@@ -27,6 +29,7 @@ def request_violations(
     open_for_partner = [
         a for a in course.approvals.values()
         if a.session_id == session.id and a.partner == partner and a.status is not ApprovalStatus.DECLINED
+        and not (a.expires_at is not None and a.expires_at < now)
     ]
     if open_for_partner:
         violations.append(
