@@ -259,3 +259,22 @@ def test_a_missed_window_is_acknowledged_by_a_named_clinician_of_the_home_clinic
         (medicine["id"], True, home.therapist["id"])]
     kinds = [e["type"] for e in ok(client.get(f"/v1/courses/{cid}/events", headers=home.headers), 200)]
     assert kinds.count("IntegrationWindowMissed") == 1 and kinds[-1] == "MissedWindowAcknowledged"
+
+
+def test_a_closed_courses_undecided_approvals_leave_the_prescribers_queue(home: Tenant, client: httpx.Client) -> None:
+    cid = home.open_course()["id"]
+    session = home.book(cid, "medicine", home.assess_and_prepare(cid), hours=3)
+    approval = ok(home.post(f"/v1/courses/{cid}/dose-approvals", {
+        "session_id": session["id"], "partner": "a", "prescriber_id": home.prescriber["id"], "requested_mg": 90}), 201)
+
+    def queue() -> list[str]:
+        return [a["id"] for a in ok(client.get("/v1/dose-approvals?status=pending", headers=home.rx_headers), 200)]
+
+    assert approval["id"] in eventually(queue, lambda ids: approval["id"] in ids)
+    ok(home.post(f"/v1/courses/{cid}/discontinue", {"reason": "couple chose to stop"}), 200)
+    assert approval["id"] not in eventually(queue, lambda ids: approval["id"] not in ids)
+    everything = ok(client.get("/v1/dose-approvals", headers=home.rx_headers), 200)
+    assert approval["id"] not in [a["id"] for a in everything]
+    refused = client.post(f"/v1/dose-approvals/{approval['id']}/decision", json={"approve": True},
+                          headers=home.rx_headers)
+    assert refused.status_code == 409 and refused.json()["type"] == "/problems/course-closed"

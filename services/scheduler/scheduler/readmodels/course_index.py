@@ -175,7 +175,8 @@ class CourseIndexView(PostgresTrackingRecorder):
     def list_approvals(self, prescriber_id: str | None, status: str | None) -> list[dict[str, Any]]:
         query = SQL(
             "SELECT * FROM {0}.approval_queue WHERE (%(rx)s::text IS NULL OR prescriber_id = %(rx)s) "
-            "AND (%(status)s::text IS NULL OR status = %(status)s) ORDER BY requested_at LIMIT 500"
+            "AND (%(status)s::text IS NULL OR status = %(status)s) AND status <> 'closed' "
+            "ORDER BY requested_at LIMIT 500"
         ).format(Identifier(self.datastore.schema))
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(query, {"rx": prescriber_id, "status": status})
@@ -226,6 +227,10 @@ SET_HOSTED_CONFIRMATION = SQL(
 CLOSE_HOSTED = SQL(
     "UPDATE {0}.hosted_sessions SET status = 'cancelled' WHERE course_id = %(id)s AND status = 'booked'"
 )
+# A closed course's undecided approvals leave the prescribers' queue: nobody can be dosed in it any more.
+CLOSE_APPROVALS = SQL(
+    "UPDATE {0}.approval_queue SET status = 'closed' WHERE course_id = %(id)s AND status = 'pending'"
+)
 DECIDE_APPROVAL = SQL(
     "UPDATE {0}.approval_queue SET status = %(status)s, decided_at = %(at)s WHERE approval_id = %(aid)s"
 )
@@ -246,13 +251,13 @@ def _(event: Course.Created) -> list[Change]:
 @changes.register
 def _(event: Course.Completed) -> list[Change]:
     params = {"id": event.originator_id, "status": "completed", "at": event.timestamp}
-    return [(CLOSE_COURSE, params), (CLOSE_DEADLINES, params)]
+    return [(CLOSE_COURSE, params), (CLOSE_DEADLINES, params), (CLOSE_APPROVALS, params)]
 
 
 @changes.register
 def _(event: Course.Discontinued) -> list[Change]:
     params = {"id": event.originator_id, "status": "discontinued", "at": event.timestamp}
-    return [(CLOSE_COURSE, params), (CLOSE_DEADLINES, params), (CLOSE_HOSTED, params)]
+    return [(CLOSE_COURSE, params), (CLOSE_DEADLINES, params), (CLOSE_HOSTED, params), (CLOSE_APPROVALS, params)]
 
 
 @changes.register
