@@ -506,6 +506,14 @@ class _Judge:
             self.breach("I1", f"medicine session {session.id} took place {session.start.isoformat()}, before the "
                               f"preparation had ({prepared.isoformat()})")
         minimum = self.p("min_integration_sessions")
+        doses_now = [d["at"] for d in record.get("doses") or [] if isinstance(d.get("at"), datetime)]
+        if self.dosed and doses_now:
+            # I5 by the doses actually given: this session's first one the protocol's days after the last's.
+            last = self.sessions[self.dosed[-1]]
+            before = [d["at"] for d in (last.record or {}).get("doses") or [] if isinstance(d.get("at"), datetime)]
+            gap = min(doses_now) - min(before or [last.start])
+            if timedelta(0) <= gap < timedelta(days=self.p("min_medicine_interval_days")):
+                self.breach("I5", f"medicine session {session.id} doses {gap} after {last.id} did")
         if self.dosed:
             previous = self.sessions[self.dosed[-1]]
             held = self.integrations_held(previous.id)

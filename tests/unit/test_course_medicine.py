@@ -571,3 +571,23 @@ class TestRecordTimesBoundToTheSession:
         after = {**before, "at": end + timedelta(minutes=30)}
         hold_medicine(course, "m1", {**record, "adverse_events": [after]}, now=end + timedelta(hours=1))
         held_ok(course, "m1")
+
+
+class TestI5ByTheDosesGiven:
+    def test_the_interval_counts_from_the_doses_actually_given(self):
+        course, start = medicine_booked()
+        hold_medicine(course, "m1", medicine_record(course, "m1", ["a"]))  # dosed 10 min after its start
+        integrate(course, "m1")
+        m2 = start + timedelta(days=7)  # booked exactly the protocol's 7 days later: fine
+        book(course, "m2", Kind.MEDICINE, m2, length=THREE_H)
+        approve(course, "m2", "b")
+        record = medicine_record(course, "m2", ["b"])
+        early = m2 - timedelta(minutes=5)  # within the session's tolerance, but 7 days less 15 min after m1's
+        record = shifted({**record, "doses": [{**record["doses"][0], "at": early}]}, "b", "pre", early)
+        record = shifted(record, "b", "post", early + timedelta(minutes=40))
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m2", record))
+        assert err.violations == (V(
+            "I5", f"medicine session m2 doses at {early.isoformat()}, 6 days after medicine session m1 did "
+                  f"({(start + DOSE_AFTER).isoformat()}); the protocol wants 7"),)
+        hold_medicine(course, "m2", medicine_record(course, "m2", ["b"]))
+        held_ok(course, "m2")

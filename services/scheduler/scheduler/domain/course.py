@@ -563,7 +563,7 @@ class Course(CourseState, Aggregate):
     ) -> list[Violation]:
         """I3, I4 and I7 for the session as the next dose, I8 for when what it records took place, then I6, I8
         and I9 dose by dose, then I10 to its end."""
-        violations = dosing.next_dose_violations(self, session, now) + dosing.turn_violations(self, doses)
+        violations = dosing.next_dose_violations(self, session, now, doses) + dosing.turn_violations(self, doses)
         violations += dosing.absent_approval_violations(self, session, doses)
         violations += monitoring.span_violations(self, session, doses, vitals, adverse_events, discharged_at, ended_at)
         last_dose = {d["partner"]: d["at"] for d in sorted(doses, key=lambda d: d["at"])}

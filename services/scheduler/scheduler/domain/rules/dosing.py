@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from scheduler.domain.errors import Violation
@@ -50,14 +50,32 @@ def decision_violations(approval: DoseApproval) -> list[Violation]:
     return []
 
 
-def next_dose_violations(course: CourseState, session: Session, now: datetime) -> list[Violation]:
-    """I3 and I4: the medicine session dosed before this one was integrated, and no missed window is unanswered."""
+def dosed_at(session: Session, doses: list[dict[str, Any]] | None = None) -> datetime:
+    """When a medicine session's dosing actually began: its first administration (recorded, or `doses` being
+    recorded), else its booked start."""
+    given = doses if doses is not None else (session.held or {}).get("doses") or []
+    return min((d["at"] for d in given), default=session.starts_at)
+
+
+def next_dose_violations(course: CourseState, session: Session, now: datetime,
+                         doses: list[dict[str, Any]] | None = None) -> list[Violation]:
+    """I3, I4 and I5 by the actual times: the medicine session dosed before this one was integrated by sessions
+    that took place before this one's dose, the two doses are the protocol's interval apart, and no missed window
+    is unanswered."""
     violations = []
     dosed_before = course.dosed_sessions()
+    this_dose = dosed_at(session, doses)
     if dosed_before:
         last = dosed_before[-1]
-        # Count only integration sessions that took place before this medicine session (I3 in time order).
-        held = len([s for s in course.integration_held_after(last.id) if s.starts_at < session.starts_at])
+        # Count only integration sessions that took place before this medicine session's dose (I3 in time order).
+        held = len([s for s in course.integration_held_after(last.id) if s.starts_at < this_dose])
+        interval = timedelta(days=course.protocol.min_medicine_interval_days)
+        last_dose = dosed_at(last)
+        if last_dose <= this_dose < last_dose + interval:
+            violations.append(Violation(
+                "I5", f"medicine session {session.id} doses at {this_dose.isoformat()}, "
+                      f"{(this_dose - last_dose).days} days after medicine session {last.id} did "
+                      f"({last_dose.isoformat()}); the protocol wants {course.protocol.min_medicine_interval_days}"))
         if session.starts_at < last.starts_at:
             violations.append(
                 Violation("I3", f"medicine session {session.id} took place before Dosed session {last.id}")
