@@ -772,6 +772,18 @@ class _Judge:
         self.missed_windows[sid] = False
         self.saw_time(deadline)
 
+    def on_AdverseEventReported(self, event: Any) -> None:
+        """I8: an adverse event of a medicine session that took place, never dated before it."""
+        session = self.sessions.get(event.session_id)
+        at = _utc(event.at)
+        if session is None or session.kind != "medicine" or session.status not in ACTIVE:
+            self.breach("I8", f"an adverse event is reported for {event.session_id}, no medicine session that "
+                              "took place")
+        elif at < session.start - timedelta(minutes=self.p("record_tolerance_minutes")):
+            self.breach("I8", f"an adverse event at {at.isoformat()} is before {session.id} started")
+        if event.partner not in PARTNERS or event.severity not in ("mild", "moderate", "severe"):
+            self.breach("I8", "an adverse event names partner a or b and a severity")
+
     def on_MissedWindowAcknowledged(self, event: Any) -> None:
         if event.session_id not in self.missed_windows:
             self.breach("I4", f"acknowledged a window of {event.session_id} that was not recorded missed")

@@ -113,6 +113,16 @@ class SessionHeld(PublicEvent, frozen=True, kw_only=True):
     adverse_events: Annotated[list[AdverseEvent], msgspec.Meta(max_length=MAX_ADVERSE_EVENTS)]
 
 
+class AdverseEventReported(PublicEvent, frozen=True, kw_only=True):
+    NAME = "adverse_event.reported"
+    SUMMARY = ("An adverse event of a medicine session, reported on its own (during it or after the couple left): "
+               "severity only; the prescriber and the home clinic are alerted at once.")
+    session_id: Id
+    partner: Partner
+    at: Instant
+    severity: Literal["mild", "moderate", "severe"]
+
+
 class SessionMissed(PublicEvent, frozen=True, kw_only=True):
     NAME = "session.missed"
     SUMMARY = "A booked session did not take place."
@@ -220,6 +230,7 @@ PUBLIC_EVENTS: tuple[type[PublicEvent], ...] = (
     CourseOpened, SessionBooked, SessionRescheduled, SessionCancelled, SessionConfirmed, SessionDeclined,
     SessionHeld, SessionMissed, DoseApprovalRequested, DoseApprovalDecided, Assessed, Prepared, Dosed,
     Integrated, IntegrationWindowMissed, MissedWindowAcknowledged, CourseCompleted, CourseDiscontinued,
+    AdverseEventReported,
 )
 NOTICES: tuple[type[Notice], ...] = (DoseApprovalReminder, DoseApprovalEscalation, IntegrationWindowClosing)
 BY_TYPE: dict[str, type[PublicEvent]] = {cls.type_name(): cls for cls in (*PUBLIC_EVENTS, *NOTICES)}

@@ -164,6 +164,34 @@ def test_an_adverse_event_alerts_the_prescriber_and_the_home_clinic_at_once(
         clinic.wait("milestone", type=f"kact.course.milestone.{milestone}.v1")
 
 
+def test_an_adverse_event_reported_after_the_couple_left_alerts_at_once(
+    live_server, notifier, client: httpx.Client, receiver: Receiver
+) -> None:
+    """Reported on its own, hours after discharge, by the home clinic naming its therapist: the prescriber and
+    the home clinic hear of it at once (severity only); a clinic with nothing to do with the course cannot."""
+    home = Tenant.onboard(client, live_server.operator_token)
+    rx = Endpoint(client, receiver, f"prescribers/{home.prescriber['id']}", home.headers)
+    clinic = Endpoint(client, receiver, f"clinics/{home.clinic['id']}", home.headers)
+    cid = home.open_course()["id"]
+    medicine = home.dose(cid, home.assess_and_prepare(cid), ["a"])
+    evening = datetime.fromisoformat(medicine["ends_at"]) + timedelta(hours=6)
+    report = {"partner": "a", "at": iso(evening), "kind": "dizziness", "severity": "severe",
+              "note": "fell at home", "follow_up": "seen by the GP", "clinician_id": home.therapist["id"]}
+    path = f"/v1/courses/{cid}/sessions/{medicine['id']}/adverse-events"
+    stranger = Tenant.onboard(client, live_server.operator_token, name="Stranger")
+    assert stranger.post(path, {**report, "clinician_id": stranger.therapist["id"]},
+                         at=evening + timedelta(hours=1)).status_code == 404
+    recorded = time.time()
+    reported = ok(home.post(path, report, at=evening + timedelta(hours=1)), 201)
+    assert (reported["severity"], reported["follow_up"], reported["clinician_id"]) == (
+        "severe", "seen by the GP", home.therapist["id"])
+    (to_rx,) = rx.wait("adverse_event_alert", type="kact.course.adverse_event.reported.v1")
+    (to_home,) = clinic.wait("adverse_event_alert", type="kact.course.adverse_event.reported.v1")
+    assert to_rx.item["event"]["data"] == {"session_id": medicine["id"], "partner": "a", "at": iso(evening),
+                                           "severity": "severe"}
+    assert max(to_rx.at, to_home.at) - recorded < 5
+
+
 def test_a_missed_integration_window_is_recorded_once_and_the_home_clinic_alerted(
     live_server, notifier, client: httpx.Client, receiver: Receiver
 ) -> None:

@@ -591,3 +591,54 @@ class TestI5ByTheDosesGiven:
                   f"({(start + DOSE_AFTER).isoformat()}); the protocol wants 7"),)
         hold_medicine(course, "m2", medicine_record(course, "m2", ["b"]))
         held_ok(course, "m2")
+
+
+class TestAdverseEventsOnTheirOwn:
+    """An adverse event of a medicine session is reported on its own, during it or after the couple left."""
+
+    def report(self, course, at, now, sid="m1", **extra):
+        values = {"partner": "a", "kind": "dizziness", "severity": "moderate", "note": "called in the evening",
+                  "follow_up": "nurse call tomorrow", "clinician_id": "t-1", **extra}
+        course.report_adverse_event(session_id=sid, at=at, now=now, by=BY, **values)
+
+    def test_after_the_couple_left_it_is_kept_with_its_reporter(self):
+        course, start = medicine_booked()
+        record = medicine_record(course, "m1", ["a"])
+        hold_medicine(course, "m1", record)
+        evening = record["discharged_at"] + timedelta(hours=6)
+        self.report(course, evening, evening + timedelta(minutes=30))
+        event = course.pending_events[-1]
+        assert (type(event).__name__, event.session_id, event.severity, event.clinician_id) == (
+            "AdverseEventReported", "m1", "moderate", "t-1")
+        assert [(a["at"], a["kind"], a["follow_up"]) for a in course.adverse_events] == [
+            (evening, "dizziness", "nurse call tomorrow")]
+
+    def test_while_the_session_runs_it_needs_no_record_yet(self):
+        course, start = medicine_booked()
+        self.report(course, start + timedelta(minutes=40), start + timedelta(minutes=45))
+        assert course.sessions["m1"].status is SessionStatus.BOOKED and len(course.adverse_events) == 1
+
+    def test_never_dated_before_the_session_nor_reported_before_it_started(self):
+        course, start = medicine_booked()
+        err = refused(course, RulesBrokenError, lambda: self.report(course, start - timedelta(hours=1),
+                                                                   start + timedelta(hours=1)))
+        end = course.sessions["m1"].ends_at
+        assert err.violations == (V(
+            "I8", f"partner a's adverse event at {(start - timedelta(hours=1)).isoformat()} is before the session: "
+                  f"session m1 took place from {start.isoformat()} to {end.isoformat()}"),)
+        err = refused(course, RulesBrokenError, lambda: self.report(course, start - timedelta(days=1),
+                                                                   start - timedelta(hours=2)))
+        assert V("session-not-started", "session m1 has not started yet") in err.violations
+        refused(course, InvalidCommandError, lambda: self.report(course, start + timedelta(hours=2),
+                                                                 start + timedelta(hours=1)))  # in the future
+
+    def test_only_of_a_medicine_session_that_took_place(self):
+        course, start = medicine_booked()
+        book(course, "int-x", Kind.INTEGRATION, start + timedelta(hours=20))
+        err = refused(course, InvalidCommandError, lambda: self.report(
+            course, start + timedelta(hours=21), start + timedelta(hours=22), sid="int-x"))
+        assert err.problems == ("adverse events belong to medicine sessions",)
+        course.cancel_session(session_id="m1", reason="postponed", by=BY)
+        err = refused(course, RulesBrokenError, lambda: self.report(course, start + timedelta(minutes=30),
+                                                                   start + timedelta(hours=1)))
+        assert err.violations == (V("session-state", "session m1 is cancelled: it did not take place"),)

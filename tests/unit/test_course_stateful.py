@@ -757,6 +757,23 @@ class CourseMachine(RuleBasedStateMachine):
         self.run("record_missed", course.record_missed,
             session_id=sid, reason="no show", now=self.now, by=BY)
 
+    @command(data=st.data(), offset=st.sampled_from([-2 * HOUR, -10 * timedelta(minutes=1), 30 * timedelta(minutes=1),
+                                                     2 * HOUR, 9 * HOUR, 3 * DAY]),
+             severity=st.sampled_from(["mild", "severe", "grave"]))
+    def report_adverse_event(self, data, offset, severity) -> None:
+        """An adverse event of a (usually medicine) session, dated around its start or long after, reported now."""
+        course = self.course
+        medicine = [s.id for s in self.sessions(SessionStatus.BOOKED, SessionStatus.HELD, kind=Kind.MEDICINE)]
+        sid = data.draw(st.sampled_from(medicine), label="medicine session") if medicine and data.draw(
+            st.booleans(), label="of a medicine session") else self.pick_session(data)
+        session = course.sessions.get(sid)
+        at = (session.starts_at if session is not None else self.clock) + offset
+        if at > self.clock and data.draw(st.booleans(), label="report after it happened"):
+            self.advance(at)
+        if self.run("report_adverse_event", course.report_adverse_event, session_id=sid, partner="a",
+                    at=self.at(at), kind="nausea", severity=severity, clinician_id="t-1", now=self.now, by=BY):
+            event("adverse event reported")
+
     @command(data=st.data(), variant=st.sampled_from(RECORD_VARIANTS), wait=st.booleans())
     def record_held(self, data, variant, wait) -> None:
         """Records a random session held, usually after it ended; a medicine session with a record that is

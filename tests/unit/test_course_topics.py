@@ -44,7 +44,10 @@ TOPICS = {
     "MissedWindowAcknowledged": "kact.course:MissedWindowAcknowledged.v1",
     "Completed": "kact.course:Completed.v1",
     "Discontinued": "kact.course:Discontinued.v1",
+    "AdverseEventReported": "kact.course:AdverseEventReported.v1",
 }
+# Topics added since the fixture streams were recorded (the streams cannot use them).
+LATER_TOPICS = {"kact.course:AdverseEventReported.v1"}
 
 # The two streams below, recorded with the domain as one module (before the split) and the library's default
 # transcodings: one through every command to completion, one discontinued at screening. Together they use every topic.
@@ -167,7 +170,7 @@ def test_every_event_keeps_its_topic() -> None:
 
 def test_the_recorded_streams_use_every_topic() -> None:
     recorded = {topic for stream in STREAMS for _, topic, _ in stream["events"]}
-    assert recorded == set(TOPICS.values())
+    assert recorded == set(TOPICS.values()) - LATER_TOPICS
 
 
 # Protocol settings added since the fixture was recorded, at their defaults: a course opened before them takes

@@ -91,6 +91,14 @@ def test_an_adverse_event_alerts_the_prescribers_of_that_session_the_home_and_th
     assert {m.notice for m in out.messages} == {"adverse_event_alert"}
 
 
+def test_an_adverse_event_reported_on_its_own_alerts_the_same_at_once() -> None:
+    event = ev.AdverseEventReported(session_id="med-1", partner="b", at=T, severity="severe")
+    out = decide(event, COURSE, facts(), POLICY)
+    assert {m.recipient for m in out.messages} == {HOME, PARTNER, prescriber("rx-1"), prescriber("rx-2")}
+    assert {m.notice for m in out.messages} == {"adverse_event_alert"}
+    assert out.timers == [] and out.cancel == []
+
+
 def test_a_session_held_without_adverse_events_is_an_update() -> None:
     out = decide(ev.SessionHeld(session_id="med-1", discharged_at=T, adverse_events=[]), COURSE, facts(), POLICY)
     assert out.messages == [Message(HOME, "update"), Message(PARTNER, "update")]

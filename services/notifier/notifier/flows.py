@@ -102,6 +102,10 @@ def decide(event: ev.PublicEvent, course_id: str, facts: CourseFacts, policy: Po
             prescribers = {prescriber(rx) for sid, rx in facts.approvals.values() if sid == event.session_id}
             out.tell({home, *prescribers}, "adverse_event_alert")
             out.tell({clinic(h) for h in facts.partner_hosts(event.session_id)}, "adverse_event_alert")
+        case ev.AdverseEventReported():  # on its own, during the session or after the couple left: at once
+            prescribers = {prescriber(rx) for sid, rx in facts.approvals.values() if sid == event.session_id}
+            out.tell({home, *prescribers}, "adverse_event_alert")
+            out.tell({clinic(h) for h in facts.partner_hosts(event.session_id)}, "adverse_event_alert")
         case ev.SessionRescheduled() if (session := facts.sessions.get(event.session_id)) and \
                 session.needs_confirmation:
             out.tell({clinic(session.clinic_id)} - {home}, "booking_request")  # the host is asked again

@@ -57,6 +57,15 @@ def recordable(course: Course, session_id: str, principal: Principal) -> Session
     return session
 
 
+def reports_on(course: Course, session_id: str, principal: Principal) -> Session:
+    """A session the principal's clinic may report an adverse event of: any session of its own course (the home
+    clinic may learn of one after the couple left), or one it hosts for another clinic's course."""
+    clinic = clinic_of(principal)
+    if course.home_clinic_id != clinic:
+        return hosted(course, session_id, clinic)
+    return course.session(session_id)
+
+
 def manages(principal: Principal, kind: str, owner_id: str, owner_clinic_id: str) -> bool:
     """Whether `principal` manages the clinic, clinician or prescriber `owner_id` (of clinic `owner_clinic_id`)."""
     if principal.kind == "operator":

@@ -261,6 +261,24 @@ class Scheduling:
 
         return await self._run(self.courses.execution(cancelling))
 
+    async def report_adverse_event(self, principal: Principal, course_id: UUID, session_id: str, *, partner: str,
+                                   at: datetime, kind: str, severity: str, note: str, follow_up: str,
+                                   clinician_id: UUID, now: datetime) -> dict[str, Any]:
+        """The home clinic, or the clinic hosting the session, reports an adverse event of a medicine session on
+        its own, naming one of its clinicians; the prescriber and the home clinic are alerted at once (notifier)."""
+        clinic = access.clinic_of(principal)
+        await self._staff_of(principal, [clinician_id], {clinic})
+
+        def reporting(work: Work) -> dict[str, Any]:
+            course = work.course(course_id)
+            access.reports_on(course, session_id, principal)
+            course.report_adverse_event(session_id=session_id, partner=partner, at=at, kind=kind, severity=severity,
+                                        note=note, follow_up=follow_up, clinician_id=str(clinician_id), now=now,
+                                        by=principal.ref)
+            return course.adverse_events[-1]
+
+        return await self._run(self.courses.execution(reporting))
+
     async def confirm_session(self, principal: Principal, course_id: UUID, session_id: str, *, decision: str,
                               reason: str) -> Session:
         """The clinic hosting a partner-hosted medicine session confirms or declines it, with its own key."""

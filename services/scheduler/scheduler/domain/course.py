@@ -246,6 +246,25 @@ class Course(CourseState, Aggregate):
                 course.missed_windows[self.session_id], acknowledged=True, reason=self.reason,
                 clinician_id=self.clinician_id)
 
+    class AdverseEventReported(Event):
+        """An adverse event of a medicine session, reported on its own (during it, or after the couple left)."""
+
+        TOPIC = "kact.course:AdverseEventReported.v1"
+        session_id: str
+        partner: str
+        at: datetime
+        kind: str
+        severity: str
+        note: str
+        follow_up: str
+        clinician_id: str
+
+        def apply(self, course: Course) -> None:
+            course.adverse_events = [*course.adverse_events, {
+                "session_id": self.session_id, "partner": self.partner, "at": self.at, "kind": self.kind,
+                "severity": self.severity, "note": self.note, "follow_up": self.follow_up,
+                "clinician_id": self.clinician_id, "reported_at": self.timestamp}]
+
     class Completed(Event):
         TOPIC = "kact.course:Completed.v1"
 
@@ -282,6 +301,9 @@ class Course(CourseState, Aggregate):
         self.approvals: dict[str, DoseApproval] = {}
         self.milestones: list[dict[str, Any]] = []
         self.missed_windows: dict[str, MissedWindow] = {}
+        # Adverse events reported on their own, during or after their medicine session (in order of reporting);
+        # replaced whole by each report, never changed in place.
+        self.adverse_events: list[dict[str, Any]] = []
 
     # ----------------------------------------------------------------- opening
 
@@ -684,6 +706,37 @@ class Course(CourseState, Aggregate):
                                deadline=self.window_deadline(session), by=by)
         attributed = {"clinician_id": clinician_id} if clinician_id else {}
         self.trigger_event(self.MissedWindowAcknowledged, session_id=session_id, reason=reason, by=by, **attributed)
+
+    # ---------------------------------------------------------- adverse events
+
+    def report_adverse_event(self, *, session_id: str, partner: str, at: datetime, kind: str, severity: str,
+                             note: str = "", follow_up: str = "", clinician_id: str, now: datetime, by: str) -> None:
+        """An adverse event of a medicine session, on its own: at any time once the session started, while it runs
+        or after the couple left (it is never dated before the session, nor in the future)."""
+        session, now = self.session(session_id), utc(now)
+        problems = []
+        if session.kind is not Kind.MEDICINE:
+            problems.append("adverse events belong to medicine sessions")
+        if partner not in PARTNERS:
+            problems.append("partner must be 'a' or 'b'")
+        if severity not in ("mild", "moderate", "severe"):
+            problems.append("severity must be mild, moderate or severe")
+        if not kind.strip():
+            problems.append("an adverse event names its kind")
+        if problems:
+            raise InvalidCommandError(problems)
+        at = utc(at)
+        if at > now:
+            raise InvalidCommandError(["an adverse event cannot be reported before it happened"])
+        violations = closed_violations(self) + not_started_violations(session, now)
+        if session.status not in (SessionStatus.BOOKED, SessionStatus.HELD):
+            violations.append(Violation("session-state", f"session {session_id} is {session.status.value}: it did "
+                                                         "not take place"))
+        violations += monitoring.span_violations(self, session, [], [], [
+            {"partner": partner, "at": at}], None, None)
+        self._refuse_if(violations)
+        self.trigger_event(self.AdverseEventReported, session_id=session_id, partner=partner, at=at, kind=kind,
+                           severity=severity, note=note, follow_up=follow_up, clinician_id=clinician_id, by=by)
 
     # ------------------------------------------------------------- milestones
 

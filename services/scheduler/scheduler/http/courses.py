@@ -18,6 +18,8 @@ from scheduler.http.schemas import (
     ApprovalId,
     SessionId,
     Acknowledge,
+    AdverseEventReport,
+    AdverseEventView,
     ApprovalView,
     CourseCreate,
     CoursePage,
@@ -129,6 +131,18 @@ class CourseController(Controller):
     ) -> SessionView:
         return session_view(
             await services.scheduling.cancel_session(principal, course_id, session_id, data.reason, now))
+
+    @post("/{course_id:uuid}/sessions/{session_id:str}/adverse-events", operation_id="reportAdverseEvent",
+          status_code=201, summary="Report an adverse event of a medicine session, during it or after it")
+    async def report_adverse_event(
+        self, course_id: UUID, session_id: SessionId, data: body(AdverseEventReport), principal: Principal,
+        services: Services, now: datetime,
+    ) -> AdverseEventView:
+        reported = await services.scheduling.report_adverse_event(
+            principal, course_id, session_id, partner=data.partner, at=data.at, kind=data.kind,
+            severity=data.severity, note=data.note, follow_up=data.follow_up, clinician_id=data.clinician_id,
+            now=now)
+        return AdverseEventView(**reported)
 
     @post("/{course_id:uuid}/sessions/{session_id:str}/confirm", operation_id="confirmSession", status_code=200,
           summary="The clinic hosting a medicine session (with its own key) confirms or declines it")

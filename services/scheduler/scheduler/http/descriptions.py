@@ -57,6 +57,11 @@ DESCRIPTIONS: dict[str, str] = {
                    "none set: always), unless `hours_override_reason` says why not: the reason is kept with the "
                    "session." + _COMMAND,
     "cancelSession": "Cancels a booked session, with a reason." + _COMMAND,
+    "reportAdverseEvent": "Reports an adverse event of a medicine session on its own, while it runs or after the "
+                          "couple left (never dated before the session): the home clinic or the clinic hosting the "
+                          "session, naming one of its clinicians. The prescribers of the session's approvals and "
+                          "the home clinic are alerted at once; the note stays encrypted in the course."
+                          + _COMMAND,
     "confirmSession": "The clinic hosting a partner-hosted medicine session confirms or declines it (a reason when "
                       "declining), with its own key; it sees only the sessions it hosts. A rescheduled session asks "
                       "again.",

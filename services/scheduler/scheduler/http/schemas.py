@@ -339,6 +339,30 @@ class AdverseEventIn(Input, kw_only=True):
     note: Text = ""
 
 
+class AdverseEventReport(Input, kw_only=True):
+    """An adverse event of a medicine session on its own, during it or after the couple left."""
+
+    partner: Partner
+    at: Instant
+    kind: Name
+    severity: Literal["mild", "moderate", "severe"]
+    note: Text = ""
+    follow_up: Text = ""  # what was done or is planned about it
+    clinician_id: UUID  # who reports it: a clinician of the reporting clinic (home, or hosting the session)
+
+
+class AdverseEventView(Struct, kw_only=True):
+    session_id: str
+    partner: str
+    at: datetime
+    kind: str
+    severity: str
+    note: str
+    follow_up: str
+    clinician_id: str
+    reported_at: datetime
+
+
 class SessionRecord(Input, kw_only=True):
     outcome: Literal["held", "missed"]
     clinician_id: UUID  # who records it: a clinician of the recording clinic (home, or hosting the session)
