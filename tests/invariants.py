@@ -549,7 +549,7 @@ class _Judge:
         else:
             other = "b" if self.first_dosed == "a" else "a"
             expected = [self.first_dosed if len(self.dosed) % 2 == 0 else other]
-        if sorted(dosed_partners) != sorted(expected):
+        if sorted(set(dosed_partners)) != sorted(expected):  # a dose may come in several administrations
             self.breach(
                 "I7",
                 f"the {self.model} model doses {expected} at its medicine session #{len(self.dosed) + 1}; "
@@ -560,10 +560,18 @@ class _Judge:
             self.breach("I8", f"medicine session {session.id} records no discharge time")
             discharged_at = None
         self.judge_span(session, record, discharged_at)
+        # A partner's dose may come in several administrations: each under a valid approval, all of them within
+        # the approved amount; the readings go by the first administration, discharge by the last.
+        by_partner: dict[Any, list[dict[str, Any]]] = {}
         for dose in doses:
-            last = max((d["at"] for d in doses if d.get("partner") == dose.get("partner")
-                        and isinstance(d.get("at"), datetime)), default=dose.get("at"))
-            self.judge_dose(session, dose, vitals, discharged_at, last)
+            by_partner.setdefault(dose.get("partner"), []).append(dose)
+        for given in by_partner.values():
+            timed = sorted((d for d in given if isinstance(d.get("at"), datetime)), key=lambda d: d["at"])
+            last = timed[-1]["at"] if timed else None
+            total = sum(d["mg"] for d in given if isinstance(d.get("mg"), (int, float)))
+            for dose in given:
+                self.judge_dose(session, dose, vitals, discharged_at, last, readings=dose is (timed or given)[0],
+                                total_mg=total)
 
     def judge_span(self, session: _Session, record: dict[str, Any], discharged_at: datetime | None) -> None:
         """I8: doses, readings and discharge took place within the session, from its start to its recorded end
@@ -588,7 +596,7 @@ class _Judge:
 
     def judge_dose(
         self, session: _Session, dose: dict[str, Any], vitals: list[dict[str, Any]], discharged_at: datetime | None,
-        last_dose_at: datetime | None = None,
+        last_dose_at: datetime | None = None, readings: bool = True, total_mg: float | None = None,
     ) -> None:
         partner, at, mg = dose.get("partner"), dose.get("at"), dose.get("mg")
         if not isinstance(at, datetime) or not isinstance(mg, (int, float)):
@@ -608,8 +616,11 @@ class _Judge:
                     f"partner {partner} was dosed {at.isoformat()}, outside approval {approval.id}'s validity "
                     f"[{approval.decided_at}, {approval.expires_at}]",
                 )
-            if approval.approved_mg is None or mg > approval.approved_mg:
-                self.breach("I6", f"partner {partner} was given {mg} mg; {approval.approved_mg} mg was approved")
+            given = mg if total_mg is None else total_mg
+            if approval.approved_mg is None or given > approval.approved_mg:
+                self.breach("I6", f"partner {partner} was given {given} mg; {approval.approved_mg} mg was approved")
+        if not readings:
+            return
         # I8: vitals before, about 40 min after, and at discharge; discharge after the minimum monitoring time.
         mine = [v for v in vitals if v.get("partner") == partner and isinstance(v.get("at"), datetime)]
         recent = timedelta(minutes=self.p("pre_dose_vitals_minutes"))

@@ -231,14 +231,26 @@ class TestI7Models:
             V("I6", "partner b has no dose approval for session m1"),
         )
 
-    def test_taking_turns_refuses_the_same_partner_dosed_twice(self):
+    def test_a_dose_in_two_administrations_stays_within_the_approved_total(self):
         course, _ = medicine_booked()
-        record = medicine_record(course, "m1", ["a"])
-        record["doses"] = record["doses"] * 2
-        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
-        assert err.violations == (
-            V("I7", "the taking_turns model doses exactly one partner, in turn: expected ['a'], got ['a', 'a']"),
-        )
+        record = medicine_record(course, "m1", ["a"])  # 100 mg approved, 10 min after the start
+        first = record["doses"][0]
+        twice = [first, {**first, "at": first["at"] + timedelta(minutes=5)}]
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", {**record, "doses": twice}))
+        assert err.violations == (V("I6", "partner a was given 200.0 mg in 2 administrations; 100.0 mg was approved"),)
+        split = [{**first, "mg": 60}, {**first, "mg": 40, "at": first["at"] + timedelta(minutes=5)}]
+        hold_medicine(course, "m1", {**record, "doses": split})
+        held_ok(course, "m1")
+
+    def test_discharge_counts_from_the_last_administration(self):
+        course, _ = medicine_booked()
+        record = medicine_record(course, "m1", ["a"])  # discharged 130 min after the first administration
+        first = record["doses"][0]
+        late = first["at"] + timedelta(minutes=20)
+        split = [{**first, "mg": 60}, {**first, "mg": 40, "at": late}]
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", {**record, "doses": split}))
+        assert err.violations == (V("I8", f"discharge is allowed 120 min after the last dose of partner a, at "
+                                          f"{(late + timedelta(minutes=120)).isoformat()} at the earliest"),)
 
     def test_first_dosed_b_starts_with_b(self):
         course = open_course(first_dosed="b")

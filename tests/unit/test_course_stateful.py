@@ -106,7 +106,7 @@ RECORD_VARIANTS = [
     "high_blood_pressure", "over_dose", "wrong_partner", "extra_dose", "no_approval_id",
     "dose_before_decision", "dose_after_expiry", "no_doses",
     "stale_pre_vitals", "dose_outside_session", "discharge_vitals_before_post", "ended_before_discharge",
-    "ended_after_discharge",
+    "ended_after_discharge", "split_dose", "split_over_dose",
 ]
 CLOCK_STEPS = [HOUR, 3 * HOUR, 12 * HOUR, DAY, 49 * HOUR, 4 * DAY, 10 * DAY, 40 * DAY]
 SHIFTS = [-3 * DAY, -DAY, -2 * HOUR, -HOUR, HOUR, 2 * HOUR, DAY, 3 * DAY, 8 * DAY]
@@ -397,6 +397,11 @@ class CourseMachine(RuleBasedStateMachine):
             mg = approval.approved_mg if approval is not None and approval.approved_mg else 100.0
             if variant == "over_dose":
                 mg += 10.0
+            if variant in ("split_dose", "split_over_dose"):  # two administrations, 5 min apart
+                doses.append({"partner": p, "approval_id": None if approval is None else approval.id,
+                              "mg": mg / 2 + (10.0 if variant == "split_over_dose" else 0.0),
+                              "at": self.at(dosed_at + timedelta(minutes=5))})
+                mg = mg / 2
             doses.append({
                 "partner": p,
                 "approval_id": None if variant == "no_approval_id" or approval is None else approval.id,

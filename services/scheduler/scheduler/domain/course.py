@@ -588,10 +588,13 @@ class Course(CourseState, Aggregate):
         violations = dosing.next_dose_violations(self, session, now, doses) + dosing.turn_violations(self, doses)
         violations += dosing.absent_approval_violations(self, session, doses)
         violations += monitoring.span_violations(self, session, doses, vitals, adverse_events, discharged_at, ended_at)
-        last_dose = {d["partner"]: d["at"] for d in sorted(doses, key=lambda d: d["at"])}
-        for dose in doses:
-            violations += dosing.approval_violations(self, session, dose)
-            violations += monitoring.vitals_violations(self, dose, vitals, discharged_at, last_dose[dose["partner"]])
+        by_partner: dict[str, list[dict[str, Any]]] = {}
+        for dose in sorted(doses, key=lambda d: d["at"]):  # a partner's administrations, in the order given
+            by_partner.setdefault(dose["partner"], []).append(dose)
+        for partner in sorted(by_partner):
+            given = by_partner[partner]
+            violations += dosing.approval_violations(self, session, given)
+            violations += monitoring.vitals_violations(self, given[0], vitals, discharged_at, given[-1]["at"])
         return violations + placement.discharge_clash_violations(self, session, discharged_at, ended_at)
 
     # ----------------------------------------------------------- dose approvals

@@ -110,7 +110,7 @@ def turn_violations(course: CourseState, doses: list[dict[str, Any]]) -> list[Vi
     expected = course.expected_dosed(len(course.dosed_sessions()))
     if not doses:
         return [Violation("I7", "a held medicine session records the doses given")]
-    if partners != expected or len(doses) != len(partners):
+    if partners != expected:  # a partner's dose may be given in several administrations (I6 bounds the total)
         rule = "exactly one partner, in turn" if course.model is Model.TAKING_TURNS else "both partners"
         return [
             Violation(
@@ -135,26 +135,33 @@ def absent_approval_violations(course: CourseState, session: Session, doses: lis
     ]
 
 
-def approval_violations(course: CourseState, session: Session, dose: dict[str, Any]) -> list[Violation]:
-    """I6: a dose was approved for this partner and session, given while the approval was valid, at most as much."""
-    partner = dose["partner"]
-    approval = course.approvals.get(dose.get("approval_id") or "")
-    if approval is None or approval.session_id != session.id or approval.partner != partner:
-        return [Violation("I6", f"partner {partner} has no dose approval for session {session.id}")]
-    if approval.status is not ApprovalStatus.APPROVED:
-        return [Violation("I6", f"dose approval {approval.id} is {approval.status.value}, not approved")]
-    violations = []
-    assert approval.decided_at and approval.expires_at and approval.approved_mg is not None
-    if not approval.decided_at <= dose["at"] <= approval.expires_at:
-        violations.append(
-            Violation(
-                "I6",
-                f"dose approval {approval.id} is valid from {approval.decided_at.isoformat()} until "
-                f"{approval.expires_at.isoformat()}; the dose was given {dose['at'].isoformat()}",
+def approval_violations(course: CourseState, session: Session, doses: list[dict[str, Any]]) -> list[Violation]:
+    """I6 for one partner's dose, given in one administration or several: each under an approval for this partner
+    and session, while it was valid; all of them together at most the approved amount."""
+    partner = doses[0]["partner"]
+    violations: list[Violation] = []
+    given: dict[str, float] = {}
+    for dose in doses:
+        approval = course.approvals.get(dose.get("approval_id") or "")
+        if approval is None or approval.session_id != session.id or approval.partner != partner:
+            violations.append(Violation("I6", f"partner {partner} has no dose approval for session {session.id}"))
+            continue
+        if approval.status is not ApprovalStatus.APPROVED:
+            violations.append(Violation("I6", f"dose approval {approval.id} is {approval.status.value}, not approved"))
+            continue
+        assert approval.decided_at and approval.expires_at and approval.approved_mg is not None
+        if not approval.decided_at <= dose["at"] <= approval.expires_at:
+            violations.append(
+                Violation(
+                    "I6",
+                    f"dose approval {approval.id} is valid from {approval.decided_at.isoformat()} until "
+                    f"{approval.expires_at.isoformat()}; the dose was given {dose['at'].isoformat()}",
+                )
             )
-        )
-    if dose["mg"] > approval.approved_mg:
-        violations.append(
-            Violation("I6", f"partner {partner} was given {dose['mg']} mg; {approval.approved_mg} mg was approved")
-        )
+        given[approval.id] = given.get(approval.id, 0.0) + dose["mg"]
+    for approval_id, mg in given.items():
+        approved = course.approvals[approval_id].approved_mg
+        if approved is not None and mg > approved:
+            how = f"{mg} mg" if len(doses) == 1 else f"{mg} mg in {len(doses)} administrations"
+            violations.append(Violation("I6", f"partner {partner} was given {how}; {approved} mg was approved"))
     return violations
