@@ -724,7 +724,8 @@ class _Judge:
             self.breach("I6", f"approval {event.approval_id} names no partner or no positive amount")
         requested_at = _utc(event.requested_at)
         standing = [a for a in self.approvals.values()
-                    if a.session_id == event.session_id and a.partner == event.partner and a.status != "declined"
+                    if a.session_id == event.session_id and a.partner == event.partner
+                    and a.status not in ("declined", "withdrawn")
                     and not (a.expires_at is not None and a.expires_at < requested_at)]
         if standing:
             self.breach("I6", f"approval {event.approval_id} is requested while {standing[0].id} still stands")
@@ -735,6 +736,15 @@ class _Judge:
             prescriber_id=event.prescriber_id,
             requested_mg=event.requested_mg,
         )
+
+    def on_DoseApprovalWithdrawn(self, event: Any) -> None:
+        approval = self.approvals.get(event.approval_id)
+        if approval is None or approval.status != "pending":
+            self.breach("I6", f"approval {event.approval_id} is withdrawn, but it is not pending")
+        if not str(event.reason).strip():
+            self.breach("I6", "withdrawing an approval request gives a reason")
+        if approval is not None:
+            approval.status = "withdrawn"
 
     def on_DoseApprovalDecided(self, event: Any) -> None:
         decided_at, expires_at = _utc(event.decided_at), _utc(event.expires_at)

@@ -123,6 +123,12 @@ class AdverseEventReported(PublicEvent, frozen=True, kw_only=True):
     severity: Literal["mild", "moderate", "severe"]
 
 
+class DoseApprovalWithdrawn(PublicEvent, frozen=True, kw_only=True):
+    NAME = "dose_approval.withdrawn"
+    SUMMARY = "The requesting clinic took back a dose approval request its prescriber had not decided."
+    approval_id: Id
+
+
 class SessionMissed(PublicEvent, frozen=True, kw_only=True):
     NAME = "session.missed"
     SUMMARY = "A booked session did not take place."
@@ -230,7 +236,7 @@ PUBLIC_EVENTS: tuple[type[PublicEvent], ...] = (
     CourseOpened, SessionBooked, SessionRescheduled, SessionCancelled, SessionConfirmed, SessionDeclined,
     SessionHeld, SessionMissed, DoseApprovalRequested, DoseApprovalDecided, Assessed, Prepared, Dosed,
     Integrated, IntegrationWindowMissed, MissedWindowAcknowledged, CourseCompleted, CourseDiscontinued,
-    AdverseEventReported,
+    AdverseEventReported, DoseApprovalWithdrawn,
 )
 NOTICES: tuple[type[Notice], ...] = (DoseApprovalReminder, DoseApprovalEscalation, IntegrationWindowClosing)
 BY_TYPE: dict[str, type[PublicEvent]] = {cls.type_name(): cls for cls in (*PUBLIC_EVENTS, *NOTICES)}

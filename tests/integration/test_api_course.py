@@ -278,3 +278,25 @@ def test_a_closed_courses_undecided_approvals_leave_the_prescribers_queue(home: 
     refused = client.post(f"/v1/dose-approvals/{approval['id']}/decision", json={"approve": True},
                           headers=home.rx_headers)
     assert refused.status_code == 409 and refused.json()["type"] == "/problems/course-closed"
+
+
+def test_a_withdrawn_request_leaves_the_queue_and_can_be_asked_again(home: Tenant, client: httpx.Client) -> None:
+    cid = home.open_course()["id"]
+    session = home.book(cid, "medicine", home.assess_and_prepare(cid), hours=3)
+    body = {"session_id": session["id"], "partner": "a", "prescriber_id": home.prescriber["id"], "requested_mg": 90}
+    first = ok(home.post(f"/v1/courses/{cid}/dose-approvals", body), 201)
+
+    def queue() -> list[str]:
+        return [a["id"] for a in ok(client.get("/v1/dose-approvals?status=pending", headers=home.rx_headers), 200)]
+
+    assert first["id"] in eventually(queue, lambda ids: first["id"] in ids)
+    path = f"/v1/courses/{cid}/dose-approvals/{first['id']}/withdraw"
+    assert client.post(path, json={"reason": "moves"}, headers=home.rx_headers).status_code in (403, 404)
+    withdrawn = ok(home.post(path, {"reason": "the session moves to next month"}), 200)
+    assert withdrawn["status"] == "withdrawn"
+    assert first["id"] not in eventually(queue, lambda ids: first["id"] not in ids)
+    again = ok(home.post(f"/v1/courses/{cid}/dose-approvals", body), 201)
+    assert again["id"] != first["id"] and again["id"] in eventually(queue, lambda ids: again["id"] in ids)
+    refused = client.post(f"/v1/dose-approvals/{first['id']}/decision", json={"approve": True},
+                          headers=home.rx_headers)
+    assert refused.status_code == 409 and refused.json()["type"] == "/problems/approval-decided"

@@ -181,6 +181,22 @@ class TestI6DoseApproval:
         request(course, "m1", "a", aid="third", now=expires + timedelta(hours=2))  # declined: asked anew
         assert course.approvals["third"].status is ApprovalStatus.PENDING
 
+    def test_a_pending_request_is_withdrawn_and_asked_again(self):
+        course, _ = medicine_booked(approved=False)
+        request(course, "m1", "a")
+        err = refused(course, InvalidCommandError, lambda: course.withdraw_dose_approval(
+            approval_id="ap-m1-a", reason=" ", by=BY))
+        assert err.problems == ("withdrawing a request gives a reason",)
+        course.withdraw_dose_approval(approval_id="ap-m1-a", reason="session moves to next month", by=BY)
+        assert course.approvals["ap-m1-a"].status is ApprovalStatus.WITHDRAWN
+        err = refused(course, RulesBrokenError, lambda: decide(course, "ap-m1-a"))
+        assert err.violations == (V("approval-decided", "dose approval ap-m1-a is already withdrawn"),)
+        request(course, "m1", "a", aid="again")  # the withdrawn one does not stand in the way
+        decide(course, "again")
+        err = refused(course, RulesBrokenError, lambda: course.withdraw_dose_approval(
+            approval_id="again", reason="too late", by=BY))
+        assert err.violations == (V("approval-decided", "dose approval again is already approved"),)
+
     def test_approvals_are_for_medicine_sessions(self):
         course, start = medicine_booked(approved=False)
         book(course, "int-x", Kind.INTEGRATION, start + timedelta(hours=20))

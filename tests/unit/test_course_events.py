@@ -29,7 +29,7 @@ EXPECTED = {
     "Created", "ScreeningRecorded", "SessionBooked", "SessionRescheduled", "SessionCancelled", "SessionHeld",
     "SessionMissed", "DoseApprovalRequested", "DoseApprovalDecided", "Assessed", "Prepared", "Dosed",
     "Integrated", "IntegrationWindowMissed", "MissedWindowAcknowledged", "Completed", "Discontinued",
-    "SessionConfirmed", "SessionDeclined", "AdverseEventReported",
+    "SessionConfirmed", "SessionDeclined", "AdverseEventReported", "DoseApprovalWithdrawn",
 }
 
 

@@ -779,6 +779,21 @@ class CourseMachine(RuleBasedStateMachine):
                     at=self.at(at), kind="nausea", severity=severity, clinician_id="t-1", now=self.now, by=BY):
             event("adverse event reported")
 
+    @command(data=st.data(), reason=st.sampled_from(["session moves", "session moves", " "]))
+    def withdraw_dose_approval(self, data, reason) -> None:
+        """The clinic takes back a request (usually a pending one, asked for just before if there is none)."""
+        course = self.course
+        medicine = [s for s in self.sessions(SessionStatus.BOOKED, kind=Kind.MEDICINE)]
+        if medicine and not any(a.status is ApprovalStatus.PENDING for a in course.approvals.values()):
+            session = data.draw(st.sampled_from(medicine), label="medicine session to ask for")
+            self.run("request_dose_approval", course.request_dose_approval, approval_id=self.next_id("ap-"),
+                     session_id=session.id, partner=sorted(course.to_be_dosed(session))[0], prescriber_id=PRESCRIBER,
+                     requested_mg=100.0, prescriber_authorised=True, now=self.now, by=BY)
+        pending = sorted(a.id for a in course.approvals.values() if a.status is ApprovalStatus.PENDING)
+        aid = data.draw(st.sampled_from(pending * 3 + sorted(course.approvals) + [UNKNOWN]), label="approval")
+        if self.run("withdraw_dose_approval", course.withdraw_dose_approval, approval_id=aid, reason=reason, by=BY):
+            event("dose approval request withdrawn")
+
     @command(data=st.data(), variant=st.sampled_from(RECORD_VARIANTS), wait=st.booleans())
     def record_held(self, data, variant, wait) -> None:
         """Records a random session held, usually after it ended; a medicine session with a record that is

@@ -82,6 +82,12 @@ def test_a_decision_cancels_the_reminder_and_escalation_and_tells_the_prescriber
     assert out.cancel == [f"{COURSE}:approval:apr-1:"]
 
 
+def test_a_withdrawn_request_cancels_the_reminder_and_escalation_and_tells_the_prescriber() -> None:
+    out = decide(ev.DoseApprovalWithdrawn(approval_id="apr-1"), COURSE, facts(), POLICY)
+    assert out.messages == [Message(HOME, "update"), Message(prescriber("rx-1"), "update")]
+    assert out.cancel == [f"{COURSE}:approval:apr-1:"]
+
+
 def test_an_adverse_event_alerts_the_prescribers_of_that_session_the_home_and_the_hosting_clinic() -> None:
     event = ev.SessionHeld(session_id="med-1", discharged_at=T,
                            adverse_events=[ev.AdverseEvent(partner="a", at=T, severity="moderate")])

@@ -129,7 +129,7 @@ def decide(event: ev.PublicEvent, course_id: str, facts: CourseFacts, policy: Po
             out.timers.append(Timer(f"{course_id}:approval:{event.approval_id}:escalation",
                                     event.requested_at + policy.escalate_after,
                                     ev.DoseApprovalEscalation(**details), home, "dose_approval_escalation"))
-        case ev.DoseApprovalDecided():
+        case ev.DoseApprovalDecided() | ev.DoseApprovalWithdrawn():  # no reminder or escalation any more
             approval = facts.approvals.get(event.approval_id)
             out.tell([home], "update")
             if approval:

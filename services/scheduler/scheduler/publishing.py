@@ -81,6 +81,7 @@ MAPPING: dict[type[Course.Event], Mapper | None] = {
     Course.MissedWindowAcknowledged: lambda e, home: public.MissedWindowAcknowledged(session_id=e.session_id),
     Course.Completed: lambda e, home: public.CourseCompleted(),
     Course.Discontinued: lambda e, home: public.CourseDiscontinued(),
+    Course.DoseApprovalWithdrawn: lambda e, home: public.DoseApprovalWithdrawn(approval_id=e.approval_id),
     # Severity only: the kind, note and follow-up are health data and stay in the event store.
     Course.AdverseEventReported: lambda e, home: public.AdverseEventReported(
         session_id=e.session_id, partner=e.partner, at=e.at, severity=e.severity

@@ -340,6 +340,13 @@ class Scheduling:
         course = await self._on_course(course_id, principal, requesting)
         return course.approvals[approval_id]
 
+    async def withdraw_dose_approval(self, principal: Principal, course_id: UUID, approval_id: str,
+                                     reason: str) -> DoseApproval:
+        """The home clinic takes back a request that is still pending; its prescriber is told."""
+        course = await self._on_course(course_id, principal, lambda c: c.withdraw_dose_approval(
+            approval_id=approval_id, reason=reason, by=principal.ref))
+        return course.approvals[approval_id]
+
     async def approval_queue(self, principal: Principal, status: str | None) -> list[tuple[UUID, DoseApproval]]:
         """The approvals addressed to a prescriber (the operator sees every one)."""
         if principal.kind == "clinic":

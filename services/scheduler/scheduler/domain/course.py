@@ -181,6 +181,17 @@ class Course(CourseState, Aggregate):
                 requested_at=self.requested_at,
             )
 
+    class DoseApprovalWithdrawn(Event):
+        """The requesting clinic took back a dose approval request the prescriber had not decided yet."""
+
+        TOPIC = "kact.course:DoseApprovalWithdrawn.v1"
+        approval_id: str
+        reason: str
+
+        def apply(self, course: Course) -> None:
+            course.approvals[self.approval_id] = replace(
+                course.approvals[self.approval_id], status=ApprovalStatus.WITHDRAWN, reason=self.reason)
+
     class DoseApprovalDecided(Event):
         TOPIC = "kact.course:DoseApprovalDecided.v1"
         approval_id: str
@@ -636,6 +647,15 @@ class Course(CourseState, Aggregate):
             requested_at=now,
             by=by,
         )
+
+    def withdraw_dose_approval(self, *, approval_id: str, reason: str, by: str) -> None:
+        """The home clinic takes back a request its prescriber has not decided (the session moved, or the dose is
+        no longer wanted); the partner's dose may be requested again."""
+        approval = self.approval(approval_id)
+        if not reason.strip():
+            raise InvalidCommandError(["withdrawing a request gives a reason"])
+        self._refuse_if(closed_violations(self) + dosing.decision_violations(approval))
+        self.trigger_event(self.DoseApprovalWithdrawn, approval_id=approval_id, reason=reason, by=by)
 
     def decide_dose_approval(
         self,

@@ -44,6 +44,7 @@ class ApprovalStatus(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     DECLINED = "declined"
+    WITHDRAWN = "withdrawn"  # the requesting clinic took back a request still pending
 
 
 class Confirmation(StrEnum):

@@ -29,6 +29,7 @@ from scheduler.http.schemas import (
     DoseApprovalCreate,
     DoseApprovalDecision,
     EventView,
+    Withdraw,
     HostedSessionView,
     ScreeningCreate,
     SessionCancel,
@@ -178,6 +179,15 @@ class CourseController(Controller):
         )
         return approval_view(course_id, approval)
 
+    @post("/{course_id:uuid}/dose-approvals/{approval_id:str}/withdraw", operation_id="withdrawDoseApproval",
+          status_code=200, summary="Take back a dose approval request its prescriber has not decided")
+    async def withdraw_dose_approval(
+        self, course_id: UUID, approval_id: ApprovalId, data: body(Withdraw), principal: Principal,
+        services: Services,
+    ) -> ApprovalView:
+        approval = await services.scheduling.withdraw_dose_approval(principal, course_id, approval_id, data.reason)
+        return approval_view(course_id, approval)
+
     @post("/{course_id:uuid}/missed-windows/{session_id:str}/acknowledge", operation_id="acknowledgeMissedWindow",
           status_code=200, summary="Acknowledge a missed integration window, with a reason, to unblock dosing")
     async def acknowledge_missed_window(
@@ -206,7 +216,7 @@ class DoseApprovalController(Controller):
     @get("/", operation_id="listDoseApprovals", summary="Dose approvals addressed to this prescriber")
     async def list_approvals(
         self, principal: Principal, services: Services,
-        status: str | None = Parameter(default=None, pattern="^(pending|approved|declined)$"),
+        status: str | None = Parameter(default=None, pattern="^(pending|approved|declined|withdrawn)$"),
     ) -> list[ApprovalView]:
         return [approval_view(course_id, approval)
                 for course_id, approval in await services.scheduling.approval_queue(principal, status)]

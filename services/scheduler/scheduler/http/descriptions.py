@@ -57,6 +57,10 @@ DESCRIPTIONS: dict[str, str] = {
                    "none set: always), unless `hours_override_reason` says why not: the reason is kept with the "
                    "session." + _COMMAND,
     "cancelSession": "Cancels a booked session, with a reason." + _COMMAND,
+    "withdrawDoseApproval": "Takes back a dose approval request its prescriber has not decided yet (the session "
+                            "moved, or the dose is no longer wanted), with a reason: it leaves the prescriber's "
+                            "queue, the prescriber is told, and the partner's dose may be requested again."
+                            + _COMMAND,
     "reportAdverseEvent": "Reports an adverse event of a medicine session on its own, while it runs or after the "
                           "couple left (never dated before the session): the home clinic or the clinic hosting the "
                           "session, naming one of its clinicians. The prescribers of the session's approvals and "

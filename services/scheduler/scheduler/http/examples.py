@@ -55,6 +55,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                            "prescriber_id": PRESCRIBER, "requested_mg": 100},
     "DoseApprovalDecision": {"approve": True, "approved_mg": 100, "reason": "screening and vitals fine"},
     "Discontinue": {"reason": "couple chose to stop"},
+    "Withdraw": {"reason": "the medicine session moves to next month"},
     "Acknowledge": {"reason": "integration session moved by illness; therapist called both partners",
                     "clinician_id": THERAPIST},
     "AdverseEventReport": {"partner": "b", "at": "2026-03-02T19:40:00Z", "kind": "dizziness", "severity": "moderate",

@@ -400,6 +400,10 @@ class Discontinue(Input, kw_only=True):
     reason: Reason
 
 
+class Withdraw(Input, kw_only=True):
+    reason: Reason
+
+
 class Acknowledge(Input, kw_only=True):
     reason: Reason
     clinician_id: UUID  # who acknowledges it: a clinician of the home clinic

@@ -306,6 +306,11 @@ def _(event: Course.DoseApprovalDecided) -> list[Change]:
 
 
 @changes.register
+def _(event: Course.DoseApprovalWithdrawn) -> list[Change]:  # it leaves the prescriber's queue
+    return [(DECIDE_APPROVAL, {"aid": event.approval_id, "status": "withdrawn", "at": event.timestamp})]
+
+
+@changes.register
 def _(event: Course.Dosed) -> list[Change]:
     return [(OPEN_DEADLINE, {"course": event.originator_id, "sid": event.session_id,
                              "deadline": event.integration_deadline}),

@@ -28,7 +28,8 @@ def request_violations(
         )
     open_for_partner = [
         a for a in course.approvals.values()
-        if a.session_id == session.id and a.partner == partner and a.status is not ApprovalStatus.DECLINED
+        if a.session_id == session.id and a.partner == partner
+        and a.status not in (ApprovalStatus.DECLINED, ApprovalStatus.WITHDRAWN)
         and not (a.expires_at is not None and a.expires_at < now)
     ]
     if open_for_partner:
