@@ -113,6 +113,11 @@ class _Session:
         return (self.record or {}).get("discharged_at")
 
     @property
+    def awaiting(self) -> bool:
+        """Recorded while monitoring continued: its discharge comes later."""
+        return self.status == "held" and (self.record or {}).get("monitoring") == "continues"
+
+    @property
     def ended_at(self) -> datetime | None:
         """When the clinic says the session actually ended, if it said."""
         return (self.record or {}).get("ended_at")
@@ -486,9 +491,14 @@ class _Judge:
             self.breach("I1", f"integration session {session.id} took place before {medicine.id} ended")
         if session.kind != "medicine" and any(record.get(k) for k in ("doses", "vitals", "discharged_at")):
             self.breach("I8", f"{session.kind} session {session.id} records doses or vitals")
+        awaiting = session.kind == "medicine" and record.get("monitoring") == "continues"
         if session.kind == "medicine":
+            for other in self.sessions.values():
+                if other.id != session.id and other.awaiting:
+                    self.breach("I8", f"medicine session {session.id} was held while {other.id} awaited discharge")
             self.judge_medicine(session, record)
-            self.expect_dosed = session.id
+            if not awaiting:  # Dosed comes with the discharge
+                self.expect_dosed = session.id
         ended = record.get("ended_at")
         if isinstance(ended, datetime) and ended <= session.start:
             self.breach("I8", f"session {session.id} ended {ended.isoformat()}, before it started")
@@ -556,10 +566,14 @@ class _Judge:
                 f"{session.id} recorded doses for {dosed_partners}",
             )
         discharged_at = record.get("discharged_at")
+        awaiting = record.get("monitoring") == "continues"
+        if awaiting and (discharged_at is not None or record.get("ended_at") is not None):
+            self.breach("I8", f"{session.id} awaits its discharge but records one")
         if not isinstance(discharged_at, datetime):
-            self.breach("I8", f"medicine session {session.id} records no discharge time")
+            if not awaiting:
+                self.breach("I8", f"medicine session {session.id} records no discharge time")
             discharged_at = None
-        self.judge_span(session, record, discharged_at)
+        self.judge_span(session, record, discharged_at, open_ended=awaiting)
         # A partner's dose may come in several administrations: each under a valid approval, all of them within
         # the approved amount; the readings go by the first administration, discharge by the last.
         by_partner: dict[Any, list[dict[str, Any]]] = {}
@@ -573,7 +587,8 @@ class _Judge:
                 self.judge_dose(session, dose, vitals, discharged_at, last, readings=dose is (timed or given)[0],
                                 total_mg=total)
 
-    def judge_span(self, session: _Session, record: dict[str, Any], discharged_at: datetime | None) -> None:
+    def judge_span(self, session: _Session, record: dict[str, Any], discharged_at: datetime | None,
+                   open_ended: bool = False) -> None:
         """I8: doses, readings and discharge took place within the session, from its start to its recorded end
         (else its discharge, else its booked end), give or take the protocol's tolerance; adverse events not
         before it."""
@@ -586,7 +601,8 @@ class _Judge:
         times += [(f"{v.get('stage')} vitals of {v.get('partner')}", v.get("at")) for v in record.get("vitals") or []]
         times += [("the discharge", discharged_at)] if discharged_at is not None else []
         for what, at in times:
-            if isinstance(at, datetime) and not session.start - tolerance <= at <= end + tolerance:
+            if isinstance(at, datetime) and not (
+                    session.start - tolerance <= at and (open_ended or at <= end + tolerance)):
                 self.breach("I8", f"{what} at {at.isoformat()} is outside {session.id} "
                                   f"({session.start.isoformat()} to {end.isoformat()})")
         for adverse in record.get("adverse_events") or []:
@@ -814,7 +830,46 @@ class _Judge:
             self.breach("I4", "an acknowledgement of a missed window gives a reason")
         self.missed_windows[event.session_id] = True
 
+    def on_DischargeRecorded(self, event: Any) -> None:
+        """I8 for a discharge recorded after monitoring continued, judged on the whole record; Dosed comes next."""
+        session = self.sessions.get(event.session_id)
+        if session is None or not session.awaiting:
+            self.breach("I8", f"a discharge is recorded for {event.session_id}, which awaits none")
+            return
+        record = {k: v for k, v in (session.record or {}).items() if k != "monitoring"}
+        record["discharged_at"] = _utc(event.discharged_at)
+        record["vitals"] = [*(record.get("vitals") or []), *_utc(list(event.vitals or []))]
+        if getattr(event, "ended_at", None) is not None:
+            record["ended_at"] = _utc(event.ended_at)
+        discharged_at = record["discharged_at"]
+        self.judge_span(session, {**record, "doses": [], "adverse_events": [],
+                                  "vitals": _utc(list(event.vitals or []))}, discharged_at)
+        doses = list(record.get("doses") or [])
+        for partner in sorted({d.get("partner") for d in doses}):
+            given = sorted(d["at"] for d in doses if d.get("partner") == partner)
+            earliest = given[-1] + timedelta(minutes=self.p("min_monitoring_minutes"))
+            if discharged_at < earliest:
+                self.breach("I8", f"partner {partner} was discharged {discharged_at.isoformat()}, before "
+                                  f"{earliest.isoformat()}")
+            mine = [v for v in record["vitals"] if v.get("partner") == partner and isinstance(v.get("at"), datetime)]
+            post = [v["at"] for v in mine if v.get("stage") == "post"
+                    and POST_DOSE_FROM <= v["at"] - given[0] <= POST_DOSE_UNTIL]
+            after_post = max(post, default=given[0])
+            discharge = [v for v in mine if v.get("stage") == "discharge" and after_post < v["at"] <= discharged_at]
+            if not discharge:
+                self.breach("I8", f"partner {partner} has no discharge vitals in {session.id}")
+            else:
+                last = max(v["at"] for v in discharge)
+                if not all(v.get("acceptable") is True for v in discharge if v["at"] == last):
+                    self.breach("I8", f"partner {partner}'s latest discharge vitals are not marked acceptable")
+        session.record = record
+        if session.occupied_until > session.end:
+            self.check_overlap(session)
+        self.expect_dosed = session.id
+
     def on_Completed(self, event: Any) -> None:
+        if any(s.awaiting for s in self.sessions.values()):
+            self.breach("I8", "the course completed while a medicine session awaited its discharge")
         if not self.dosed:
             self.breach("I3", "the course completed without a medicine session")
         for sid in self.dosed:

@@ -129,6 +129,14 @@ class DoseApprovalWithdrawn(PublicEvent, frozen=True, kw_only=True):
     approval_id: Id
 
 
+class SessionDischarged(PublicEvent, frozen=True, kw_only=True):
+    NAME = "session.discharged"
+    SUMMARY = ("A medicine session recorded while monitoring continued: the couple was discharged (its Dosed "
+               "milestone follows).")
+    session_id: Id
+    discharged_at: Instant
+
+
 class SessionMissed(PublicEvent, frozen=True, kw_only=True):
     NAME = "session.missed"
     SUMMARY = "A booked session did not take place."
@@ -236,7 +244,7 @@ PUBLIC_EVENTS: tuple[type[PublicEvent], ...] = (
     CourseOpened, SessionBooked, SessionRescheduled, SessionCancelled, SessionConfirmed, SessionDeclined,
     SessionHeld, SessionMissed, DoseApprovalRequested, DoseApprovalDecided, Assessed, Prepared, Dosed,
     Integrated, IntegrationWindowMissed, MissedWindowAcknowledged, CourseCompleted, CourseDiscontinued,
-    AdverseEventReported, DoseApprovalWithdrawn,
+    AdverseEventReported, DoseApprovalWithdrawn, SessionDischarged,
 )
 NOTICES: tuple[type[Notice], ...] = (DoseApprovalReminder, DoseApprovalEscalation, IntegrationWindowClosing)
 BY_TYPE: dict[str, type[PublicEvent]] = {cls.type_name(): cls for cls in (*PUBLIC_EVENTS, *NOTICES)}

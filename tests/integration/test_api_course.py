@@ -300,3 +300,38 @@ def test_a_withdrawn_request_leaves_the_queue_and_can_be_asked_again(home: Tenan
     refused = client.post(f"/v1/dose-approvals/{first['id']}/decision", json={"approve": True},
                           headers=home.rx_headers)
     assert refused.status_code == 409 and refused.json()["type"] == "/problems/approval-decided"
+
+
+def test_monitoring_that_runs_long_is_recorded_and_its_discharge_later(home: Tenant, client: httpx.Client) -> None:
+    """The record is kept (with its adverse event) while the couple is still watched; the course waits; the
+    discharge comes later with its reading, and the session is then Dosed, its window counting from it."""
+    cid = home.open_course()["id"]
+    start = home.assess_and_prepare(cid) + timedelta(days=7)
+    session = home.book(cid, "medicine", start, hours=3)
+    the_day_before = start - timedelta(days=1)
+    approval = ok(home.post(f"/v1/courses/{cid}/dose-approvals", {
+        "session_id": session["id"], "partner": "a", "prescriber_id": home.prescriber["id"], "requested_mg": 100},
+        at=the_day_before), 201)
+    ok(client.post(f"/v1/dose-approvals/{approval['id']}/decision", json={"approve": True},
+                   headers={**home.rx_headers, "X-Kact-Now": iso(the_day_before)}), 200)
+    dosed_at = start + timedelta(minutes=10)
+    record = medicine_record({"a": approval}, dosed_at, 100)
+    so_far = {"doses": record["doses"], "vitals": [v for v in record["vitals"] if v["stage"] != "discharge"],
+              "adverse_events": [{"partner": "a", "at": iso(dosed_at + timedelta(minutes=50)),
+                                  "kind": "hypertension", "severity": "moderate"}],
+              "monitoring_continues": True}
+    path = f"/v1/courses/{cid}/sessions/{session['id']}"
+    held = ok(home.post(f"{path}/record", {"outcome": "held", "clinician_id": home.therapist["id"], **so_far},
+                        at=start + timedelta(hours=2, minutes=30)), 200)
+    assert held["status"] == "held" and held["record"]["monitoring"] == "continues"
+    discharged = start + timedelta(hours=3, minutes=40)
+    reading = {"partner": "a", "stage": "discharge", "at": iso(discharged - timedelta(minutes=5)), "systolic": 130,
+               "diastolic": 84, "heart_rate": 76, "acceptable": True}
+    body = {"discharged_at": iso(discharged), "vitals": [reading], "clinician_id": home.therapist["id"]}
+    done = ok(home.post(f"{path}/discharge", body, at=discharged + timedelta(minutes=5)), 200)
+    assert "monitoring" not in done["record"] and done["record"]["discharged_at"]
+    events = ok(client.get(f"/v1/courses/{cid}/events", headers=home.headers), 200)
+    assert [e["type"] for e in events][-2:] == ["DischargeRecorded", "Dosed"]
+    assert datetime.fromisoformat(events[-1]["data"]["integration_deadline"]) == discharged + timedelta(hours=48)
+    again = home.post(f"{path}/discharge", body, at=discharged + timedelta(minutes=6))
+    assert again.status_code == 409 and again.json()["type"] == "/problems/session-state"

@@ -642,3 +642,58 @@ class TestAdverseEventsOnTheirOwn:
         err = refused(course, RulesBrokenError, lambda: self.report(course, start + timedelta(minutes=30),
                                                                    start + timedelta(hours=1)))
         assert err.violations == (V("session-state", "session m1 is cancelled: it did not take place"),)
+
+
+class TestExtendedMonitoring:
+    """A medicine session recorded while monitoring continues; its discharge later; the course waits for it."""
+
+    def awaiting(self):
+        course, start = medicine_booked()
+        record = medicine_record(course, "m1", ["a"])
+        readings = [v for v in record["vitals"] if v["stage"] != "discharge"]
+        adverse = [{"partner": "a", "at": start + timedelta(minutes=50), "kind": "hypertension", "severity": "moderate"}]
+        hold_medicine(course, "m1", {"doses": record["doses"], "vitals": readings, "adverse_events": adverse,
+                                     "monitoring_continues": True}, now=start + timedelta(hours=2, minutes=30))
+        return course, start, record
+
+    def test_the_record_is_kept_and_the_course_waits_for_the_discharge(self):
+        course, start, _ = self.awaiting()
+        session = course.sessions["m1"]
+        assert session.status is SessionStatus.HELD and session.awaiting_discharge
+        assert session.held["adverse_events"][0]["kind"] == "hypertension"  # kept, though not yet discharged
+        assert not course.has_milestone("dosed", "m1")
+        book(course, "int-0", Kind.INTEGRATION, start + timedelta(hours=20))
+        err = refused(course, RulesBrokenError, lambda: hold(course, "int-0"))
+        assert err.violations == (V("I1", "an integration session cannot be held before its medicine session is "
+                                          "Dosed"),)
+        assert V("I8", "medicine session m1 awaits its discharge") in course.completion_violations()
+
+    def test_the_discharge_is_judged_when_it_is_recorded_and_the_session_is_then_dosed(self):
+        course, start, record = self.awaiting()
+        dosed_at = record["doses"][0]["at"]
+        early = dosed_at + timedelta(minutes=100)
+        err = refused(course, RulesBrokenError, lambda: course.record_discharge(
+            session_id="m1", discharged_at=early, vitals=[vitals("a", "discharge", early - timedelta(minutes=5))],
+            now=early + timedelta(minutes=5), by=BY, clinician_id="t-1"))
+        assert err.violations == (V("I8", f"discharge is allowed 120 min after the last dose of partner a, at "
+                                          f"{(dosed_at + timedelta(minutes=120)).isoformat()} at the earliest"),)
+        late = start + timedelta(hours=3, minutes=30)  # monitoring ran past the booked end
+        err = refused(course, RulesBrokenError, lambda: course.record_discharge(
+            session_id="m1", discharged_at=late, vitals=[], now=late + timedelta(minutes=5), by=BY))
+        assert err.violations == (V("I8", "partner a has no vitals recorded at discharge"),)
+        course.record_discharge(session_id="m1", discharged_at=late,
+                                vitals=[vitals("a", "discharge", late - timedelta(minutes=5))],
+                                now=late + timedelta(minutes=5), by=BY, clinician_id="t-1")
+        assert not course.sessions["m1"].awaiting_discharge
+        assert course.sessions["m1"].finished_at == late
+        assert course.window_deadline(course.sessions["m1"]) == late + timedelta(hours=48)
+        held_ok(course, "m1")
+        err = refused(course, RulesBrokenError, lambda: course.record_discharge(
+            session_id="m1", discharged_at=late, vitals=[], now=late + timedelta(hours=1), by=BY))
+        assert err.violations == (V("session-state", "session m1 is not awaiting its discharge"),)
+
+    def test_monitoring_continues_only_without_a_discharge(self):
+        course, start = medicine_booked()
+        record = {**medicine_record(course, "m1", ["a"]), "monitoring_continues": True}
+        err = refused(course, InvalidCommandError, lambda: hold_medicine(course, "m1", record))
+        assert err.problems == ("while monitoring continues, the discharge and the end are recorded later",)

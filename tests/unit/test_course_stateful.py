@@ -106,7 +106,7 @@ RECORD_VARIANTS = [
     "high_blood_pressure", "over_dose", "wrong_partner", "extra_dose", "no_approval_id",
     "dose_before_decision", "dose_after_expiry", "no_doses",
     "stale_pre_vitals", "dose_outside_session", "discharge_vitals_before_post", "ended_before_discharge",
-    "ended_after_discharge", "split_dose", "split_over_dose",
+    "ended_after_discharge", "split_dose", "split_over_dose", "monitoring_continues", "monitoring_continues",
 ]
 CLOCK_STEPS = [HOUR, 3 * HOUR, 12 * HOUR, DAY, 49 * HOUR, 4 * DAY, 10 * DAY, 40 * DAY]
 SHIFTS = [-3 * DAY, -DAY, -2 * HOUR, -HOUR, HOUR, 2 * HOUR, DAY, 3 * DAY, 8 * DAY]
@@ -436,6 +436,9 @@ class CourseMachine(RuleBasedStateMachine):
             "vitals": readings,
             "discharged_at": None if variant == "no_discharge_time" else self.at(discharged_at),
         }
+        if variant == "monitoring_continues":  # discharge vitals not yet acceptable: recorded later
+            record = {"doses": doses, "vitals": [v for v in readings if v["stage"] != "discharge"],
+                      "monitoring_continues": True}
         if variant in ("ended_before_discharge", "ended_after_discharge"):
             shift = timedelta(minutes=-10 if variant == "ended_before_discharge" else 25)
             record["ended_at"] = self.at(discharged_at + shift)
@@ -443,12 +446,31 @@ class CourseMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ the protocol-following clinic
 
+    def discharge(self, session: Session, data: st.DataObject) -> None:
+        """Monitoring ended: the discharge of a session recorded while it continued, usually correct."""
+        held = session.held or {}
+        last = max(d["at"] for d in held.get("doses", [])).astimezone(UTC)
+        minimum = timedelta(minutes=self.course.protocol.min_monitoring_minutes)
+        how = data.draw(st.sampled_from(["ok", "ok", "ok", "early", "no_reading", "unacceptable"]),
+                        label="discharge")
+        discharged = last + minimum + (timedelta(minutes=-10) if how == "early" else timedelta(minutes=50))
+        readings = [] if how == "no_reading" else [
+            vitals(p, "discharge", self.at(discharged - timedelta(minutes=5)), acceptable=how != "unacceptable")
+            for p in sorted({d["partner"] for d in held.get("doses", [])})]
+        self.advance(discharged + timedelta(minutes=10))
+        if self.run("record_discharge", self.course.record_discharge, session_id=session.id,
+                    discharged_at=self.at(discharged), vitals=readings, now=self.now, by=BY, clinician_id="t-1"):
+            event(f"discharge {how!r} recorded")
+
     def progress_action(self, data: st.DataObject) -> None:
         """One step a clinic following the protocol would take next, with random details: it books ahead,
         records sessions late, computes "the same time next week" on its wall clock, and sometimes enters a
         medicine record that is wrong in one way (and is then told so, and tries again)."""
         course = self.course
         if course.closed:
+            return
+        for session in [s for s in course.sessions.values() if s.awaiting_discharge]:
+            self.discharge(session, data)
             return
         for window in course.missed_windows.values():
             if not window.acknowledged:
@@ -549,6 +571,8 @@ class CourseMachine(RuleBasedStateMachine):
             variant = data.draw(st.sampled_from(["ok"] * 20 + RECORD_VARIANTS[3:]), label="record")
             record = self.medicine_record(session, variant)
             ends = [record[k] for k in ("discharged_at", "ended_at") if record.get(k)]
+            if record.get("monitoring_continues"):
+                ends = [max(d["at"] for d in record["doses"]).astimezone(UTC) + timedelta(minutes=45)]
             self.advance(max([session.ends_at] + ends) + late)
             if self.run("record_held", course.record_held,
                     session_id=session.id, now=self.now, by=BY, notes="went well", **record):

@@ -46,9 +46,11 @@ TOPICS = {
     "Discontinued": "kact.course:Discontinued.v1",
     "AdverseEventReported": "kact.course:AdverseEventReported.v1",
     "DoseApprovalWithdrawn": "kact.course:DoseApprovalWithdrawn.v1",
+    "DischargeRecorded": "kact.course:DischargeRecorded.v1",
 }
 # Topics added since the fixture streams were recorded (the streams cannot use them).
-LATER_TOPICS = {"kact.course:AdverseEventReported.v1", "kact.course:DoseApprovalWithdrawn.v1"}
+LATER_TOPICS = {"kact.course:AdverseEventReported.v1", "kact.course:DoseApprovalWithdrawn.v1",
+                "kact.course:DischargeRecorded.v1"}
 
 # The two streams below, recorded with the domain as one module (before the split) and the library's default
 # transcodings: one through every command to completion, one discontinued at screening. Together they use every topic.

@@ -82,6 +82,12 @@ def test_a_decision_cancels_the_reminder_and_escalation_and_tells_the_prescriber
     assert out.cancel == [f"{COURSE}:approval:apr-1:"]
 
 
+def test_a_discharge_recorded_later_tells_the_home_and_the_hosting_clinic() -> None:
+    out = decide(ev.SessionDischarged(session_id="med-1", discharged_at=T), COURSE, facts(), POLICY)
+    assert {m.recipient for m in out.messages} == {HOME, PARTNER}
+    assert {m.notice for m in out.messages} == {"update"}
+
+
 def test_a_withdrawn_request_cancels_the_reminder_and_escalation_and_tells_the_prescriber() -> None:
     out = decide(ev.DoseApprovalWithdrawn(approval_id="apr-1"), COURSE, facts(), POLICY)
     assert out.messages == [Message(HOME, "update"), Message(prescriber("rx-1"), "update")]

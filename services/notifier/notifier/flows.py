@@ -102,6 +102,8 @@ def decide(event: ev.PublicEvent, course_id: str, facts: CourseFacts, policy: Po
             prescribers = {prescriber(rx) for sid, rx in facts.approvals.values() if sid == event.session_id}
             out.tell({home, *prescribers}, "adverse_event_alert")
             out.tell({clinic(h) for h in facts.partner_hosts(event.session_id)}, "adverse_event_alert")
+        case ev.SessionDischarged():  # the hosting clinic recorded it, the home clinic plans integration
+            out.tell({home, *(clinic(h) for h in facts.partner_hosts(event.session_id))}, "update")
         case ev.AdverseEventReported():  # on its own, during the session or after the couple left: at once
             prescribers = {prescriber(rx) for sid, rx in facts.approvals.values() if sid == event.session_id}
             out.tell({home, *prescribers}, "adverse_event_alert")

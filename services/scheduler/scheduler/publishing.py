@@ -82,6 +82,9 @@ MAPPING: dict[type[Course.Event], Mapper | None] = {
     Course.Completed: lambda e, home: public.CourseCompleted(),
     Course.Discontinued: lambda e, home: public.CourseDiscontinued(),
     Course.DoseApprovalWithdrawn: lambda e, home: public.DoseApprovalWithdrawn(approval_id=e.approval_id),
+    Course.DischargeRecorded: lambda e, home: public.SessionDischarged(  # the readings stay in the event store
+        session_id=e.session_id, discharged_at=e.discharged_at
+    ),
     # Severity only: the kind, note and follow-up are health data and stay in the event store.
     Course.AdverseEventReported: lambda e, home: public.AdverseEventReported(
         session_id=e.session_id, partner=e.partner, at=e.at, severity=e.severity

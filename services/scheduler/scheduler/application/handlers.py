@@ -65,6 +65,7 @@ class Record:
     adverse_events: tuple[Row, ...] = ()
     discharged_at: datetime | None = None
     ended_at: datetime | None = None
+    monitoring_continues: bool = False
 
 
 class Scheduling:
@@ -313,12 +314,29 @@ class Scheduling:
                 course.record_held(
                     session_id=session_id, now=now, notes=record.notes, doses=[dict(d) for d in record.doses],
                     vitals=[dict(v) for v in record.vitals], adverse_events=[dict(a) for a in record.adverse_events],
-                    discharged_at=record.discharged_at, ended_at=record.ended_at, by=principal.ref,
+                    discharged_at=record.discharged_at, ended_at=record.ended_at,
+                    monitoring_continues=record.monitoring_continues, by=principal.ref,
                     clinician_id=str(record.clinician_id),
                 )
             return course.sessions[session_id]
 
         return await self._run(self.courses.execution(recording))
+
+    async def record_discharge(self, principal: Principal, course_id: UUID, session_id: str, *,
+                               discharged_at: datetime, vitals: list[Row], ended_at: datetime | None,
+                               clinician_id: UUID, now: datetime) -> Session:
+        """The clinic that hosts (and recorded) a medicine session records its discharge once monitoring ended."""
+        clinic = access.clinic_of(principal)
+        await self._staff_of(principal, [clinician_id], {clinic})
+
+        def discharging(work: Work) -> Session:
+            course = work.course(course_id)
+            access.recordable(course, session_id, principal)
+            course.record_discharge(session_id=session_id, discharged_at=discharged_at, vitals=[dict(v) for v in vitals],
+                                    ended_at=ended_at, now=now, by=principal.ref, clinician_id=str(clinician_id))
+            return course.sessions[session_id]
+
+        return await self._run(self.courses.execution(discharging))
 
     # ----------------------------------------------------------- dose approvals
 

@@ -276,6 +276,23 @@ class Course(CourseState, Aggregate):
                 "severity": self.severity, "note": self.note, "follow_up": self.follow_up,
                 "clinician_id": self.clinician_id, "reported_at": self.timestamp}]
 
+    class DischargeRecorded(Event):
+        """The discharge of a medicine session recorded while monitoring continued, with the readings since."""
+
+        TOPIC = "kact.course:DischargeRecorded.v1"
+        session_id: str
+        discharged_at: datetime
+        vitals: list[dict[str, Any]]
+        ended_at: datetime | None
+        clinician_id: str | None
+
+        def apply(self, course: Course) -> None:
+            held = {k: v for k, v in (course.sessions[self.session_id].held or {}).items() if k != "monitoring"}
+            held.update(discharged_at=self.discharged_at, vitals=[*held.get("vitals", []), *self.vitals])
+            if self.ended_at is not None:
+                held["ended_at"] = self.ended_at
+            course._replace_session(self.session_id, held=held)
+
     class Completed(Event):
         TOPIC = "kact.course:Completed.v1"
 
@@ -537,15 +554,21 @@ class Course(CourseState, Aggregate):
         adverse_events: list[dict[str, Any]] | None = None,
         discharged_at: datetime | None = None,
         ended_at: datetime | None = None,
+        monitoring_continues: bool = False,
         by: str,
         clinician_id: str | None = None,
     ) -> None:
         """The session took place (`ended_at`: when it actually ended, if the clinic says; a medicine session's
-        record otherwise ends with its discharge)."""
+        record otherwise ends with its discharge). `monitoring_continues`: a medicine session is recorded with its
+        doses, vitals and adverse events while the couple is still watched; its discharge comes later
+        (`record_discharge`), and until then the course does not move on."""
         session = self.session(session_id)
         doses, vitals, adverse_events = doses or [], vitals or [], adverse_events or []
-        if session.kind is not Kind.MEDICINE and (doses or vitals or adverse_events or discharged_at):
+        if session.kind is not Kind.MEDICINE and (doses or vitals or adverse_events or discharged_at
+                                                  or monitoring_continues):
             raise InvalidCommandError(["doses, vitals, adverse events and discharge belong to medicine sessions"])
+        if monitoring_continues and (discharged_at is not None or ended_at is not None):
+            raise InvalidCommandError(["while monitoring continues, the discharge and the end are recorded later"])
         monitoring.check_record_shape(doses, vitals, adverse_events)
         now = utc(now)
         doses = [{**d, "at": utc(d["at"])} for d in doses]
@@ -565,7 +588,7 @@ class Course(CourseState, Aggregate):
         violations += milestones.held_out_of_order(self, session) + hosting.held_violations(session)
         if session.kind is Kind.MEDICINE:
             violations += self._medicine_record_violations(session, doses, vitals, adverse_events, discharged_at,
-                                                           ended_at, now)
+                                                           ended_at, now, monitoring_continues)
         else:
             violations += placement.discharge_clash_violations(self, session, None, ended_at)
         self._refuse_if(violations)
@@ -576,8 +599,10 @@ class Course(CourseState, Aggregate):
             record["ended_at"] = ended_at
         if session.kind is Kind.MEDICINE:
             record.update(doses=doses, vitals=vitals, adverse_events=adverse_events, discharged_at=discharged_at)
+        if monitoring_continues:
+            record["monitoring"] = "continues"
         self.trigger_event(self.SessionHeld, session_id=session_id, record=record, by=by)
-        if session.kind is Kind.MEDICINE:
+        if session.kind is Kind.MEDICINE and not monitoring_continues:
             self.trigger_event(
                 self.Dosed, session_id=session_id, integration_deadline=self.window_deadline(self.sessions[session_id]),
                 by=by,
@@ -593,19 +618,22 @@ class Course(CourseState, Aggregate):
         discharged_at: datetime | None,
         ended_at: datetime | None,
         now: datetime,
+        awaiting_discharge: bool = False,
     ) -> list[Violation]:
         """I3, I4 and I7 for the session as the next dose, I8 for when what it records took place, then I6, I8
-        and I9 dose by dose, then I10 to its end."""
+        and I9 dose by dose, then I10 to its end (while monitoring continues, the discharge is judged later)."""
         violations = dosing.next_dose_violations(self, session, now, doses) + dosing.turn_violations(self, doses)
         violations += dosing.absent_approval_violations(self, session, doses)
-        violations += monitoring.span_violations(self, session, doses, vitals, adverse_events, discharged_at, ended_at)
+        violations += monitoring.span_violations(self, session, doses, vitals, adverse_events, discharged_at,
+                                                 now if awaiting_discharge else ended_at)
         by_partner: dict[str, list[dict[str, Any]]] = {}
         for dose in sorted(doses, key=lambda d: d["at"]):  # a partner's administrations, in the order given
             by_partner.setdefault(dose["partner"], []).append(dose)
         for partner in sorted(by_partner):
             given = by_partner[partner]
             violations += dosing.approval_violations(self, session, given)
-            violations += monitoring.vitals_violations(self, given[0], vitals, discharged_at, given[-1]["at"])
+            violations += monitoring.vitals_violations(self, given[0], vitals, discharged_at, given[-1]["at"],
+                                                       awaiting_discharge)
         return violations + placement.discharge_clash_violations(self, session, discharged_at, ended_at)
 
     # ----------------------------------------------------------- dose approvals
@@ -729,6 +757,36 @@ class Course(CourseState, Aggregate):
                                deadline=self.window_deadline(session), by=by)
         attributed = {"clinician_id": clinician_id} if clinician_id else {}
         self.trigger_event(self.MissedWindowAcknowledged, session_id=session_id, reason=reason, by=by, **attributed)
+
+    def record_discharge(self, *, session_id: str, discharged_at: datetime, vitals: list[dict[str, Any]] | None = None,
+                         ended_at: datetime | None = None, now: datetime, by: str,
+                         clinician_id: str | None = None) -> None:
+        """The discharge of a medicine session recorded while monitoring continued, with the readings taken since
+        (at least an acceptable one at discharge): I8 as for a discharge recorded at once; then the session is
+        Dosed, and its integration window counts from the discharge (or the recorded end)."""
+        session, now = self.session(session_id), utc(now)
+        vitals = vitals or []
+        monitoring.check_record_shape([], vitals, [])
+        vitals = [{**v, "at": utc(v["at"])} for v in vitals]
+        discharged_at = utc(discharged_at)
+        ended_at = utc(ended_at) if ended_at is not None else None
+        if any(at > now for at in [discharged_at, *(v["at"] for v in vitals), *([ended_at] if ended_at else [])]):
+            raise InvalidCommandError(["the discharge, its readings and the end cannot be recorded in the future"])
+        violations = closed_violations(self)
+        if not session.awaiting_discharge:
+            violations.append(Violation("session-state", f"session {session_id} is not awaiting its discharge"))
+            self._refuse_if(violations)
+        held = session.held or {}
+        doses, readings = held.get("doses", []), [*held.get("vitals", []), *vitals]
+        violations += monitoring.span_violations(self, session, [], vitals, [], discharged_at, ended_at)
+        violations += monitoring.discharge_violations(self, doses, readings, discharged_at)
+        violations += placement.discharge_clash_violations(self, session, discharged_at, ended_at)
+        self._refuse_if(violations)
+        self.trigger_event(self.DischargeRecorded, session_id=session_id, discharged_at=discharged_at, vitals=vitals,
+                           ended_at=ended_at, clinician_id=clinician_id, by=by)
+        self.trigger_event(self.Dosed, session_id=session_id,
+                           integration_deadline=self.window_deadline(self.sessions[session_id]), by=by)
+        self._record_milestones(by)
 
     # ---------------------------------------------------------- adverse events
 

@@ -108,6 +108,11 @@ class Session:
         return self.status in (SessionStatus.BOOKED, SessionStatus.HELD)
 
     @property
+    def awaiting_discharge(self) -> bool:
+        """A medicine session recorded while monitoring continued: its discharge is recorded later."""
+        return self.status is SessionStatus.HELD and bool(self.held) and self.held.get("monitoring") == "continues"
+
+    @property
     def is_joint(self) -> bool:
         return set(self.partners) == set(PARTNERS)
 

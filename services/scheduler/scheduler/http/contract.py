@@ -79,7 +79,7 @@ PROBLEMS: dict[int, tuple[str, str, str, str, dict[str, OpenAPIHeader]]] = {
 # Operations with a 403 (a principal of the wrong kind) or a 404 without an id in their path.
 FORBIDDEN = {
     "createClinic", "consentToPartnership", "endPartnership", "openCourse", "recordScreening", "bookSession", "rescheduleSession",
-    "cancelSession", "confirmSession", "recordSession", "reportAdverseEvent", "withdrawDoseApproval", "requestDoseApproval", "acknowledgeMissedWindow",
+    "cancelSession", "confirmSession", "recordSession", "reportAdverseEvent", "withdrawDoseApproval", "recordDischarge", "requestDoseApproval", "acknowledgeMissedWindow",
     "completeCourse", "discontinueCourse", "listDoseApprovals", "redriveDelivery", "listSharedSessions",
 }
 NOT_FOUND_WITHOUT_ID = {"readFeed", "listDeadLetters", "listRelayDeadLetters"}

@@ -25,6 +25,7 @@ from scheduler.http.schemas import (
     CoursePage,
     CourseSummary,
     CourseView,
+    DischargeRecord,
     Discontinue,
     DoseApprovalCreate,
     DoseApprovalDecision,
@@ -164,9 +165,19 @@ class CourseController(Controller):
             outcome=data.outcome, clinician_id=data.clinician_id, notes=data.notes, reason=data.reason,
             doses=tuple(asdict(d) for d in data.doses), vitals=tuple(asdict(v) for v in data.vitals),
             adverse_events=tuple(asdict(a) for a in data.adverse_events), discharged_at=data.discharged_at,
-            ended_at=data.ended_at,
+            ended_at=data.ended_at, monitoring_continues=data.monitoring_continues,
         )
         return session_view(await services.scheduling.record_session(principal, course_id, session_id, record, now))
+
+    @post("/{course_id:uuid}/sessions/{session_id:str}/discharge", operation_id="recordDischarge", status_code=200,
+          summary="Record the discharge of a medicine session recorded while monitoring continued")
+    async def record_discharge(
+        self, course_id: UUID, session_id: SessionId, data: body(DischargeRecord), principal: Principal,
+        services: Services, now: datetime,
+    ) -> SessionView:
+        return session_view(await services.scheduling.record_discharge(
+            principal, course_id, session_id, discharged_at=data.discharged_at,
+            vitals=[asdict(v) for v in data.vitals], ended_at=data.ended_at, clinician_id=data.clinician_id, now=now))
 
     @post("/{course_id:uuid}/dose-approvals", operation_id="requestDoseApproval", status_code=201,
           summary="Ask a prescriber to approve one partner's dose for one medicine session")

@@ -57,6 +57,11 @@ DESCRIPTIONS: dict[str, str] = {
                    "none set: always), unless `hours_override_reason` says why not: the reason is kept with the "
                    "session." + _COMMAND,
     "cancelSession": "Cancels a booked session, with a reason." + _COMMAND,
+    "recordDischarge": "Records the discharge of a medicine session that was recorded while monitoring continued "
+                       "(`monitoring_continues` in its record), with the readings taken since: at least one "
+                       "acceptable at discharge, the monitoring minimum after each partner's last administration "
+                       "(I8). The session is then Dosed; until then no integration session is held and no next "
+                       "dose given. Sent by the clinic hosting the session." + _COMMAND,
     "withdrawDoseApproval": "Takes back a dose approval request its prescriber has not decided yet (the session "
                             "moved, or the dose is no longer wanted), with a reason: it leaves the prescriber's "
                             "queue, the prescriber is told, and the partner's dose may be requested again."

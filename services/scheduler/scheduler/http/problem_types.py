@@ -71,7 +71,9 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "records took place within it: every dose, reading and the discharge lies between its start and its "
         "recorded end (`ended_at`, else the discharge), give or take `record_tolerance_minutes` (default 15, "
         "bounds 0-60); an adverse event may be reported after the session, never dated before it. The integration "
-        "window (I4) counts from the recorded end.", _RULE_FIX, "I8"),
+        "window (I4) counts from the recorded end. A session recorded while monitoring continues has its discharge "
+        "judged when it is recorded (`POST .../discharge`); until then no next dose is given and the course does "
+        "not complete.", _RULE_FIX, "I8"),
     "pre-dose-vitals": ProblemType(
         "Pre-dose vitals", 409, "Pre-dose vitals are marked acceptable by the clinician; above the clinic's numeric "
         "limits (if it set any) the dose is refused unless the prescriber overrides with a reason.", _RULE_FIX, "I9"),

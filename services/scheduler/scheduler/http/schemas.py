@@ -375,6 +375,18 @@ class SessionRecord(Input, kw_only=True):
     # When the session actually ended, if not as booked (a medicine session's record otherwise ends at discharge):
     # what it records lies within it, and the integration window (I4) counts from it.
     ended_at: Instant | None = None
+    # A medicine session recorded while the couple is still watched (discharge vitals not yet acceptable): no
+    # discharge now; it is recorded later (POST .../discharge), and the course waits for it.
+    monitoring_continues: bool = False
+
+
+class DischargeRecord(Input, kw_only=True):
+    """The discharge of a medicine session recorded while monitoring continued, with the readings since."""
+
+    discharged_at: Instant
+    vitals: Annotated[list[VitalsIn], Meta(max_length=60)] = msgspec.field(default_factory=list)
+    ended_at: Instant | None = None
+    clinician_id: UUID  # who records it: a clinician of the clinic hosting the session
 
 
 class DoseApprovalCreate(Input, kw_only=True):

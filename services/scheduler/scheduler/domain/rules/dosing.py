@@ -63,7 +63,9 @@ def next_dose_violations(course: CourseState, session: Session, now: datetime,
     """I3, I4 and I5 by the actual times: the medicine session dosed before this one was integrated by sessions
     that took place before this one's dose, the two doses are the protocol's interval apart, and no missed window
     is unanswered."""
-    violations = []
+    violations = [
+        Violation("I8", f"medicine session {waiting.id} awaits its discharge; record it before the next dose")
+        for waiting in course.sessions.values() if waiting.awaiting_discharge and waiting.id != session.id]
     dosed_before = course.dosed_sessions()
     this_dose = dosed_at(session, doses)
     if dosed_before:

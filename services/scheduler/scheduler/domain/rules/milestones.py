@@ -108,6 +108,8 @@ def completion_violations(course: CourseState) -> list[Violation]:
                     "sessions held before completion",
                 )
             )
+    violations += [Violation("I8", f"medicine session {s.id} awaits its discharge")
+                   for s in course.sessions.values() if s.awaiting_discharge]
     booked = [s.id for s in course.sessions.values() if s.status is SessionStatus.BOOKED]
     if booked:
         violations.append(

@@ -68,7 +68,7 @@ def span_violations(
 
 def vitals_violations(
     course: CourseState, dose: dict[str, Any], vitals: list[dict[str, Any]], discharged_at: datetime | None,
-    last_dose_at: datetime,
+    last_dose_at: datetime, awaiting_discharge: bool = False,
 ) -> list[Violation]:
     """I8 and I9 for one partner's dose, from the vitals the session recorded and its discharge time: a reading
     recent before the dose, one about 40 min after it, and one after that at discharge, which comes the
@@ -94,9 +94,26 @@ def vitals_violations(
     if not post:
         violations.append(Violation("I8", f"partner {partner} has no vitals recorded about 40 min after the dose"))
     after_post = max([v["at"] for v in post], default=dosed_at)
-    violations += _discharge_violations(course, partner, last_dose_at, after_post, discharge, discharged_at)
+    if not awaiting_discharge:  # judged when the discharge is recorded (discharge_violations)
+        violations += _discharge_violations(course, partner, last_dose_at, after_post, discharge, discharged_at)
     if pre:
         violations += _pre_dose_violations(course, dose, max(pre, key=lambda v: v["at"]))
+    return violations
+
+
+def discharge_violations(course: CourseState, doses: list[dict[str, Any]], vitals: list[dict[str, Any]],
+                         discharged_at: datetime) -> list[Violation]:
+    """I8 for a discharge recorded after monitoring continued: per dosed partner, the monitoring minimum after
+    their last administration, and an acceptable reading after the post-dose one and at or before discharge."""
+    violations = []
+    for partner in sorted({d["partner"] for d in doses}):
+        given = sorted((d["at"] for d in doses if d["partner"] == partner))
+        mine = [v for v in vitals if v["partner"] == partner]
+        post = [v["at"] for v in mine if v["stage"] == Stage.POST
+                and POST_DOSE_VITALS_FROM <= v["at"] - given[0] <= POST_DOSE_VITALS_UNTIL]
+        discharge = [v for v in mine if v["stage"] == Stage.DISCHARGE]
+        violations += _discharge_violations(course, partner, given[-1], max(post, default=given[0]), discharge,
+                                            discharged_at)
     return violations
 
 
