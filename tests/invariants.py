@@ -739,10 +739,12 @@ class _Judge:
         if event.partner not in PARTNERS or not event.requested_mg > 0:
             self.breach("I6", f"approval {event.approval_id} names no partner or no positive amount")
         requested_at = _utc(event.requested_at)
+        # An approval stands unless declined, withdrawn, or expired (by now, or by the session's start).
+        usable_until = max(requested_at, session.start) if session is not None else requested_at
         standing = [a for a in self.approvals.values()
                     if a.session_id == event.session_id and a.partner == event.partner
                     and a.status not in ("declined", "withdrawn")
-                    and not (a.expires_at is not None and a.expires_at < requested_at)]
+                    and not (a.expires_at is not None and a.expires_at < usable_until)]
         if standing:
             self.breach("I6", f"approval {event.approval_id} is requested while {standing[0].id} still stands")
         self.approvals[event.approval_id] = _Approval(

@@ -335,3 +335,26 @@ def test_monitoring_that_runs_long_is_recorded_and_its_discharge_later(home: Ten
     assert datetime.fromisoformat(events[-1]["data"]["integration_deadline"]) == discharged + timedelta(hours=48)
     again = home.post(f"{path}/discharge", body, at=discharged + timedelta(minutes=6))
     assert again.status_code == 409 and again.json()["type"] == "/problems/session-state"
+
+
+def test_moving_a_medicine_session_past_its_approvals_expiry_asks_the_prescriber_again(
+        home: Tenant, client: httpx.Client) -> None:
+    cid = home.open_course()["id"]
+    start = home.assess_and_prepare(cid) + timedelta(days=7)
+    session = home.book(cid, "medicine", start, hours=3)
+    the_day_before = start - timedelta(days=1)
+    first = ok(home.post(f"/v1/courses/{cid}/dose-approvals", {
+        "session_id": session["id"], "partner": "a", "prescriber_id": home.prescriber["id"], "requested_mg": 80},
+        at=the_day_before), 201)
+    ok(client.post(f"/v1/dose-approvals/{first['id']}/decision", json={"approve": True},
+                   headers={**home.rx_headers, "X-Kact-Now": iso(the_day_before)}), 200)
+    later = start + timedelta(days=20)  # the approval (14 days) expires before the new time
+    ok(home.post(f"/v1/courses/{cid}/sessions/{session['id']}/reschedule",
+                 {"starts_at": iso(later), "ends_at": iso(later + timedelta(hours=3))}, at=the_day_before), 200)
+    approvals = ok(client.get(f"/v1/courses/{cid}", headers=home.headers), 200)["approvals"]
+    asked = [a for a in approvals if a["id"] != first["id"]]
+    assert [(a["status"], a["partner"], a["requested_mg"]) for a in asked] == [("pending", "a", 80)]
+    queue = eventually(
+        lambda: ok(client.get("/v1/dose-approvals?status=pending", headers=home.rx_headers), 200),
+        lambda items: any(a["id"] == asked[0]["id"] for a in items))
+    assert asked[0]["id"] in [a["id"] for a in queue]

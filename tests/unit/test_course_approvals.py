@@ -197,6 +197,26 @@ class TestI6DoseApproval:
             approval_id="again", reason="too late", by=BY))
         assert err.violations == (V("approval-decided", "dose approval again is already approved"),)
 
+    def test_a_session_moved_past_an_approvals_expiry_asks_the_prescriber_again(self):
+        course, start = medicine_booked()  # ap-m1-a approved the day before m1, valid 14 days
+        expires = course.approvals["ap-m1-a"].expires_at
+        ids = iter(["asked-again", "unused"])
+        course.reschedule_session(session_id="m1", starts_at=start + timedelta(days=3),
+                                  ends_at=start + timedelta(days=3) + THREE_H, by=BY, now=start - timedelta(hours=1),
+                                  new_approval_id=lambda: next(ids))
+        assert set(course.approvals) == {"ap-m1-a"}  # still valid at the new time: nobody is asked
+        later = expires + timedelta(days=2)
+        course.reschedule_session(session_id="m1", starts_at=later, ends_at=later + THREE_H, by=BY,
+                                  now=start, new_approval_id=lambda: next(ids))
+        again = course.approvals["asked-again"]
+        assert (again.status, again.partner, again.prescriber_id, again.requested_mg, again.requested_at) == (
+            ApprovalStatus.PENDING, "a", PRESCRIBER, 100.0, start)
+        assert [type(e).__name__ for e in course.pending_events][-2:] == ["SessionRescheduled", "DoseApprovalRequested"]
+        course.reschedule_session(session_id="m1", starts_at=later + timedelta(days=1),
+                                  ends_at=later + timedelta(days=1) + THREE_H, by=BY, now=start,
+                                  new_approval_id=lambda: next(ids))
+        assert "unused" not in course.approvals  # one request stands: not asked twice
+
     def test_approvals_are_for_medicine_sessions(self):
         course, start = medicine_booked(approved=False)
         book(course, "int-x", Kind.INTEGRATION, start + timedelta(hours=20))

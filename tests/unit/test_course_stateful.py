@@ -768,8 +768,11 @@ class CourseMachine(RuleBasedStateMachine):
         session = course.sessions.get(sid)
         start = self.at(session.starts_at if session else self.clock) + shift
         length = length or ((session.ends_at - session.starts_at) if session else HOUR)
-        self.run("reschedule_session", course.reschedule_session,
-            session_id=sid, starts_at=start, ends_at=start + length, by=BY)
+        asked = len(course.approvals)
+        if self.run("reschedule_session", course.reschedule_session, session_id=sid, starts_at=start,
+                    ends_at=start + length, by=BY, now=self.now, new_approval_id=lambda: self.next_id("ap-")) \
+                and len(course.approvals) > asked:
+            event("a move past an approval's expiry asked the prescriber again")
 
     @command(data=st.data())
     def cancel_session(self, data) -> None:

@@ -201,7 +201,8 @@ class Scheduling:
     async def reschedule_session(self, principal: Principal, course_id: UUID, session_id: str, *,
                                  starts_at: datetime, ends_at: datetime, room_id: UUID | None,
                                  clinician_ids: list[UUID] | None,
-                                 hours_override_reason: str | None = None) -> Session:
+                                 hours_override_reason: str | None = None, now: datetime | None = None) -> Session:
+        """Move a session (a medicine session moved past an approval's expiry asks its prescriber again)."""
         home = access.clinic_of(principal)
         room = await self.directory.room(room_id) if room_id is not None else None
         if room_id is not None and room is None:
@@ -232,7 +233,8 @@ class Scheduling:
                     session_id=session_id, starts_at=starts_at, ends_at=ends_at,
                     room_id=str(room_id) if room_id else None,
                     clinician_ids=[str(i) for i in clinician_ids] if clinician_ids is not None else None,
-                    host=host, hours_override=override, by=principal.ref,
+                    host=host, hours_override=override, by=principal.ref, now=now,
+                    new_approval_id=lambda: approval_id_for(course_id),
                 )
                 broken: list[Violation] = []
             except RulesBrokenError as refused:

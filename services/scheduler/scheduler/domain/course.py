@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -476,7 +476,11 @@ class Course(CourseState, Aggregate):
         host: HostFacts | None = None,
         hours_override: str | None = None,
         by: str,
+        now: datetime | None = None,
+        new_approval_id: Callable[[], str] | None = None,
     ) -> None:
+        """Move a booked session. A medicine session moved past the expiry of a partner's approved dose asks its
+        prescriber again (`new_approval_id` names the new request; `now` is when it is asked)."""
         session = self.session(session_id)
         problems = time_problems(starts_at, ends_at)
         if problems:
@@ -503,6 +507,24 @@ class Course(CourseState, Aggregate):
             by=by,
             **({"hours_override": hours_override} if hours_override else {}),
         )
+        if session.kind is Kind.MEDICINE and new_approval_id is not None and now is not None:
+            self._ask_again_after_expiry(self.sessions[session_id], utc(now), new_approval_id, by)
+
+    def _ask_again_after_expiry(self, session: Session, now: datetime, new_approval_id: Callable[[], str],
+                                by: str) -> None:
+        """Each partner whose approved dose for the session expires before it now starts, and who has no other
+        request standing, is asked for again: the same prescriber, the same amount (I6)."""
+        for partner in PARTNERS:
+            mine = [a for a in self.approvals.values() if a.session_id == session.id and a.partner == partner]
+            lapsed = [a for a in mine if a.status is ApprovalStatus.APPROVED and a.expires_at is not None
+                      and a.expires_at < session.starts_at]
+            standing = [a for a in mine if a.status is ApprovalStatus.PENDING or (
+                a.status is ApprovalStatus.APPROVED and a.expires_at is not None and a.expires_at >= session.starts_at)]
+            if lapsed and not standing:
+                previous = max(lapsed, key=lambda a: a.requested_at)
+                self.trigger_event(self.DoseApprovalRequested, approval_id=new_approval_id(), session_id=session.id,
+                                   partner=partner, prescriber_id=previous.prescriber_id,
+                                   requested_mg=previous.requested_mg, requested_at=now, by=by)
 
     def confirm_session(
         self, *, session_id: str, clinic_id: str, decision: str, reason: str = "", by: str

@@ -117,11 +117,12 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/sessions/{session_id:str}/reschedule", operation_id="rescheduleSession",
           status_code=200, summary="Move a booked session")
     async def reschedule_session(
-        self, course_id: UUID, session_id: SessionId, data: body(SessionReschedule), principal: Principal, services: Services
+        self, course_id: UUID, session_id: SessionId, data: body(SessionReschedule), principal: Principal,
+        services: Services, now: datetime,
     ) -> SessionView:
         session = await services.scheduling.reschedule_session(
             principal, course_id, session_id, starts_at=data.starts_at, ends_at=data.ends_at, room_id=data.room_id,
-            clinician_ids=data.clinician_ids, hours_override_reason=data.hours_override_reason,
+            clinician_ids=data.clinician_ids, hours_override_reason=data.hours_override_reason, now=now,
         )
         return session_view(session)
 

@@ -58,8 +58,9 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "session, from a prescriber authorised at the hosting clinic, not expired (default 14 days, bounds 1-30), "
         "and the dose given is at most the approved dose; a dose given in several administrations stays within "
         "the approved total, each administration while the approval is valid. A partner the model doses whom the "
-        "record leaves undosed is named too when they have no approved approval. An expired or declined approval "
-        "can be requested again.", _RULE_FIX, "I6"),
+        "record leaves undosed is named too when they have no approved approval. An expired, declined or withdrawn "
+        "approval, or one that expires before the session starts, can be requested again; moving a medicine "
+        "session past an approval's expiry asks its prescriber again.", _RULE_FIX, "I6"),
     "dosing-model": ProblemType(
         "Dosing model", 409, "`taking_turns`: exactly one partner is dosed per medicine session, alternating; "
         "`together`: both partners are dosed.", _RULE_FIX, "I7"),

@@ -17,8 +17,9 @@ def request_violations(
     course: CourseState, session: Session, partner: str, prescriber_id: str, prescriber_authorised: bool,
     now: datetime,
 ) -> list[Violation]:
-    """I6 and I7 for asking a prescriber to approve a partner's dose at a session. A declined or expired approval
-    does not stand in the way: the partner's dose may be requested again."""
+    """I6 and I7 for asking a prescriber to approve a partner's dose at a session. A declined, withdrawn or expired
+    approval does not stand in the way, nor one that expires before the session starts: the partner's dose may be
+    requested again."""
     violations = []
     if session.kind is not Kind.MEDICINE:
         violations.append(Violation("I6", "dose approvals are for medicine sessions"))
@@ -30,7 +31,7 @@ def request_violations(
         a for a in course.approvals.values()
         if a.session_id == session.id and a.partner == partner
         and a.status not in (ApprovalStatus.DECLINED, ApprovalStatus.WITHDRAWN)
-        and not (a.expires_at is not None and a.expires_at < now)
+        and not (a.expires_at is not None and a.expires_at < max(now, session.starts_at))
     ]
     if open_for_partner:
         violations.append(
