@@ -587,6 +587,25 @@ class _Judge:
                 self.judge_dose(session, dose, vitals, discharged_at, last, readings=dose is (timed or given)[0],
                                 total_mg=total)
 
+    def judge_discharge(self, session: _Session, partner: Any, first_dose_at: datetime, last_dose_at: datetime,
+                        mine: list[dict[str, Any]], discharged_at: datetime) -> None:
+        """I8: discharge the monitoring minimum after the partner's last administration, with an acceptable reading
+        taken after the post-dose one (about 40 min after the first) and at or before the discharge."""
+        earliest = last_dose_at + timedelta(minutes=self.p("min_monitoring_minutes"))
+        if discharged_at < earliest:
+            self.breach("I8", f"partner {partner} was discharged {discharged_at.isoformat()}, before {earliest.isoformat()}")
+        post = [v["at"] for v in mine if v.get("stage") == "post"
+                and POST_DOSE_FROM <= v["at"] - first_dose_at <= POST_DOSE_UNTIL]
+        after_post = max(post, default=first_dose_at)
+        discharge = [v for v in mine if v.get("stage") == "discharge" and after_post < v["at"] <= discharged_at]
+        if not discharge:
+            self.breach("I8", f"partner {partner} has no discharge vitals in {session.id}")
+        else:
+            last = max(v["at"] for v in discharge)
+            if not all(v.get("acceptable") is True for v in discharge if v["at"] == last):
+                self.breach("I8", f"partner {partner}'s latest discharge vitals ({last.isoformat()}) are not "
+                                  "marked acceptable")
+
     def judge_span(self, session: _Session, record: dict[str, Any], discharged_at: datetime | None,
                    open_ended: bool = False) -> None:
         """I8: doses, readings and discharge took place within the session, from its start to its recorded end
@@ -647,23 +666,7 @@ class _Judge:
         if not post:
             self.breach("I8", f"partner {partner} has no vitals about 40 min after the dose in {session.id}")
         if discharged_at is not None:
-            earliest = (last_dose_at or at) + timedelta(minutes=self.p("min_monitoring_minutes"))
-            if discharged_at < earliest:
-                self.breach(
-                    "I8",
-                    f"partner {partner} was discharged {discharged_at.isoformat()}, before {earliest.isoformat()}",
-                )
-            after_post = max([v["at"] for v in post], default=at)
-            discharge = [v for v in mine if v.get("stage") == "discharge" and after_post < v["at"] <= discharged_at]
-            if not discharge:
-                self.breach("I8", f"partner {partner} has no discharge vitals in {session.id}")
-            else:
-                last = max(v["at"] for v in discharge)
-                if not all(v.get("acceptable") is True for v in discharge if v["at"] == last):
-                    self.breach(
-                        "I8",
-                        f"partner {partner}'s latest discharge vitals ({last.isoformat()}) are not marked acceptable",
-                    )
+            self.judge_discharge(session, partner, at, last_dose_at or at, mine, discharged_at)
         # I9: the latest pre-dose reading is acceptable and, unless the prescriber overrode, within the clinic's limit.
         if pre:
             last = max(v["at"] for v in pre)
@@ -849,21 +852,8 @@ class _Judge:
         doses = list(record.get("doses") or [])
         for partner in sorted({d.get("partner") for d in doses}):
             given = sorted(d["at"] for d in doses if d.get("partner") == partner)
-            earliest = given[-1] + timedelta(minutes=self.p("min_monitoring_minutes"))
-            if discharged_at < earliest:
-                self.breach("I8", f"partner {partner} was discharged {discharged_at.isoformat()}, before "
-                                  f"{earliest.isoformat()}")
             mine = [v for v in record["vitals"] if v.get("partner") == partner and isinstance(v.get("at"), datetime)]
-            post = [v["at"] for v in mine if v.get("stage") == "post"
-                    and POST_DOSE_FROM <= v["at"] - given[0] <= POST_DOSE_UNTIL]
-            after_post = max(post, default=given[0])
-            discharge = [v for v in mine if v.get("stage") == "discharge" and after_post < v["at"] <= discharged_at]
-            if not discharge:
-                self.breach("I8", f"partner {partner} has no discharge vitals in {session.id}")
-            else:
-                last = max(v["at"] for v in discharge)
-                if not all(v.get("acceptable") is True for v in discharge if v["at"] == last):
-                    self.breach("I8", f"partner {partner}'s latest discharge vitals are not marked acceptable")
+            self.judge_discharge(session, partner, given[0], given[-1], mine, discharged_at)
         session.record = record
         if session.occupied_until > session.end:
             self.check_overlap(session)

@@ -92,18 +92,19 @@ class Tenant:
             self.hold(course_id, session)
         return T0 + timedelta(days=len(plan) + 1)
 
+    def approved(self, course_id: str, session: dict[str, Any], partner: str, mg: float = 100) -> dict[str, Any]:
+        """The partner's dose for a medicine session, asked for and approved by the clinic's prescriber the day
+        before the session."""
+        the_day_before = datetime.fromisoformat(session["starts_at"]) - timedelta(days=1)
+        approval = ok(self.post(f"/v1/courses/{course_id}/dose-approvals",
+                                {"session_id": session["id"], "partner": partner,
+                                 "prescriber_id": self.prescriber["id"], "requested_mg": mg}, at=the_day_before), 201)
+        return ok(self.client.post(f"/v1/dose-approvals/{approval['id']}/decision", json={"approve": True},
+                                   headers={**self.rx_headers, "X-Kact-Now": iso(the_day_before)}), 200)
+
     def dose(self, course_id: str, start: datetime, partners: list[str], mg: float = 100) -> dict[str, Any]:
         session = self.book(course_id, "medicine", start, hours=3)
-        approvals = {}
-        the_day_before = start - timedelta(days=1)
-        for partner in partners:
-            approval = ok(self.post(f"/v1/courses/{course_id}/dose-approvals",
-                                    {"session_id": session["id"], "partner": partner,
-                                     "prescriber_id": self.prescriber["id"], "requested_mg": mg},
-                                    at=the_day_before), 201)
-            decided = ok(self.client.post(f"/v1/dose-approvals/{approval['id']}/decision", json={"approve": True},
-                                          headers={**self.rx_headers, "X-Kact-Now": iso(the_day_before)}), 200)
-            approvals[partner] = decided
+        approvals = {partner: self.approved(course_id, session, partner, mg) for partner in partners}
         dosed_at = start + timedelta(minutes=10)
         record = medicine_record(approvals, dosed_at, mg)
         self.hold(course_id, session, **record)

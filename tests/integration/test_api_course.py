@@ -217,12 +217,7 @@ def test_what_a_medicine_session_records_took_place_within_it(home: Tenant, clie
     assert course["protocol"]["pre_dose_vitals_minutes"] == 30
     start = home.assess_and_prepare(cid) + timedelta(days=7)
     session = home.book(cid, "medicine", start, hours=3)
-    the_day_before = start - timedelta(days=1)
-    approval = ok(home.post(f"/v1/courses/{cid}/dose-approvals", {
-        "session_id": session["id"], "partner": "a", "prescriber_id": home.prescriber["id"], "requested_mg": 100},
-        at=the_day_before), 201)
-    ok(client.post(f"/v1/dose-approvals/{approval['id']}/decision", json={"approve": True},
-                   headers={**home.rx_headers, "X-Kact-Now": iso(the_day_before)}), 200)
+    approval = home.approved(cid, session, "a")
     path = f"/v1/courses/{cid}/sessions/{session['id']}/record"
     after = start + timedelta(hours=5)
     typo = medicine_record({"a": approval}, start - timedelta(days=1) + timedelta(minutes=10), 100)
@@ -308,12 +303,7 @@ def test_monitoring_that_runs_long_is_recorded_and_its_discharge_later(home: Ten
     cid = home.open_course()["id"]
     start = home.assess_and_prepare(cid) + timedelta(days=7)
     session = home.book(cid, "medicine", start, hours=3)
-    the_day_before = start - timedelta(days=1)
-    approval = ok(home.post(f"/v1/courses/{cid}/dose-approvals", {
-        "session_id": session["id"], "partner": "a", "prescriber_id": home.prescriber["id"], "requested_mg": 100},
-        at=the_day_before), 201)
-    ok(client.post(f"/v1/dose-approvals/{approval['id']}/decision", json={"approve": True},
-                   headers={**home.rx_headers, "X-Kact-Now": iso(the_day_before)}), 200)
+    approval = home.approved(cid, session, "a")
     dosed_at = start + timedelta(minutes=10)
     record = medicine_record({"a": approval}, dosed_at, 100)
     so_far = {"doses": record["doses"], "vitals": [v for v in record["vitals"] if v["stage"] != "discharge"],
@@ -342,12 +332,8 @@ def test_moving_a_medicine_session_past_its_approvals_expiry_asks_the_prescriber
     cid = home.open_course()["id"]
     start = home.assess_and_prepare(cid) + timedelta(days=7)
     session = home.book(cid, "medicine", start, hours=3)
+    first = home.approved(cid, session, "a", mg=80)
     the_day_before = start - timedelta(days=1)
-    first = ok(home.post(f"/v1/courses/{cid}/dose-approvals", {
-        "session_id": session["id"], "partner": "a", "prescriber_id": home.prescriber["id"], "requested_mg": 80},
-        at=the_day_before), 201)
-    ok(client.post(f"/v1/dose-approvals/{first['id']}/decision", json={"approve": True},
-                   headers={**home.rx_headers, "X-Kact-Now": iso(the_day_before)}), 200)
     later = start + timedelta(days=20)  # the approval (14 days) expires before the new time
     ok(home.post(f"/v1/courses/{cid}/sessions/{session['id']}/reschedule",
                  {"starts_at": iso(later), "ends_at": iso(later + timedelta(hours=3))}, at=the_day_before), 200)

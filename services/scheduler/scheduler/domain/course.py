@@ -515,12 +515,10 @@ class Course(CourseState, Aggregate):
         """Each partner whose approved dose for the session expires before it now starts, and who has no other
         request standing, is asked for again: the same prescriber, the same amount (I6)."""
         for partner in PARTNERS:
-            mine = [a for a in self.approvals.values() if a.session_id == session.id and a.partner == partner]
-            lapsed = [a for a in mine if a.status is ApprovalStatus.APPROVED and a.expires_at is not None
+            lapsed = [a for a in self.approvals.values() if a.session_id == session.id and a.partner == partner
+                      and a.status is ApprovalStatus.APPROVED and a.expires_at is not None
                       and a.expires_at < session.starts_at]
-            standing = [a for a in mine if a.status is ApprovalStatus.PENDING or (
-                a.status is ApprovalStatus.APPROVED and a.expires_at is not None and a.expires_at >= session.starts_at)]
-            if lapsed and not standing:
+            if lapsed and not dosing.standing_approvals(self, session, partner, now):
                 previous = max(lapsed, key=lambda a: a.requested_at)
                 self.trigger_event(self.DoseApprovalRequested, approval_id=new_approval_id(), session_id=session.id,
                                    partner=partner, prescriber_id=previous.prescriber_id,

@@ -339,14 +339,9 @@ class AdverseEventIn(Input, kw_only=True):
     note: Text = ""
 
 
-class AdverseEventReport(Input, kw_only=True):
+class AdverseEventReport(AdverseEventIn, kw_only=True):
     """An adverse event of a medicine session on its own, during it or after the couple left."""
 
-    partner: Partner
-    at: Instant
-    kind: Name
-    severity: Literal["mild", "moderate", "severe"]
-    note: Text = ""
     follow_up: Text = ""  # what was done or is planned about it
     clinician_id: UUID  # who reports it: a clinician of the reporting clinic (home, or hosting the session)
 

@@ -27,12 +27,7 @@ def request_violations(
         violations.append(
             Violation("I6", f"prescriber {prescriber_id} is not authorised at hosting clinic {session.clinic_id}")
         )
-    open_for_partner = [
-        a for a in course.approvals.values()
-        if a.session_id == session.id and a.partner == partner
-        and a.status not in (ApprovalStatus.DECLINED, ApprovalStatus.WITHDRAWN)
-        and not (a.expires_at is not None and a.expires_at < max(now, session.starts_at))
-    ]
+    open_for_partner = standing_approvals(course, session, partner, now)
     if open_for_partner:
         violations.append(
             Violation("I6", f"partner {partner} already has dose approval {open_for_partner[0].id} for this session")
@@ -44,6 +39,17 @@ def request_violations(
                 Violation("I7", f"in the taking_turns model, partner {sorted(expected)[0]} is dosed at this session")
             )
     return violations
+
+
+def standing_approvals(course: CourseState, session: Session, partner: str, now: datetime) -> list[DoseApproval]:
+    """The partner's approvals for the session that still stand: pending, or approved and valid until the session
+    (not declined, withdrawn, or expired by now or by the session's start). While one stands, no other is asked."""
+    return [
+        a for a in course.approvals.values()
+        if a.session_id == session.id and a.partner == partner
+        and a.status not in (ApprovalStatus.DECLINED, ApprovalStatus.WITHDRAWN)
+        and not (a.expires_at is not None and a.expires_at < max(now, session.starts_at))
+    ]
 
 
 def decision_violations(approval: DoseApproval) -> list[Violation]:

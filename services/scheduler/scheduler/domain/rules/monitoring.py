@@ -78,11 +78,7 @@ def vitals_violations(
     mine = [v for v in vitals if v["partner"] == partner]
     before = [v for v in mine if v["stage"] == Stage.PRE and v["at"] <= dosed_at]
     pre = [v for v in before if dosed_at - v["at"] <= recent]
-    post = [
-        v for v in mine
-        if v["stage"] == Stage.POST and POST_DOSE_VITALS_FROM <= v["at"] - dosed_at <= POST_DOSE_VITALS_UNTIL
-    ]
-    discharge = [v for v in mine if v["stage"] == Stage.DISCHARGE]
+    post = _post_dose(mine, dosed_at)
     violations = []
     if not before:
         violations.append(Violation("I8", f"partner {partner} has no vitals recorded before the dose"))
@@ -93,9 +89,8 @@ def vitals_violations(
                   f"before it; the protocol wants them at most {course.protocol.pre_dose_vitals_minutes} min before"))
     if not post:
         violations.append(Violation("I8", f"partner {partner} has no vitals recorded about 40 min after the dose"))
-    after_post = max([v["at"] for v in post], default=dosed_at)
     if not awaiting_discharge:  # judged when the discharge is recorded (discharge_violations)
-        violations += _discharge_violations(course, partner, last_dose_at, after_post, discharge, discharged_at)
+        violations += _discharge_violations(course, partner, dosed_at, last_dose_at, mine, discharged_at)
     if pre:
         violations += _pre_dose_violations(course, dose, max(pre, key=lambda v: v["at"]))
     return violations
@@ -109,11 +104,7 @@ def discharge_violations(course: CourseState, doses: list[dict[str, Any]], vital
     for partner in sorted({d["partner"] for d in doses}):
         given = sorted((d["at"] for d in doses if d["partner"] == partner))
         mine = [v for v in vitals if v["partner"] == partner]
-        post = [v["at"] for v in mine if v["stage"] == Stage.POST
-                and POST_DOSE_VITALS_FROM <= v["at"] - given[0] <= POST_DOSE_VITALS_UNTIL]
-        discharge = [v for v in mine if v["stage"] == Stage.DISCHARGE]
-        violations += _discharge_violations(course, partner, given[-1], max(post, default=given[0]), discharge,
-                                            discharged_at)
+        violations += _discharge_violations(course, partner, given[0], given[-1], mine, discharged_at)
     return violations
 
 
@@ -121,14 +112,24 @@ def _minutes(span: timedelta) -> int:
     return int(span.total_seconds() // 60)
 
 
+def _post_dose(readings: list[dict[str, Any]], dosed_at: datetime) -> list[dict[str, Any]]:
+    """The readings taken about 40 min after the (first administration of the) dose."""
+    return [v for v in readings
+            if v["stage"] == Stage.POST and POST_DOSE_VITALS_FROM <= v["at"] - dosed_at <= POST_DOSE_VITALS_UNTIL]
+
+
 def _discharge_violations(
     course: CourseState,
     partner: str,
+    first_dose_at: datetime,
     last_dose_at: datetime,
-    after_post: datetime,
-    discharge: list[dict[str, Any]],
+    mine: list[dict[str, Any]],
     discharged_at: datetime | None,
 ) -> list[Violation]:
+    """The partner's discharge: the monitoring minimum after their last administration, with an acceptable
+    reading after the post-dose one and at or before the discharge."""
+    after_post = max([v["at"] for v in _post_dose(mine, first_dose_at)], default=first_dose_at)
+    discharge = [v for v in mine if v["stage"] == Stage.DISCHARGE]
     if discharged_at is None:
         return [Violation("I8", "a held medicine session records the discharge time")]
     violations = []
