@@ -118,6 +118,11 @@ class _Session:
         return self.status == "held" and (self.record or {}).get("monitoring") == "continues"
 
     @property
+    def not_dosed(self) -> bool:
+        """A medicine session that took place without a dose (its record says why)."""
+        return self.status == "held" and bool((self.record or {}).get("not_dosed"))
+
+    @property
     def ended_at(self) -> datetime | None:
         """When the clinic says the session actually ended, if it said."""
         return (self.record or {}).get("ended_at")
@@ -188,6 +193,21 @@ class _Judge:
     def active(self, kind: str | None = None) -> list[_Session]:
         return [s for s in self.sessions.values() if s.active and (kind is None or s.kind == kind)]
 
+    def counted_medicine(self) -> list[_Session]:
+        """The medicine sessions the protocol counts (I2, I5): booked, or held with a dose."""
+        return [s for s in self.active("medicine") if not s.not_dosed]
+
+    def covers(self, approval: _Approval, session: _Session) -> bool:
+        """A dose at the session may be given under the approval: asked for it, or approved for an earlier
+        medicine session at the same clinic that took place without a dose and not used by a dose since."""
+        if approval.session_id == session.id:
+            return True
+        source = self.sessions.get(approval.session_id)
+        used = any(d.get("approval_id") == approval.id for s in self.sessions.values()
+                   if s.status == "held" and s.id != session.id for d in (s.record or {}).get("doses") or [])
+        return (source is not None and source.not_dosed and approval.status == "approved"
+                and source.clinic_id == session.clinic_id and source.start < session.start and not used)
+
     def deadline(self, medicine: _Session) -> datetime:
         return medicine.finished + timedelta(hours=self.p("integration_window_hours"))
 
@@ -252,7 +272,7 @@ class _Judge:
         self.check_overlap(session)
         if session.kind == "medicine":
             interval = timedelta(days=self.p("min_medicine_interval_days"))
-            for other in self.active("medicine"):
+            for other in self.counted_medicine():
                 if other.id != session.id and abs(other.start - session.start) < interval:
                     self.breach(
                         "I5",
@@ -381,10 +401,10 @@ class _Judge:
         if session.kind in ("medicine", "integration") and session.partners != frozenset(PARTNERS):
             self.breach("I7" if session.kind == "medicine" else "I1", f"a {session.kind} session is joint")
         self.check_calendar(session)
-        if session.kind == "medicine" and len(self.active("medicine")) > self.p("max_medicine_sessions"):
+        if session.kind == "medicine" and len(self.counted_medicine()) > self.p("max_medicine_sessions"):
             self.breach(
                 "I2",
-                f"{len(self.active('medicine'))} medicine sessions are active; the protocol allows "
+                f"{len(self.counted_medicine())} medicine sessions are active; the protocol allows "
                 f"{self.p('max_medicine_sessions')}",
             )
         if session.kind == "integration":
@@ -395,8 +415,8 @@ class _Judge:
 
     def check_integration_follows(self, session: _Session) -> None:
         medicine = self.sessions.get(session.follows or "")
-        if medicine is None or medicine.kind != "medicine":
-            self.breach("I1", f"integration session {session.id} follows no medicine session")
+        if medicine is None or medicine.kind != "medicine" or medicine.not_dosed:
+            self.breach("I1", f"integration session {session.id} follows no medicine session with a dose")
         elif session.start < medicine.start:
             self.breach("I1", f"integration session {session.id} starts before medicine session {medicine.id}")
 
@@ -492,13 +512,22 @@ class _Judge:
         if session.kind != "medicine" and any(record.get(k) for k in ("doses", "vitals", "discharged_at")):
             self.breach("I8", f"{session.kind} session {session.id} records doses or vitals")
         awaiting = session.kind == "medicine" and record.get("monitoring") == "continues"
+        if record.get("not_dosed") is not None and (session.kind != "medicine" or not str(record["not_dosed"]).strip()
+                                                    or record.get("doses") or record.get("discharged_at")
+                                                    or awaiting):
+            self.breach("I8", f"{session.id} is recorded not dosed, but not as a medicine session without a dose "
+                              "and with a reason")
         if session.kind == "medicine":
             for other in self.sessions.values():
                 if other.id != session.id and other.awaiting:
                     self.breach("I8", f"medicine session {session.id} was held while {other.id} awaited discharge")
-            self.judge_medicine(session, record)
-            if not awaiting:  # Dosed comes with the discharge
-                self.expect_dosed = session.id
+            if record.get("not_dosed"):  # took place in order, and what it records within it; nothing is dosed
+                self.judge_phase_of_medicine(session)
+                self.judge_span(session, record, None)
+            else:
+                self.judge_medicine(session, record)
+                if not awaiting:  # Dosed comes with the discharge
+                    self.expect_dosed = session.id
         ended = record.get("ended_at")
         if isinstance(ended, datetime) and ended <= session.start:
             self.breach("I8", f"session {session.id} ended {ended.isoformat()}, before it started")
@@ -507,14 +536,18 @@ class _Judge:
             # The couple stays until the session ended (discharge): it now occupies the calendar until then.
             self.check_overlap(session)
 
-    def judge_medicine(self, session: _Session, record: dict[str, Any]) -> None:
-        """I1, I3, I4, I6, I7, I8, I9 for a medicine session being recorded as held."""
+    def judge_phase_of_medicine(self, session: _Session) -> None:
+        """I1: a medicine session takes place once the preparation had."""
         if not self.prepared:
             self.breach("I1", f"medicine session {session.id} was held before the course was Prepared")
         prepared = self.prepared_time()
         if self.prepared and prepared is not None and session.start < prepared:
             self.breach("I1", f"medicine session {session.id} took place {session.start.isoformat()}, before the "
                               f"preparation had ({prepared.isoformat()})")
+
+    def judge_medicine(self, session: _Session, record: dict[str, Any]) -> None:
+        """I1, I3, I4, I6, I7, I8, I9 for a medicine session being recorded as held."""
+        self.judge_phase_of_medicine(session)
         minimum = self.p("min_integration_sessions")
         doses_now = [d["at"] for d in record.get("doses") or [] if isinstance(d.get("at"), datetime)]
         if self.dosed and doses_now:
@@ -639,7 +672,7 @@ class _Judge:
             return
         # I6: an approved approval for this session and partner, decided in time, not expired, covering the amount.
         approval = self.approvals.get(dose.get("approval_id") or "")
-        if approval is None or approval.session_id != session.id or approval.partner != partner:
+        if approval is None or approval.partner != partner or not self.covers(approval, session):
             self.breach("I6", f"partner {partner}'s dose in {session.id} has no dose approval for that session")
             approval = None
         elif approval.status != "approved":
@@ -745,7 +778,7 @@ class _Judge:
         # An approval stands unless declined, withdrawn, or expired (by now, or by the session's start).
         usable_until = max(requested_at, session.start) if session is not None else requested_at
         standing = [a for a in self.approvals.values()
-                    if a.session_id == event.session_id and a.partner == event.partner
+                    if session is not None and self.covers(a, session) and a.partner == event.partner
                     and a.status not in ("declined", "withdrawn")
                     and not (a.expires_at is not None and a.expires_at < usable_until)]
         if standing:

@@ -327,6 +327,39 @@ def test_monitoring_that_runs_long_is_recorded_and_its_discharge_later(home: Ten
     assert again.status_code == 409 and again.json()["type"] == "/problems/session-state"
 
 
+def test_a_medicine_session_not_dosed_keeps_its_vitals_and_its_approval_serves_the_next(
+        home: Tenant, client: httpx.Client) -> None:
+    """The couple came, the pre-dose blood pressure was too high: the session is held without a dose (reason and
+    reading kept), is not Dosed, and the next medicine session, two days later, doses under the same approval."""
+    cid = home.open_course()["id"]
+    start = home.assess_and_prepare(cid) + timedelta(days=7)
+    session = home.book(cid, "medicine", start, hours=3)
+    approval = home.approved(cid, session, "a")
+    reading = {"partner": "a", "stage": "pre", "at": iso(start + timedelta(minutes=5)), "systolic": 176,
+               "diastolic": 104, "heart_rate": 90, "acceptable": False}
+    body = {"outcome": "held", "clinician_id": home.therapist["id"], "vitals": [reading],
+            "not_dosed_reason": "blood pressure too high to dose", "ended_at": iso(start + timedelta(minutes=40))}
+    held = ok(home.post(f"/v1/courses/{cid}/sessions/{session['id']}/record", body,
+                        at=start + timedelta(hours=1)), 200)
+    assert held["status"] == "held" and held["record"]["not_dosed"] == "blood pressure too high to dose"
+    assert held["record"]["vitals"][0]["systolic"] == 176 and held["record"]["doses"] == []
+    events = ok(client.get(f"/v1/courses/{cid}/events", headers=home.headers), 200)
+    assert "Dosed" not in [e["type"] for e in events]
+    later = start + timedelta(days=2)  # no interval to keep after a session without a dose (I5)
+    second = home.book(cid, "medicine", later, hours=3)
+    again = home.post(f"/v1/courses/{cid}/dose-approvals", {
+        "session_id": second["id"], "partner": "a", "prescriber_id": home.prescriber["id"], "requested_mg": 100},
+        at=later - timedelta(hours=2))
+    assert again.status_code == 409 and approval["id"] in again.json()["violations"][0]["detail"]
+    record = medicine_record({"a": approval}, later + timedelta(minutes=10), 100)
+    dosed = ok(home.post(f"/v1/courses/{cid}/sessions/{second['id']}/record",
+                         {"outcome": "held", "clinician_id": home.therapist["id"], **record},
+                         at=later + timedelta(hours=4)), 200)
+    assert dosed["record"]["doses"][0]["approval_id"] == approval["id"]
+    events = ok(client.get(f"/v1/courses/{cid}/events", headers=home.headers), 200)
+    assert [e["data"]["session_id"] for e in events if e["type"] == "Dosed"] == [second["id"]]
+
+
 def test_moving_a_medicine_session_past_its_approvals_expiry_asks_the_prescriber_again(
         home: Tenant, client: httpx.Client) -> None:
     cid = home.open_course()["id"]

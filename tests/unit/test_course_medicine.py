@@ -447,7 +447,7 @@ class TestMalformedMedicineRecords:
             lambda: course.record_held(session_id="prep-x", now=start, by=BY,
                                        doses=[{"partner": "a", "mg": 1, "at": start}]),
         )
-        assert err.problems == ("doses, vitals, adverse events and discharge belong to medicine sessions",)
+        assert err.problems == ("doses, vitals, adverse events, discharge and not dosed belong to medicine sessions",)
 
 
 # ------------------------------------------------ I8: what a medicine session records took place within it
@@ -697,3 +697,110 @@ class TestExtendedMonitoring:
         record = {**medicine_record(course, "m1", ["a"]), "monitoring_continues": True}
         err = refused(course, InvalidCommandError, lambda: hold_medicine(course, "m1", record))
         assert err.problems == ("while monitoring continues, the discharge and the end are recorded later",)
+
+
+class TestNotDosed:
+    """A medicine session that took place without a dose: its reason and pre-dose vitals kept, not Dosed, not
+    counted against the protocol's medicine sessions, and its approved doses usable until they expire."""
+
+    def not_dosed(self, protocol=None):
+        course, start = medicine_booked(protocol=protocol)
+        high = {**vitals("a", "pre", start + timedelta(minutes=5)), "systolic": 172, "acceptable": False}
+        course.record_held(session_id="m1", now=start + timedelta(hours=1), vitals=[high],
+                           not_dosed="blood pressure too high to dose", ended_at=start + timedelta(minutes=45),
+                           by=BY, clinician_id="t-1")
+        return course, start
+
+    def test_kept_with_its_reason_and_vitals_and_not_dosed(self):
+        course, start = self.not_dosed()
+        session = course.sessions["m1"]
+        assert session.status is SessionStatus.HELD and session.not_dosed
+        assert session.held["not_dosed"] == "blood pressure too high to dose"
+        assert [v["systolic"] for v in session.held["vitals"]] == [172]
+        assert session.finished_at == start + timedelta(minutes=45)
+        assert "Dosed" not in event_types(course) and course.dosed_sessions() == []
+        assert course.to_be_dosed(session) == set()
+
+    def test_the_next_medicine_session_uses_the_approval_and_keeps_the_turn(self):
+        course, start = self.not_dosed()
+        m2 = start + timedelta(days=2)  # no interval to keep from a session without a dose (I5)
+        book(course, "m2", Kind.MEDICINE, m2, length=THREE_H)
+        record = medicine_record(course, "m2", ["a"])  # partner a's turn still
+        record["doses"][0]["approval_id"] = "ap-m1-a"  # approved for m1, not used there
+        hold_medicine(course, "m2", record)
+        held_ok(course, "m2")
+        err = refused(course, RulesBrokenError, lambda: course.request_dose_approval(
+            approval_id="ap-again", session_id="m2", partner="a", prescriber_id="rx", requested_mg=100,
+            prescriber_authorised=True, now=m2, by=BY))
+        assert err.violations == (V("session-state", "session m2 is held, not booked"),)
+
+    def test_a_new_request_is_refused_while_the_carried_approval_stands(self):
+        course, start = self.not_dosed()
+        m2 = start + timedelta(days=2)
+        book(course, "m2", Kind.MEDICINE, m2, length=THREE_H)
+        expires = course.approvals["ap-m1-a"].expires_at
+        err = refused(course, RulesBrokenError, lambda: course.request_dose_approval(
+            approval_id="ap-again", session_id="m2", partner="a", prescriber_id="rx", requested_mg=100,
+            prescriber_authorised=True, now=m2 - timedelta(days=1), by=BY))
+        assert err.violations == (V("I6", "partner a already has dose approval ap-m1-a for this session (approved "
+                                          "for session m1, which took place without a dose; usable until "
+                                          f"{expires.isoformat()})"),)
+
+    def test_once_expired_it_no_longer_covers_a_dose_and_may_be_asked_again(self):
+        course, start = self.not_dosed(protocol=Protocol(approval_valid_days=3))
+        m2 = start + timedelta(days=4)  # the approval, decided the day before m1, expired the day before m2
+        book(course, "m2", Kind.MEDICINE, m2, length=THREE_H)
+        record = medicine_record(course, "m2", ["a"])
+        record["doses"][0]["approval_id"] = "ap-m1-a"
+        expiry = course.approvals["ap-m1-a"].expires_at
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m2", record))
+        assert err.violations == (V(
+            "I6", f"dose approval ap-m1-a is valid from {course.approvals['ap-m1-a'].decided_at.isoformat()} until "
+                  f"{expiry.isoformat()}; the dose was given {record['doses'][0]['at'].isoformat()}"),)
+        approve(course, "m2", "a")  # a new request is accepted: the carried one no longer stands
+        hold_medicine(course, "m2", medicine_record(course, "m2", ["a"]))
+        held_ok(course, "m2")
+
+    def test_it_does_not_count_against_the_protocols_medicine_sessions(self):
+        course, start = self.not_dosed(protocol=Protocol(max_medicine_sessions=1))
+        book(course, "m2", Kind.MEDICINE, start + timedelta(days=2), length=THREE_H)  # I2: m1 does not count
+        err = refused(course, RulesBrokenError, lambda: book(course, "m3", Kind.MEDICINE, start + timedelta(days=30),
+                                                             length=THREE_H))
+        assert err.violations == (V("I2", "the protocol allows at most 1 medicine sessions"),)
+
+    def test_nothing_to_integrate(self):
+        course, start = self.not_dosed()
+        err = refused(course, RulesBrokenError, lambda: book(course, "int-0", Kind.INTEGRATION,
+                                                             start + timedelta(hours=20)))
+        assert err.violations == (V("I1", "an integration session must follow a medicine session"),)
+
+    def test_its_vitals_lie_within_the_session(self):
+        course, start = medicine_booked()
+        stale = vitals("a", "pre", start - timedelta(hours=2))
+        err = refused(course, RulesBrokenError, lambda: course.record_held(
+            session_id="m1", now=start + timedelta(hours=1), vitals=[stale], not_dosed="too high", by=BY))
+        assert [v.rule for v in err.violations] == ["I8"]
+
+    @pytest.mark.parametrize("extra, problem", [
+        ({"not_dosed": "  "}, "a medicine session not dosed gives the reason"),
+        ({"not_dosed": "too high", "monitoring_continues": True},
+         "a medicine session not dosed records no dose, no discharge and no continued monitoring"),
+    ])
+    def test_malformed(self, extra, problem):
+        course, start = medicine_booked()
+        err = refused(course, InvalidCommandError, lambda: course.record_held(
+            session_id="m1", now=start + timedelta(hours=1), by=BY, **extra))
+        assert err.problems == (problem,)
+
+    def test_with_doses_it_is_malformed(self):
+        course, start = medicine_booked()
+        record = medicine_record(course, "m1", ["a"])
+        err = refused(course, InvalidCommandError, lambda: hold_medicine(course, "m1", {**record, "not_dosed": "x"}))
+        assert err.problems == ("a medicine session not dosed records no dose, no discharge and no continued "
+                                "monitoring",)
+
+    def test_only_a_medicine_session(self):
+        course, start = medicine_booked()
+        book(course, "p-x", Kind.PREPARATION, start - timedelta(days=2))
+        err = refused(course, InvalidCommandError, lambda: hold(course, "p-x", not_dosed="no"))
+        assert err.problems == ("doses, vitals, adverse events, discharge and not dosed belong to medicine sessions",)

@@ -55,6 +55,7 @@ from scheduler.domain.errors import (
 )
 from scheduler.domain.model import ApprovalStatus, HostFacts, Kind, Session, SessionStatus
 from scheduler.domain.protocol import Model, Protocol, VitalsLimit
+from scheduler.domain.rules import dosing
 
 # A passing run takes 15-20 s; a failing one then shrinks every distinct breach to a short example, which takes
 # 2-4 minutes here. The limit stays hard, just long enough for the report to come out.
@@ -107,6 +108,7 @@ RECORD_VARIANTS = [
     "dose_before_decision", "dose_after_expiry", "no_doses",
     "stale_pre_vitals", "dose_outside_session", "discharge_vitals_before_post", "ended_before_discharge",
     "ended_after_discharge", "split_dose", "split_over_dose", "monitoring_continues", "monitoring_continues",
+    "not_dosed", "not_dosed", "not_dosed_stale_vitals",
 ]
 CLOCK_STEPS = [HOUR, 3 * HOUR, 12 * HOUR, DAY, 49 * HOUR, 4 * DAY, 10 * DAY, 40 * DAY]
 SHIFTS = [-3 * DAY, -DAY, -2 * HOUR, -HOUR, HOUR, 2 * HOUR, DAY, 3 * DAY, 8 * DAY]
@@ -349,9 +351,12 @@ class CourseMachine(RuleBasedStateMachine):
         return start
 
     def approval_for(self, session_id: str, partner: str) -> Any:
+        """The partner's approval a dose at the session would be given under: asked for it, or carried from a
+        session that took place without a dose."""
+        session = self.course.sessions[session_id]
         for approval in self.course.approvals.values():
             if (
-                approval.session_id == session_id
+                dosing.covers(self.course, approval, session)
                 and approval.partner == partner
                 and approval.status is not ApprovalStatus.DECLINED
             ):
@@ -439,6 +444,11 @@ class CourseMachine(RuleBasedStateMachine):
         if variant == "monitoring_continues":  # discharge vitals not yet acceptable: recorded later
             record = {"doses": doses, "vitals": [v for v in readings if v["stage"] != "discharge"],
                       "monitoring_continues": True}
+        if variant in ("not_dosed", "not_dosed_stale_vitals"):  # pre-dose vitals too high: no dose today
+            shift = timedelta(hours=-3) if variant == "not_dosed_stale_vitals" else timedelta(0)
+            record = {"vitals": [{**v, "at": v["at"] + shift, "systolic": 175, "acceptable": False}
+                                 for v in readings if v["stage"] == "pre"],
+                      "not_dosed": "blood pressure too high to dose", "ended_at": self.at(dosed_at + HOUR)}
         if variant in ("ended_before_discharge", "ended_after_discharge"):
             shift = timedelta(minutes=-10 if variant == "ended_before_discharge" else 25)
             record["ended_at"] = self.at(discharged_at + shift)

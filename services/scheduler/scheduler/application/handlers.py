@@ -66,6 +66,7 @@ class Record:
     discharged_at: datetime | None = None
     ended_at: datetime | None = None
     monitoring_continues: bool = False
+    not_dosed_reason: str | None = None
 
 
 class Scheduling:
@@ -317,7 +318,8 @@ class Scheduling:
                     session_id=session_id, now=now, notes=record.notes, doses=[dict(d) for d in record.doses],
                     vitals=[dict(v) for v in record.vitals], adverse_events=[dict(a) for a in record.adverse_events],
                     discharged_at=record.discharged_at, ended_at=record.ended_at,
-                    monitoring_continues=record.monitoring_continues, by=principal.ref,
+                    monitoring_continues=record.monitoring_continues, not_dosed=record.not_dosed_reason,
+                    by=principal.ref,
                     clinician_id=str(record.clinician_id),
                 )
             return course.sessions[session_id]

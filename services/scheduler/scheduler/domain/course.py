@@ -575,20 +575,29 @@ class Course(CourseState, Aggregate):
         discharged_at: datetime | None = None,
         ended_at: datetime | None = None,
         monitoring_continues: bool = False,
+        not_dosed: str | None = None,
         by: str,
         clinician_id: str | None = None,
     ) -> None:
         """The session took place (`ended_at`: when it actually ended, if the clinic says; a medicine session's
         record otherwise ends with its discharge). `monitoring_continues`: a medicine session is recorded with its
         doses, vitals and adverse events while the couple is still watched; its discharge comes later
-        (`record_discharge`), and until then the course does not move on."""
+        (`record_discharge`), and until then the course does not move on. `not_dosed`: why a medicine session took
+        place without a dose (its pre-dose vitals kept); it is not Dosed, does not count against the protocol's
+        medicine sessions, and its approved doses stay usable at the next medicine session until they expire."""
         session = self.session(session_id)
         doses, vitals, adverse_events = doses or [], vitals or [], adverse_events or []
         if session.kind is not Kind.MEDICINE and (doses or vitals or adverse_events or discharged_at
-                                                  or monitoring_continues):
-            raise InvalidCommandError(["doses, vitals, adverse events and discharge belong to medicine sessions"])
+                                                  or monitoring_continues or not_dosed is not None):
+            raise InvalidCommandError(["doses, vitals, adverse events, discharge and not dosed belong to medicine "
+                                       "sessions"])
         if monitoring_continues and (discharged_at is not None or ended_at is not None):
             raise InvalidCommandError(["while monitoring continues, the discharge and the end are recorded later"])
+        if not_dosed is not None and not not_dosed.strip():
+            raise InvalidCommandError(["a medicine session not dosed gives the reason"])
+        if not_dosed is not None and (doses or discharged_at is not None or monitoring_continues):
+            raise InvalidCommandError(["a medicine session not dosed records no dose, no discharge and no continued "
+                                       "monitoring"])
         monitoring.check_record_shape(doses, vitals, adverse_events)
         now = utc(now)
         doses = [{**d, "at": utc(d["at"])} for d in doses]
@@ -606,10 +615,13 @@ class Course(CourseState, Aggregate):
                                        f"({session.starts_at.isoformat()})"])
         violations = closed_violations(self) + booked_violations(session) + not_started_violations(session, now)
         violations += milestones.held_out_of_order(self, session) + hosting.held_violations(session)
-        if session.kind is Kind.MEDICINE:
+        if session.kind is Kind.MEDICINE and not_dosed is None:
             violations += self._medicine_record_violations(session, doses, vitals, adverse_events, discharged_at,
                                                            ended_at, now, monitoring_continues)
-        else:
+        else:  # no dose: what it records still took place within it (I8), and the couple's time (I10)
+            if session.kind is Kind.MEDICINE:
+                violations += dosing.awaiting_discharge_violations(self, session)
+            violations += monitoring.span_violations(self, session, [], vitals, adverse_events, None, ended_at)
             violations += placement.discharge_clash_violations(self, session, None, ended_at)
         self._refuse_if(violations)
         record: dict[str, Any] = {"notes": notes}
@@ -621,8 +633,10 @@ class Course(CourseState, Aggregate):
             record.update(doses=doses, vitals=vitals, adverse_events=adverse_events, discharged_at=discharged_at)
         if monitoring_continues:
             record["monitoring"] = "continues"
+        if not_dosed is not None:
+            record["not_dosed"] = not_dosed
         self.trigger_event(self.SessionHeld, session_id=session_id, record=record, by=by)
-        if session.kind is Kind.MEDICINE and not monitoring_continues:
+        if session.kind is Kind.MEDICINE and not monitoring_continues and not_dosed is None:
             self.trigger_event(
                 self.Dosed, session_id=session_id, integration_deadline=self.window_deadline(self.sessions[session_id]),
                 by=by,

@@ -113,6 +113,12 @@ class Session:
         return self.status is SessionStatus.HELD and bool(self.held) and self.held.get("monitoring") == "continues"
 
     @property
+    def not_dosed(self) -> bool:
+        """A medicine session that took place without a dose (its record gives the reason): it counts neither as
+        dosed nor against the protocol's medicine sessions (I2, I5), and its approved doses stay usable."""
+        return self.status is SessionStatus.HELD and bool(self.held) and bool(self.held.get("not_dosed"))
+
+    @property
     def is_joint(self) -> bool:
         return set(self.partners) == set(PARTNERS)
 

@@ -167,6 +167,7 @@ class CourseController(Controller):
             doses=tuple(asdict(d) for d in data.doses), vitals=tuple(asdict(v) for v in data.vitals),
             adverse_events=tuple(asdict(a) for a in data.adverse_events), discharged_at=data.discharged_at,
             ended_at=data.ended_at, monitoring_continues=data.monitoring_continues,
+            not_dosed_reason=data.not_dosed_reason,
         )
         return session_view(await services.scheduling.record_session(principal, course_id, session_id, record, now))
 

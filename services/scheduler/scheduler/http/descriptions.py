@@ -76,8 +76,13 @@ DESCRIPTIONS: dict[str, str] = {
                       "again.",
     "recordSession": "The clinic hosting a session records what happened in it, with its own key, naming the clinician of its own who records it: missed (with a reason), or held (a partner-hosted medicine session only once the host confirmed it, I11); a medicine session held records its "
                      "doses (within their approvals, I6, I7), vitals before, about 40 minutes after and at discharge, "
-                     "adverse events and the discharge time (I8, I9). Adverse events alert the prescriber and the home "
-                     "clinic at once." + _COMMAND,
+                     "adverse events and the discharge time (I8, I9), all within the session (its start to its recorded "
+                     "`ended_at`, else its discharge, give or take the protocol's tolerance). Adverse events alert "
+                     "the prescriber and the home clinic at once. A medicine session that took place without a dose "
+                     "gives `not_dosed_reason` (its vitals kept): it is not Dosed, does not count against the "
+                     "protocol's medicine sessions, and its approved doses stay usable at the next medicine session "
+                     "at the same clinic until they expire. With `monitoring_continues`, the discharge is recorded "
+                     "later (recordDischarge)." + _COMMAND,
     "rescheduleSession": "Moves a booked session (its room and clinicians may change too), checked like a booking; "
                          "its own old time never counts as a clash; the host's hours apply as to a booking, with the "
                          "same `hours_override_reason`." + _COMMAND,

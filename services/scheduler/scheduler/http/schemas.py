@@ -373,6 +373,10 @@ class SessionRecord(Input, kw_only=True):
     # A medicine session recorded while the couple is still watched (discharge vitals not yet acceptable): no
     # discharge now; it is recorded later (POST .../discharge), and the course waits for it.
     monitoring_continues: bool = False
+    # A medicine session that took place without a dose (say, the pre-dose vitals were too high): why. Its vitals
+    # are kept; it is not Dosed, does not count against the protocol's medicine sessions (I2), and the approved
+    # doses stay usable at the next medicine session at the same clinic until they expire.
+    not_dosed_reason: Text | None = None
 
 
 class DischargeRecord(Input, kw_only=True):

@@ -29,12 +29,16 @@ def request_violations(
         )
     open_for_partner = standing_approvals(course, session, partner, now)
     if open_for_partner:
+        standing = open_for_partner[0]
+        carried = "" if standing.session_id == session.id else (
+            f" (approved for session {standing.session_id}, which took place without a dose; usable until "
+            f"{standing.expires_at.isoformat() if standing.expires_at else 'it expires'})")
         violations.append(
-            Violation("I6", f"partner {partner} already has dose approval {open_for_partner[0].id} for this session")
+            Violation("I6", f"partner {partner} already has dose approval {standing.id} for this session{carried}")
         )
     if session.kind is Kind.MEDICINE and course.model is Model.TAKING_TURNS:
-        expected = course.to_be_dosed(session)
-        if partner not in expected:
+        expected = course.to_be_dosed(session)  # none once it took place without a dose (and is no longer booked)
+        if expected and partner not in expected:
             violations.append(
                 Violation("I7", f"in the taking_turns model, partner {sorted(expected)[0]} is dosed at this session")
             )
@@ -43,13 +47,28 @@ def request_violations(
 
 def standing_approvals(course: CourseState, session: Session, partner: str, now: datetime) -> list[DoseApproval]:
     """The partner's approvals for the session that still stand: pending, or approved and valid until the session
-    (not declined, withdrawn, or expired by now or by the session's start). While one stands, no other is asked."""
+    (not declined, withdrawn, or expired by now or by the session's start), including an approved dose carried
+    from a session not dosed. While one stands, no other is asked."""
     return [
         a for a in course.approvals.values()
-        if a.session_id == session.id and a.partner == partner
+        if a.partner == partner and covers(course, a, session)
         and a.status not in (ApprovalStatus.DECLINED, ApprovalStatus.WITHDRAWN)
         and not (a.expires_at is not None and a.expires_at < max(now, session.starts_at))
     ]
+
+
+def covers(course: CourseState, approval: DoseApproval, session: Session) -> bool:
+    """Whether a dose at the session may be given under the approval: it was asked for this session, or it was
+    approved for an earlier medicine session at the same clinic that took place without a dose and no dose has
+    used it since (it stays usable until it expires)."""
+    if approval.session_id == session.id:
+        return True
+    source = course.sessions.get(approval.session_id)
+    return (source is not None and source.not_dosed and approval.status is ApprovalStatus.APPROVED
+            and source.clinic_id == session.clinic_id and source.starts_at < session.starts_at
+            and not any(d.get("approval_id") == approval.id
+                        for s in course.sessions.values() if s.held and s.id != session.id
+                        for d in s.held.get("doses", ())))
 
 
 def decision_violations(approval: DoseApproval) -> list[Violation]:
@@ -65,14 +84,19 @@ def dosed_at(session: Session, doses: list[dict[str, Any]] | None = None) -> dat
     return min((d["at"] for d in given), default=session.starts_at)
 
 
+def awaiting_discharge_violations(course: CourseState, session: Session) -> list[Violation]:
+    """I8: no other medicine session takes place while one awaits its discharge."""
+    return [
+        Violation("I8", f"medicine session {waiting.id} awaits its discharge; record it before the next dose")
+        for waiting in course.sessions.values() if waiting.awaiting_discharge and waiting.id != session.id]
+
+
 def next_dose_violations(course: CourseState, session: Session, now: datetime,
                          doses: list[dict[str, Any]] | None = None) -> list[Violation]:
     """I3, I4 and I5 by the actual times: the medicine session dosed before this one was integrated by sessions
     that took place before this one's dose, the two doses are the protocol's interval apart, and no missed window
     is unanswered."""
-    violations = [
-        Violation("I8", f"medicine session {waiting.id} awaits its discharge; record it before the next dose")
-        for waiting in course.sessions.values() if waiting.awaiting_discharge and waiting.id != session.id]
+    violations = awaiting_discharge_violations(course, session)
     dosed_before = course.dosed_sessions()
     this_dose = dosed_at(session, doses)
     if dosed_before:
@@ -140,20 +164,21 @@ def absent_approval_violations(course: CourseState, session: Session, doses: lis
     return [
         Violation("I6", f"partner {partner} has no dose approval for session {session.id}")
         for partner in missing
-        if not any(a.session_id == session.id and a.partner == partner and a.status is ApprovalStatus.APPROVED
+        if not any(a.partner == partner and a.status is ApprovalStatus.APPROVED and covers(course, a, session)
                    for a in course.approvals.values())
     ]
 
 
 def approval_violations(course: CourseState, session: Session, doses: list[dict[str, Any]]) -> list[Violation]:
     """I6 for one partner's dose, given in one administration or several: each under an approval for this partner
-    and session, while it was valid; all of them together at most the approved amount."""
+    and session (or carried from a session not dosed), while it was valid; all of them together at most the
+    approved amount."""
     partner = doses[0]["partner"]
     violations: list[Violation] = []
     given: dict[str, float] = {}
     for dose in doses:
         approval = course.approvals.get(dose.get("approval_id") or "")
-        if approval is None or approval.session_id != session.id or approval.partner != partner:
+        if approval is None or approval.partner != partner or not covers(course, approval, session):
             violations.append(Violation("I6", f"partner {partner} has no dose approval for session {session.id}"))
             continue
         if approval.status is not ApprovalStatus.APPROVED:

@@ -35,27 +35,29 @@ def placement_violations(
             Violation("I10", f"the couple already has session {clash[0].id} overlapping {starts_at.isoformat()}")
         )
     follows = None
+    # A medicine session that took place without a dose counts for none of this (I2, I5; nothing to integrate).
+    medicine = [s for s in others if s.kind is Kind.MEDICINE and not s.not_dosed]
     if kind is Kind.MEDICINE:
-        violations += _medicine_count_and_interval(course, [s for s in others if s.kind is Kind.MEDICINE], starts_at)
+        violations += _medicine_count_and_interval(course, medicine, starts_at)
     if kind is Kind.INTEGRATION:
-        before = [s for s in others if s.kind is Kind.MEDICINE and s.starts_at < starts_at]
+        before = [s for s in medicine if s.starts_at < starts_at]
         if not before:
             violations.append(Violation("I1", "an integration session must follow a medicine session"))
         else:
-            medicine = max(before, key=lambda s: s.starts_at)
-            follows = medicine.id
-            if starts_at < medicine.finished_at:
+            previous = max(before, key=lambda s: s.starts_at)
+            follows = previous.id
+            if starts_at < previous.finished_at:
                 violations.append(
-                    Violation("I1", f"an integration session cannot start before medicine session {medicine.id} ends")
+                    Violation("I1", f"an integration session cannot start before medicine session {previous.id} ends")
                 )
             # After this change, the earliest integration session of that medicine session opens the window.
             first = min(
-                [s.starts_at for s in others if s.kind is Kind.INTEGRATION and s.follows == medicine.id] + [starts_at]
+                [s.starts_at for s in others if s.kind is Kind.INTEGRATION and s.follows == previous.id] + [starts_at]
             )
-            deadline = course.window_deadline(medicine)
+            deadline = course.window_deadline(previous)
             # Once a missed window is recorded, late integration sessions are the way back, not a breach.
-            if first > deadline and medicine.id not in course.missed_windows:
-                violations.append(late_integration(course, medicine.id, deadline))
+            if first > deadline and previous.id not in course.missed_windows:
+                violations.append(late_integration(course, previous.id, deadline))
     return violations, follows
 
 
