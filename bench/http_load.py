@@ -382,6 +382,7 @@ class CourseClient:
         start = t0 + (len(plan) + 1) * day
         self.medicine = booking("medicine", start, 3, ["a", "b"])
         self.approval_now = iso(start - day)  # approved the day before
+        self.booking_now = iso(t0 - day)  # every session is booked ahead (a booking in the past is refused)
         dosed_at = start + timedelta(minutes=10)
         self.dosed_at = dosed_at
         end = start + 3 * hour
@@ -416,7 +417,8 @@ class CourseClient:
 
         async def book_and_hold(booked: tuple[bytes, str]) -> str:
             body, after = booked
-            sid = _decode_id(await self.call("book_session", "POST", f"{base}/sessions", key, body, expect=201)).id
+            sid = _decode_id(await self.call("book_session", "POST", f"{base}/sessions", key, body,
+                                             now=self.booking_now, expect=201)).id
             await self.call("record_session", "POST", f"{base}/sessions/{sid}/record", key, self.held_body, now=after)
             return sid
 
@@ -424,7 +426,8 @@ class CourseClient:
         for booked in self.preparations:
             await book_and_hold(booked)
         body, after = self.medicine
-        medicine = _decode_id(await self.call("book_session", "POST", f"{base}/sessions", key, body, expect=201)).id
+        medicine = _decode_id(await self.call("book_session", "POST", f"{base}/sessions", key, body,
+                                              now=self.booking_now, expect=201)).id
         approvals = {}
         for partner in ("a", "b"):
             request = _encode({"session_id": medicine, "partner": partner, "prescriber_id": t.prescriber_id,

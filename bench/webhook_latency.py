@@ -116,7 +116,7 @@ async def drive(client: httpx.AsyncClient, operator_key: str, hook_url: str, rat
                 start = t0 + timedelta(days=day)
                 session = await paced(f"/v1/courses/{cid}/sessions", {
                     "kind": kind, "starts_at": iso(start), "ends_at": iso(start + timedelta(hours=1)),
-                    "partners": partners, "clinician_ids": [therapist["id"]]})
+                    "partners": partners, "clinician_ids": [therapist["id"]]}, at=t0 - timedelta(days=1))
                 await paced(f"/v1/courses/{cid}/sessions/{session['id']}/record",
                             {"outcome": "held", "clinician_id": therapist["id"]}, at=start + timedelta(hours=2))
             counts["courses"] += 1

@@ -37,7 +37,7 @@ for P in a b; do
 done
 book() {  # book KIND START END [PARTNERS-JSON] -> session id, at the practice with its therapist
   post /v1/courses/$COURSE/sessions "{\"kind\": \"$1\", \"starts_at\": \"$2\", \"ends_at\": \"$3\",
-    \"partners\": ${4:-[\"a\", \"b\"]}, \"clinician_ids\": [\"$THERAPIST\"]}" | j "['id']"
+    \"partners\": ${4:-[\"a\", \"b\"]}, \"clinician_ids\": [\"$THERAPIST\"]}" 2026-01-01T09:00:00Z | j "['id']"
 }
 held() { post /v1/courses/$COURSE/sessions/$1/record "{\"outcome\": \"held\", \"clinician_id\": \"$THERAPIST\"}" "$2" >/dev/null; }
 S=$(book assessment 2026-01-05T09:00:00Z 2026-01-05T10:30:00Z); held $S 2026-01-05T11:00:00Z
@@ -51,7 +51,7 @@ done
 # 7. The practice books the medicine session at the ketamine clinic, in its room, with its prescriber.
 MED=$(post /v1/courses/$COURSE/sessions "{\"kind\": \"medicine\", \"partners\": [\"a\", \"b\"],
   \"starts_at\": \"2026-01-12T09:00:00Z\", \"ends_at\": \"2026-01-12T12:00:00Z\", \"clinic_id\": \"$KC_ID\",
-  \"room_id\": \"$ROOM\", \"clinician_ids\": [\"$RX_ID\"]}" | j "['id']")
+  \"room_id\": \"$ROOM\", \"clinician_ids\": [\"$RX_ID\"]}" 2026-01-01T09:00:00Z | j "['id']")
 
 # 8. The ketamine clinic sees its week (an index that follows within moments; nothing of the couple but who
 #    is dosed) and confirms the session with its own key.

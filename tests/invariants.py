@@ -75,6 +75,12 @@ def _utc(value: Any) -> Any:
     return value
 
 
+def _over(reading: dict[str, Any], limit: dict[str, Any]) -> bool:
+    """A reading above a limit or ceiling (systolic, diastolic, and the heart rate where it sets one)."""
+    over = (reading.get("systolic") or 0) > limit["systolic"] or (reading.get("diastolic") or 0) > limit["diastolic"]
+    return over or (limit.get("heart_rate") is not None and (reading.get("heart_rate") or 0) > limit["heart_rate"])
+
+
 @dataclass(frozen=True)
 class Breach:
     rule: str
@@ -149,7 +155,8 @@ class _Approval:
     approved_mg: float | None = None
     decided_at: datetime | None = None
     expires_at: datetime | None = None
-    override: str | None = None
+    override: str | None = None  # a blanket override, as decisions before per-reading overrides gave
+    overrides: dict[datetime, dict[str, Any]] = field(default_factory=dict)  # reading time -> the latest ceiling
 
 
 @dataclass
@@ -174,6 +181,7 @@ class _Judge:
     integrated: set[str] = field(default_factory=set)
     missed_windows: dict[str, bool] = field(default_factory=dict)  # medicine id -> acknowledged
     clock: datetime | None = None  # a lower bound of "now"
+    occurred: datetime | None = None  # when the event being judged happened, if it says (occurred_at)
     expect_dosed: str | None = None  # a medicine session was just held: its Dosed must come next
     expect_discontinued: bool = False  # a partner was screened ineligible: Discontinued must come next
 
@@ -329,6 +337,7 @@ class _Judge:
 
     def stream_rules(self, event: Any) -> None:
         name = self.event_name
+        self.occurred = _utc(getattr(event, "occurred_at", None))  # by the clock of the command that recorded it
         if self.position == 0:
             if name != "Created":
                 self.breach("stream", "a course's stream starts with its Created (opened) event")
@@ -398,6 +407,9 @@ class _Judge:
         self.sessions[sid] = session
         if not session.start < session.end:
             self.breach("session-state", f"session {sid} ends before it starts")
+        if self.occurred is not None and session.start < self.occurred:
+            self.breach("booking-in-the-past", f"session {sid} starting {session.start.isoformat()} was booked "
+                                               f"{self.occurred.isoformat()}")
         if session.kind in ("medicine", "integration") and session.partners != frozenset(PARTNERS):
             self.breach("I7" if session.kind == "medicine" else "I1", f"a {session.kind} session is joint")
         self.check_calendar(session)
@@ -432,7 +444,13 @@ class _Judge:
             affected.add(event.follows)
         affected.discard(None)
         covered = {m: self.window_covered(m) for m in affected}
+        if self.occurred is not None and session.start <= self.occurred:
+            self.breach("session-started", f"session {session.id} was moved {self.occurred.isoformat()}, after it "
+                                           f"started ({session.start.isoformat()})")
         session.start, session.end = _utc(event.starts_at), _utc(event.ends_at)
+        if self.occurred is not None and session.start < self.occurred:
+            self.breach("booking-in-the-past", f"session {session.id} was moved {self.occurred.isoformat()} to "
+                                               f"{session.start.isoformat()}")
         if not session.start < session.end:
             self.breach("session-state", f"session {session.id} ends before it starts")
         if session.kind == "integration":
@@ -480,6 +498,9 @@ class _Judge:
         session = self.known_session(event.session_id)
         if session is not None:
             self.must_be_booked(session)
+            if self.occurred is not None and session.start <= self.occurred:
+                self.breach("session-started", f"session {session.id} was cancelled {self.occurred.isoformat()}, "
+                                               f"after it started ({session.start.isoformat()})")
             session.status = "cancelled"
 
     def on_SessionMissed(self, event: Any) -> None:
@@ -708,14 +729,15 @@ class _Judge:
                 self.breach("I9", f"partner {partner}'s pre-dose vitals are not marked acceptable")
             limit = self.p("vitals_limit")
             overridden = approval is not None and bool(approval.override)
+            ceiling = approval.overrides.get(last) if approval is not None else None
             if limit and not overridden:
                 for v in latest:
-                    over = (v.get("systolic") or 0) > limit["systolic"]
-                    over = over or (v.get("diastolic") or 0) > limit["diastolic"]
-                    if limit.get("heart_rate") is not None and (v.get("heart_rate") or 0) > limit["heart_rate"]:
-                        over = True
-                    if over:
+                    if not _over(v, limit):
+                        continue
+                    if ceiling is None:
                         self.breach("I9", f"partner {partner}'s pre-dose vitals exceed the clinic limit, no override")
+                    elif _over(v, ceiling):
+                        self.breach("I9", f"partner {partner}'s pre-dose vitals exceed the prescriber's ceiling")
 
     def on_Dosed(self, event: Any) -> None:
         session = self.sessions.get(event.session_id)
@@ -790,6 +812,32 @@ class _Judge:
             prescriber_id=event.prescriber_id,
             requested_mg=event.requested_mg,
         )
+
+    def on_VitalsLimitOverridden(self, event: Any) -> None:
+        """I9: the prescriber of an approved dose overrides the clinic's limit for one reading of a session of that
+        dose still to be recorded, on the day (by the session's end), with a reason."""
+        approval = self.approvals.get(event.approval_id)
+        reading_at, decided_at = _utc(event.reading_at), _utc(event.decided_at)
+        if approval is None or approval.status != "approved":
+            self.breach("I9", f"the limit is overridden under {event.approval_id}, which is not an approved dose")
+            return
+        if getattr(event, "by", None) != f"prescriber:{approval.prescriber_id}":
+            self.breach("I9", f"the limit is overridden by {event.by}, not by the prescriber of {approval.id}")
+        if not self.p("vitals_limit"):
+            self.breach("I9", "a limit is overridden where the course has none")
+        if not str(event.reason).strip():
+            self.breach("I9", "an override of the vitals limit gives a reason")
+        tolerance = timedelta(minutes=self.p("record_tolerance_minutes"))
+        sessions = [s for s in self.sessions.values()
+                    if s.kind == "medicine" and s.status == "booked" and self.covers(approval, s)
+                    and s.start - tolerance <= reading_at <= s.end + tolerance]
+        if not sessions:
+            self.breach("I9", f"the reading overridden ({reading_at.isoformat()}) is of no session {approval.id} "
+                              "covers that is still to be recorded")
+        elif not reading_at <= decided_at <= sessions[0].end + tolerance:
+            self.breach("I9", f"the override of {approval.id} was given {decided_at.isoformat()}, not on the day "
+                              f"of the reading ({reading_at.isoformat()})")
+        approval.overrides[reading_at] = dict(event.ceiling)
 
     def on_DoseApprovalWithdrawn(self, event: Any) -> None:
         approval = self.approvals.get(event.approval_id)

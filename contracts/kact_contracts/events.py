@@ -129,6 +129,13 @@ class DoseApprovalWithdrawn(PublicEvent, frozen=True, kw_only=True):
     approval_id: Id
 
 
+class VitalsLimitOverridden(PublicEvent, frozen=True, kw_only=True):
+    NAME = "dose_approval.vitals_overridden"
+    SUMMARY = ("The prescriber of an approved dose let one pre-dose reading above the clinic's vitals limit stand, "
+               "on the day, up to a ceiling (the reading, ceiling and reason stay with the course).")
+    approval_id: Id
+
+
 class SessionDischarged(PublicEvent, frozen=True, kw_only=True):
     NAME = "session.discharged"
     SUMMARY = ("A medicine session recorded while monitoring continued: the couple was discharged (its Dosed "
@@ -244,7 +251,7 @@ PUBLIC_EVENTS: tuple[type[PublicEvent], ...] = (
     CourseOpened, SessionBooked, SessionRescheduled, SessionCancelled, SessionConfirmed, SessionDeclined,
     SessionHeld, SessionMissed, DoseApprovalRequested, DoseApprovalDecided, Assessed, Prepared, Dosed,
     Integrated, IntegrationWindowMissed, MissedWindowAcknowledged, CourseCompleted, CourseDiscontinued,
-    AdverseEventReported, DoseApprovalWithdrawn, SessionDischarged,
+    AdverseEventReported, DoseApprovalWithdrawn, SessionDischarged, VitalsLimitOverridden,
 )
 NOTICES: tuple[type[Notice], ...] = (DoseApprovalReminder, DoseApprovalEscalation, IntegrationWindowClosing)
 BY_TYPE: dict[str, type[PublicEvent]] = {cls.type_name(): cls for cls in (*PUBLIC_EVENTS, *NOTICES)}

@@ -205,6 +205,11 @@ def assert_private(data_dir: Path) -> None:
      "kact: KACT_WEBHOOK_MAX_ATTEMPTS must be an integer of at least 1, got 'many'"),
     ("KACT_APPROVAL_REMIND_AFTER", "-5",
      "kact: KACT_APPROVAL_REMIND_AFTER must be a number of seconds greater than 0, got '-5'"),
+    ("KACT_NATS_CONSUMER", "notifier.1",
+     "kact: KACT_NATS_CONSUMER must be 1 to 32 letters, digits, '_' or '-', got 'notifier.1'"),
+    # a key is never shown, not even a bad one
+    ("KACT_CIPHER_KEY", "c2VjcmV0",
+     "kact: KACT_CIPHER_KEY must be the base64 of a key of 16 or 24 or 32 bytes, got 6 bytes"),
 ])
 def test_an_invalid_setting_stops_kact_up_with_one_line(tmp_path: Path, variable: str, value: str,
                                                          message: str) -> None:

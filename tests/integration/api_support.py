@@ -12,6 +12,7 @@ from uuid import uuid4
 import httpx
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
+EARLY = T0 - timedelta(days=1)  # a clock before every session the tests book (a booking in the past is refused)
 
 
 def iso(at: datetime) -> str:
@@ -66,10 +67,11 @@ class Tenant:
         return ok(self.post("/v1/courses", body), 201)
 
     def book(self, course_id: str, kind: str, start: datetime, hours: float = 1, partners: list[str] | None = None,
-             **extra: Any) -> dict[str, Any]:
+             at: datetime | None = None, **extra: Any) -> dict[str, Any]:
+        """Book a session; by default the clinic books it the day before (a booking in the past is refused)."""
         body = {"kind": kind, "starts_at": iso(start), "ends_at": iso(start + timedelta(hours=hours)),
                 "partners": partners or ["a", "b"], "clinician_ids": [self.therapist["id"]], **extra}
-        return ok(self.post(f"/v1/courses/{course_id}/sessions", body), 201)
+        return ok(self.post(f"/v1/courses/{course_id}/sessions", body, at=at or start - timedelta(days=1)), 201)
 
     def hold(self, course_id: str, session: dict[str, Any], **record: Any) -> dict[str, Any]:
         after = datetime.fromisoformat(session["ends_at"]) + timedelta(hours=1)

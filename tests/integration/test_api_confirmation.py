@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from api_support import Tenant, iso, ok
+from api_support import EARLY, Tenant, iso, ok
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def test_the_hosting_clinic_confirms_declines_and_is_asked_again_after_a_move(
 
     moved_start = datetime.fromisoformat(hosted["starts_at"]) + timedelta(days=1)
     moved = ok(home.post(f"/v1/courses/{cid}/sessions/{hosted['id']}/reschedule", {
-        "starts_at": iso(moved_start), "ends_at": iso(moved_start + timedelta(hours=3))}), 200)
+        "starts_at": iso(moved_start), "ends_at": iso(moved_start + timedelta(hours=3))}, at=EARLY), 200)
     assert moved["confirmation"] == "pending"
     assert ok(confirm(host, cid, hosted["id"]), 200)["confirmation"] == "confirmed"
 

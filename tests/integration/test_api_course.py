@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from api_support import T0, Tenant, bearer, eventually, iso, medicine_record, ok
+from api_support import EARLY, T0, Tenant, bearer, eventually, iso, medicine_record, ok
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +124,8 @@ def test_a_refusal_lists_every_broken_rule(home: Tenant, client: httpx.Client) -
     home.book(cid, "medicine", start, hours=3)
     # a second medicine session an hour later: too many (I2), too close (I5) and overlapping (I10)
     response = home.post(f"/v1/courses/{cid}/sessions", {
-        "kind": "medicine", "starts_at": iso(start + timedelta(hours=1)), "ends_at": iso(start + timedelta(hours=4))})
+        "kind": "medicine", "starts_at": iso(start + timedelta(hours=1)), "ends_at": iso(start + timedelta(hours=4))},
+        at=EARLY)
     assert response.status_code == 409
     problem = response.json()
     assert problem["type"] == "/problems/rule-violations"
@@ -186,7 +187,7 @@ def test_a_session_at_a_partner_clinic_is_staffed_by_the_hosts_clinicians(
     # without a partnership the host may not take medicine sessions (I11)
     refused = home.post(f"/v1/courses/{course['id']}/sessions", {
         "kind": "medicine", "starts_at": iso(start), "ends_at": iso(start + timedelta(hours=3)),
-        "clinic_id": host.clinic["id"], "clinician_ids": [host.prescriber["id"]]})
+        "clinic_id": host.clinic["id"], "clinician_ids": [host.prescriber["id"]]}, at=EARLY)
     assert refused.status_code == 409 and refused.json()["type"] == "/problems/hosting"
     ok(home.post("/v1/partnerships", {"partner_clinic_id": host.clinic["id"]}), 201)
     assert ok(host.post("/v1/partnerships", {"partner_clinic_id": home.clinic["id"]}), 201)["agreed"] is True
@@ -194,17 +195,17 @@ def test_a_session_at_a_partner_clinic_is_staffed_by_the_hosts_clinicians(
                         clinician_ids=[host.prescriber["id"]])
     moved = ok(home.post(f"/v1/courses/{course['id']}/sessions/{session['id']}/reschedule", {
         "starts_at": iso(start + timedelta(days=1)), "ends_at": iso(start + timedelta(days=1, hours=3)),
-        "clinician_ids": [host.prescriber["id"], host.therapist["id"]]}), 200)
+        "clinician_ids": [host.prescriber["id"], host.therapist["id"]]}, at=EARLY), 200)
     assert moved["clinician_ids"] == [host.prescriber["id"], host.therapist["id"]]
     # I11: a session hosted away is staffed by the host's own clinicians, not the home clinic's
     home_staff = home.post(f"/v1/courses/{course['id']}/sessions/{session['id']}/reschedule", {
         "starts_at": iso(start + timedelta(days=2)), "ends_at": iso(start + timedelta(days=2, hours=3)),
-        "clinician_ids": [host.prescriber["id"], home.therapist["id"]]})
+        "clinician_ids": [host.prescriber["id"], home.therapist["id"]]}, at=EARLY)
     assert home_staff.status_code == 422 and "not staff" in home_staff.json()["detail"]
     stranger = Tenant.onboard(client, live_server.operator_token, "Unrelated clinic")
     wrong = home.post(f"/v1/courses/{course['id']}/sessions/{session['id']}/reschedule", {
         "starts_at": iso(start + timedelta(days=2)), "ends_at": iso(start + timedelta(days=2, hours=3)),
-        "clinician_ids": [stranger.therapist["id"]]})
+        "clinician_ids": [stranger.therapist["id"]]}, at=EARLY)
     assert wrong.status_code == 422 and "not staff" in wrong.json()["detail"]
 
 
@@ -325,6 +326,61 @@ def test_monitoring_that_runs_long_is_recorded_and_its_discharge_later(home: Ten
     assert datetime.fromisoformat(events[-1]["data"]["integration_deadline"]) == discharged + timedelta(hours=48)
     again = home.post(f"{path}/discharge", body, at=discharged + timedelta(minutes=6))
     assert again.status_code == 409 and again.json()["type"] == "/problems/session-state"
+
+
+def test_a_session_is_booked_ahead_by_the_clinics_clock_and_the_history_shows_when_things_happened(
+        home: Tenant, client: httpx.Client) -> None:
+    cid = home.open_course()["id"]
+    body = {"kind": "assessment", "starts_at": iso(T0), "ends_at": iso(T0 + timedelta(hours=1)),
+            "clinician_ids": [home.therapist["id"]]}
+    late = home.post(f"/v1/courses/{cid}/sessions", body, at=T0 + timedelta(minutes=5))
+    assert late.status_code == 409 and late.json()["type"] == "/problems/booking-in-the-past"
+    assert late.json()["violations"][0]["invariant"] == "booking-in-the-past"
+    server_clock = home.post(f"/v1/courses/{cid}/sessions", body)  # no X-Kact-Now: the server's clock, long after
+    assert server_clock.status_code == 409 and server_clock.json()["type"] == "/problems/booking-in-the-past"
+    booked_at = T0 - timedelta(days=2)
+    session = ok(home.post(f"/v1/courses/{cid}/sessions", body, at=booked_at), 201)
+    started = home.post(f"/v1/courses/{cid}/sessions/{session['id']}/reschedule", {
+        "starts_at": iso(T0 + timedelta(days=1)), "ends_at": iso(T0 + timedelta(days=1, hours=1))},
+        at=T0 + timedelta(minutes=10))
+    assert started.status_code == 409 and started.json()["type"] == "/problems/session-started"
+    events = ok(client.get(f"/v1/courses/{cid}/events", headers=home.headers), 200)
+    booked = next(e for e in events if e["type"] == "SessionBooked")
+    assert datetime.fromisoformat(booked["occurred_at"]) == booked_at  # when it happened, by the clinic's clock
+    assert datetime.fromisoformat(booked["time"]) > booked_at  # when it was recorded, by the server's
+    assert "occurred_at" not in booked["data"]
+    assert all(e["occurred_at"] for e in events)  # the opening too, by the server's clock
+
+
+def test_the_prescriber_lets_one_high_reading_stand_on_the_day_up_to_a_ceiling(
+        home: Tenant, client: httpx.Client) -> None:
+    """I9 with a clinic limit of 140/90: the pre-dose reading is 152/94; the prescriber, on the day, lets that
+    reading stand up to 155/95 with a reason; the dose recorded after it is accepted. The decision itself no longer
+    carries a blanket override."""
+    cid = home.open_course(protocol={"vitals_limit": {"systolic": 140, "diastolic": 90}})["id"]
+    start = home.assess_and_prepare(cid) + timedelta(days=7)
+    session = home.book(cid, "medicine", start, hours=3)
+    approval = home.approved(cid, session, "a")
+    blanket = client.post(f"/v1/dose-approvals/{approval['id']}/decision",
+                          json={"approve": True, "vitals_override_reason": "reviewed"}, headers=home.rx_headers)
+    assert blanket.status_code == 422
+    record = medicine_record({"a": approval}, start + timedelta(minutes=10), 100)
+    pre = next(v for v in record["vitals"] if v["stage"] == "pre")
+    pre.update(systolic=152, diastolic=94)
+    path = f"/v1/courses/{cid}/sessions/{session['id']}/record"
+    body = {"outcome": "held", "clinician_id": home.therapist["id"], **record}
+    over = home.post(path, body, at=start + timedelta(hours=4))
+    assert over.status_code == 409 and over.json()["type"] == "/problems/pre-dose-vitals"
+    override = {"reading_at": pre["at"], "systolic": 155, "diastolic": 95, "reason": "white-coat hypertension"}
+    by_clinic = client.post(f"/v1/dose-approvals/{approval['id']}/vitals-override", json=override,
+                            headers={**home.headers, "X-Kact-Now": iso(start + timedelta(minutes=5))})
+    assert by_clinic.status_code in (403, 404)
+    given = ok(client.post(f"/v1/dose-approvals/{approval['id']}/vitals-override", json=override,
+                           headers={**home.rx_headers, "X-Kact-Now": iso(start + timedelta(minutes=5))}), 200)
+    assert given["vitals_overrides"][0]["systolic"] == 155 and given["vitals_overrides"][0]["reason"]
+    ok(home.post(path, body, at=start + timedelta(hours=4)), 200)
+    events = ok(client.get(f"/v1/courses/{cid}/events", headers=home.headers), 200)
+    assert "VitalsLimitOverridden" in [e["type"] for e in events]
 
 
 def test_a_medicine_session_not_dosed_keeps_its_vitals_and_its_approval_serves_the_next(

@@ -7,11 +7,14 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
 import pytest
 from api_support import T0, Tenant, bearer, iso, ok
+from scheduler.application.courses import Courses, event_store_env
+from scheduler.domain.course import Course
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +48,14 @@ def _bad_requests(home: Tenant, operator: dict[str, str], course: str) -> Iterat
                        ("1999-12-31T10:00:00Z", "1999-12-31T11:00:00Z")]:
         yield f"a session starting {start}", lambda s=start, e=end: c.post(
             f"/v1/courses/{course}/sessions", json={**session, "starts_at": s, "ends_at": e}, headers=h)
+    hosted = f"/v1/clinics/{clinic}/hosted-sessions"
+    # a range with no end ends seven days after its start: never computed for a start out of range
+    yield "hosted sessions from 9999-12-31 with no end", lambda: c.get(
+        hosted, params={"from": "9999-12-31T00:00:00Z"}, headers=h)
+    yield "hosted sessions from year 1 with an offset", lambda: c.get(
+        hosted, params={"from": "0001-01-01T00:00:00+01:00"}, headers=h)
+    for now in ("9999-12-31T23:00:00-05:00", "0001-01-01T00:30:00+01:00", "9999-12-31T00:00:00Z"):
+        yield f"X-Kact-Now {now}", lambda n=now: c.get(hosted, headers={**h, "X-Kact-Now": n})
     huge = "99999999999999999999999"
     yield "?after= beyond 64 bits", lambda: c.get(f"/v1/feed?after={huge}", headers=h)
     yield "?page= beyond 64 bits", lambda: c.get(f"/v1/courses?page={huge}", headers=h)
@@ -169,6 +180,65 @@ def test_a_claim_whose_lease_ran_out_does_not_block_its_key(home: Tenant, live_s
     asyncio.run(asyncio.sleep(0.3))
     retried = home.post("/v1/courses", body, headers={"Idempotency-Key": "died-1"})
     assert retried.status_code == 201, retried.text
+
+
+def _answer_lost(live_server, principal: str, key: str) -> None:
+    """The key's state once its request was carried out but its answer never stored (the API answered 503
+    outcome-unknown, or died after saving), and the claim's lease ran out: a retry runs the request again."""
+    asyncio.run(_rewrite(live_server, "UPDATE idempotency_keys SET status_code = NULL, body = NULL, "
+                                      "lease_until = now() - interval '1 second' WHERE principal = $1 AND key = $2",
+                         principal, key))
+
+
+def _stored_courses_of(live_server, partner_a: str) -> list[UUID]:
+    """The courses the event store holds for a couple (not the index, which may trail)."""
+    app = Courses(env={**event_store_env(live_server.settings), "CREATE_TABLE": "n"})
+    try:
+        events = (app.mapper.to_domain_event(n) for n in app.recorder.select_notifications(start=1, limit=10**7))
+        return [e.originator_id for e in events if isinstance(e, Course.Created) and e.partners["a"] == partner_a]
+    finally:
+        app.close()
+
+
+def test_a_course_run_again_after_its_lease_ran_out_is_not_opened_twice(home: Tenant, live_server) -> None:
+    couple = f"again-{uuid4().hex[:8]}"
+    body = {"model": "together", "partners": {"a": couple, "b": f"{couple}-b"}}
+    first = ok(home.post("/v1/courses", body, headers={"Idempotency-Key": couple}), 201)
+    _answer_lost(live_server, f"clinic:{home.clinic['id']}", couple)
+    retried = home.post("/v1/courses", body, headers={"Idempotency-Key": couple})
+    # the rerun names the course the first run opened (its id derives from the key): refused, saying which
+    assert retried.status_code == 409, retried.text
+    assert retried.json()["type"] == "/problems/already-created" and first["id"] in retried.json()["detail"]
+    assert _stored_courses_of(live_server, couple) == [UUID(first["id"])]
+    # the same body under another key is another request: another course
+    other = ok(home.post("/v1/courses", body, headers={"Idempotency-Key": f"{couple}-2"}), 201)
+    assert other["id"] != first["id"]
+
+
+def test_a_session_run_again_after_its_lease_ran_out_is_not_booked_twice(home: Tenant, live_server) -> None:
+    course = home.open_course()["id"]
+    booking = {"kind": "assessment", "starts_at": iso(T0), "ends_at": iso(T0 + timedelta(hours=1)),
+               "partners": ["a", "b"], "clinician_ids": [home.therapist["id"]]}
+    headers = {**home.headers, "Idempotency-Key": f"book-{course}", "X-Kact-Now": iso(T0 - timedelta(days=1))}
+    first = ok(home.client.post(f"/v1/courses/{course}/sessions", json=booking, headers=headers), 201)
+    _answer_lost(live_server, f"clinic:{home.clinic['id']}", f"book-{course}")
+    retried = home.client.post(f"/v1/courses/{course}/sessions", json=booking, headers=headers)
+    # not a second session (nor a double booking of the first's partners and clinician): the first, named
+    assert retried.status_code == 409 and retried.json()["type"] == "/problems/already-created", retried.text
+    assert first["id"] in retried.json()["detail"]
+    sessions = ok(home.client.get(f"/v1/courses/{course}", headers=home.headers), 200)["sessions"]
+    assert [s["id"] for s in sessions] == [first["id"]]
+
+
+def test_a_room_run_again_after_its_lease_ran_out_is_not_added_twice(home: Tenant, live_server) -> None:
+    rooms = f"/v1/clinics/{home.clinic['id']}/rooms"
+    first = ok(home.post(rooms, {"name": "Garden room"}, headers={"Idempotency-Key": "room-again"}), 201)
+    _answer_lost(live_server, f"clinic:{home.clinic['id']}", "room-again")
+    retried = home.post(rooms, {"name": "Garden room"}, headers={"Idempotency-Key": "room-again"})
+    assert retried.status_code == 409 and retried.json()["type"] == "/problems/already-created", retried.text
+    assert first["id"] in retried.json()["detail"]
+    listed = ok(home.client.get(rooms, headers=home.headers), 200)
+    assert [r["id"] for r in listed if r["name"] == "Garden room"] == [first["id"]]
 
 
 def test_a_key_expires_after_its_time_to_live(home: Tenant, live_server) -> None:

@@ -64,6 +64,11 @@ def courses_of(home: Tenant, n: int) -> list[str]:
     return [home.open_course()["id"] for _ in range(n)]
 
 
+def booking(home: Tenant) -> dict[str, str]:
+    """The clinic's headers for booking and moving sessions at T0, before every session here starts."""
+    return {**home.headers, "X-Kact-Now": iso(T0)}
+
+
 def assessment(start: datetime, **extra: Any) -> dict[str, Any]:
     return {"kind": "assessment", "partners": ["a", "b"], "starts_at": iso(start),
             "ends_at": iso(start + timedelta(hours=1)), **extra}
@@ -101,7 +106,7 @@ def test_fifty_courses_booking_one_therapists_hour_at_once(
     course_ids = courses_of(home, RACERS)
     therapist = home.therapist["id"]
     responses = race(processes, [(f"/v1/courses/{cid}/sessions", assessment(HOUR, clinician_ids=[therapist]))
-                                 for cid in course_ids], home.headers)
+                                 for cid in course_ids], booking(home))
     one_winner(responses, f"clinician {therapist}")
     winner = next(r.json() for r in responses if r.is_success)
     assert booked_at(home, course_ids, HOUR) == [next(c for c, r in zip(course_ids, responses) if r.is_success)]
@@ -113,7 +118,7 @@ def test_fifty_courses_booking_one_room_at_once(home: Tenant, processes: list[st
     room = ok(home.post(f"/v1/clinics/{home.clinic['id']}/rooms", {"name": "Room 1"}), 201)
     course_ids = courses_of(home, RACERS)
     responses = race(processes, [(f"/v1/courses/{cid}/sessions", assessment(HOUR, room_id=room["id"]))
-                                 for cid in course_ids], home.headers)
+                                 for cid in course_ids], booking(home))
     one_winner(responses, f"room {room['id']}")
     held = slots(event_store, CalendarIds(b"").room(room["id"]))
     assert [s.session_id for s in held] == [next(r.json()["id"] for r in responses if r.is_success)]
@@ -124,11 +129,11 @@ def test_fifty_reschedules_into_one_therapists_hour_at_once(
     therapist = home.therapist["id"]
     course_ids = courses_of(home, RACERS)
     # each course's session at an hour of its own, without the therapist
-    sessions = [ok(home.post(f"/v1/courses/{cid}/sessions", assessment(HOUR + timedelta(hours=2 + 2 * i))), 201)
+    sessions = [ok(home.post(f"/v1/courses/{cid}/sessions", assessment(HOUR + timedelta(hours=2 + 2 * i)), at=T0), 201)
                 for i, cid in enumerate(course_ids)]
     move = {"starts_at": iso(HOUR), "ends_at": iso(HOUR + timedelta(hours=1)), "clinician_ids": [therapist]}
     responses = race(processes, [(f"/v1/courses/{cid}/sessions/{s['id']}/reschedule", move)
-                                 for cid, s in zip(course_ids, sessions)], home.headers)
+                                 for cid, s in zip(course_ids, sessions)], booking(home))
     one_winner(responses, f"clinician {therapist}")
     winner = next(r.json() for r in responses if r.is_success)
     held = slots(event_store, CalendarIds(b"").clinician(therapist))
@@ -136,7 +141,7 @@ def test_fifty_reschedules_into_one_therapists_hour_at_once(
     # the hour is now busy: moving into it again is refused for every other course, from either process
     again = race(processes, [(f"/v1/courses/{cid}/sessions/{s['id']}/reschedule", move)
                              for cid, s in zip(course_ids, sessions) if s["id"] != winner["id"]],
-                 home.headers)
+                 booking(home))
     assert {r.status_code for r in again} == {409}
     # the losers kept their own hours; cancelling the winner frees the therapist's hour for the next one
     assert len(booked_at(home, course_ids, HOUR)) == 1
@@ -145,7 +150,7 @@ def test_fifty_reschedules_into_one_therapists_hour_at_once(
                  at=HOUR - timedelta(days=1)), 200)
     assert slots(event_store, CalendarIds(b"").clinician(therapist)) == []
     loser = next((c, s) for c, s in zip(course_ids, sessions) if s["id"] != winner["id"])
-    ok(home.post(f"/v1/courses/{loser[0]}/sessions/{loser[1]['id']}/reschedule", move), 200)
+    ok(home.post(f"/v1/courses/{loser[0]}/sessions/{loser[1]['id']}/reschedule", move, at=T0), 200)
 
 
 def test_a_partner_is_never_in_two_courses_at_once(home: Tenant, live_server: LiveServer) -> None:
@@ -153,12 +158,12 @@ def test_a_partner_is_never_in_two_courses_at_once(home: Tenant, live_server: Li
     body = {"model": "together", "partners": {"a": "person-4711", "b": "person-0815"}}
     first = ok(home.post("/v1/courses", body), 201)
     second = ok(home.post("/v1/courses", {**body, "partners": {"a": "person-0815", "b": "person-9999"}}), 201)
-    ok(home.post(f"/v1/courses/{first['id']}/sessions", assessment(HOUR, partners=["b"])), 201)
+    ok(home.post(f"/v1/courses/{first['id']}/sessions", assessment(HOUR, partners=["b"]), at=T0), 201)
     refused = home.post(f"/v1/courses/{second['id']}/sessions", assessment(HOUR + timedelta(minutes=30),
-                                                                            partners=["a"]))
+                                                                            partners=["a"]), at=T0)
     assert refused.status_code == 409 and refused.json()["violations"][0]["invariant"] == "I10"
     assert "partner a is already booked" in refused.json()["detail"]
     assert "person-0815" not in refused.text  # the reference is the clinic's health data, never in a refusal
     # adjacent is fine
-    ok(home.post(f"/v1/courses/{second['id']}/sessions", assessment(HOUR + timedelta(hours=1), partners=["a"])),
+    ok(home.post(f"/v1/courses/{second['id']}/sessions", assessment(HOUR + timedelta(hours=1), partners=["a"]), at=T0),
        201)

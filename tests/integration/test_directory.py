@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import T0, Tenant, bearer, iso, ok
+from api_support import EARLY, T0, Tenant, bearer, iso, ok
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ def test_a_partnership_covers_what_both_agreed_changes_and_ends_keeping_its_hist
     def at_host(kind: str, when: datetime, hours: float = 1) -> httpx.Response:
         staff = host.prescriber["id"] if kind == "medicine" else host.therapist["id"]
         return home.post(f"/v1/courses/{cid}/sessions", session_body(
-            host, kind, when, hours, clinic_id=host.clinic["id"], clinician_ids=[staff]))
+            host, kind, when, hours, clinic_id=host.clinic["id"], clinician_ids=[staff]), at=EARLY)
 
     # proposed by the home clinic for medicine and preparation; the host consents to medicine only (the default)
     proposed = ok(home.post("/v1/partnerships", {"partner_clinic_id": host.clinic["id"],
@@ -128,7 +128,7 @@ def test_opening_hours_closures_and_working_hours_are_kept_unless_a_reason_overr
     monday = T0.replace(hour=0)  # 2026-01-05, a Monday; Berlin is UTC+1 in January
 
     def book(start: datetime, **extra: Any) -> httpx.Response:
-        return home.post(f"/v1/courses/{cid}/sessions", session_body(home, "assessment", start, **extra))
+        return home.post(f"/v1/courses/{cid}/sessions", session_body(home, "assessment", start, **extra), at=EARLY)
 
     # opening hours Monday to Friday 09:00-17:00 local; changing them keeps the first setting in the history
     ok(client.put(f"{base}/opening-hours", headers=home.headers, json={"intervals": [
@@ -166,11 +166,11 @@ def test_opening_hours_closures_and_working_hours_are_kept_unless_a_reason_overr
     # moving a session: the same rules, the same override
     first = booked[0]["id"]
     moved = home.post(f"/v1/courses/{cid}/sessions/{first}/reschedule", {
-        "starts_at": iso(monday + timedelta(hours=12)), "ends_at": iso(monday + timedelta(hours=13))})
+        "starts_at": iso(monday + timedelta(hours=12)), "ends_at": iso(monday + timedelta(hours=13))}, at=EARLY)
     assert moved.status_code == 409 and moved.json()["type"] == "/problems/working-hours"  # 13:00 local
     ok(home.post(f"/v1/courses/{cid}/sessions/{first}/reschedule", {
         "starts_at": iso(monday + timedelta(hours=12)), "ends_at": iso(monday + timedelta(hours=13)),
-        "hours_override_reason": "therapist stays late once"}), 200)
+        "hours_override_reason": "therapist stays late once"}, at=EARLY), 200)
     assert events_of(home, cid, "SessionRescheduled")[-1]["hours_override"] == "therapist stays late once"
     # lifting the closure keeps it in the history; the day is bookable again (in working hours: Monday only, so
     # the therapist's hours are cleared first, which is null: always available)
@@ -198,4 +198,4 @@ def test_hours_are_checked_as_they_are_set(home: Tenant, client: httpx.Client) -
         {"weekday": "monday", "opens": "20:00", "closes": "24:00"}]}), 200)
     cid = home.open_course()["id"]
     late = datetime(2026, 1, 5, 22, tzinfo=timezone.utc)  # Monday 23:00-24:00 local
-    ok(home.post(f"/v1/courses/{cid}/sessions", session_body(home, "assessment", late)), 201)
+    ok(home.post(f"/v1/courses/{cid}/sessions", session_body(home, "assessment", late), at=EARLY), 201)

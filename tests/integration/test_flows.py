@@ -13,7 +13,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from api_support import Tenant, iso, medicine_record, ok
+from api_support import EARLY, Tenant, iso, medicine_record, ok
 from receiver import Received, Receiver
 
 pytestmark = pytest.mark.integration
@@ -122,7 +122,7 @@ def test_a_medicine_session_at_a_partner_clinic_is_confirmed_by_that_clinic(
     # Moved to another day: the host is asked again, and this time declines.
     later = datetime.fromisoformat(session["starts_at"]) + timedelta(days=1)
     ok(home.post(f"/v1/courses/{cid}/sessions/{session['id']}/reschedule",
-                 {"starts_at": iso(later), "ends_at": iso(later + timedelta(hours=3))}), 200)
+                 {"starts_at": iso(later), "ends_at": iso(later + timedelta(hours=3))}, at=EARLY), 200)
     at_host.wait("booking_request", type="kact.course.session.rescheduled.v1", session_id=session["id"])
     ok(host.post(f"/v1/courses/{cid}/sessions/{session['id']}/confirm",
                  {"decision": "declined", "reason": "no room free that day"}), 200)

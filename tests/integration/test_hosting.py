@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from api_support import Tenant, iso, medicine_record, ok
+from api_support import EARLY, Tenant, iso, medicine_record, ok
 from test_api_confirmation import clinics, confirm  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ def test_the_host_sees_its_week_confirms_and_records_what_it_hosts(
     for wrong in ({"room_id": home_room["id"]}, {"clinician_ids": [home.therapist["id"]]}):
         refused = home.post(f"/v1/courses/{cid}/sessions", {
             "kind": "medicine", "starts_at": iso(start), "ends_at": iso(start + timedelta(hours=3)),
-            "partners": ["a", "b"], "clinic_id": host.clinic["id"], **wrong})
+            "partners": ["a", "b"], "clinic_id": host.clinic["id"], **wrong}, at=EARLY)
         assert refused.status_code == 422, refused.text
     session = home.book(cid, "medicine", start, hours=3, clinic_id=host.clinic["id"], room_id=room["id"],
                         clinician_ids=[host.prescriber["id"], nurse.therapist["id"]])

@@ -131,3 +131,41 @@ def test_postgres_killed_under_load(killable_postgres: EmbeddedPostgres, nats_ur
     assert any(o.status == 201 for o in after)
     print(f"{len(outcomes)} requests: {len(accepted)} accepted, {len(refused)} refused (503); "
           f"slowest answer {slowest:.2f} s")
+
+
+def test_a_lock_held_on_the_event_store_is_answered_within_two_seconds(database_url: str, nats_url: str,
+                                                                      schema: str) -> None:
+    # A database that accepts connections but whose statements do not finish (here: a lock another session
+    # holds on the events table). The statement timeout ends each statement; without it a read waits as long
+    # as the lock is held, and an insert for its 5 s lock timeout.
+    with serve(server_settings(database_url, nats_url, schema)) as server, \
+            httpx.Client(base_url=server.base_url, timeout=15) as client:
+        tenant = Tenant.onboard(client, server.operator_token)
+        course = tenant.open_course()["id"]
+        blocker = psycopg.connect(database_url)
+        released = threading.Timer(8.0, blocker.rollback)  # the test ends even where nothing times out
+        try:
+            blocker.execute(sql.SQL("LOCK TABLE {}.courses_events IN ACCESS EXCLUSIVE MODE").format(
+                sql.Identifier(schema)))
+            released.start()
+            answers = {}
+            for what, send in [
+                ("read", lambda: client.get(f"/v1/courses/{course}", headers=tenant.headers)),
+                ("command", lambda: client.post("/v1/courses", json={"model": "together", "partners": {
+                    "a": "locked-a", "b": "locked-b"}}, headers=tenant.headers)),
+            ]:
+                started = time.monotonic()
+                response = send()
+                answers[what] = (response.status_code, response.json().get("type"), time.monotonic() - started)
+        finally:
+            released.cancel()
+            blocker.rollback()
+            blocker.close()
+        assert all(seconds < ANSWER_WITHIN for _, _, seconds in answers.values()), answers
+        # cancelled and rolled back by PostgreSQL: nothing saved, and the client is told so (not "unknown")
+        assert {(status, problem) for status, problem, _ in answers.values()} == {(503, "/problems/unavailable")}, \
+            answers
+        again = client.post("/v1/courses", json={"model": "together", "partners": {"a": "locked-a", "b": "locked-b"}},
+                            headers=tenant.headers)
+        assert again.status_code == 201, again.text
+        assert client.get(f"/v1/courses/{course}", headers=tenant.headers).status_code == 200

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from builders import (
     BY,
+    PRESCRIBER,
     approve,
     assess,
     book,
@@ -25,7 +26,7 @@ from builders import (
     without_vitals,
 )
 
-from scheduler.domain.errors import InvalidCommandError, RulesBrokenError
+from scheduler.domain.errors import InvalidCommandError, NotAddressedError, RulesBrokenError
 from scheduler.domain.errors import Violation as V
 from scheduler.domain.model import Kind, SessionStatus
 from scheduler.domain.protocol import Model, Protocol, VitalsLimit
@@ -325,26 +326,77 @@ class TestI9PreDoseVitals:
         assert err.violations == (V("I9", "partner a's pre-dose vitals exceed the clinic limit (140/90 mmHg, 65 bpm) "
                                           "and the prescriber gave no override"),)
 
-    def test_prescriber_override_with_a_reason_is_accepted(self):
-        course, _ = medicine_booked(protocol=LIMIT, approved=False)
-        approve(course, "m1", "a", vitals_override_reason="white-coat hypertension, home readings normal")
-        assert course.approvals["ap-m1-a"].vitals_override_reason == "white-coat hypertension, home readings normal"
+    def override(self, course, start, now=None, reading_at=None, **ceiling):
+        values = {"systolic": 160, "diastolic": 100, **ceiling}
+        course.override_vitals_limit(approval_id="ap-m1-a", prescriber_id=PRESCRIBER,
+                                     reading_at=reading_at or start, reason="white-coat hypertension",
+                                     now=now or start + timedelta(minutes=5), by=f"prescriber:{PRESCRIBER}",
+                                     **values)
+
+    def test_the_prescriber_overrides_that_reading_on_the_day_up_to_a_ceiling(self):
+        course, start = medicine_booked(protocol=LIMIT)
+        self.override(course, start)
+        (given,) = course.approvals["ap-m1-a"].vitals_overrides
+        assert (given.reading_at, given.systolic, given.diastolic, given.reason) == (
+            start, 160, 100, "white-coat hypertension")
         hold_medicine(course, "m1", with_pre(medicine_record(course, "m1", ["a"]), "a", systolic=150, diastolic=95))
         held_ok(course, "m1")
 
-    def test_blank_override_is_no_override(self):
-        course, _ = medicine_booked(protocol=LIMIT, approved=False)
-        approve(course, "m1", "a", vitals_override_reason="")
+    def test_above_the_ceiling_is_refused_naming_it(self):
+        course, start = medicine_booked(protocol=LIMIT)
+        self.override(course, start, systolic=145, diastolic=92)
+        record = with_pre(medicine_record(course, "m1", ["a"]), "a", systolic=150, diastolic=91)
+        err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
+        assert err.violations == (V("I9", "partner a's pre-dose vitals exceed the ceiling the prescriber set for "
+                                          "that reading (145/92 mmHg)"),)
+
+    def test_an_override_of_another_reading_is_no_override(self):
+        course, start = medicine_booked(protocol=LIMIT)
+        self.override(course, start, reading_at=start - timedelta(minutes=5))
         record = with_pre(medicine_record(course, "m1", ["a"]), "a", systolic=150, diastolic=95)
         err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
         assert err.violations == (OVER,)
 
-    def test_override_does_not_replace_the_clinicians_judgement(self):
-        course, _ = medicine_booked(protocol=LIMIT, approved=False)
-        approve(course, "m1", "a", vitals_override_reason="reviewed")
+    def test_only_on_the_day_by_the_prescriber_of_an_approved_dose_with_a_reason(self):
+        course, start = medicine_booked(protocol=LIMIT)
+        end = course.sessions["m1"].ends_at
+        err = refused(course, RulesBrokenError, lambda: self.override(course, start, now=end + timedelta(hours=1)))
+        assert err.violations == (V("I9", f"the override comes after session m1 ended ({end.isoformat()}): it is "
+                                          "given on the day"),)
+        err = refused(course, RulesBrokenError, lambda: self.override(
+            course, start, reading_at=start - timedelta(days=2), now=start))
+        assert err.violations == (V("I9", "no medicine session still to be recorded under dose approval ap-m1-a "
+                                          f"took place at {(start - timedelta(days=2)).isoformat()}"),)
+        refused(course, NotAddressedError, lambda: course.override_vitals_limit(
+            approval_id="ap-m1-a", prescriber_id="someone-else", reading_at=start, systolic=160, diastolic=100,
+            reason="x", now=start + timedelta(minutes=5), by="prescriber:someone-else"))
+        err = refused(course, InvalidCommandError, lambda: course.override_vitals_limit(
+            approval_id="ap-m1-a", prescriber_id=PRESCRIBER, reading_at=start + timedelta(minutes=10), systolic=160,
+            diastolic=100, reason=" ", now=start + timedelta(minutes=5), by=BY))
+        assert err.problems == ("an override gives the prescriber's reason", "a reading is overridden once it was taken")
+
+    def test_without_a_numeric_limit_there_is_nothing_to_override(self):
+        course, start = medicine_booked()
+        err = refused(course, RulesBrokenError, lambda: self.override(course, start))
+        assert err.violations == (V("I9", "the course has no numeric vitals limit to override"),)
+
+    def test_an_override_does_not_replace_the_clinicians_judgement(self):
+        course, start = medicine_booked(protocol=LIMIT)
+        self.override(course, start)
         record = with_pre(medicine_record(course, "m1", ["a"]), "a", systolic=150, acceptable=False)
         err = refused(course, RulesBrokenError, lambda: hold_medicine(course, "m1", record))
         assert err.violations == (V("I9", "partner a's pre-dose vitals are not marked acceptable"),)
+
+    def test_a_blanket_override_decided_before_per_reading_ones_still_holds(self):
+        course, start = medicine_booked(protocol=LIMIT, approved=False)
+        day_before = start - timedelta(days=1)
+        course.request_dose_approval(approval_id="ap-m1-a", session_id="m1", partner="a", prescriber_id=PRESCRIBER,
+                                     requested_mg=100.0, prescriber_authorised=True, now=day_before, by=BY)
+        course.trigger_event(type(course).DoseApprovalDecided, approval_id="ap-m1-a", decision="approved",
+                             approved_mg=100.0, decided_at=day_before, expires_at=day_before + timedelta(days=14),
+                             reason="", vitals_override_reason="reviewed", by=f"prescriber:{PRESCRIBER}")
+        hold_medicine(course, "m1", with_pre(medicine_record(course, "m1", ["a"]), "a", systolic=150, diastolic=95))
+        held_ok(course, "m1")
 
     def test_not_acceptable_and_over_the_limit_lists_both(self):
         course, _ = medicine_booked(protocol=LIMIT)

@@ -539,3 +539,66 @@ class TestCancellingBeforeTheStart:
         book(course, "assess-1", Kind.ASSESSMENT, T0)
         course.cancel_session(session_id="assess-1", reason="couple asked", by=BY, now=T0 - timedelta(seconds=1))
         assert course.sessions["assess-1"].status is SessionStatus.CANCELLED
+
+
+class TestBookingAhead:
+    """A session is booked, and moved, to start after the moment the clinic books it; once it has started it is
+    neither moved nor cancelled (it took place or it did not)."""
+
+    def booking(self, course, start, now, sid="assess-1"):
+        course.book_session(session_id=sid, kind=Kind.ASSESSMENT, partners=("a", "b"), starts_at=start,
+                            ends_at=start + timedelta(hours=1), clinic_id="home", by=BY, now=now)
+
+    def test_a_booking_in_the_past_is_refused_one_up_to_now_is_not(self):
+        course = open_course()
+        err = refused(course, RulesBrokenError, lambda: self.booking(course, T0, T0 + timedelta(minutes=1)))
+        assert err.violations == (V("booking-in-the-past", f"the session would start {T0.isoformat()}, before now "
+                                                           f"({(T0 + timedelta(minutes=1)).isoformat()})"),)
+        self.booking(course, T0, T0)
+        assert course.sessions["assess-1"].status is SessionStatus.BOOKED
+
+    def test_a_refusal_in_the_past_lists_the_other_rules_too(self):
+        course = open_course()
+        self.booking(course, T0 + timedelta(days=1), T0)
+        err = refused(course, RulesBrokenError, lambda: self.booking(
+            course, T0 + timedelta(days=1, minutes=30), T0 + timedelta(days=2), sid="assess-2"))
+        assert [v.rule for v in err.violations] == ["booking-in-the-past", "I10"]
+
+    def test_a_session_is_moved_only_ahead_and_only_before_it_starts(self):
+        course = open_course()
+        self.booking(course, T0 + timedelta(days=2), T0)
+        err = refused(course, RulesBrokenError, lambda: course.reschedule_session(
+            session_id="assess-1", starts_at=T0, ends_at=T0 + timedelta(hours=1), by=BY, now=T0 + timedelta(days=1)))
+        assert [v.rule for v in err.violations] == ["booking-in-the-past"]
+        started = T0 + timedelta(days=2, minutes=5)
+        err = refused(course, RulesBrokenError, lambda: course.reschedule_session(
+            session_id="assess-1", starts_at=T0 + timedelta(days=5), ends_at=T0 + timedelta(days=5, hours=1), by=BY,
+            now=started))
+        assert err.violations == (V("session-started", f"session assess-1 started at "
+                                                       f"{(T0 + timedelta(days=2)).isoformat()}; record it held or "
+                                                       "missed"),)
+        course.reschedule_session(session_id="assess-1", starts_at=T0 + timedelta(days=5),
+                                  ends_at=T0 + timedelta(days=5, hours=1), by=BY, now=T0 + timedelta(days=1))
+        assert course.sessions["assess-1"].starts_at == T0 + timedelta(days=5)
+
+
+class TestWhenThingsHappened:
+    """Every event keeps when it happened by the clock of the command that recorded it (occurred_at), beside the
+    time it was recorded (timestamp)."""
+
+    def test_each_event_of_a_command_keeps_its_clock(self):
+        course = open_course()
+        clinic_clock = T0 - timedelta(days=3)
+        course.occurring(clinic_clock)
+        book(course, "assess-1", Kind.ASSESSMENT, T0)
+        course.record_screening(partner="a", result="eligible", clinician_id="t-1", by=BY)
+        course.done()
+        *_, booked, screened = course.pending_events
+        assert (booked.occurred_at, screened.occurred_at) == (clinic_clock, clinic_clock)
+        assert booked.timestamp != clinic_clock  # recorded now, by the server
+        assert "_clock" not in course.__dict__  # the clock is no part of the course
+        course.cancel_session(session_id="assess-1", reason="ill", by=BY)
+        assert course.pending_events[-1].occurred_at is None  # no clock given: none kept
+
+    def test_the_opening_keeps_its_clock_too(self):
+        assert open_course(now=T0).pending_events[0].occurred_at == T0

@@ -222,8 +222,12 @@ class CourseMachine(RuleBasedStateMachine):
         assert course is not None
         self.commands += 1
         version = course.version
+        course.occurring(self.now)  # every event it records happened now, by the clinic's clock
         try:
-            command(**arguments)
+            try:
+                command(**arguments)
+            finally:
+                course.done()
         except DOMAIN_ERRORS as error:
             self.refusals += 1
             assert course.version == version, f"refused {label} changed the version"
@@ -257,6 +261,7 @@ class CourseMachine(RuleBasedStateMachine):
             partners={"a": "ref-a", "b": "ref-b"},
             first_dosed=first_dosed,
             by=BY,
+            now=self.now,
         )
         self.save()
 
@@ -572,11 +577,11 @@ class CourseMachine(RuleBasedStateMachine):
             if not following and data.draw(st.booleans(), label="book integration before the dose"):
                 # Book the first integration session in advance, soon after the medicine session's booked end.
                 lead = data.draw(st.sampled_from([15, 120, 1200]), label="minutes after the end") * timedelta(minutes=1)
-                start = self.free_slot(session.ends_at + lead, HOUR)
+                start = self.free_slot(max(session.ends_at, self.clock) + lead, HOUR)
                 sid = self.next_id("int-")
                 self.run("book_session integration", course.book_session,
                     session_id=sid, kind=Kind.INTEGRATION, partners=("a", "b"), starts_at=self.at(start),
-                    ends_at=self.at(start + HOUR), clinic_id=HOME, by=BY)
+                    ends_at=self.at(start + HOUR), clinic_id=HOME, by=BY, now=self.now)
                 return
             variant = data.draw(st.sampled_from(["ok"] * 20 + RECORD_VARIANTS[3:]), label="record")
             record = self.medicine_record(session, variant)
@@ -605,7 +610,7 @@ class CourseMachine(RuleBasedStateMachine):
         sid = self.next_id(kind.value[:3] + "-")
         return self.run(f"book_session {kind.value}", course.book_session,
             session_id=sid, kind=kind, partners=partners, starts_at=self.at(start), ends_at=self.at(start + length),
-            clinic_id=HOME, host=HOME_HOST, by=BY)
+            clinic_id=HOME, host=HOME_HOST, by=BY, now=self.now)
 
     def book_preparation(self, data: st.DataObject) -> None:
         course = self.course
@@ -642,7 +647,7 @@ class CourseMachine(RuleBasedStateMachine):
             sid = self.next_id("int-")
             if not self.run("book_session integration", course.book_session,
                     session_id=sid, kind=Kind.INTEGRATION, partners=("a", "b"), starts_at=self.at(start),
-                    ends_at=self.at(start + HOUR), clinic_id=HOME, by=BY):
+                    ends_at=self.at(start + HOUR), clinic_id=HOME, by=BY, now=self.now):
                 return
             if course.sessions[sid].follows != medicine.id:
                 # A later medicine session is booked before this time: it belongs to that one.
@@ -710,19 +715,17 @@ class CourseMachine(RuleBasedStateMachine):
         host = PARTNERED_HOST if data.draw(st.booleans(), label="at the partner clinic") else HOME_HOST
         booked = self.run("book_session medicine", course.book_session,
             session_id=sid, kind=Kind.MEDICINE, partners=("a", "b"), starts_at=start, ends_at=start + length,
-            clinic_id=host.clinic_id, host=host, by=BY)
+            clinic_id=host.clinic_id, host=host, by=BY, now=self.now)
         if booked and any(s.follows == last.id and s.starts_at > start for s in self.sessions(
                 SessionStatus.BOOKED, kind=Kind.INTEGRATION)):
             event("progress: next dose booked before integration sessions of the last one")
         return booked
 
-    def decide(self, approval_id: str, prescriber: str, approve: bool, approved_mg: float | None = None,
-               override: str | None = None) -> bool:
+    def decide(self, approval_id: str, prescriber: str, approve: bool, approved_mg: float | None = None) -> bool:
         course = self.course
         return self.run("decide_dose_approval", course.decide_dose_approval,
             approval_id=approval_id, prescriber_id=prescriber, approve=approve, now=self.now,
-            approved_mg=approved_mg, reason="assessed", vitals_override_reason=override,
-            by=f"prescriber:{prescriber}")
+            approved_mg=approved_mg, reason="assessed", by=f"prescriber:{prescriber}")
 
     @rule(data=st.data())
     def progress(self, data) -> None:
@@ -769,7 +772,7 @@ class CourseMachine(RuleBasedStateMachine):
         clinic = host.clinic_id if host is not None else "nowhere"
         self.run(f"book_session {kind.value}", course.book_session,
             session_id=sid, kind=kind, partners=partners, starts_at=start, ends_at=start + length,
-            clinic_id=clinic, host=host, by=BY)
+            clinic_id=clinic, host=host, by=BY, now=self.now)
 
     @command(data=st.data(), shift=st.sampled_from(SHIFTS), length=st.sampled_from([None, HOUR, 3 * HOUR]))
     def reschedule_session(self, data, shift, length) -> None:
@@ -867,9 +870,8 @@ class CourseMachine(RuleBasedStateMachine):
         addressed=st.sampled_from([True, True, True, False]),
         approve=st.sampled_from([True, True, True, False]),
         amount=st.sampled_from(["requested", "requested", "less", "more"]),
-        override=st.sampled_from([None, None, "prescriber reviewed the blood pressure"]),
     )
-    def decide_dose_approval(self, data, addressed, approve, amount, override) -> None:
+    def decide_dose_approval(self, data, addressed, approve, amount) -> None:
         course = self.course
         pending = [a.id for a in course.approvals.values() if a.status is ApprovalStatus.PENDING]
         aid = data.draw(st.sampled_from(pending * 3 + sorted(course.approvals) + [UNKNOWN]), label="approval")
@@ -879,7 +881,31 @@ class CourseMachine(RuleBasedStateMachine):
             prescriber = OTHER_PRESCRIBER if prescriber == PRESCRIBER else PRESCRIBER
         requested = approval.requested_mg if approval is not None else 100.0
         approved_mg = {"requested": None, "less": requested / 2, "more": requested + 25}[amount]
-        self.decide(aid, prescriber, approve, approved_mg, override)
+        self.decide(aid, prescriber, approve, approved_mg)
+
+    @command(
+        data=st.data(),
+        ceiling=st.sampled_from(["above the reading", "above the reading", "below the reading"]),
+        when=st.sampled_from(["on the day", "on the day", "now"]),
+        reason=st.sampled_from(["white-coat hypertension, home readings normal", " "]),
+    )
+    def override_vitals_limit(self, data, ceiling, when, reason) -> None:
+        """On the day, the prescriber lets the pre-dose reading of a medicine session (taken at its start, as the
+        records here take it; 165/100 when it is high) stand above the clinic's limit, up to a ceiling."""
+        course = self.course
+        approved = [a for a in course.approvals.values() if a.status is ApprovalStatus.APPROVED]
+        aid = data.draw(st.sampled_from(sorted(a.id for a in approved) + [UNKNOWN]), label="approval")
+        covered = [s for s in self.sessions(SessionStatus.BOOKED, kind=Kind.MEDICINE)
+                   if aid in course.approvals and dosing.covers(course, course.approvals[aid], s)]
+        reading_at = covered[0].starts_at.astimezone(UTC) if covered else self.clock
+        if when == "on the day" and covered:
+            self.advance(reading_at + timedelta(minutes=5))
+        prescriber = course.approvals[aid].prescriber_id if aid in course.approvals else PRESCRIBER
+        systolic, diastolic = (170, 105) if ceiling == "above the reading" else (150, 95)
+        if self.run("override_vitals_limit", course.override_vitals_limit, approval_id=aid, prescriber_id=prescriber,
+                    reading_at=self.at(reading_at), systolic=systolic, diastolic=diastolic, reason=reason,
+                    now=self.now, by=f"prescriber:{prescriber}"):
+            event(f"vitals limit overridden, ceiling {ceiling}")
 
     @command(
         data=st.data(),

@@ -53,7 +53,7 @@ class FakeCourses:
         self.executed: list[UUID] = []
         self.broken: set[UUID] = set()
 
-    def execute(self, course_id: UUID, command: Callable[[Course], Any]) -> Course:
+    def execute(self, course_id: UUID, command: Callable[[Course], Any], now: datetime | None = None) -> Course:
         self.executed.append(course_id)
         if course_id in self.broken:
             raise ConnectionError("the database went away")

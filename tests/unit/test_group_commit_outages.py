@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg
 import psycopg_pool
 import pytest
 from builders import BY, HOME, open_course
@@ -30,6 +31,19 @@ def no_connection() -> OperationalError:
 
 def connection_lost() -> OperationalError:
     return OperationalError("server closed the connection unexpectedly")
+
+
+def statement_timed_out() -> OperationalError:
+    """PostgreSQL cancelled the insert (its statement timeout, a lock wait included) and rolled it back."""
+    error = OperationalError("canceling statement due to statement timeout")
+    error.__cause__ = psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+    return error
+
+
+def lock_wait_timed_out() -> OperationalError:
+    error = OperationalError("canceling statement due to lock timeout")
+    error.__cause__ = psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")
+    return error
 
 
 class ScriptedRecorder:
@@ -93,6 +107,17 @@ def test_a_command_the_database_never_took_fails_unsaved_at_its_deadline() -> No
     assert not isinstance(refused.value, OutcomeUnknownError)
     assert saved(app) == [] and recorder.insert_calls > 1
     assert recorder.inserts  # it gave up with attempts left: the deadline, not the script, ended it
+
+
+@pytest.mark.parametrize("refusal", [statement_timed_out, lock_wait_timed_out])
+def test_a_statement_the_database_cancelled_saved_nothing(refusal: Callable[[], OperationalError]) -> None:
+    # A stuck lock or database: the command is refused (503 unavailable, its Idempotency-Key free for a retry),
+    # not of unknown outcome, since PostgreSQL rolled the statement back.
+    app, recorder, result = commit([refusal] * 1000, deadline=0.3)
+    with pytest.raises(StoreUnavailableError) as refused:
+        result()
+    assert not isinstance(refused.value, OutcomeUnknownError)
+    assert saved(app) == [] and recorder.insert_calls > 1
 
 
 def test_an_attempt_that_committed_before_the_connection_broke_is_found_saved_not_saved_again() -> None:

@@ -438,15 +438,34 @@ def test_i9_pre_dose_vitals_above_the_clinic_limit_without_override():
     assert rules_broken(stream(course)) == {"I9"}
 
 
-def test_i9_an_override_allows_pre_dose_vitals_above_the_limit():
+def test_i9_an_override_allows_that_reading_above_the_limit_up_to_its_ceiling():
     course, end = prepared_course(protocol=Protocol(vitals_limit=VitalsLimit(140, 90)))
     start = end + timedelta(days=3)
     book(course, "m1", Kind.MEDICINE, start, length=THREE_H)
-    approve(course, "m1", "a", vitals_override_reason="usual for this patient")
+    approve(course, "m1", "a")
+    course.override_vitals_limit(approval_id="ap-m1-a", prescriber_id=PRESCRIBER, reading_at=start, systolic=155,
+                                 diastolic=90, reason="usual for this patient", now=start + timedelta(minutes=5),
+                                 by=f"prescriber:{PRESCRIBER}")
     record = medicine_record(course, "m1", ["a"])
     record["vitals"][0] = vitals("a", "pre", start, systolic=150)
     course.record_held(session_id="m1", now=start + timedelta(hours=4), by=BY, **record)
     assert check_events(stream(course)) == []
+
+
+def test_i9_a_reading_above_the_ceiling_the_prescriber_set():
+    course, end = prepared_course(protocol=Protocol(vitals_limit=VitalsLimit(140, 90)))
+    start = end + timedelta(days=3)
+    book(course, "m1", Kind.MEDICINE, start, length=THREE_H)
+    approve(course, "m1", "a")
+    course.trigger_event(Course.VitalsLimitOverridden, approval_id="ap-m1-a", reading_at=start,
+                         ceiling={"systolic": 145, "diastolic": 90, "heart_rate": None}, reason="usual",
+                         decided_at=start + timedelta(minutes=5), by=f"prescriber:{PRESCRIBER}")
+    record = medicine_record(course, "m1", ["a"])
+    record["vitals"][0] = vitals("a", "pre", start, systolic=150)
+    course.trigger_event(Course.SessionHeld, session_id="m1", record=record, by=BY)
+    course.trigger_event(Course.Dosed, session_id="m1", integration_deadline=record["discharged_at"]
+                         + timedelta(hours=48), by=BY)
+    assert "ceiling" in messages(course, "I9")
 
 
 # ------------------------------------------------------------------------------ closed course, milestones, stream

@@ -137,6 +137,9 @@ def decide(event: ev.PublicEvent, course_id: str, facts: CourseFacts, policy: Po
             if approval:
                 out.tell([prescriber(approval[1])], "update")
             out.cancel.append(f"{course_id}:approval:{event.approval_id}:")
+        case ev.VitalsLimitOverridden():  # the clinic that doses, and the home clinic, may go ahead
+            approval = facts.approvals.get(event.approval_id)
+            out.tell({home, *(clinic(h) for h in facts.partner_hosts(approval[0] if approval else None))}, "update")
         case ev.Dosed():
             out.tell({home, *(clinic(h) for h in facts.partner_hosts())}, "milestone")
             out.timers.append(Timer(f"{course_id}:window:{event.session_id}:closing",

@@ -9,7 +9,15 @@ from datetime import timedelta
 from typing import Any
 
 from kact_contracts.bus import ConsumerSettings, StreamSettings
-from kact_contracts.environment import NATS_SCHEMES, POSTGRES_SCHEMES, Environment, SettingError
+from kact_contracts.environment import (
+    NATS_NAME,
+    NATS_SCHEMES,
+    NATS_SUBJECT_PREFIX,
+    POSTGRES_SCHEMES,
+    SCHEMA_NAME,
+    Environment,
+    SettingError,
+)
 
 from notifier.flows import Policy
 
@@ -59,13 +67,14 @@ class NotifierSettings:
                 f"KACT_WEBHOOK_MAX_DELAY ({max_delay:g}) must not be less than KACT_WEBHOOK_BASE_DELAY ({base_delay:g})"
             )
         return {
-            "db_schema": env.text("KACT_DB_SCHEMA", cls.db_schema),
-            "cipher_key": env.optional("KACT_CIPHER_KEY"),
+            "db_schema": env.named("KACT_DB_SCHEMA", cls.db_schema, SCHEMA_NAME),
+            "cipher_key": env.key("KACT_CIPHER_KEY"),
             "stream": StreamSettings(
-                name=env.text("KACT_NATS_STREAM", StreamSettings.name),
-                prefix=env.text("KACT_NATS_PREFIX", StreamSettings.prefix),
+                name=env.named("KACT_NATS_STREAM", StreamSettings.name, NATS_NAME),
+                prefix=env.named("KACT_NATS_PREFIX", StreamSettings.prefix, NATS_SUBJECT_PREFIX),
             ),
-            "consumer": ConsumerSettings(durable_name=env.text("KACT_NATS_CONSUMER", ConsumerSettings.durable_name)),
+            "consumer": ConsumerSettings(
+                durable_name=env.named("KACT_NATS_CONSUMER", ConsumerSettings.durable_name, NATS_NAME)),
             "policy": Policy(
                 remind_after=_duration(env, "KACT_APPROVAL_REMIND_AFTER", Policy.remind_after),
                 escalate_after=_duration(env, "KACT_APPROVAL_ESCALATE_AFTER", Policy.escalate_after),

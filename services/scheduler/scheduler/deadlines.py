@@ -80,7 +80,7 @@ class DeadlineWatcher(BackgroundThread):
         def command(course: Course) -> None:
             recorded[:] = course.record_missed_integration_windows(now=now, by=BY)
 
-        course = self.courses.execute(course_id, command)
+        course = self.courses.execute(course_id, command, now)
         self.view.settle_deadlines(
             course_id, {sid: "missed" if sid in course.missed_windows else "checked" for sid in session_ids}
         )

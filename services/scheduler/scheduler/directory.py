@@ -11,11 +11,13 @@ import logging
 import time
 from datetime import date
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 
 from scheduler import api_keys
+from scheduler.application.errors import AlreadyCreatedError
+from scheduler.application.ids import new_id
 from scheduler.api_keys import OPERATOR, ApiKeys, Principal
 from scheduler.domain.rules.hours import WEEKDAYS, Closure, Schedule, Week, WorkingHours
 
@@ -68,6 +70,8 @@ CREATE TABLE IF NOT EXISTS closure_changes (
     change text NOT NULL CHECK (change IN ('added', 'lifted')), starts_on date NOT NULL, ends_on date NOT NULL,
     reason text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), created_by text NOT NULL);
 CREATE INDEX IF NOT EXISTS closure_changes_clinic ON closure_changes (clinic_id, id);
+-- A closure is added once (a request run again names the same closure: `ids.new_id`).
+CREATE UNIQUE INDEX IF NOT EXISTS closure_changes_added ON closure_changes (closure_id) WHERE change = 'added';
 """ + api_keys.SCHEMA_SQL + """
 CREATE TABLE IF NOT EXISTS access_log (
     id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), principal text NOT NULL,
@@ -108,12 +112,13 @@ class Directory:
         return await self.keys.authenticate(key)
 
     async def create_clinic(self, name: str, timezone: str, by: Principal) -> tuple[dict[str, Any], str]:
-        clinic_id = uuid4()
+        clinic_id = new_id("clinic")
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "INSERT INTO clinics (id, name, timezone, created_by) VALUES ($1, $2, $3, $4) RETURNING *",
+            row = _created("clinic", clinic_id, await conn.fetchrow(
+                "INSERT INTO clinics (id, name, timezone, created_by) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (id) DO NOTHING RETURNING *",
                 clinic_id, name, timezone, by.ref,
-            )
+            ))
             _, key = await self.keys.issue("clinic", clinic_id, clinic_id, by, conn=conn)
         return dict(row), key
 
@@ -128,23 +133,24 @@ class Directory:
     async def create_clinician(
         self, clinic_id: UUID, name: str, role: str, by: Principal
     ) -> tuple[dict[str, Any], str | None]:
-        clinician_id, key = uuid4(), None
+        clinician_id, key = new_id("clinician"), None
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
+            row = _created("clinician", clinician_id, await conn.fetchrow(
                 "INSERT INTO clinicians (id, clinic_id, name, role, created_by) VALUES ($1, $2, $3, $4, $5) "
-                "RETURNING *",
+                "ON CONFLICT (id) DO NOTHING RETURNING *",
                 clinician_id, clinic_id, name, role, by.ref,
-            )
+            ))
             if role == "prescriber":
                 _, key = await self.keys.issue("prescriber", clinician_id, clinic_id, by, conn=conn)
         return dict(row), key
 
     async def create_room(self, clinic_id: UUID, name: str, by: Principal) -> dict[str, Any]:
-        row = await self.pool.fetchrow(
-            "INSERT INTO rooms (id, clinic_id, name, created_by) VALUES ($1, $2, $3, $4) RETURNING *",
-            uuid4(), clinic_id, name, by.ref,
-        )
-        return dict(row)
+        room_id = new_id("room")
+        return dict(_created("room", room_id, await self.pool.fetchrow(
+            "INSERT INTO rooms (id, clinic_id, name, created_by) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (id) DO NOTHING RETURNING *",
+            room_id, clinic_id, name, by.ref,
+        )))
 
     async def clinic_clinicians(self, clinic_id: UUID) -> list[dict[str, Any]]:
         rows = await self.pool.fetch("SELECT * FROM clinicians WHERE clinic_id = $1 ORDER BY created_at, id", clinic_id)
@@ -248,11 +254,13 @@ class Directory:
 
     async def add_closure(self, clinic_id: UUID, starts_on: date, ends_on: date, reason: str,
                           by: Principal) -> dict[str, Any]:
-        row = await self.pool.fetchrow(
+        closure_id = new_id("closure")
+        row = _created("closure", closure_id, await self.pool.fetchrow(
             "INSERT INTO closure_changes (closure_id, clinic_id, change, starts_on, ends_on, reason, created_by) "
-            "VALUES ($1, $2, 'added', $3, $4, $5, $6) RETURNING *",
-            uuid4(), clinic_id, starts_on, ends_on, reason, by.ref,
-        )
+            "VALUES ($1, $2, 'added', $3, $4, $5, $6) "
+            "ON CONFLICT (closure_id) WHERE change = 'added' DO NOTHING RETURNING *",
+            closure_id, clinic_id, starts_on, ends_on, reason, by.ref,
+        ))
         self._forget_hours(clinic_id)
         return dict(row)
 
@@ -383,6 +391,13 @@ class Directory:
 
 
 _HOURS = {"clinic": ("opening_hours", "clinic_id"), "clinician": ("working_hours", "clinician_id")}
+
+
+def _created(kind: str, new: UUID, row: asyncpg.Record | None) -> asyncpg.Record:
+    """The row a creation inserted; none (its id was taken): an earlier run of the same request created it."""
+    if row is None:
+        raise AlreadyCreatedError(kind, new)
+    return row
 
 
 def _intervals(stored: str | None) -> list[dict[str, str]] | None:

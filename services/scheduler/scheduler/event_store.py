@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from eventsourcing.persistence import IntegrityError, InterfaceError, Notification, OperationalError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscription
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory, PostgresSubscription
 from psycopg.sql import SQL, Identifier, Literal
 
 T = TypeVar("T")
@@ -22,6 +22,27 @@ Guard = tuple[Any, int]
 # within about 2 s of an outage, instead of after the library's ten attempts of up to a pool timeout each.
 READ_RETRY_SECONDS = 0.8
 _TRANSIENT = (InterfaceError, OperationalError)
+
+
+# The event store's own setting (the library has none): milliseconds any statement may run, lock waits included.
+STATEMENT_TIMEOUT = "POSTGRES_STATEMENT_TIMEOUT"
+
+
+class TimedPostgresFactory(PostgresFactory):
+    """The library's PostgreSQL persistence, with a statement timeout on each of its connections.
+
+    The library sets a lock timeout, and only around its inserts: a read waiting on a lock, or a database that
+    accepts connections but does not answer, would hold a request (and its worker thread) for as long as that
+    lasts. With the timeout PostgreSQL cancels the statement and rolls it back, and the request is answered 503
+    within its bound. Set as a connection option (`-c statement_timeout=...`) on the pool's connection arguments,
+    as the library itself sets the password there: every connection the pool opens carries it."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        milliseconds = self.env.get(STATEMENT_TIMEOUT)
+        if milliseconds:
+            assert isinstance(self.datastore.pool.kwargs, dict)
+            self.datastore.pool.kwargs["options"] = f"-c statement_timeout={int(milliseconds)}"
 
 
 def within(seconds: float, attempt: Callable[[], T]) -> T:

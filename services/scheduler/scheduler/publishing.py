@@ -82,6 +82,8 @@ MAPPING: dict[type[Course.Event], Mapper | None] = {
     Course.Completed: lambda e, home: public.CourseCompleted(),
     Course.Discontinued: lambda e, home: public.CourseDiscontinued(),
     Course.DoseApprovalWithdrawn: lambda e, home: public.DoseApprovalWithdrawn(approval_id=e.approval_id),
+    # That the limit was lifted for a reading; the reading, the ceiling and the reason stay in the event store.
+    Course.VitalsLimitOverridden: lambda e, home: public.VitalsLimitOverridden(approval_id=e.approval_id),
     Course.DischargeRecorded: lambda e, home: public.SessionDischarged(  # the readings stay in the event store
         session_id=e.session_id, discharged_at=e.discharged_at
     ),

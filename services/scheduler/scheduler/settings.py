@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from kact_contracts.environment import NATS_SCHEMES, POSTGRES_SCHEMES, Environment
+from kact_contracts.environment import (
+    NATS_NAME,
+    NATS_SCHEMES,
+    NATS_SUBJECT_PREFIX,
+    POSTGRES_SCHEMES,
+    SCHEMA_NAME,
+    Environment,
+)
 from notifier.settings import allow_private_webhooks
 
 
@@ -80,11 +87,11 @@ class Settings:
             data_dir=Path(env.text("KACT_DATA_DIR", str(cls.data_dir))),
             operator_token=env.optional("KACT_OPERATOR_TOKEN"),
             database_url=env.url("KACT_DATABASE_URL", POSTGRES_SCHEMES),
-            db_schema=env.text("KACT_DB_SCHEMA", cls.db_schema),
+            db_schema=env.named("KACT_DB_SCHEMA", cls.db_schema, SCHEMA_NAME),
             nats_url=env.url("KACT_NATS_URL", NATS_SCHEMES),
-            nats_stream=env.text("KACT_NATS_STREAM", cls.nats_stream),
-            nats_prefix=env.text("KACT_NATS_PREFIX", cls.nats_prefix),
-            cipher_key=env.optional("KACT_CIPHER_KEY"),
+            nats_stream=env.named("KACT_NATS_STREAM", cls.nats_stream, NATS_NAME),
+            nats_prefix=env.named("KACT_NATS_PREFIX", cls.nats_prefix, NATS_SUBJECT_PREFIX),
+            cipher_key=env.key("KACT_CIPHER_KEY"),
             db_pool_size=env.integer("KACT_DB_POOL_SIZE", cls.db_pool_size, low=1),
             simulated_time=env.flag("KACT_SIMULATED_TIME", cls.simulated_time),
             workers=env.integer("KACT_WORKERS", cls.workers, low=1),
@@ -94,11 +101,11 @@ class Settings:
             max_body_bytes=env.integer("KACT_MAX_BODY_BYTES", cls.max_body_bytes, low=1024, high=64 * 1024 * 1024),
             idempotency_ttl_seconds=env.integer("KACT_IDEMPOTENCY_TTL", cls.idempotency_ttl_seconds, low=60,
                                                 high=30 * 24 * 3600),
-            relay_max_lag=env.seconds("KACT_RELAY_MAX_LAG", cls.relay_max_lag),
-            notifier_max_silence=env.seconds("KACT_NOTIFIER_MAX_SILENCE", cls.notifier_max_silence),
-            rate_limit=env.seconds("KACT_RATE_LIMIT", cls.rate_limit),
+            relay_max_lag=env.seconds("KACT_RELAY_MAX_LAG", cls.relay_max_lag, above_low=True),
+            notifier_max_silence=env.seconds("KACT_NOTIFIER_MAX_SILENCE", cls.notifier_max_silence, above_low=True),
+            rate_limit=env.rate("KACT_RATE_LIMIT", cls.rate_limit),
             rate_burst=env.integer("KACT_RATE_BURST", cls.rate_burst, low=1),
-            operator_rate_limit=env.seconds("KACT_OPERATOR_RATE_LIMIT", cls.operator_rate_limit),
+            operator_rate_limit=env.rate("KACT_OPERATOR_RATE_LIMIT", cls.operator_rate_limit),
             operator_rate_burst=env.integer("KACT_OPERATOR_RATE_BURST", cls.operator_rate_burst, low=1),
         )
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from copy import deepcopy
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -18,16 +19,17 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError
 from eventsourcing.popo import POPOApplicationRecorder
 
-from scheduler.application.errors import ConcurrentUpdateError, CourseNotFoundError
+from scheduler.application.errors import AlreadyCreatedError, ConcurrentUpdateError, CourseNotFoundError
 from scheduler.application.group_commit import GroupCommit
 from scheduler.application.runner import Call, Commit, Pause, Step, run_steps
 from scheduler.domain.calendar import Calendar, Resource
 from scheduler.domain.course import Course
-from scheduler.event_store import GuardedMemoryRecorder, LockedInsertRecorder
+from scheduler.event_store import STATEMENT_TIMEOUT, GuardedMemoryRecorder, LockedInsertRecorder
 from scheduler.settings import DatabaseAddress, Settings
 
 T = TypeVar("T")
 CONFLICT_RETRIES = 8
+STATEMENT_TIMEOUT_MS = 1500  # as the directory's pool (bootstrap.open_pool)
 
 
 def event_store_env(settings: Settings) -> dict[str, str]:
@@ -35,7 +37,7 @@ def event_store_env(settings: Settings) -> dict[str, str]:
     assert settings.database_url and settings.cipher_key, "resolve the database and cipher key first"
     db = DatabaseAddress.from_url(settings.database_url)
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": "scheduler.event_store:TimedPostgresFactory",
         "POSTGRES_HOST": db.host,
         "POSTGRES_PORT": str(db.port),
         "POSTGRES_USER": db.user,
@@ -45,6 +47,9 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": str(settings.db_pool_size),
         "POSTGRES_MAX_OVERFLOW": str(settings.db_pool_size),
         "POSTGRES_LOCK_TIMEOUT": "5",
+        # Any statement, a lock wait included (so the insert's 5 s lock timeout is never reached): a read or a
+        # commit gives up within 1.5 s of a stuck database or lock, and the request is answered (503) within 2 s.
+        STATEMENT_TIMEOUT: str(STATEMENT_TIMEOUT_MS),
         # The longest a statement waits for a pooled connection: with the database gone, a command or read gives
         # up within about a second instead of the library's 30 (and its ten retries).
         "POSTGRES_CONNECT_TIMEOUT": "1",
@@ -66,8 +71,9 @@ class _NotCached(Exception):
 class Work:
     """The aggregates one command reads and changes, each loaded once; what they record is saved together."""
 
-    def __init__(self, load: Callable[[UUID, bool], Aggregate | None]) -> None:
+    def __init__(self, load: Callable[[UUID, bool], Aggregate | None], now: datetime | None = None) -> None:
         self._load = load  # (id, whether it may be new) -> the aggregate, or None if there is none yet
+        self.now = now  # the command's clock: every course event it records happened then
         self._aggregates: dict[UUID, Aggregate] = {}
         self._relied_on: set[UUID] = set()
 
@@ -75,6 +81,7 @@ class Work:
         course = self._get(course_id)
         if not isinstance(course, Course):  # a calendar's id is no course either
             raise CourseNotFoundError(course_id)
+        course.occurring(self.now)
         return course
 
     def calendar(self, calendar_id: UUID, resource: Resource, likely_new: bool = False) -> Calendar:
@@ -88,8 +95,21 @@ class Work:
         return calendar
 
     def add(self, aggregate: Aggregate) -> None:
-        """A new aggregate (a course being opened)."""
+        """A new aggregate (a course being opened). One that exists was created by an earlier run of the same
+        request, whose ids derive from its Idempotency-Key (`ids.new_id`): refused, never saved twice. (On cached
+        copies this finds only what this process holds, without a read; one it does not hold is a version
+        conflict on saving, and the rerun reads the store.)"""
+        if self._load(aggregate.id, True) is not None:
+            raise AlreadyCreatedError(type(aggregate).__name__.lower(), aggregate.id)
         self._aggregates[aggregate.id] = aggregate
+        if isinstance(aggregate, Course):
+            aggregate.occurring(self.now)
+
+    def done(self) -> None:
+        """The command ran: its clock is no part of the courses it ran on."""
+        for aggregate in self._aggregates.values():
+            if isinstance(aggregate, Course):
+                aggregate.done()
 
     def rely_on(self, aggregate: Aggregate) -> None:
         """The command's outcome depends on `aggregate` as read: what it records is saved only if nobody changed
@@ -184,14 +204,15 @@ class Courses(Application):
             raise CourseNotFoundError(course_id)
         return events
 
-    def execute(self, course_id: UUID, command: Callable[[Course], Any]) -> Course:
-        """Run `command` on one course, in this thread (jobs, tests); returns the course as saved."""
+    def execute(self, course_id: UUID, command: Callable[[Course], Any], now: datetime | None = None) -> Course:
+        """Run `command` on one course, in this thread (jobs, tests), at `now` by its clock; returns the course as
+        saved."""
         def on_course(work: Work) -> Course:
             course = work.course(course_id)
             command(course)
             return course
 
-        return run_steps(self.execution(on_course))
+        return run_steps(self.execution(on_course, now))
 
     def open_course(self, build: Callable[[], Course]) -> Course:
         """Save a new course, in this thread (jobs, tests)."""
@@ -202,7 +223,7 @@ class Courses(Application):
 
         return run_steps(self.execution(opening))
 
-    def execution(self, command: Callable[[Work], T]) -> Generator[Step, Any, T]:
+    def execution(self, command: Callable[[Work], T], now: datetime | None = None) -> Generator[Step, Any, T]:
         """Running `command` on the aggregates it asks its `Work` for and saving what they record, together, as
         steps for a driver (`runner`): `Call` reads the store and decides (in a worker thread), `Commit` waits
         for the group commit, `Pause` backs off. Returns the command's result once saved.
@@ -214,18 +235,20 @@ class Courses(Application):
         copy could get wrong is a refusal or a no-op: those are decided again on aggregates fast-forwarded from
         the store. A command that needs an aggregate not cached runs in a worker thread on the cached copies
         and that one read from the store. On a version conflict the command runs again on the current
-        aggregates, after a jittered pause that lets the winners through."""
+        aggregates, after a jittered pause that lets the winners through. `now` is the command's clock, which
+        every course event it records keeps as `occurred_at`."""
         trust_cache, conflicts = True, 0
         while True:
             decided: _Decided
             if trust_cache:
                 try:
-                    decided = self._decide(command, self._cached_or_missing, from_cache=True)
+                    decided = self._decide(command, self._cached_or_missing, from_cache=True, now=now)
                 except _NotCached:  # what is cached, as it is, and the rest from the store
                     decided = yield Call(functools.partial(self._decide, command, self._cached_or_stored,
-                                                           from_cache=True))
+                                                           from_cache=True, now=now))
             else:
-                decided = yield Call(functools.partial(self._decide, command, self._current, from_cache=False))
+                decided = yield Call(functools.partial(self._decide, command, self._current, from_cache=False,
+                                                       now=now))
             if decided.doubtful:
                 trust_cache = False
                 continue
@@ -245,10 +268,10 @@ class Courses(Application):
             return decided.result  # type: ignore[no-any-return]
 
     def _decide(self, command: Callable[[Work], T], load: Callable[[UUID, bool], Aggregate | None],
-                from_cache: bool) -> _Decided:
+                from_cache: bool, now: datetime | None = None) -> _Decided:
         """Run the command on aggregates from `load` and queue what they record; on cached copies, a refusal or a
         no-op is only `doubtful` (a copy may be stale)."""
-        work = Work(load)
+        work = Work(load, now)
         try:
             result = command(work)
         except _NotCached:
@@ -257,6 +280,8 @@ class Courses(Application):
             if from_cache:
                 return _Decided(None, [], None, doubtful=True)
             raise
+        finally:
+            work.done()
         changed, guards = work.changed, work.guards  # before the group commit collects their pending events
         if not changed:
             return _Decided(result, [], None, doubtful=from_cache)

@@ -46,6 +46,16 @@ class AlreadyRedrivenError(DomainError):
         super().__init__(f"dead letter {dead_letter_id} was processed")
 
 
+class AlreadyCreatedError(DomainError):
+    """An earlier run of the same request (same principal, Idempotency-Key and body) created the resource: its
+    answer was lost, and the request is not carried out twice (`ids.new_id`)."""
+
+    def __init__(self, kind: str, id: object) -> None:
+        self.kind, self.id = kind, id
+        super().__init__(f"{kind} {id} was created by an earlier attempt of this request (same Idempotency-Key); "
+                         f"read it instead of creating it again")
+
+
 class ConcurrentUpdateError(DomainError):
     """Other writers kept winning the race for this course or its calendars; the client may retry."""
 

@@ -10,6 +10,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from uuid import UUID
 
+import psycopg
 import psycopg_pool
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
@@ -189,9 +190,15 @@ class GroupCommit:
         return unsaved
 
 
+# Failures that leave nothing saved: no connection to be had (the attempt never reached the database), or the
+# database refused the statement, which it then rolled back: it ran past the statement timeout (cancelled before
+# its commit, which the timeout does not interrupt), or its wait for the table lock did.
+_NOTHING_SAVED = (psycopg_pool.PoolTimeout, psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)
+
+
 def _never_sent(error: Exception) -> bool:
-    """Whether a failed attempt never reached the database (no connection to be had), so it saved nothing."""
-    return isinstance(error.__cause__, psycopg_pool.PoolTimeout)
+    """Whether a failed attempt certainly saved nothing (so its commands are refused, not of unknown outcome)."""
+    return isinstance(error.__cause__, _NOTHING_SAVED)
 
 
 @dataclass

@@ -12,7 +12,13 @@ from scheduler.api_keys import Principal
 from scheduler.application import access
 from scheduler.application.calendars import CalendarIds, Held
 from scheduler.application.courses import Courses, Work
-from scheduler.application.errors import CourseNotFoundError, ForbiddenError, UnknownReferenceError
+from scheduler.application.errors import (
+    AlreadyCreatedError,
+    CourseNotFoundError,
+    ForbiddenError,
+    UnknownReferenceError,
+)
+from scheduler.application.ids import new_id
 from scheduler.application.runner import Steps, run_steps_async
 from scheduler.domain.calendar import Calendar, Resource, Slot
 from scheduler.domain.course import Course, DoseApproval, HostFacts, Kind, Session, SessionStatus, Status
@@ -81,8 +87,9 @@ class Scheduling:
     async def _run(self, steps: Steps[T]) -> T:
         return await run_steps_async(steps, self.in_thread)
 
-    async def _on_course(self, course_id: UUID, principal: Principal, command: Callable[[Course], Any]) -> Course:
-        """Run `command` on a course of the principal's own clinic; returns the course as saved."""
+    async def _on_course(self, course_id: UUID, principal: Principal, command: Callable[[Course], Any],
+                         now: datetime | None = None) -> Course:
+        """Run `command` on a course of the principal's own clinic, at `now`; returns the course as saved."""
         access.clinic_of(principal)
 
         def on_course(work: Work) -> Course:
@@ -90,22 +97,22 @@ class Scheduling:
             command(course)
             return course
 
-        return await self._run(self.courses.execution(on_course))
+        return await self._run(self.courses.execution(on_course, now))
 
     # ----------------------------------------------------------------- courses
 
     async def open_course(self, principal: Principal, *, model: str, protocol: CourseProtocol,
-                          partners: dict[str, str], first_dosed: str) -> Course:
+                          partners: dict[str, str], first_dosed: str, now: datetime | None = None) -> Course:
         clinic_id = access.clinic_of(principal)
 
         def opening(work: Work) -> Course:
-            course = Course.open(course_id=uuid4(), home_clinic_id=clinic_id, model=model, protocol=protocol,
-                                 partners=partners, first_dosed=first_dosed, by=principal.ref)
+            course = Course.open(course_id=new_id("course"), home_clinic_id=clinic_id, model=model, protocol=protocol,
+                                 partners=partners, first_dosed=first_dosed, by=principal.ref, now=now)
             work.add(course)
             self._join(work, course)
             return course
 
-        return await self._run(self.courses.execution(opening))
+        return await self._run(self.courses.execution(opening, now))
 
     async def list_courses(self, principal: Principal, status: str | None, page: int) -> list[Row]:
         if principal.kind == "prescriber":
@@ -130,22 +137,23 @@ class Scheduling:
         return events
 
     async def record_screening(self, principal: Principal, course_id: UUID, *, partner: str, result: str,
-                               clinician_id: UUID, notes: str) -> Course:
+                               clinician_id: UUID, notes: str, now: datetime | None = None) -> Course:
         await self._staff_of(principal, [clinician_id], {access.clinic_of(principal)})
         return await self._on_course(course_id, principal, lambda c: c.record_screening(
-            partner=partner, result=result, clinician_id=str(clinician_id), notes=notes, by=principal.ref))
+            partner=partner, result=result, clinician_id=str(clinician_id), notes=notes, by=principal.ref), now)
 
     async def acknowledge_missed_window(self, principal: Principal, course_id: UUID, session_id: str,
                                         reason: str, clinician_id: UUID, now: datetime) -> Course:
         """A clinician of the home clinic, named, acknowledges a missed integration window (I4)."""
         await self._staff_of(principal, [clinician_id], {access.clinic_of(principal)})
         return await self._on_course(course_id, principal, lambda c: c.acknowledge_missed_window(
-            session_id=session_id, reason=reason, by=principal.ref, clinician_id=str(clinician_id), now=now))
+            session_id=session_id, reason=reason, by=principal.ref, clinician_id=str(clinician_id), now=now), now)
 
-    async def complete(self, principal: Principal, course_id: UUID) -> Course:
-        return await self._on_course(course_id, principal, lambda c: c.complete(by=principal.ref))
+    async def complete(self, principal: Principal, course_id: UUID, now: datetime | None = None) -> Course:
+        return await self._on_course(course_id, principal, lambda c: c.complete(by=principal.ref), now)
 
-    async def discontinue(self, principal: Principal, course_id: UUID, reason: str) -> Course:
+    async def discontinue(self, principal: Principal, course_id: UUID, reason: str,
+                          now: datetime | None = None) -> Course:
         """Discontinue the course; its booked sessions no longer hold their calendars."""
         access.clinic_of(principal)
 
@@ -157,14 +165,14 @@ class Scheduling:
                 self._release(work, course, session)
             return course
 
-        return await self._run(self.courses.execution(discontinuing))
+        return await self._run(self.courses.execution(discontinuing, now))
 
     # ---------------------------------------------------------------- sessions
 
     async def book_session(self, principal: Principal, course_id: UUID, *, kind: str, partners: list[str],
                            starts_at: datetime, ends_at: datetime, clinic_id: UUID | None, room_id: UUID | None,
                            clinician_ids: list[UUID], timezone: str | None,
-                           hours_override_reason: str | None = None) -> Session:
+                           hours_override_reason: str | None = None, now: datetime | None = None) -> Session:
         home = access.clinic_of(principal)
         host_id = str(clinic_id or home)
         clinic = await self.directory.clinic(UUID(host_id))
@@ -174,10 +182,12 @@ class Scheduling:
         await self._staff_of(principal, clinician_ids, {host_id})
         host = await self._host_facts(host_id, home, kind)
         schedule, staff_hours = await self.directory.hours_of(UUID(host_id), clinician_ids)
-        session_id = str(uuid4())
+        session_id = str(new_id("session"))
 
         def booking(work: Work) -> Session:
             course = access.owned(work.course(course_id), principal)
+            if session_id in course.sessions:  # an earlier run of this request booked it (ids.new_id)
+                raise AlreadyCreatedError("session", session_id)
             outside, override = _outside_hours(schedule, staff_hours, clinician_ids, starts_at, ends_at,
                                                hours_override_reason)
             try:
@@ -185,7 +195,7 @@ class Scheduling:
                     session_id=session_id, kind=kind, partners=partners, starts_at=starts_at, ends_at=ends_at,
                     clinic_id=host_id, room_id=str(room_id) if room_id else None,
                     clinician_ids=[str(i) for i in clinician_ids], timezone=timezone or clinic["timezone"],
-                    host=host, hours_override=override, by=principal.ref,
+                    host=host, hours_override=override, by=principal.ref, now=now,
                 )
                 broken: list[Violation] = []
             except RulesBrokenError as refused:
@@ -197,7 +207,7 @@ class Scheduling:
             self._reserve(work, course, session, self.calendars.held_by(course, session))
             return session
 
-        return await self._run(self.courses.execution(booking))
+        return await self._run(self.courses.execution(booking, now))
 
     async def reschedule_session(self, principal: Principal, course_id: UUID, session_id: str, *,
                                  starts_at: datetime, ends_at: datetime, room_id: UUID | None,
@@ -249,7 +259,7 @@ class Scheduling:
                 work.calendar(left, next(h.resource for h in before if h.calendar_id == left)).release(session_id)
             return moved
 
-        return await self._run(self.courses.execution(rescheduling))
+        return await self._run(self.courses.execution(rescheduling, now))
 
     async def cancel_session(self, principal: Principal, course_id: UUID, session_id: str, reason: str,
                              now: datetime) -> Session:
@@ -263,7 +273,7 @@ class Scheduling:
             self._release(work, course, session)
             return session
 
-        return await self._run(self.courses.execution(cancelling))
+        return await self._run(self.courses.execution(cancelling, now))
 
     async def report_adverse_event(self, principal: Principal, course_id: UUID, session_id: str, *, partner: str,
                                    at: datetime, kind: str, severity: str, note: str, follow_up: str,
@@ -281,10 +291,10 @@ class Scheduling:
                                         by=principal.ref)
             return course.adverse_events[-1]
 
-        return await self._run(self.courses.execution(reporting))
+        return await self._run(self.courses.execution(reporting, now))
 
     async def confirm_session(self, principal: Principal, course_id: UUID, session_id: str, *, decision: str,
-                              reason: str) -> Session:
+                              reason: str, now: datetime | None = None) -> Session:
         """The clinic hosting a partner-hosted medicine session confirms or declines it, with its own key."""
         clinic = access.clinic_of(principal)
 
@@ -298,7 +308,7 @@ class Scheduling:
                                    by=principal.ref)
             return course.sessions[session_id]
 
-        return await self._run(self.courses.execution(confirming))
+        return await self._run(self.courses.execution(confirming, now))
 
     async def record_session(self, principal: Principal, course_id: UUID, session_id: str, record: Record,
                              now: datetime) -> Session:
@@ -324,7 +334,7 @@ class Scheduling:
                 )
             return course.sessions[session_id]
 
-        return await self._run(self.courses.execution(recording))
+        return await self._run(self.courses.execution(recording, now))
 
     async def record_discharge(self, principal: Principal, course_id: UUID, session_id: str, *,
                                discharged_at: datetime, vitals: list[Row], ended_at: datetime | None,
@@ -340,7 +350,7 @@ class Scheduling:
                                     ended_at=ended_at, now=now, by=principal.ref, clinician_id=str(clinician_id))
             return course.sessions[session_id]
 
-        return await self._run(self.courses.execution(discharging))
+        return await self._run(self.courses.execution(discharging, now))
 
     # ----------------------------------------------------------- dose approvals
 
@@ -349,9 +359,11 @@ class Scheduling:
         prescriber = (await self.directory.clinicians([prescriber_id])).get(str(prescriber_id))
         if prescriber is None or prescriber["role"] != "prescriber":
             raise UnknownReferenceError(f"prescriber {prescriber_id} is unknown")
-        approval_id = approval_id_for(course_id)
+        approval_id = approval_id_for(course_id, new_id("approval"))
 
         def requesting(course: Course) -> None:
+            if approval_id in course.approvals:  # an earlier run of this request asked for it (ids.new_id)
+                raise AlreadyCreatedError("dose approval", approval_id)
             session = course.session(session_id)
             course.request_dose_approval(
                 approval_id=approval_id, session_id=session_id, partner=partner, prescriber_id=str(prescriber_id),
@@ -359,14 +371,14 @@ class Scheduling:
                 now=now, by=principal.ref,
             )
 
-        course = await self._on_course(course_id, principal, requesting)
+        course = await self._on_course(course_id, principal, requesting, now)
         return course.approvals[approval_id]
 
     async def withdraw_dose_approval(self, principal: Principal, course_id: UUID, approval_id: str,
-                                     reason: str) -> DoseApproval:
+                                     reason: str, now: datetime | None = None) -> DoseApproval:
         """The home clinic takes back a request that is still pending; its prescriber is told."""
         course = await self._on_course(course_id, principal, lambda c: c.withdraw_dose_approval(
-            approval_id=approval_id, reason=reason, by=principal.ref))
+            approval_id=approval_id, reason=reason, by=principal.ref), now)
         return course.approvals[approval_id]
 
     async def approval_queue(self, principal: Principal, status: str | None) -> list[tuple[UUID, DoseApproval]]:
@@ -381,8 +393,7 @@ class Scheduling:
         return [(r["course_id"], courses[r["course_id"]].approvals[r["approval_id"]]) for r in rows]
 
     async def decide_dose_approval(self, principal: Principal, approval_id: str, *, approve: bool, now: datetime,
-                                   approved_mg: float | None, reason: str,
-                                   vitals_override_reason: str | None) -> tuple[UUID, DoseApproval]:
+                                   approved_mg: float | None, reason: str) -> tuple[UUID, DoseApproval]:
         course_id = course_of_approval(approval_id)
         if principal.kind != "prescriber" or course_id is None:
             raise UnknownApprovalError(approval_id)
@@ -392,12 +403,29 @@ class Scheduling:
             course = work.course(course_id)
             course.decide_dose_approval(
                 approval_id=approval_id, prescriber_id=principal.id, approve=approve, now=now,
-                approved_mg=approved_mg, reason=reason, vitals_override_reason=vitals_override_reason,
-                by=principal.ref,
+                approved_mg=approved_mg, reason=reason, by=principal.ref,
             )
             return course.approvals[approval_id]
 
-        return course_id, await self._run(self.courses.execution(deciding))
+        return course_id, await self._run(self.courses.execution(deciding, now))
+
+    async def override_vitals_limit(self, principal: Principal, approval_id: str, *, reading_at: datetime,
+                                    systolic: int, diastolic: int, heart_rate: int | None, reason: str,
+                                    now: datetime) -> tuple[UUID, DoseApproval]:
+        """The prescriber an approved dose is addressed to lets one pre-dose reading above the clinic's numeric
+        limit stand, on the day, up to a ceiling (I9)."""
+        course_id = course_of_approval(approval_id)
+        if principal.kind != "prescriber" or course_id is None:
+            raise UnknownApprovalError(approval_id)
+
+        def overriding(work: Work) -> DoseApproval:
+            course = work.course(course_id)
+            course.override_vitals_limit(approval_id=approval_id, prescriber_id=principal.id, reading_at=reading_at,
+                                         systolic=systolic, diastolic=diastolic, heart_rate=heart_rate,
+                                         reason=reason, now=now, by=principal.ref)
+            return course.approvals[approval_id]
+
+        return course_id, await self._run(self.courses.execution(overriding, now))
 
     # --------------------------------------------------------------- helpers
 
@@ -516,9 +544,10 @@ def _check_staff(found: dict[str, Row], ids: list[UUID], clinics: set[str]) -> N
             raise UnknownReferenceError(f"clinician {cid} is not staff of the clinic concerned")
 
 
-def approval_id_for(course_id: UUID) -> str:
-    """Approval ids name their course, so a decision finds it without waiting for the approval queue."""
-    return f"apr_{course_id.hex}_{uuid4().hex[:12]}"
+def approval_id_for(course_id: UUID, unique: UUID | None = None) -> str:
+    """Approval ids name their course, so a decision finds it without waiting for the approval queue; `unique`
+    (random if not given) tells it from the course's other approvals."""
+    return f"apr_{course_id.hex}_{(unique or uuid4()).hex[:12]}"
 
 
 def course_of_approval(approval_id: str) -> UUID | None:

@@ -18,6 +18,7 @@ from scheduler.domain.model import ApprovalStatus, Kind, SessionStatus
 
 Row = dict[str, Any]
 LONGEST_RANGE = timedelta(days=62)
+DEFAULT_RANGE = timedelta(days=7)  # a range given no end: a week
 
 
 class HostedIndex(Protocol):
@@ -63,12 +64,15 @@ class Hosting:
         self.courses, self.index, self.directory, self.in_thread = courses, index, directory, in_thread
 
     async def week(self, principal: Principal, clinic_id: UUID, starts_from: datetime,
-                   starts_before: datetime) -> list[HostedSession]:
+                   starts_before: datetime | None = None) -> list[HostedSession]:
         """The sessions `clinic_id` hosts for other clinics' courses starting in the range (its own key, or the
-        operator's)."""
+        operator's); a range given no end is a week long."""
         _own_or_operator(principal, clinic_id)
-        if any(at.tzinfo is None or not 2000 <= at.year <= 2099 for at in (starts_from, starts_before)):
+        # Checked before any arithmetic on them: near year 1 or 9999 a week (or an offset) overflows.
+        if any(at.tzinfo is None or not 2000 <= at.year <= 2099 for at in (starts_from, starts_before or starts_from)):
             raise InvalidCommandError(["from and to are instants with a UTC offset, in the years 2000 to 2099"])
+        if starts_before is None:
+            starts_before = starts_from + DEFAULT_RANGE
         if not starts_from < starts_before <= starts_from + LONGEST_RANGE:
             raise InvalidCommandError([f"the range must end after it starts and span at most "
                                        f"{LONGEST_RANGE.days} days"])

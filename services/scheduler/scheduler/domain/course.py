@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import field, replace
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from scheduler.domain.model import (
     SessionStatus,
     Stage,
     Status,
+    VitalsOverride,
     needs_confirmation,
     parse_kind,
     time_problems,
@@ -35,6 +36,7 @@ from scheduler.domain.rules.lifecycle import (
     booked_violations,
     closed_violations,
     not_started_violations,
+    past_violations,
     started_violations,
 )
 from scheduler.domain.state import CourseState
@@ -65,6 +67,9 @@ class Course(CourseState, Aggregate):
 
     class Event(Aggregate.Event):
         by: str
+        # When the fact happened by the clock of the command that recorded it (the server's, or the simulated one
+        # under simulated time); `timestamp` is when it was recorded. Events stored before it was kept lack it.
+        occurred_at: datetime | None = field(default=None, kw_only=True)
 
     class Created(Event, Aggregate.Created):
         """The course was opened (named Created because the library expects that name)."""
@@ -208,6 +213,24 @@ class Course(CourseState, Aggregate):
                 approved_mg=self.approved_mg, decided_at=self.decided_at, expires_at=self.expires_at,
                 reason=self.reason, vitals_override_reason=self.vitals_override_reason)
 
+    class VitalsLimitOverridden(Event):
+        """The prescriber of an approved dose lifted the clinic's vitals limit (I9) for one pre-dose reading, on
+        the day, up to a ceiling and with a reason."""
+
+        TOPIC = "kact.course:VitalsLimitOverridden.v1"
+        approval_id: str
+        reading_at: datetime
+        ceiling: dict[str, Any]  # systolic, diastolic, heart_rate (None: the clinic's heart-rate limit stands)
+        reason: str
+        decided_at: datetime
+
+        def apply(self, course: Course) -> None:
+            approval = course.approvals[self.approval_id]
+            override = VitalsOverride(self.reading_at, self.ceiling["systolic"], self.ceiling["diastolic"],
+                                      self.ceiling.get("heart_rate"), self.reason, self.decided_at)
+            course.approvals[self.approval_id] = replace(
+                approval, vitals_overrides=(*approval.vitals_overrides, override))
+
     class Assessed(Event):
         TOPIC = "kact.course:Assessed.v1"
 
@@ -346,6 +369,7 @@ class Course(CourseState, Aggregate):
         partners: dict[str, str],
         first_dosed: str = "a",
         by: str,
+        now: datetime | None = None,
     ) -> Course:
         try:
             model = Model(model)
@@ -368,6 +392,7 @@ class Course(CourseState, Aggregate):
             partners=dict(partners),
             first_dosed=first_dosed,
             by=by,
+            occurred_at=utc(now) if now is not None else None,
         )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Course:
@@ -387,6 +412,28 @@ class Course(CourseState, Aggregate):
         clone.milestones = list(self.milestones)
         clone.missed_windows = dict(self.missed_windows)
         return clone
+
+    def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
+        """Every event keeps when it happened: the clock of the command (`occurring`), unless it says itself."""
+        clock = self.__dict__.get("_clock")
+        if clock is not None and "occurred_at" not in kwargs:
+            kwargs["occurred_at"] = clock
+        super().trigger_event(event_class, **kwargs)
+
+    def occurring(self, now: datetime | None) -> None:
+        """The clock of the command about to run on this course (None: the command's own, if it has one): every
+        event it records says it happened then. `done` forgets it, so that it is never part of the course."""
+        if now is None:
+            self.__dict__.pop("_clock", None)
+        else:
+            self.__dict__["_clock"] = utc(now)
+
+    def done(self) -> None:
+        self.__dict__.pop("_clock", None)
+
+    def _now(self, now: datetime | None) -> datetime | None:
+        """The time of the command: its own `now`, else the clock it runs `occurring` at (None: neither)."""
+        return utc(now) if now is not None else self.__dict__.get("_clock")
 
     def _replace_session(self, session_id: str, **changes: Any) -> None:
         self.sessions[session_id] = replace(self.sessions[session_id], **changes)
@@ -426,9 +473,10 @@ class Course(CourseState, Aggregate):
         host: HostFacts | None = None,
         hours_override: str | None = None,
         by: str,
+        now: datetime | None = None,
     ) -> None:
         """Book a session; `hours_override` is the reason it was accepted outside hours (the application judges
-        hours), kept with it."""
+        hours), kept with it. `now` (when the clinic books) refuses a session that would start in the past."""
         kind = parse_kind(kind)
         partners = tuple(sorted(set(partners)))
         problems = time_problems(starts_at, ends_at)
@@ -443,6 +491,9 @@ class Course(CourseState, Aggregate):
         if problems:
             raise InvalidCommandError(problems)
         violations = closed_violations(self)
+        now = self._now(now)
+        if now is not None:
+            violations += past_violations(starts_at, now)
         placed, follows = placement.placement_violations(self, kind, starts_at, ends_at)
         violations += placed
         violations += hosting.hosting_violations(kind, self.home_clinic_id, clinic_id, host)
@@ -487,6 +538,9 @@ class Course(CourseState, Aggregate):
             raise InvalidCommandError(problems)
         starts_at, ends_at = utc(starts_at), utc(ends_at)
         violations = closed_violations(self) + booked_violations(session)
+        now = self._now(now)
+        if now is not None and not violations:  # a session that started took place or did not: held or missed
+            violations += started_violations(session, now) or past_violations(starts_at, now)
         placed, follows = placement.placement_violations(self, session.kind, starts_at, ends_at, ignore=session.id)
         violations += placed
         if host is not None:  # moved, a session hosted away still needs its host's partnership (I11)
@@ -508,7 +562,7 @@ class Course(CourseState, Aggregate):
             **({"hours_override": hours_override} if hours_override else {}),
         )
         if session.kind is Kind.MEDICINE and new_approval_id is not None and now is not None:
-            self._ask_again_after_expiry(self.sessions[session_id], utc(now), new_approval_id, by)
+            self._ask_again_after_expiry(self.sessions[session_id], now, new_approval_id, by)
 
     def _ask_again_after_expiry(self, session: Session, now: datetime, new_approval_id: Callable[[], str],
                                 by: str) -> None:
@@ -550,8 +604,8 @@ class Course(CourseState, Aggregate):
     def cancel_session(self, *, session_id: str, reason: str, by: str, now: datetime | None = None) -> None:
         """Cancel a booked session before it starts (`now`: when the clinic cancels; without it, as of old, at
         any time)."""
-        session = self.session(session_id)
-        started = started_violations(session, utc(now)) if now is not None else []
+        session, now = self.session(session_id), self._now(now)
+        started = started_violations(session, now) if now is not None else []
         self._refuse_if(closed_violations(self) + booked_violations(session) + started)
         self.trigger_event(self.SessionCancelled, session_id=session_id, reason=reason, by=by)
 
@@ -728,7 +782,6 @@ class Course(CourseState, Aggregate):
         now: datetime,
         approved_mg: float | None = None,
         reason: str = "",
-        vitals_override_reason: str | None = None,
         by: str,
     ) -> None:
         approval, now = self.approval(approval_id), utc(now)
@@ -748,9 +801,31 @@ class Course(CourseState, Aggregate):
             decided_at=now,
             expires_at=now + valid if approve else None,
             reason=reason,
-            vitals_override_reason=(vitals_override_reason or None) if approve else None,
+            vitals_override_reason=None,  # per reading now (override_vitals_limit); kept by older decisions
             by=by,
         )
+
+    def override_vitals_limit(self, *, approval_id: str, prescriber_id: str, reading_at: datetime, systolic: int,
+                              diastolic: int, heart_rate: int | None = None, reason: str, now: datetime,
+                              by: str) -> None:
+        """The prescriber of an approved dose, on the day, lets one pre-dose reading above the clinic's numeric
+        limit stand (I9), up to a ceiling, with a reason: the dose may be given after that reading."""
+        approval, now, reading_at = self.approval(approval_id), utc(now), utc(reading_at)
+        if approval.prescriber_id != prescriber_id:
+            raise NotAddressedError(approval_id)
+        problems = []
+        if not reason.strip():
+            problems.append("an override gives the prescriber's reason")
+        if reading_at > now:
+            problems.append("a reading is overridden once it was taken")
+        if not (systolic > 0 and diastolic > 0 and (heart_rate is None or heart_rate > 0)):
+            problems.append("the ceiling's values are positive")
+        if problems:
+            raise InvalidCommandError(problems)
+        self._refuse_if(closed_violations(self) + monitoring.override_violations(self, approval, reading_at, now))
+        self.trigger_event(self.VitalsLimitOverridden, approval_id=approval_id, reading_at=reading_at,
+                           ceiling={"systolic": systolic, "diastolic": diastolic, "heart_rate": heart_rate},
+                           reason=reason, decided_at=now, by=by)
 
     # ------------------------------------------------------- integration window
 

@@ -19,7 +19,7 @@ class DomainError(Exception):
 
 # State rules that make every other rule beside the point, strongest first: a closed course accepts nothing, and
 # a session that is no longer booked is not recorded, moved or cancelled again, whatever else is wrong.
-PRECEDING = ("course-closed", "session-state")
+PRECEDING = ("course-closed", "session-state", "session-started")
 
 
 class RulesBrokenError(DomainError):

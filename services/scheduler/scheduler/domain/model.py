@@ -144,6 +144,23 @@ class Session:
 
 
 @dataclass(frozen=True)
+class VitalsOverride:
+    """The prescriber lifted the clinic's numeric vitals limit (I9) for one pre-dose reading, on the day of the
+    session, up to a ceiling and with a reason."""
+
+    reading_at: datetime
+    systolic: int
+    diastolic: int
+    heart_rate: int | None  # None: no ceiling on the heart rate beyond the clinic's
+    reason: str
+    decided_at: datetime
+
+    def allows(self, reading: dict[str, Any]) -> bool:
+        return reading["systolic"] <= self.systolic and reading["diastolic"] <= self.diastolic and (
+            self.heart_rate is None or reading["heart_rate"] <= self.heart_rate)
+
+
+@dataclass(frozen=True)
 class DoseApproval:
     id: str
     session_id: str
@@ -156,7 +173,13 @@ class DoseApproval:
     decided_at: datetime | None = None
     expires_at: datetime | None = None
     reason: str | None = None
+    # A blanket override given with the decision, as approvals decided before per-reading overrides could.
     vitals_override_reason: str | None = None
+    vitals_overrides: tuple[VitalsOverride, ...] = ()  # per reading, on the day, in the order given
+
+    def override_of(self, reading_at: datetime) -> VitalsOverride | None:
+        """The prescriber's latest override of the limit for the reading taken then, if any."""
+        return next((o for o in reversed(self.vitals_overrides) if o.reading_at == reading_at), None)
 
 
 @dataclass(frozen=True)

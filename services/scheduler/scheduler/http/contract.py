@@ -54,7 +54,8 @@ PROBLEMS: dict[int, tuple[str, str, str, str, dict[str, OpenAPIHeader]]] = {
                       "for you).", "not-found",
           "no course 6a1f7a58-5a43-4c55-9a0e-3c1f0c6c2d10", {}),
     409: ("Conflict", "The command breaks the course's rules (`violations` lists every one, I1..I11), the course "
-                      "changed concurrently, or a request with the same Idempotency-Key is still running.",
+                      "changed concurrently, a request with the same Idempotency-Key is still running, or an "
+                      "earlier attempt of it already created the resource.",
           "rule-violations", "medicine sessions must start at least 7 days apart", {"Retry-After": _RETRY_AFTER}),
     413: ("PayloadTooLarge", "The body is larger than the server accepts (KACT_MAX_BODY_BYTES); refused before it "
                              "is read whole.", "body-too-large", "the body may have at most 1048576 bytes", {}),

@@ -21,6 +21,7 @@ from scheduler.http.schemas import (
     AdverseEventReport,
     AdverseEventView,
     ApprovalView,
+    VitalsOverrideIn,
     CourseCreate,
     CoursePage,
     CourseSummary,
@@ -55,13 +56,14 @@ class CourseController(Controller):
     tags = ["courses"]
 
     @post("/", operation_id="openCourse", status_code=201, summary="Open a couple's course")
-    async def open_course(self, data: body(CourseCreate), principal: Principal, services: Services) -> CourseView:
+    async def open_course(self, data: body(CourseCreate), principal: Principal, services: Services,
+                          now: datetime) -> CourseView:
         settings = {k: v for k, v in asdict(data.protocol).items() if v is not None} if data.protocol else {}
         if data.protocol and data.protocol.vitals_limit:
             settings["vitals_limit"] = VitalsLimit(**asdict(data.protocol.vitals_limit))
         course = await services.scheduling.open_course(
             principal, model=data.model, protocol=Protocol(**settings),
-            partners={"a": data.partners.a, "b": data.partners.b}, first_dosed=data.first_dosed,
+            partners={"a": data.partners.a, "b": data.partners.b}, first_dosed=data.first_dosed, now=now,
         )
         return course_view(course)
 
@@ -95,22 +97,22 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/screenings", operation_id="recordScreening", status_code=200,
           summary="Record a partner's screening result")
     async def record_screening(
-        self, course_id: UUID, data: body(ScreeningCreate), principal: Principal, services: Services
+        self, course_id: UUID, data: body(ScreeningCreate), principal: Principal, services: Services, now: datetime,
     ) -> CourseView:
         course = await services.scheduling.record_screening(
             principal, course_id, partner=data.partner, result=data.result, clinician_id=data.clinician_id,
-            notes=data.notes,
+            notes=data.notes, now=now,
         )
         return course_view(course)
 
     @post("/{course_id:uuid}/sessions", operation_id="bookSession", status_code=201, summary="Book a session")
     async def book_session(
-        self, course_id: UUID, data: body(SessionCreate), principal: Principal, services: Services
+        self, course_id: UUID, data: body(SessionCreate), principal: Principal, services: Services, now: datetime,
     ) -> SessionView:
         session = await services.scheduling.book_session(
             principal, course_id, kind=data.kind, partners=data.partners, starts_at=data.starts_at,
             ends_at=data.ends_at, clinic_id=data.clinic_id, room_id=data.room_id, clinician_ids=data.clinician_ids,
-            timezone=data.timezone, hours_override_reason=data.hours_override_reason,
+            timezone=data.timezone, hours_override_reason=data.hours_override_reason, now=now,
         )
         return session_view(session)
 
@@ -150,10 +152,11 @@ class CourseController(Controller):
     @post("/{course_id:uuid}/sessions/{session_id:str}/confirm", operation_id="confirmSession", status_code=200,
           summary="The clinic hosting a medicine session (with its own key) confirms or declines it")
     async def confirm_session(
-        self, course_id: UUID, session_id: SessionId, data: body(SessionConfirm), principal: Principal, services: Services
+        self, course_id: UUID, session_id: SessionId, data: body(SessionConfirm), principal: Principal, services: Services,
+        now: datetime,
     ) -> HostedSessionView:
         session = await services.scheduling.confirm_session(
-            principal, course_id, session_id, decision=data.decision, reason=data.reason)
+            principal, course_id, session_id, decision=data.decision, reason=data.reason, now=now)
         return hosted_session_view(session)
 
     @post("/{course_id:uuid}/sessions/{session_id:str}/record", operation_id="recordSession", status_code=200,
@@ -196,9 +199,9 @@ class CourseController(Controller):
           status_code=200, summary="Take back a dose approval request its prescriber has not decided")
     async def withdraw_dose_approval(
         self, course_id: UUID, approval_id: ApprovalId, data: body(Withdraw), principal: Principal,
-        services: Services,
+        services: Services, now: datetime,
     ) -> ApprovalView:
-        approval = await services.scheduling.withdraw_dose_approval(principal, course_id, approval_id, data.reason)
+        approval = await services.scheduling.withdraw_dose_approval(principal, course_id, approval_id, data.reason, now)
         return approval_view(course_id, approval)
 
     @post("/{course_id:uuid}/missed-windows/{session_id:str}/acknowledge", operation_id="acknowledgeMissedWindow",
@@ -211,15 +214,15 @@ class CourseController(Controller):
             principal, course_id, session_id, data.reason, data.clinician_id, now))
 
     @post("/{course_id:uuid}/complete", operation_id="completeCourse", status_code=200, summary="Complete the course")
-    async def complete(self, course_id: UUID, principal: Principal, services: Services) -> CourseView:
-        return course_view(await services.scheduling.complete(principal, course_id))
+    async def complete(self, course_id: UUID, principal: Principal, services: Services, now: datetime) -> CourseView:
+        return course_view(await services.scheduling.complete(principal, course_id, now))
 
     @post("/{course_id:uuid}/discontinue", operation_id="discontinueCourse", status_code=200,
           summary="Discontinue the course, with a reason")
     async def discontinue(
-        self, course_id: UUID, data: body(Discontinue), principal: Principal, services: Services
+        self, course_id: UUID, data: body(Discontinue), principal: Principal, services: Services, now: datetime,
     ) -> CourseView:
-        return course_view(await services.scheduling.discontinue(principal, course_id, data.reason))
+        return course_view(await services.scheduling.discontinue(principal, course_id, data.reason, now))
 
 
 class DoseApprovalController(Controller):
@@ -241,6 +244,16 @@ class DoseApprovalController(Controller):
     ) -> ApprovalView:
         course_id, approval = await services.scheduling.decide_dose_approval(
             principal, approval_id, approve=data.approve, now=now, approved_mg=data.approved_mg, reason=data.reason,
-            vitals_override_reason=data.vitals_override_reason,
         )
+        return approval_view(course_id, approval)
+
+    @post("/{approval_id:str}/vitals-override", operation_id="overrideVitalsLimit", status_code=200,
+          summary="The prescriber of an approved dose lets one pre-dose reading above the clinic's limit stand")
+    async def override_vitals_limit(
+        self, approval_id: ApprovalId, data: body(VitalsOverrideIn), principal: Principal, services: Services,
+        now: datetime,
+    ) -> ApprovalView:
+        course_id, approval = await services.scheduling.override_vitals_limit(
+            principal, approval_id, reading_at=data.reading_at, systolic=data.systolic, diastolic=data.diastolic,
+            heart_rate=data.heart_rate, reason=data.reason, now=now)
         return approval_view(course_id, approval)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from scheduler.application.notifications import Notifications
 from scheduler.application.runner import to_the_end
 from scheduler.directory import Directory, Principal
 from scheduler.http.problems import ProblemError
+from scheduler.http.schemas import FIRST_YEAR, LAST_YEAR
 from scheduler.idempotency import IdempotencyKeys
 from scheduler.readmodels.course_index import CourseIndexView
 from scheduler.readmodels.delivery import relay_dead_letters
@@ -81,8 +84,10 @@ class Services:
             relay_dead_letters=lambda limit, offset: relay_dead_letters(self.directory.pool, limit, offset))
 
     async def run(self, fn: Callable[[], T]) -> T:
-        """Run a synchronous eventsourcing call off the event loop."""
-        return await to_the_end(asyncio.get_running_loop().run_in_executor(self.executor, fn))
+        """Run a synchronous eventsourcing call off the event loop, in the request's context (a command decided
+        again in a thread names what it creates as it did on the loop: `ids.new_id`)."""
+        in_context = functools.partial(contextvars.copy_context().run, fn)
+        return await to_the_end(asyncio.get_running_loop().run_in_executor(self.executor, in_context))
 
 
 def provide_services(state: State) -> Services:
@@ -107,8 +112,11 @@ def provide_now(request: Request[Any, Any, Any], services: Services, principal: 
         now = datetime.fromisoformat(header)
     except ValueError:
         now = None
-    if now is None or now.tzinfo is None:
-        raise ProblemError(422, "invalid-input", "The request is not valid", "X-Kact-Now must be an RFC 3339 instant")
+    # In the years every other instant lies in: near year 1 or 9999 its offset, or the deadlines counted from it,
+    # overflow.
+    if now is None or now.tzinfo is None or not FIRST_YEAR <= now.year <= LAST_YEAR:
+        raise ProblemError(422, "invalid-input", "The request is not valid",
+                           f"X-Kact-Now must be an RFC 3339 instant in the years {FIRST_YEAR} to {LAST_YEAR}")
     return now.astimezone(timezone.utc)
 
 

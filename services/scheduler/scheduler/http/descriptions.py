@@ -102,8 +102,12 @@ DESCRIPTIONS: dict[str, str] = {
     "listDoseApprovals": "A prescriber's queue of dose approvals addressed to them (the operator: all), by status. "
                          "Clinics are refused (403).",
     "decideDoseApproval": "The prescriber an approval is addressed to approves (up to a dose, valid for the "
-                          "protocol's days) or declines it, with a reason; a vitals override (I9) needs its own "
-                          "reason. Anyone else gets 404.",
+                          "protocol's days) or declines it, with a reason. Anyone else gets 404.",
+    "overrideVitalsLimit": "On the day of the session, the prescriber of an approved dose lets one pre-dose reading "
+                           "above the clinic's numeric limit stand (I9): the reading's time (`reading_at`), a "
+                           "ceiling (a reading above it is still refused) and a reason. Only for a reading of a "
+                           "medicine session of that dose still to be recorded, taken within it, and given before "
+                           "it ended. Anyone but that prescriber gets 404; a refusal is 409 naming I9.",
     "readFeed": "Everything the notifier addressed to the caller after a position, in order and without gaps: the "
                 "same items its webhooks carry. A receiver that was down asks for `?after=<last position seen>`. "
                 "The operator names a feed with `?recipient=`.",

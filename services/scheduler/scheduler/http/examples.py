@@ -55,6 +55,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                            "prescriber_id": PRESCRIBER, "requested_mg": 100},
     "DoseApprovalDecision": {"approve": True, "approved_mg": 100, "reason": "screening and vitals fine"},
     "Discontinue": {"reason": "couple chose to stop"},
+    "VitalsOverrideIn": {"reading_at": "2026-03-02T09:05:00Z", "systolic": 155, "diastolic": 95,
+                         "reason": "white-coat hypertension; home readings 130/85 all week"},
     "DischargeRecord": {"discharged_at": "2026-03-02T12:40:00Z", "clinician_id": PRESCRIBER, "vitals": [
         {"partner": "a", "stage": "discharge", "at": "2026-03-02T12:35:00Z", "systolic": 128, "diastolic": 82,
          "heart_rate": 76, "acceptable": True}]},

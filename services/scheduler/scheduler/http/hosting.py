@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -66,9 +66,7 @@ class HostedSessionController(Controller):
         starts_before: Annotated[datetime | None, QueryParameter(
             name="to", description="Start before this instant; default: seven days after `from`")] = None,
     ) -> list[HostedSession]:
-        start = starts_from or now
-        end = starts_before or start + timedelta(days=7)
-        sessions = await services.hosting.week(principal, clinic_id, start, end)
+        sessions = await services.hosting.week(principal, clinic_id, starts_from or now, starts_before)
         return [
             HostedSession(
                 course_id=s.course_id, session_id=s.session_id, home_clinic_id=s.home_clinic_id, kind=s.kind,

@@ -1,7 +1,11 @@
 """ASGI middleware for `Idempotency-Key` on POST: replay the first response, refuse a different body.
 
 It runs after the body guard, so the body it compares is bounded and already parsed. The response is held back
-until it is stored: a retry that arrives the moment the client has its answer finds the answer, not a claim."""
+until it is stored: a retry that arrives the moment the client has its answer finds the answer, not a claim.
+
+A claimed request is seeded: the ids of what it creates derive from its key and body (`scheduler.application.ids`),
+so a request run again once its claim's lease ran out (the first answer lost) names the same resources, which
+exist: the store refuses them (409 already-created) and nothing is created twice."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 import asyncpg
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from scheduler.application.ids import request_seed, seeded
 from scheduler.http.body_guard import NO_BODY, parsed_body
 from scheduler.http.problems import OUTCOME_HEADER, send_problem
 from scheduler.http.deps import AUTHENTICATED, bearer_token
@@ -78,7 +83,8 @@ def idempotency_middleware(app: ASGIApp) -> ASGIApp:
             held.append(message)
 
         try:
-            await app(scope, receive, hold)
+            with seeded(request_seed(principal.ref, key, digest)):  # a rerun creates nothing anew: ids.new_id
+                await app(scope, receive, hold)
         finally:
             await _settle(services.idempotency, principal.ref, key, claimed.lease, held)
         for message in held:

@@ -77,7 +77,8 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "not complete.", _RULE_FIX, "I8"),
     "pre-dose-vitals": ProblemType(
         "Pre-dose vitals", 409, "Pre-dose vitals are marked acceptable by the clinician; above the clinic's numeric "
-        "limits (if it set any) the dose is refused unless the prescriber overrides with a reason.", _RULE_FIX, "I9"),
+        "limits (if it set any) the dose is refused unless the prescriber, on the day, let that very reading stand "
+        "up to a ceiling, with a reason (`POST /v1/dose-approvals/{id}/vitals-override`).", _RULE_FIX, "I9"),
     "double-booking": ProblemType(
         "Double booking", 409, "A clinician, a room and each partner are never in two overlapping sessions, across "
         "every course and clinic (each has one calendar; the violation names the resource and the session it is "
@@ -104,6 +105,11 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "took place (record it held) or did not (record it missed).",
         "Record the session held or missed instead (the server's clock, or X-Kact-Now under simulated time, says "
         "when it is).", "session-started"),
+    "booking-in-the-past": ProblemType(
+        "The session would start in the past", 409, "A session is booked, or moved, to start after the moment the "
+        "clinic books it (the server's clock, or X-Kact-Now under simulated time). What took place is recorded on "
+        "a session booked before it.", "Book a time that is still ahead; to record a session that already took "
+        "place, it must have been booked before it started.", "booking-in-the-past"),
     "session-not-started": ProblemType(
         "The session has not started", 409, "What happened in a session is recorded once it has started.",
         "Record it after its start (the server's clock, or X-Kact-Now under simulated time).", "session-not-started"),
@@ -162,6 +168,14 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
     "idempotency-in-progress": ProblemType(
         "Request in progress", 409, "A request with this Idempotency-Key is still running (or died less than 30 s "
         "ago).", "Retry after `Retry-After` seconds with the same key: you get its response."),
+    "already-created": ProblemType(
+        "Already created", 409, "An earlier attempt of this request (the same API key, Idempotency-Key and body) "
+        "created the resource `detail` names, and its answer was lost: it was answered 503 outcome-unknown, or the "
+        "server stopped before storing the answer, and the retry came after the key's 30 s claim ran out. The ids "
+        "of what a request creates derive from its Idempotency-Key, so the request is not carried out twice. (The "
+        "same key and body sent again after the key expired, 24 h, is the same request too.)",
+        "Read the resource (`GET` it by the id in `detail`); a key or signing secret shown only when it was created "
+        "was lost with that answer: issue a new one."),
     "rate-limited": ProblemType(
         "Too many requests", 429, "This API key sent more requests than its rate limit allows (`RateLimit-Policy` "
         "says the limit).", "Wait `Retry-After` seconds; spread requests out."),

@@ -18,6 +18,7 @@ from litestar.types import Send
 
 from scheduler.api_keys import TooManyKeysError
 from scheduler.application.errors import (
+    AlreadyCreatedError,
     ConcurrentUpdateError,
     CourseNotFoundError,
     AlreadyRedrivenError,
@@ -58,6 +59,7 @@ RULE_SLUGS = {
     "session-state": "session-state",
     "session-not-started": "session-not-started",
     "session-started": "session-started",
+    "booking-in-the-past": "booking-in-the-past",
     "approval-decided": "approval-decided",
     "booked-sessions": "booked-sessions",
     "session-confirmation": "session-confirmation",
@@ -116,6 +118,8 @@ def domain_error(request: Request, exc: DomainError) -> Response[dict[str, Any]]
         return problem(409, "version-conflict", "The course changed concurrently", str(exc))
     if isinstance(exc, NotHostingError):  # another clinic's session does not exist for this one
         return problem(404, "not-found", "Not found", f"no session {exc.session_id} in this course")
+    if isinstance(exc, AlreadyCreatedError):
+        return problem(409, "already-created", "Already created", str(exc))
     if isinstance(exc, AlreadyRedrivenError):
         return problem(409, "already-redriven", "Already redriven", str(exc))
     if isinstance(exc, DeliveryNotFailedError):

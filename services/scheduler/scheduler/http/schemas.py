@@ -399,7 +399,17 @@ class DoseApprovalDecision(Input, kw_only=True):
     approve: bool
     approved_mg: Milligrams | None = None
     reason: Text = ""
-    vitals_override_reason: Text | None = None
+
+
+class VitalsOverrideIn(Input, kw_only=True):
+    """The prescriber lets one pre-dose reading above the clinic's numeric limit stand (I9), on the day of the
+    session: the reading's time, the ceiling (no higher values may be dosed after), and why."""
+
+    reading_at: Instant
+    systolic: Pressure
+    diastolic: Pressure
+    heart_rate: Annotated[int, Meta(ge=20, le=250)] | None = None  # none: the clinic's heart-rate limit stands
+    reason: Reason
 
 
 class SessionConfirm(Input, kw_only=True):
@@ -449,6 +459,15 @@ class HostedSessionView(Struct, kw_only=True):
     confirmation: Literal["not_needed", "pending", "confirmed", "declined"]
 
 
+class VitalsOverrideView(Struct, kw_only=True):
+    reading_at: datetime
+    systolic: int
+    diastolic: int
+    heart_rate: int | None
+    reason: str
+    decided_at: datetime
+
+
 class ApprovalView(Struct, kw_only=True):
     id: str
     course_id: UUID
@@ -462,7 +481,8 @@ class ApprovalView(Struct, kw_only=True):
     decided_at: datetime | None = None
     expires_at: datetime | None = None
     reason: str | None = None
-    vitals_override_reason: str | None = None
+    vitals_override_reason: str | None = None  # a blanket override, as decisions before per-reading ones gave
+    vitals_overrides: list[VitalsOverrideView] = msgspec.field(default_factory=list)
 
 
 class MilestoneView(Struct, kw_only=True):
@@ -517,7 +537,10 @@ class EventView(Struct, kw_only=True):
     version: int
     type: str
     topic: str
-    time: datetime
+    time: datetime  # when it was recorded
+    # When it happened, by the clock of the command that recorded it (under simulated time, X-Kact-Now); absent
+    # from events recorded before it was kept.
+    occurred_at: datetime | None = None
     principal: str
     data: dict[str, Any]
 

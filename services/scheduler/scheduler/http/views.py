@@ -16,6 +16,7 @@ from scheduler.http.schemas import (
     MilestoneView,
     MissedWindowView,
     SessionView,
+    VitalsOverrideView,
 )
 
 
@@ -78,6 +79,9 @@ def approval_view(course_id: UUID, approval: DoseApproval) -> ApprovalView:
         expires_at=approval.expires_at,
         reason=approval.reason,
         vitals_override_reason=approval.vitals_override_reason,
+        vitals_overrides=[VitalsOverrideView(reading_at=o.reading_at, systolic=o.systolic, diastolic=o.diastolic,
+                                             heart_rate=o.heart_rate, reason=o.reason, decided_at=o.decided_at)
+                          for o in approval.vitals_overrides],
     )
 
 
@@ -106,7 +110,7 @@ def course_view(course: Course) -> CourseView:
     )
 
 
-ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "by"}
+ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "by", "occurred_at"}
 
 
 def event_view(event: Any) -> EventView:
@@ -116,6 +120,7 @@ def event_view(event: Any) -> EventView:
         type=type(event).TOPIC.split(":", 1)[1].split(".v")[0],
         topic=type(event).TOPIC,
         time=event.timestamp,
+        occurred_at=event.occurred_at,
         principal=event.by,
         data=plain(data),
     )

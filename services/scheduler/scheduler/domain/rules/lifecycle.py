@@ -32,6 +32,14 @@ def started_violations(session: Session, now: datetime) -> list[Violation]:
     return []
 
 
+def past_violations(starts_at: datetime, now: datetime) -> list[Violation]:
+    """A session is booked (or moved) to start in the future, by the clinic's clock when it books."""
+    if starts_at < now:
+        return [Violation("booking-in-the-past", f"the session would start {starts_at.isoformat()}, before now "
+                                                 f"({now.isoformat()})")]
+    return []
+
+
 def not_started_violations(session: Session, now: datetime) -> list[Violation]:
     if session.starts_at > now:
         return [Violation("session-not-started", f"session {session.id} has not started yet")]

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from scheduler.domain.errors import InvalidCommandError, Violation
-from scheduler.domain.model import PARTNERS, Session, Stage
+from scheduler.domain.model import PARTNERS, ApprovalStatus, DoseApproval, Kind, Session, SessionStatus, Stage
 
 if TYPE_CHECKING:
     from scheduler.domain.state import CourseState
@@ -151,26 +151,60 @@ def _discharge_violations(
 
 
 def _pre_dose_violations(course: CourseState, dose: dict[str, Any], reading: dict[str, Any]) -> list[Violation]:
-    """I9: the last reading before the dose is acceptable and, unless the prescriber overrode it, within limits."""
+    """I9: the last reading before the dose is acceptable and within the clinic's limit, unless the prescriber
+    overrode the limit for that very reading, on the day, and it stays within the ceiling they set."""
     partner = dose["partner"]
     violations = []
     if not reading["acceptable"]:
         violations.append(Violation("I9", f"partner {partner}'s pre-dose vitals are not marked acceptable"))
     limit = course.protocol.vitals_limit
+    if limit is None or not exceeds(reading, limit.systolic, limit.diastolic, limit.heart_rate):
+        return violations
     approval = course.approvals.get(dose.get("approval_id") or "")
-    overridden = approval is not None and bool(approval.vitals_override_reason)
-    if limit is not None and not overridden:
-        over = reading["systolic"] > limit.systolic or reading["diastolic"] > limit.diastolic or (
-            limit.heart_rate is not None and reading["heart_rate"] > limit.heart_rate
-        )
-        if over:
-            violations.append(
-                Violation(
-                    "I9",
-                    f"partner {partner}'s pre-dose vitals exceed the clinic limit "
-                    f"({limit.systolic}/{limit.diastolic} mmHg"
-                    + (f", {limit.heart_rate} bpm" if limit.heart_rate is not None else "")
-                    + ") and the prescriber gave no override",
-                )
-            )
+    if approval is not None and approval.vitals_override_reason:  # decided before per-reading overrides
+        return violations
+    override = approval.override_of(reading["at"]) if approval is not None else None
+    if override is None:
+        violations.append(Violation("I9", f"partner {partner}'s pre-dose vitals exceed the clinic limit "
+                                          f"({_limits(limit.systolic, limit.diastolic, limit.heart_rate)}) and the "
+                                          "prescriber gave no override"))
+    elif not override.allows(reading):
+        violations.append(Violation("I9", f"partner {partner}'s pre-dose vitals exceed the ceiling the prescriber "
+                                          f"set for that reading "
+                                          f"({_limits(override.systolic, override.diastolic, override.heart_rate)})"))
+    return violations
+
+
+def exceeds(reading: dict[str, Any], systolic: int, diastolic: int, heart_rate: int | None) -> bool:
+    return reading["systolic"] > systolic or reading["diastolic"] > diastolic or (
+        heart_rate is not None and reading["heart_rate"] > heart_rate)
+
+
+def _limits(systolic: int, diastolic: int, heart_rate: int | None) -> str:
+    return f"{systolic}/{diastolic} mmHg" + (f", {heart_rate} bpm" if heart_rate is not None else "")
+
+
+def override_violations(course: CourseState, approval: DoseApproval, reading_at: datetime,
+                        now: datetime) -> list[Violation]:
+    """I9: a prescriber overrides the clinic's vitals limit for one reading of a session their approved dose is
+    for (or carried to), on the day: taken within the session, and the override given before the session ended."""
+    from scheduler.domain.rules.dosing import covers  # dosing reads monitoring's neighbours; import late
+
+    violations = []
+    if course.protocol.vitals_limit is None:
+        violations.append(Violation("I9", "the course has no numeric vitals limit to override"))
+    if approval.status is not ApprovalStatus.APPROVED:
+        violations.append(Violation("I9", f"dose approval {approval.id} is {approval.status.value}, not approved"))
+    elif approval.expires_at is not None and approval.expires_at < now:
+        violations.append(Violation("I9", f"dose approval {approval.id} expired {approval.expires_at.isoformat()}"))
+    tolerance = timedelta(minutes=course.protocol.record_tolerance_minutes)
+    sessions = [s for s in course.sessions.values()
+                if s.kind is Kind.MEDICINE and s.status is SessionStatus.BOOKED and covers(course, approval, s)]
+    during = [s for s in sessions if s.starts_at - tolerance <= reading_at <= s.ends_at + tolerance]
+    if not during:
+        violations.append(Violation("I9", f"no medicine session still to be recorded under dose approval "
+                                          f"{approval.id} took place at {reading_at.isoformat()}"))
+    elif now > during[0].ends_at + tolerance:
+        violations.append(Violation("I9", f"the override comes after session {during[0].id} ended "
+                                          f"({during[0].ends_at.isoformat()}): it is given on the day"))
     return violations
