@@ -40,7 +40,8 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "recorded.", _RULE_FIX, "I1"),
     "medicine-session-limit": ProblemType(
         "Too many medicine sessions", 409, "A course has at most the protocol's number of medicine sessions: "
-        "1 to 6 (default 6), up to 8 for the `together` low-dose protocol.", _RULE_FIX, "I2"),
+        "1 to 6 (default 6), up to 8 for the `together` low-dose protocol. A medicine session that took place "
+        "without a dose does not count.", _RULE_FIX, "I2"),
     "integration-minimum": ProblemType(
         "Integration minimum not reached", 409, "After each medicine session the protocol's minimum of integration "
         "sessions (default 4, bounds 1-8) is held before the next medicine session is held and before the course "
@@ -60,7 +61,9 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "the approved total, each administration while the approval is valid. A partner the model doses whom the "
         "record leaves undosed is named too when they have no approved approval. An expired, declined or withdrawn "
         "approval, or one that expires before the session starts, can be requested again; moving a medicine "
-        "session past an approval's expiry asks its prescriber again.", _RULE_FIX, "I6"),
+        "session past an approval's expiry asks its prescriber again. A medicine session that took place without a "
+        "dose (`not_dosed_reason`) leaves its approved doses usable, until they expire, at the next medicine session "
+        "at the same clinic.", _RULE_FIX, "I6"),
     "dosing-model": ProblemType(
         "Dosing model", 409, "`taking_turns`: exactly one partner is dosed per medicine session, alternating; "
         "`together`: both partners are dosed.", _RULE_FIX, "I7"),
