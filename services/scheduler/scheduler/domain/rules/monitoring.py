@@ -49,7 +49,10 @@ def span_violations(
     tolerance = timedelta(minutes=course.protocol.record_tolerance_minutes)
     end = ended_at or discharged_at or session.ends_at
     earliest, latest = session.starts_at - tolerance, end + tolerance
-    span = f"session {session.id} took place from {session.starts_at.isoformat()} to {end.isoformat()}"
+
+    def span() -> str:  # only for a refusal: most records are within their session
+        return f"session {session.id} took place from {session.starts_at.isoformat()} to {end.isoformat()}"
+
     violations = []
     if ended_at is not None and discharged_at is not None and discharged_at > ended_at:
         violations.append(Violation("I8", f"the discharge ({discharged_at.isoformat()}) is after the session's "
@@ -58,11 +61,11 @@ def span_violations(
                      *((f"partner {v['partner']}'s {v['stage']} vitals", v["at"]) for v in vitals),
                      *([("the discharge", discharged_at)] if discharged_at is not None else [])]:
         if not earliest <= at <= latest:
-            violations.append(Violation("I8", f"{what} at {at.isoformat()} lies outside the session: {span}"))
+            violations.append(Violation("I8", f"{what} at {at.isoformat()} lies outside the session: {span()}"))
     for adverse in adverse_events:
         if adverse["at"] < earliest:
             violations.append(Violation("I8", f"partner {adverse['partner']}'s adverse event at "
-                                              f"{adverse['at'].isoformat()} is before the session: {span}"))
+                                              f"{adverse['at'].isoformat()} is before the session: {span()}"))
     return violations
 
 
