@@ -51,6 +51,89 @@ def test_every_operation_documents_its_real_problems_and_no_400() -> None:
                     assert content["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
 
 
+def _validator(doc: dict, schema: dict):
+    """A JSON Schema 2020-12 validator of `schema` whose `#/components/...` references resolve in `doc`, checking
+    formats (uuid, date, date-time with its offset)."""
+    from datetime import datetime
+
+    import jsonschema
+
+    formats = jsonschema.FormatChecker()
+
+    @formats.checks("date-time", raises=ValueError)
+    def date_time(value: object) -> bool:
+        return not isinstance(value, str) or datetime.fromisoformat(value).tzinfo is not None
+
+    return jsonschema.Draft202012Validator({**schema, "components": doc["components"]}, format_checker=formats)
+
+
+def _examples(media: dict) -> list:
+    return [example["value"] for example in (media.get("examples") or {}).values()] + (
+        [media["example"]] if "example" in media else [])
+
+
+def test_every_response_with_a_body_has_an_example_its_schema_accepts() -> None:
+    doc = json.loads(CONTRACT.read_text())
+    checked = 0
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if "$ref" in response:  # a problem: the component has its examples (checked below)
+                    continue
+                for media_type, media in (response.get("content") or {}).items():
+                    examples = _examples(media)
+                    assert examples, f"{method} {path}: its {status} response has no example"
+                    for example in examples:
+                        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                                  for e in _validator(doc, media["schema"]).iter_errors(example)]
+                        assert not errors, (method, path, status, media_type, errors)
+                        checked += 1
+    for name, response in doc["components"]["responses"].items():
+        for media in response["content"].values():
+            assert _examples(media), name
+            for example in _examples(media):
+                assert not list(_validator(doc, media["schema"]).iter_errors(example)), name
+    assert checked >= 55
+
+
+def test_every_request_example_is_a_body_its_schema_accepts() -> None:
+    doc = json.loads(CONTRACT.read_text())
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            schema = (operation.get("requestBody") or {}).get("content", {}).get("application/json", {}).get("schema")
+            for example in (schema or {}).get("examples", []):
+                errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                          for e in _validator(doc, schema).iter_errors(example)]
+                assert not errors, (method, path, errors)
+
+
+def test_the_feed_example_is_a_feed_item_as_the_event_contract_defines_it() -> None:
+    import jsonschema
+
+    from scheduler.http.examples import RESPONSES
+
+    item_schema = json.loads((CONTRACT.parent / "schemas" / "feed-item.json").read_text())
+    for item in RESPONSES["readFeed"]["items"]:
+        jsonschema.validate(item, item_schema)
+        event_schema = json.loads((CONTRACT.parent / "schemas" / f"{item['event']['type']}.json").read_text())
+        jsonschema.validate(item["event"], event_schema)
+
+
+def test_the_operations_without_a_key_are_the_paths_the_rate_limiter_leaves_alone() -> None:
+    """A key sent to a route that needs none is neither looked up nor charged (no 401 or 429 there), and no GET or
+    DELETE takes a body (the body guard leaves theirs unread: no 413 or 415 there)."""
+    from scheduler.http.ratelimit import is_public
+
+    doc = json.loads(CONTRACT.read_text())
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            assert is_public(path) == (operation.get("security") == []), f"{method} {path}"
+            if method in ("get", "delete"):
+                assert "requestBody" not in operation, f"{method} {path}"
+    assert is_public("/schema") and is_public("/schema/openapi.json") and is_public("/schema/swagger")
+    assert not is_public("/v1/courses") and not is_public("/problemsx")
+
+
 def test_request_bodies_refuse_unknown_fields_and_nul_characters() -> None:
     doc = json.loads(CONTRACT.read_text())
     for path, operations in doc["paths"].items():

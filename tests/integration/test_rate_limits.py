@@ -119,3 +119,31 @@ def test_unknown_keys_from_one_address_are_refused_without_a_lookup_once_over_th
     assert response.json()["violated-policies"] == ["unknown-key"] and "retry-after" in response.headers
     # Known keys from the same address are still served: only lookups of unknown keys are limited.
     assert client.get("/v1/deliveries", headers=bearer(limited.operator_token)).status_code == 200
+
+
+def test_routes_that_need_no_key_answer_whatever_key_or_body_is_sent(limited: LiveServer, client: httpx.Client) -> None:
+    """Health, the problem pages and the OpenAPI document need no key: one sent with them is not looked up or
+    charged (never 401 or 429 there, as the contract says), and a body sent with a GET is not read (no 413, 415
+    or 422)."""
+    public = ("/health/live", "/health/ready", "/health/delivery", "/problems", "/problems/double-booking",
+              "/schema/openapi.json", "/schema")
+    bogus = bearer(f"kact_clinic_{secrets.token_hex(8)}")
+
+    def answered(response: httpx.Response) -> bool:  # a health check may find the system unhealthy (its own 503)
+        path = response.request.url.path
+        return response.status_code == 200 or (path.startswith("/health/") and response.status_code == 503
+                                               and response.json()["status"] == "unavailable")
+
+    for path in public:
+        response = client.get(path, headers=bogus)
+        assert answered(response), (path, response.status_code, response.text)
+        assert "ratelimit" not in response.headers, path
+    tenant = Tenant.onboard(client, limited.operator_token, "Public pages")
+    exhaust(client, tenant.headers)  # the key is over its limit ...
+    for path in public:  # ... and these still answer it
+        response = client.get(path, headers=tenant.headers)
+        assert answered(response), (path, response.status_code, response.text)
+    for content, media_type in ((b"{not json", "application/json"), (b"x" * 1_500_000, "text/plain")):
+        response = client.request("GET", "/health/live", content=content,
+                                  headers={**bogus, "Content-Type": media_type})
+        assert response.status_code == 200, (media_type, response.status_code, response.text)

@@ -3,12 +3,14 @@ least 25 examples each, with a clinic's key and with the operator's, against a s
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +45,22 @@ def fuzzed_server(database_url: str, nats_url: str) -> Iterator[LiveServer]:
             conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
 
 
+def fuzzed_cases(events: Path) -> Counter[str]:
+    """The test cases schemathesis generated per operation ("GET /v1/courses/{course_id}") in its fuzzing phase,
+    the one `--max-examples` bounds, from its NDJSON event report (`--report ndjson`): each finished scenario
+    carries the cases it ran. Cases a check derived from another (`parent_id`) are not counted."""
+    cases: Counter[str] = Counter()
+    with events.open() as lines:
+        for line in lines:
+            event = json.loads(line).get("ScenarioFinished")
+            if event is None or event["phase"] != "fuzzing":
+                continue
+            for node in event["recorder"].get("cases", {}).values():
+                if node.get("parent_id") is None:
+                    cases[f"{node['value']['method']} {node['value']['path']}"] += 1
+    return cases
+
+
 def schemathesis(server: LiveServer, key: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     st = shutil.which("st", path=str(Path(sys.executable).parent)) or "st"
     seed = secrets.randbelow(2**31)
@@ -51,7 +69,8 @@ def schemathesis(server: LiveServer, key: str, tmp_path: Path) -> subprocess.Com
          "--header", f"Authorization: Bearer {key}", "--max-examples", str(EXAMPLES), "--seed", str(seed),
          # One worker: with several, hypothesis parses lambdas' source (ast.parse) in concurrent threads, which
          # CPython 3.11 can fail with "SystemError: AST constructor recursion depth mismatch" (gh-106905).
-         "--workers", "1", "--no-color"],
+         "--workers", "1", "--no-color",
+         "--report", "ndjson", "--report-ndjson-path", str(tmp_path / "events.ndjson")],
         capture_output=True, text=True, timeout=1200, cwd=tmp_path,
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
     )
@@ -72,4 +91,17 @@ def test_schemathesis_finds_nothing(fuzzed_server: LiveServer, who: str, tmp_pat
     tested = re.search(r"Tested: (\d+)", result.stdout)
     assert selected and tested and selected.group(1) == selected.group(2) == tested.group(1), report
     assert int(tested.group(1)) >= 40, report
+    # At least EXAMPLES generated cases for every operation whose inputs allow that many: one with a parameter
+    # (path, query or header) or a body. An operation with neither (GET /health/live, GET /problems) has exactly
+    # one possible request, so hypothesis draws it once and stops: it must have been run, no more.
+    doc = httpx.get(f"{fuzzed_server.base_url}/schema/openapi.json", timeout=10).json()
+    cases = fuzzed_cases(tmp_path / "events.ndjson")
+    short = {}
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            label = f"{method.upper()} {path}"
+            wanted = EXAMPLES if operation.get("parameters") or operation.get("requestBody") else 1
+            if cases[label] < wanted:
+                short[label] = (cases[label], wanted)
+    assert not short, f"operations given fewer examples than required (got, wanted): {short}\n{report}"
     print(result.stdout[-1500:])

@@ -66,7 +66,8 @@ class ConcurrentUpdateError(DomainError):
 
 
 class ForbiddenError(DomainError):
-    """The principal is known but may not do this (a prescriber opening a course, a clinic deciding a dose)."""
+    """The principal is known but may not do this (a prescriber opening a course, a clinic asking for the
+    dose-approval queue). One that may not even see the resource gets a 404 instead (a clinic deciding a dose)."""
 
 
 class UnknownReferenceError(DomainError):

@@ -5,7 +5,10 @@ character is refused (422) before anything parses it again.
 The body is read here once, bounded, and decoded strictly as the route's body type (what the OpenAPI document
 says is what is accepted: no 0 for false, no "1" for 1). The result is handed on: to Litestar, which takes the
 struct as it is instead of parsing the body again, and to the idempotency middleware, which compares requests by
-what they parse to."""
+what they parse to.
+
+GET, HEAD, DELETE and OPTIONS requests take no body here: one sent with them is not read or judged (no 413, 415 or
+422 for it), and nothing reads it after."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ NO_BODY = object()
 # A JSON escape of NUL that is not itself an escaped backslash followed by "u0000".
 _ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _JSON_TYPES = ("application/json",)
+_WITHOUT_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})  # no route of these methods takes a body
 
 
 def parsed_body(scope: Scope) -> Any:
@@ -59,7 +63,7 @@ def body_guard(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_depth: int = MA
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def guard(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
+            if scope["type"] != "http" or scope["method"] in _WITHOUT_BODY:
                 await app(scope, receive, send)
                 return
             headers = dict(scope["headers"])

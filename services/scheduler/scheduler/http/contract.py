@@ -1,12 +1,15 @@
 """What the OpenAPI document says beyond what Litestar derives from the routes: every operation's real problem
-responses (and no 400, which this API never answers), request bodies that refuse unknown fields, and the health
-routes without authentication. Applied once to the document the app serves (and `contracts/openapi.json`)."""
+responses (and no 400, which this API never answers), an example of every success response, request bodies that
+refuse unknown fields, and the health routes without authentication. Applied once to the document the app serves
+(and `contracts/openapi.json`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from litestar.openapi.spec import (
+    BaseSchemaObject,
     Components,
     Example,
     OpenAPI,
@@ -20,6 +23,7 @@ from litestar.openapi.spec import (
 
 from scheduler.http import schemas
 from scheduler.http.descriptions import DESCRIPTIONS
+from scheduler.http.examples import RESPONSES, UNHEALTHY
 from scheduler.http.problems import MEDIA_TYPE
 
 _STRING, _INTEGER, _OBJECT, _ARRAY = OpenAPIType.STRING, OpenAPIType.INTEGER, OpenAPIType.OBJECT, OpenAPIType.ARRAY
@@ -49,7 +53,10 @@ PROBLEMS: dict[int, tuple[str, str, str, str, dict[str, OpenAPIHeader]]] = {
     401: ("Unauthorized", "No valid API key: send `Authorization: Bearer <api key>`.", "unauthorized",
           "the API key is not valid", {"WWW-Authenticate": OpenAPIHeader(schema=Schema(type=_STRING))}),
     403: ("Forbidden", "The key's principal may see the resource but not do this (a prescriber opening a course, "
-                       "a clinic deciding a dose).", "forbidden", "only the home clinic's key can change a course", {}),
+                       "a clinic asking for the dose-approval queue, a clinic onboarding a clinic). A principal that "
+                       "may not see the resource gets 404 instead (a clinic deciding a dose: only the prescriber it "
+                       "is addressed to sees the approval).", "forbidden",
+          "only a clinic's key can change a course", {}),
     404: ("NotFound", "No such resource, or not one this principal may see (another clinic's course does not exist "
                       "for you).", "not-found",
           "no course 6a1f7a58-5a43-4c55-9a0e-3c1f0c6c2d10", {}),
@@ -126,6 +133,30 @@ def _no_nul(schema: Schema) -> None:
             _no_nul(child)
 
 
+@dataclass
+class Verbatim(BaseSchemaObject):
+    """A JSON value written into the document as it is. Litestar drops every None from the dictionaries it writes,
+    even inside an example's value, where a null is data (`"decided_at": null`): an example wrapped in this keeps
+    them."""
+
+    value: Any
+
+    def to_schema(self) -> Any:
+        return self.value
+
+
+def _success_examples(operation_id: str, responses: dict[str, Any], has_body: bool) -> None:
+    """The example of the operation's success response (examples.RESPONSES), on each of its media types."""
+    summary = "The answer to the example request" if has_body else "An example answer"
+    for status, response in responses.items():
+        if not status.startswith("2") or not isinstance(response, OpenAPIResponse) or not response.content:
+            continue
+        if operation_id not in RESPONSES:
+            continue  # a contract test names the operation
+        for media in response.content.values():
+            media.examples = {"success": Example(summary=summary, value=Verbatim(RESPONSES[operation_id]))}
+
+
 def complete(doc: OpenAPI, rate_limited: bool = False) -> OpenAPI:
     components = doc.components if isinstance(doc.components, Components) else Components()
     doc.components = components
@@ -159,7 +190,10 @@ def complete(doc: OpenAPI, rate_limited: bool = False) -> OpenAPI:
                 health = responses["200"].content["application/json"].schema  # type: ignore[union-attr,index]
                 responses["503"] = OpenAPIResponse(
                     description="Not healthy: a check failed (each check says which)",
-                    content={"application/json": OpenAPIMediaType(schema=health)})
+                    content={"application/json": OpenAPIMediaType(schema=health, examples={
+                        "unhealthy": Example(summary="A check failed",
+                                             value=Verbatim(UNHEALTHY[operation.operation_id]))})})
+            _success_examples(operation.operation_id or "", responses, operation.request_body is not None)
             for status in sorted(problem_statuses(operation.operation_id or "", method, path,
                                                   bool(operation.parameters), operation.request_body is not None,
                                                   rate_limited)):

@@ -156,8 +156,9 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "Send `Authorization: Bearer <api key>`; a clinic's keys are issued by the operator or the clinic."),
     "forbidden": ProblemType(
         "Forbidden", 403, "The key's principal may see the resource but not do this: a prescriber opening a course, "
-        "a clinic deciding a dose, anyone but the operator onboarding a clinic.", "Use the key of the principal "
-        "who does this."),
+        "a clinic asking for the dose-approval queue, anyone but the operator onboarding a clinic. (A principal "
+        "that may not see the resource gets 404 instead: a clinic deciding a dose is told no such approval.)",
+        "Use the key of the principal who does this."),
     "not-found": ProblemType(
         "Not found", 404, "No such resource, or none this principal may see: another clinic's course does not "
         "exist for you.",

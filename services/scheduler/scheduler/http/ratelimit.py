@@ -11,9 +11,11 @@ honours Retry-After never waits; a flood over many connections gets the key's ra
 event loop than that.
 
 Requests without a key pass untouched (the handler answers 401 or serves a public route; neither reads the
-database). A key this process has not seen costs a database lookup, so unknown keys are charged to the
-client's address: once an address has spent its allowance on keys that do not exist, its unknown keys are
-refused with 429 without a lookup. The buckets live in the process: with several workers each gets an equal
+database), and so does every request to a route that needs no key (`is_public`: health, the problem pages, the
+OpenAPI document and its docs page), whatever key it carries: such a route never answers 401 or 429. A key this
+process has not seen costs a database lookup, so unknown keys are charged to the client's address: once an
+address has spent its allowance on keys that do not exist, its unknown keys are refused with 429 without a
+lookup. The buckets live in the process: with several workers each gets an equal
 share of every limit, so a client spread over all of them gets the configured total."""
 
 from __future__ import annotations
@@ -148,6 +150,16 @@ UNKNOWN_KEY_RATE = 10.0
 UNKNOWN_KEY_BURST = 60
 
 
+# The routes that need no key (their operations have `security: []` in the OpenAPI document, a contract test
+# checks that the two agree): a key sent to them is neither looked up nor charged.
+PUBLIC_PATHS = ("/problems", "/schema")
+PUBLIC_PREFIXES = ("/health/", "/problems/", "/schema/")
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
 def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.monotonic) -> Callable[[ASGIApp], ASGIApp]:
     """The middleware: authenticate (from the directory's cache where the key is known), take a token from
     the principal's bucket, refuse with 429 or pass on with the principal in the scope and the headers added."""
@@ -190,7 +202,7 @@ def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.m
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
-            key = bearer_token(scope["headers"])
+            key = None if is_public(scope["path"]) else bearer_token(scope["headers"])
             if key is None:
                 await app(scope, receive, send)
                 return
