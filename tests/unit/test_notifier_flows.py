@@ -150,3 +150,10 @@ def test_remember_keeps_hosts_and_approvals() -> None:
     assert known.sessions == {"med-2": SessionFacts("partner", "medicine", None, needs_confirmation=True)}
     assert known.approvals == {"apr-3": ("med-2", "rx-3")}
     assert known.partner_hosts() == {"partner"} and known.partner_hosts("nope") == set()
+
+
+def test_a_vitals_override_tells_the_home_and_the_clinic_hosting_the_dose() -> None:
+    out = decide(ev.VitalsLimitOverridden(approval_id="apr-1"), COURSE, facts(), POLICY)
+    assert {m.recipient for m in out.messages} == {HOME, PARTNER}
+    assert {m.notice for m in out.messages} == {"update"}
+    assert out.timers == [] and out.cancel == []
