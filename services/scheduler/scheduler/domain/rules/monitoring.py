@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from scheduler.domain.errors import InvalidCommandError, Violation
 from scheduler.domain.model import PARTNERS, ApprovalStatus, DoseApproval, Kind, Session, SessionStatus, Stage
+from scheduler.domain.rules.dosing import covers
 
 if TYPE_CHECKING:
     from scheduler.domain.state import CourseState
@@ -191,8 +192,6 @@ def override_violations(course: CourseState, approval: DoseApproval, reading_at:
                         now: datetime) -> list[Violation]:
     """I9: a prescriber overrides the clinic's vitals limit for one reading of a session their approved dose is
     for (or carried to), on the day: taken within the session, and the override given before the session ended."""
-    from scheduler.domain.rules.dosing import covers  # dosing reads monitoring's neighbours; import late
-
     violations = []
     if course.protocol.vitals_limit is None:
         violations.append(Violation("I9", "the course has no numeric vitals limit to override"))
