@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 from eventsourcing.cryptography import AESCipher
+from kact_contracts import settings as catalogue
 from kact_contracts.environment import SettingError
 from notifier.settings import NotifierSettings
 
-from scheduler.settings import Settings
+from scheduler.settings import VARIABLES, Settings
 
 SERVERS = {"KACT_DATABASE_URL": "postgresql://kact:pw@db:5432/kact", "KACT_NATS_URL": "nats://bus:4222"}
 # Read by the scheduler and the notifier alike.
@@ -87,14 +89,14 @@ def test_the_names_the_tests_and_benchmarks_use_are_valid() -> None:
 ])
 def test_a_bad_notifier_setting_names_its_variable(variable: str, value: str) -> None:
     with pytest.raises(SettingError, match=f"^{variable} must be .*, got "):
-        NotifierSettings.check_env({variable: value})
+        catalogue.read({variable: value})
     with pytest.raises(SettingError, match=f"^{variable} must be "):
         NotifierSettings.from_env({**SERVERS, variable: value})
 
 
 def test_the_notifier_settings_hold_together() -> None:
     with pytest.raises(SettingError, match="KACT_WEBHOOK_MAX_DELAY .* less than KACT_WEBHOOK_BASE_DELAY"):
-        NotifierSettings.check_env({"KACT_WEBHOOK_BASE_DELAY": "10", "KACT_WEBHOOK_MAX_DELAY": "5"})
+        catalogue.read({"KACT_WEBHOOK_BASE_DELAY": "10", "KACT_WEBHOOK_MAX_DELAY": "5"})
     with pytest.raises(SettingError, match="needs KACT_DATABASE_URL and KACT_NATS_URL"):
         NotifierSettings.from_env({"KACT_NATS_URL": "nats://bus:4222"})
     settings = NotifierSettings.from_env({**SERVERS, "KACT_APPROVAL_REMIND_AFTER": "90"})
@@ -105,3 +107,95 @@ def test_a_database_password_never_appears_in_the_error() -> None:
     with pytest.raises(SettingError) as error:
         Settings.from_env({"KACT_DATABASE_URL": "mysql://kact:s3cret@db/kact"})
     assert "s3cret" not in str(error.value)
+
+
+def test_every_bad_setting_is_reported_on_a_line_of_its_own() -> None:
+    with pytest.raises(SettingError) as error:
+        catalogue.read({"KACT_HTTP_PORT": "80OO", "KACT_WORKERS": "two", "KACT_WEBHOOK_TIMEOUT": "0",
+                        "KACT_NATS_CONSUMER": "a.b"})
+    lines = str(error.value).splitlines()
+    assert [line.split()[0] for line in lines] == ["KACT_HTTP_PORT", "KACT_WORKERS", "KACT_NATS_CONSUMER",
+                                                   "KACT_WEBHOOK_TIMEOUT"]
+    assert all(" must be " in line for line in lines)
+
+
+def test_a_variable_both_services_read_is_parsed_once_into_both() -> None:
+    values = catalogue.read({**SERVERS, "KACT_DB_SCHEMA": "clinic_eu", "KACT_NATS_STREAM": "EU",
+                             "KACT_WEBHOOK_ALLOW_PRIVATE": "on"})
+    scheduler, notifier = Settings.from_values(values), NotifierSettings.from_values(values)
+    assert (scheduler.db_schema, scheduler.nats_stream, scheduler.webhook_allow_private) == ("clinic_eu", "EU", True)
+    assert (notifier.db_schema, notifier.stream.name, notifier.webhook_allow_private) == ("clinic_eu", "EU", True)
+
+
+def test_the_defaults_are_the_catalogue_s() -> None:
+    """The services' own defaults (dataclass fields, the bus and the notifier's policy) agree with the catalogue,
+    which the README and `kact up --help` show."""
+    assert Settings.from_env({}) == Settings()
+    notifier = NotifierSettings.from_env(SERVERS)
+    assert notifier == NotifierSettings(database_url=SERVERS["KACT_DATABASE_URL"], nats_url=SERVERS["KACT_NATS_URL"])
+    assert Settings().as_env() == catalogue.as_env({variable: catalogue.default(variable)
+                                                    for variable in VARIABLES.values()})
+
+
+def test_the_readme_table_is_generated_from_the_catalogue() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert catalogue.readme_with_table(readme) == readme, "run: python -m kact_contracts.settings"
+    documented = {line.split("`")[1] for line in readme.splitlines() if line.startswith("| `KACT_")}
+    assert documented == set(catalogue.SETTINGS)
+
+
+def test_every_variable_the_code_reads_is_in_the_catalogue() -> None:
+    """No KACT_* variable is read around the catalogue (the test-only and supervisor ones aside)."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    sources = [*root.glob("services/*/*/**/*.py"), *root.glob("contracts/kact_contracts/*.py")]
+    named = {name for path in sources for name in re.findall(r'"(KACT_[A-Z_]+)"', path.read_text(encoding="utf-8"))}
+    internal = {"KACT_SUPERVISOR_PID", "KACT_EVENTS"}  # set by `kact up` for its children; a stream's name
+    assert named - internal <= set(catalogue.SETTINGS), named - internal - set(catalogue.SETTINGS)
+    assert set(catalogue.SETTINGS) <= named
+
+
+def test_kact_up_help_lists_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    from scheduler.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["up", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for variable, setting in catalogue.SETTINGS.items():
+        assert f"{variable} (default {setting.shown_default.strip('`')})" in text
+    assert "--port" in text and "--data-dir" in text
+
+
+def test_kact_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    from scheduler.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert (exit_.value.code, capsys.readouterr().out.strip()) == (0, f"kact {version('kact')}")
+
+
+@pytest.mark.parametrize("port", ["80OO", "65536", "-1"])
+def test_kact_up_refuses_a_port_that_is_not_one(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from scheduler.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["up", "--port", port])
+    assert exit_.value.code == 2
+    assert f"argument --port: must be an integer from 0 to 65535, got {port!r}" in capsys.readouterr().err
+
+
+def test_kact_up_says_every_bad_setting_before_starting_anything(capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from scheduler.cli import main
+
+    monkeypatch.setenv("KACT_HTTP_PORT", "80OO")
+    monkeypatch.setenv("KACT_WEBHOOK_MAX_ATTEMPTS", "0")
+    assert main(["up"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "kact: KACT_HTTP_PORT must be an integer from 0 to 65535, got '80OO'",
+        "kact: KACT_WEBHOOK_MAX_ATTEMPTS must be an integer of at least 1, got '0'",
+    ]

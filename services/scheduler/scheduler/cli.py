@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+import textwrap
 import threading
 import time
 import urllib.request
@@ -14,15 +15,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from importlib.metadata import version as installed_version
+from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from kact_contracts import settings as catalogue
 from kact_contracts.environment import SettingError
 from kact_contracts.lifecycle import SUPERVISOR_PID
-from notifier.settings import NotifierSettings
 
 from scheduler.embedded import EmbeddedNats, EmbeddedPostgres, ServerError
 from scheduler.runtime import resolve_runtime_settings
@@ -33,14 +35,25 @@ from scheduler.supervision import Helper, supervised
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="kact", description="Scheduler for ketamine-assisted couple therapy."
+        prog="kact",
+        description="Scheduler for ketamine-assisted couple therapy. `kact up --help` lists the settings.",
     )
+    parser.add_argument("--version", action="version", version=f"kact {installed_version('kact')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up_command = commands.add_parser(
         "up",
         help="serve the API in the foreground (embedded PostgreSQL and NATS unless "
         "KACT_DATABASE_URL / KACT_NATS_URL are set); Ctrl-C stops everything",
+        description=textwrap.fill(
+            "Serve the API in the foreground, with embedded PostgreSQL and NATS JetStream unless "
+            "KACT_DATABASE_URL / KACT_NATS_URL name servers, the background jobs and the notifier. Ctrl-C "
+            "stops everything. Options override the environment.", 100),
+        epilog=catalogue.help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    up_command.add_argument("--host", help="address the API listens on (KACT_HTTP_HOST)")
+    up_command.add_argument("--port", type=_port, help="port the API listens on, 0: any free one (KACT_HTTP_PORT)")
+    up_command.add_argument("--data-dir", type=Path, help="where data, keys and logs are kept (KACT_DATA_DIR)")
     up_command.add_argument("--access-log", action="store_true", help="log every HTTP request")
     commands.add_parser("version", help="print the installed version")
     args = parser.parse_args(argv)
@@ -49,13 +62,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(installed_version("kact"))
         return 0
     try:
-        settings = Settings.from_env()
-        # The notifier reads the same environment: a bad setting of its own stops `kact up` here, instead of
-        # a notifier that restarts forever while the API says it is ready.
-        NotifierSettings.check_env(os.environ)
+        # Every setting, the notifier's too, parsed once: a bad one stops `kact up` here, each on a line of its
+        # own, instead of a helper that restarts forever while the API says it is ready.
+        values = catalogue.read()
     except SettingError as error:
-        print(f"kact: {error}", file=sys.stderr)
+        for line in str(error).splitlines():
+            print(f"kact: {line}", file=sys.stderr)
         return 2
+    overrides = {"http_host": args.host, "http_port": args.port, "data_dir": args.data_dir}
+    settings = replace(Settings.from_values(values), **{k: v for k, v in overrides.items() if v is not None})
     try:
         up(settings, access_log=args.access_log)
     except KeyboardInterrupt:
@@ -64,6 +79,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kact: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 65535, got {text!r}")
+    return port
 
 
 def up(settings: Settings, *, access_log: bool = False) -> None:
@@ -118,9 +143,12 @@ def up(settings: Settings, *, access_log: bool = False) -> None:
         from scheduler.bootstrap import create_app
 
         def announce(port: int) -> None:
+            base = _base_url(runtime.http_host, port)
             lines = [
-                ("API", _base_url(runtime.http_host, port)),
+                ("API", base),
+                ("docs UI", f"{base}/schema (OpenAPI: {base}/schema/openapi.json)"),
                 ("operator key", operator_key),
+                ("API log", "this terminal"),
                 *places,
             ]
             _say(
@@ -149,12 +177,12 @@ def up(settings: Settings, *, access_log: bool = False) -> None:
         signal.signal(signal.SIGTERM, previous_sigterm)
 
 
-def _announce_when_ready(port: int, announce: Callable[[int], None]) -> None:
-    """Calls `announce(port)` from a thread of its own once `/health/ready` answers 200 (the API serves, and
-    the background jobs process keeps the course index)."""
+def _announce_when_ready(host: str, port: int, announce: Callable[[int], None]) -> None:
+    """Calls `announce(port)` from a thread of its own once `/health/ready` answers 200 on the address the API
+    listens on (the API serves, and the background jobs process keeps the course index)."""
 
     def wait() -> None:
-        url = f"http://127.0.0.1:{port}/health/ready"
+        url = f"{_base_url(host, port)}/health/ready"
         while True:
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
@@ -184,7 +212,7 @@ def _serve_workers(runtime: Settings, access_log: bool, announce: Callable[[int]
         lifespan="on",
     )
     sock = config.bind_socket()
-    _announce_when_ready(sock.getsockname()[1], announce)
+    _announce_when_ready(runtime.http_host, sock.getsockname()[1], announce)
     Multiprocess(config, sockets=[sock]).run()
 
 
@@ -199,7 +227,7 @@ class _AnnouncingServer(uvicorn.Server):
         await super().startup(sockets=sockets)
         if self.started:
             # The bound port, which differs from the configured one when that is 0.
-            _announce_when_ready(self.servers[0].sockets[0].getsockname()[1], self._on_ready)
+            _announce_when_ready(self.config.host, self.servers[0].sockets[0].getsockname()[1], self._on_ready)
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -219,8 +247,12 @@ def _signals_ignored() -> Iterator[None]:
 
 
 def _base_url(host: str, port: int) -> str:
-    if host in ("", "0.0.0.0", "::", "127.0.0.1"):
+    """Where a client on this machine reaches an API listening on `host`: the loopback address for every
+    address, else that address."""
+    if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
+    elif host == "::":
+        host = "[::1]"
     elif ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
