@@ -164,3 +164,28 @@ def test_every_problem_type_the_code_answers_has_a_page() -> None:
     for name, problem in PROBLEM_TYPES.items():
         assert (DOCS / f"{name}.md").read_text() == markdown(name, problem), (
             "docs/problems is stale: run `python -m scheduler.http.problem_types`")
+
+
+def test_the_rules_page_explains_every_rule_the_problem_types_name() -> None:
+    from pathlib import Path
+
+    from scheduler.http.problem_types import PROBLEM_TYPES, markdown
+    from scheduler.http.rules import RULES, anchor, page
+    from scheduler.http.rules import markdown as rules_markdown
+
+    assert list(RULES) == [f"I{n}" for n in range(1, 12)]
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    assert (docs / "RULES.md").read_text() == rules_markdown(), (
+        "docs/RULES.md is stale: run `python -m scheduler.http.problem_types`")
+    named = {problem.rule for problem in PROBLEM_TYPES.values() if problem.rule and problem.rule.startswith("I")}
+    assert named == set(RULES), "every rule is named by a problem type, and every named rule is explained"
+    served = page()
+    for name, problem in PROBLEM_TYPES.items():
+        if problem.rule in RULES:
+            fragment = anchor(problem.rule)
+            assert f"(../RULES.md#{fragment})" in markdown(name, problem)
+            assert f'id="{fragment}"' in served
+            # GitHub's anchor of the heading: lower case, punctuation dropped, spaces as '-'
+            heading = f"## {problem.rule} {RULES[problem.rule].title}"
+            assert heading in rules_markdown()
+            assert heading[3:].lower().replace(" ", "-") == fragment

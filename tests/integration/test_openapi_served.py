@@ -26,6 +26,11 @@ def test_a_problem_type_resolves_to_its_page(live_server) -> None:
         assert "The request is not valid" in page.text
         rule = client.get("/problems/double-booking")
         assert rule.status_code == 200 and "I10" in rule.text
+        # ... and links to the rule it names, explained on the rules page (no key needed either)
+        assert 'href="/rules#i10-no-double-booking"' in rule.text
+        rules = client.get("/rules")
+        assert rules.status_code == 200 and rules.headers["content-type"].startswith("text/html")
+        assert 'id="i10-no-double-booking"' in rules.text and 'href="/problems/double-booking"' in rules.text
         index = client.get("/problems")
         assert index.status_code == 200 and 'href="/problems/integration-window"' in index.text
         unknown = client.get("/problems/no-such-problem")

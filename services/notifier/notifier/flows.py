@@ -1,6 +1,6 @@
 """Who is told what, and which follow-ups to plan: the coordination rules, pure (no I/O).
 
-DOMAIN.md "Coordination": a dose approval goes to its prescriber, who is reminded and then escalated to the
+Coordination: a dose approval goes to its prescriber, who is reminded and then escalated to the
 home clinic; a medicine session at a partner clinic is a booking request to that clinic; an adverse event
 alerts the prescriber and the home clinic at once; a closing or missed integration window alerts the home
 clinic; milestones go to every clinic involved. The home clinic hears everything about its own courses; a

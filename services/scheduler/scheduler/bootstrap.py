@@ -42,7 +42,7 @@ from scheduler.http.health import delivery, live, ready
 from scheduler.http.idempotency import idempotency_middleware
 from scheduler.http.keys import ROUTES as KEY_ROUTES
 from scheduler.http.notifications import ROUTES as NOTIFICATION_ROUTES
-from scheduler.http.problem_pages import get_problem_type, list_problem_types
+from scheduler.http.problem_pages import get_problem_type, get_rules, list_problem_types
 from scheduler.http.ratelimit import RateLimits, rate_limiting
 from scheduler.http.problems import EXCEPTION_HANDLERS
 from scheduler.idempotency import IdempotencyKeys
@@ -155,7 +155,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             ClinicController, ClinicianController, PartnershipController, CourseController, DoseApprovalController,
             HostedSessionController, SharedSessionController, live, ready, delivery,
             read_feed, list_dead_letters, redrive_dead_letter, list_relay_dead_letters, *NOTIFICATION_ROUTES,
-            *KEY_ROUTES, list_problem_types, get_problem_type, docs_ui.docs_file,
+            *KEY_ROUTES, list_problem_types, get_problem_type, get_rules, docs_ui.docs_file,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),
             "now": Provide(provide_now, sync_to_thread=False),

@@ -1,4 +1,4 @@
-"""The integration-window deadline watcher (DOMAIN.md I4): records a missed window once its deadline passed.
+"""The integration-window deadline watcher (rule I4, docs/RULES.md): records a missed window once its deadline passed.
 
 The course index keeps one row per Dosed medicine session with the deadline its Dosed event names. One scheduler
 process at a time (a `Singleton`) sleeps until the earliest open deadline, looking again at least every

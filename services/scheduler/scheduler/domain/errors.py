@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Violation:
-    """One broken rule: an invariant id from DOMAIN.md (I1..I11) or a named state rule."""
+    """One broken rule: an invariant id of docs/RULES.md (I1..I11) or a named state rule."""
 
     rule: str
     message: str

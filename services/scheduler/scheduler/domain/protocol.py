@@ -1,4 +1,4 @@
-"""The clinical protocol of a course: defaults and bounds from DOMAIN.md."""
+"""The clinical protocol of a course: defaults and bounds of docs/RULES.md."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class Protocol:
     vitals_limit: VitalsLimit | None = None
 
     def check(self, model: Model) -> None:
-        """Refuse a protocol outside the bounds of DOMAIN.md."""
+        """Refuse a protocol outside the bounds of docs/RULES.md."""
         problems = []
         for name, (low, high) in BOUNDS.items():
             if name == "max_medicine_sessions" and self.low_dose and model is Model.TOGETHER:

@@ -91,7 +91,7 @@ FORBIDDEN = {
     "completeCourse", "discontinueCourse", "listDoseApprovals", "redriveDelivery", "listSharedSessions",
 }
 NOT_FOUND_WITHOUT_ID = {"readFeed", "listDeadLetters", "listRelayDeadLetters"}
-UNAUTHENTICATED = {"live", "ready", "deliveryHealth", "listProblemTypes", "getProblemType"}
+UNAUTHENTICATED = {"live", "ready", "deliveryHealth", "listProblemTypes", "getProblemType", "getRules"}
 
 
 def problem_statuses(operation_id: str, method: str, path: str, has_parameters: bool, has_body: bool,

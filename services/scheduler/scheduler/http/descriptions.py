@@ -15,6 +15,7 @@ DESCRIPTIONS: dict[str, str] = {
                       "heartbeat. 503 when either is stuck past KACT_RELAY_MAX_LAG / KACT_NOTIFIER_MAX_SILENCE. "
                       "No key needed.",
     "listProblemTypes": "An HTML index of every problem `type`. No key needed.",
+    "getRules": "The clinical rules I1-I11 as an HTML page, each with its setting, reason and the problem types that name it. No key needed.",
     "getProblemType": "The page a problem's `type` resolves to: what it means, the rule it names, what to do. "
                       "No key needed.",
     "createClinic": "The operator onboards a clinic with its IANA time zone. The response holds the clinic's first "

@@ -18,6 +18,7 @@ from litestar.params import Body
 
 from scheduler.domain.protocol import Protocol
 from scheduler.http.problem_types import PROBLEM_TYPES, index_page, page
+from scheduler.http.rules import page as rules_page
 
 CLINIC = "6a1f7a58-5a43-4c55-9a0e-3c1f0c6c2d10"  # the home clinic
 THERAPIST = "0d4f3b5e-8f3c-4b7a-9d5e-1a2b3c4d5e6f"
@@ -257,6 +258,7 @@ RESPONSES: dict[str, Any] = {
     "ready": HEALTHY,
     "deliveryHealth": DELIVERING,
     "listProblemTypes": index_page(),
+    "getRules": rules_page(),
     "getProblemType": page("double-booking", PROBLEM_TYPES["double-booking"]),
     "createClinic": {"id": CLINIC, **EXAMPLES["ClinicCreate"], "api_key": CLINIC_KEY},
     "getClinic": {"id": CLINIC, **EXAMPLES["ClinicCreate"], "opening_hours": HOURS, "closures": [CLOSURE_ADDED]},

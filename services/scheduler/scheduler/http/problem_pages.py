@@ -1,4 +1,5 @@
-"""`GET /problems/<name>`: the page a problem's `type` resolves to (no key needed)."""
+"""`GET /problems/<name>`: the page a problem's `type` resolves to, and `GET /rules`: the clinical rules those pages
+link to (no key needed)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from litestar.params import Parameter
 
 from scheduler.http.problem_types import PROBLEM_TYPES, index_page, page
 from scheduler.http.problems import ProblemError
+from scheduler.http.rules import page as rules_page
 
 HTML = "text/html; charset=utf-8"
 
@@ -28,3 +30,9 @@ async def get_problem_type(
     if problem is None:
         raise ProblemError(404, "not-found", "Not found", f"no problem type {name}")
     return Response(page(name, problem), media_type=HTML)
+
+
+@get("/rules", operation_id="getRules", tags=["problems"], media_type=HTML,
+     summary="The clinical rules I1-I11: what each requires, its setting, why, and when it is checked")
+async def get_rules() -> Response[str]:
+    return Response(rules_page(), media_type=HTML)

@@ -1,7 +1,8 @@
 """Every problem `type` the API answers, and the page each one resolves to (`GET /problems/<name>`, and
 `docs/problems/<name>.md` in the repository): what it means, the rule it names, and what to do about it.
 
-`python -m scheduler.http.problem_types` writes the pages into docs/problems/ (a test fails when they drift)."""
+`python -m scheduler.http.problem_types` writes the pages into docs/problems/ and the rules page into
+docs/RULES.md (a test fails when they drift)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import argparse
 import html
 from dataclasses import dataclass
 from pathlib import Path
+
+from scheduler.http.rules import RULES, anchor
+from scheduler.http.rules import markdown as rules_markdown
 
 DOCS = Path(__file__).resolve().parents[4] / "docs" / "problems"
 
@@ -29,7 +33,7 @@ _HOURS_FIX = "Choose another time, or book (reschedule) it anyway with `hours_ov
              "in the course's history."
 
 PROBLEM_TYPES: dict[str, ProblemType] = {
-    # The clinical rules (../shared/DOMAIN.md, I1-I11): 409, with `violations` listing every rule broken.
+    # The clinical rules (I1-I11, scheduler/http/rules.py): 409, with `violations` listing every rule broken.
     "phase-order": ProblemType(
         "Phases happen in order", 409, "A session of a later phase cannot be held before the milestone of the "
         "earlier phase: assessment (both partners eligible and a joint session held), then preparation (the "
@@ -209,14 +213,23 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
 
 
 def markdown(name: str, problem: ProblemType) -> str:
-    rule = f"\n**Rule:** {problem.rule}\n" if problem.rule else ""
+    rule = ""
+    if problem.rule in RULES:
+        rule = f"\n**Rule:** [{problem.rule} {RULES[problem.rule].title}](../RULES.md#{anchor(problem.rule)})\n"
+    elif problem.rule:
+        rule = f"\n**Rule:** {problem.rule}\n"
     return (f"# {problem.title}\n\n`type: /problems/{name}` · HTTP {problem.status}\n{rule}\n"
             f"{problem.means}\n\n**What to do:** {problem.fix}\n")
 
 
 def page(name: str, problem: ProblemType) -> str:
     esc = html.escape
-    rule = f"<p><strong>Rule:</strong> {esc(problem.rule)}</p>" if problem.rule else ""
+    rule = ""
+    if problem.rule in RULES:
+        rule = (f"<p><strong>Rule:</strong> <a href=\"/rules#{anchor(problem.rule)}\">{esc(problem.rule)} "
+                f"{esc(RULES[problem.rule].title)}</a></p>")
+    elif problem.rule:
+        rule = f"<p><strong>Rule:</strong> {esc(problem.rule)}</p>"
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(problem.title)}</title>"
             f"</head><body><h1>{esc(problem.title)}</h1><p><code>type: /problems/{esc(name)}</code> · HTTP "
             f"{problem.status}</p>{rule}<p>{esc(problem.means)}</p><p><strong>What to do:</strong> "
@@ -239,9 +252,11 @@ def write_docs(target: Path = DOCS) -> None:
         (target / f"{name}.md").write_text(markdown(name, problem))
     rows = "\n".join(f"| [`{name}`]({name}.md) | {p.status} | {p.rule or ''} | {p.title} |"
                      for name, p in sorted(PROBLEM_TYPES.items()))
+    (target.parent / "RULES.md").write_text(rules_markdown())
     (target / "README.md").write_text(
         "# Problem types\n\nEvery error of the API is an RFC 9457 problem whose `type` is `/problems/<name>`; the "
-        "server serves each page at that path.\n\n| type | status | rule | title |\n|---|---|---|---|\n"
+        "server serves each page at that path. The clinical rules (I1-I11) are explained in "
+        "[`../RULES.md`](../RULES.md) (served at `/rules`).\n\n| type | status | rule | title |\n|---|---|---|---|\n"
         f"{rows}\n")
 
 

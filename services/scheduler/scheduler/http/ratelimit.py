@@ -152,7 +152,7 @@ UNKNOWN_KEY_BURST = 60
 
 # The routes that need no key (their operations have `security: []` in the OpenAPI document, a contract test
 # checks that the two agree): a key sent to them is neither looked up nor charged.
-PUBLIC_PATHS = ("/problems", "/schema")
+PUBLIC_PATHS = ("/problems", "/rules", "/schema")
 PUBLIC_PREFIXES = ("/health/", "/problems/", "/schema/")
 
 
