@@ -5,9 +5,11 @@ set -euo pipefail
 KACT=${KACT:-http://127.0.0.1:8000}
 OP=${OP:?set OP to the operator key that kact up printed}
 j() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
-post() {  # post PATH JSON [SIMULATED-TIME] ; authenticates with $AUTH
-  curl -sS --fail-with-body -X POST "$KACT$1" -H "Authorization: Bearer $AUTH" \
-    -H 'Content-Type: application/json' ${3:+-H "X-Kact-Now: $3"} -d "$2"
+post() {  # post PATH JSON [SIMULATED-TIME] ; authenticates with $AUTH; prints a refusal's problem details
+  local body
+  body=$(curl -sS --fail-with-body -X POST "$KACT$1" -H "Authorization: Bearer $AUTH" \
+    -H 'Content-Type: application/json' ${3:+-H "X-Kact-Now: $3"} -d "$2") || { echo "refused: $body" >&2; return 1; }
+  echo "$body"
 }
 
 # 1. The operator onboards the couple's therapy practice; its API key is shown once.
@@ -77,7 +79,12 @@ AUTH=$KC_KEY post /v1/courses/$COURSE/sessions/$MED/record "{\"outcome\": \"held
 S=$(book integration 2026-01-13T09:00:00Z 2026-01-13T10:00:00Z); held $S 2026-01-13T11:00:00Z
 S=$(book integration 2026-01-15T09:00:00Z 2026-01-15T10:00:00Z); held $S 2026-01-15T11:00:00Z
 
-# 12. Complete the course, then read it and its audit history (who recorded what, with which key).
+# 12. A command that breaks a rule is refused (409), its problem details naming every rule it breaks: here a second
+#     medicine session two days after the first (I5), at the practice, which has no prescriber (I11).
+post /v1/courses/$COURSE/sessions "{\"kind\": \"medicine\", \"partners\": [\"a\", \"b\"], \"starts_at\": \"2026-01-14T09:00:00Z\",
+  \"ends_at\": \"2026-01-14T12:00:00Z\", \"clinician_ids\": [\"$THERAPIST\"]}" 2026-01-13T12:00:00Z || echo "refused, as it should be"
+
+# 13. Complete the course, then read it and its audit history (who recorded what, with which key).
 post /v1/courses/$COURSE/complete '{}' | j "['status']"
 curl -sS -H "Authorization: Bearer $AUTH" $KACT/v1/courses/$COURSE | j "['milestones']"
 curl -sS -H "Authorization: Bearer $AUTH" $KACT/v1/courses/$COURSE/events | j "[-1]['type']"

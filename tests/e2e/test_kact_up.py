@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -22,14 +23,16 @@ KACT = Path(sys.executable).with_name("kact")
 
 
 def start(data_dir: Path, port: int, workers: int = 1, umask: int = 0o022,
-          extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+          extra_env: dict[str, str] | None = None, command: list[str] | None = None,
+          host: str = "127.0.0.1", cwd: Path | None = None,
+          timeout: float = 120) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KACT_")}
     env |= {"KACT_DATA_DIR": str(data_dir), "KACT_HTTP_PORT": str(port), "KACT_SIMULATED_TIME": "1",
             "KACT_WORKERS": str(workers), **(extra_env or {})}
-    process = subprocess.Popen([str(KACT), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    process = subprocess.Popen(command or [str(KACT), "up"], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True, umask=umask)
     output = []
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     assert process.stdout is not None
     try:
         while time.monotonic() < deadline:
@@ -41,7 +44,8 @@ def start(data_dir: Path, port: int, workers: int = 1, umask: int = 0o022,
                 key = re.search(r"operator key\s+(\S+)", "".join(output))
                 assert key, "".join(output)
                 # announced only once ready
-                assert httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10).status_code == 200
+                assert httpx.get(f"http://{host}:{port}/health/ready", timeout=10).status_code == 200
+                process.announcement = "".join(output)  # type: ignore[attr-defined]
                 return process, key.group(1)
         raise AssertionError("kact up did not come up:\n" + "".join(output))
     except BaseException:
@@ -104,7 +108,13 @@ def test_kact_up_runs_the_walkthrough_stops_cleanly_and_keeps_data(tmp_path: Pat
         # the course completed with the host's record in it
         assert lines[:3] == ["agreed", "[{'partner': 'a', 'approval_status': None, 'approved_mg': None}]",
                              "confirmed"], run.stdout
-        assert lines[3] == "completed" and lines[-1] == "Completed", run.stdout
+        # a refusal shows its problem details (on stderr), naming every rule it breaks
+        assert lines[3] == "refused, as it should be", run.stdout
+        refusal = next(line for line in run.stderr.splitlines() if line.startswith("refused: "))
+        problem = json.loads(refusal.removeprefix("refused: "))
+        assert (problem["status"], problem["type"]) == (409, "/problems/rule-violations"), refusal
+        assert {"I5", "I11"} <= {v["invariant"] for v in problem["violations"]}, refusal
+        assert lines[4] == "completed" and lines[-1] == "Completed", run.stdout
         assert children_of(data_dir), "embedded PostgreSQL and NATS run from the data dir"
         (notifier,) = helpers_of(process, "notifier")
         (jobs,) = helpers_of(process, "scheduler.jobs")
@@ -178,3 +188,21 @@ def test_the_readme_walkthrough_is_the_tested_script() -> None:
 
 
 pytestmark = pytest.mark.integration
+
+
+def test_kact_up_announces_itself_on_the_address_it_listens_on(tmp_path: Path) -> None:
+    """`--host`, `--port` and `--data-dir` override the settings; readiness is awaited on that address (here a
+    loopback address other than 127.0.0.1), and the announcement names where the docs UI and the logs are."""
+    data_dir, port = tmp_path / "elsewhere", free_port()
+    process, _ = start(tmp_path / "unused", port, host="127.0.0.2", command=[
+        str(KACT), "up", "--host", "127.0.0.2", "--port", str(port), "--data-dir", str(data_dir)])
+    try:
+        said = process.announcement  # type: ignore[attr-defined]
+        assert f"API           http://127.0.0.2:{port}\n" in said
+        assert f"docs UI       http://127.0.0.2:{port}/schema" in said
+        assert "API log       this terminal" in said and f"log {data_dir / 'notifier.log'}" in said
+        assert httpx.get(f"http://127.0.0.2:{port}/rules", timeout=10).status_code == 200
+    finally:
+        said = stop(process)
+    assert process.returncode in (0, 130), said
+    assert (data_dir / "operator.key").exists() and not (tmp_path / "unused").exists()
