@@ -41,6 +41,7 @@ class NotifierSettings:
     webhook_base_delay: float = 1.0
     webhook_max_delay: float = 300.0
     webhook_allow_private: bool = False  # webhooks to loopback, private or link-local addresses (development)
+    metrics_port: int | None = None  # serve its metrics on 127.0.0.1:<port> (0: a free port); None: not
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NotifierSettings:
@@ -87,6 +88,7 @@ class NotifierSettings:
             "webhook_base_delay": base_delay,
             "webhook_max_delay": max_delay,
             "webhook_allow_private": allow_private_webhooks(env),
+            "metrics_port": env.integer("KACT_NOTIFIER_METRICS_PORT", None, low=0, high=65535),  # type: ignore[arg-type]
         }
 
 

@@ -74,6 +74,8 @@ class Settings:
     rate_burst: int = 60
     operator_rate_limit: float = 100.0
     operator_rate_burst: int = 500
+    metrics_public: bool = False  # GET /metrics without the operator key (a scraper on a trusted network)
+    jobs_metrics_port: int | None = None  # the jobs process serves its metrics on 127.0.0.1:<port>; None: not
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -107,6 +109,8 @@ class Settings:
             rate_burst=env.integer("KACT_RATE_BURST", cls.rate_burst, low=1),
             operator_rate_limit=env.rate("KACT_OPERATOR_RATE_LIMIT", cls.operator_rate_limit),
             operator_rate_burst=env.integer("KACT_OPERATOR_RATE_BURST", cls.operator_rate_burst, low=1),
+            metrics_public=env.flag("KACT_METRICS_PUBLIC", cls.metrics_public),
+            jobs_metrics_port=env.integer("KACT_JOBS_METRICS_PORT", None, low=0, high=65535),  # type: ignore[arg-type]
         )
 
     def as_env(self) -> dict[str, str]:
@@ -136,5 +140,7 @@ class Settings:
             "KACT_RATE_BURST": str(self.rate_burst),
             "KACT_OPERATOR_RATE_LIMIT": str(self.operator_rate_limit),
             "KACT_OPERATOR_RATE_BURST": str(self.operator_rate_burst),
+            "KACT_METRICS_PUBLIC": "1" if self.metrics_public else "0",
+            "KACT_JOBS_METRICS_PORT": None if self.jobs_metrics_port is None else str(self.jobs_metrics_port),
         }
         return {k: v for k, v in values.items() if v is not None}
