@@ -52,8 +52,11 @@ class Notifier:
         stop_metrics = None
         if self.settings.metrics_port is not None:
             metrics()  # every series from the start
-            self.metrics_port, stop_metrics = serve_metrics(self.settings.metrics_port)
-            log.info("notifier: metrics on http://127.0.0.1:%d/metrics", self.metrics_port)
+            try:
+                self.metrics_port, stop_metrics = serve_metrics(self.settings.metrics_port)
+                log.info("notifier: metrics on http://127.0.0.1:%d/metrics", self.metrics_port)
+            except OSError as exc:  # the port taken: notifications matter more than their metrics
+                log.error("notifier: metrics not served on 127.0.0.1:%d: %s", self.settings.metrics_port, exc)
         try:
             await self._run()
         finally:

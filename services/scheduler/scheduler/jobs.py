@@ -142,8 +142,11 @@ def main() -> None:
     if settings.jobs_metrics_port is not None:
         if settings.nats_url:
             REGISTRY.register(RelayLagCollector(functools.partial(read_relay_lag, settings, courses)))
-        port, stop_metrics = serve_metrics(settings.jobs_metrics_port)
-        log.info("metrics on http://127.0.0.1:%d/metrics", port)
+        try:
+            port, stop_metrics = serve_metrics(settings.jobs_metrics_port)
+            log.info("metrics on http://127.0.0.1:%d/metrics", port)
+        except OSError as exc:  # the port taken: the jobs matter more than their metrics
+            log.error("metrics not served on 127.0.0.1:%d: %s", settings.jobs_metrics_port, exc)
     try:
         while not stopping.wait(1.0):
             pass
