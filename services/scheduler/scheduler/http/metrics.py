@@ -42,7 +42,9 @@ def _route(template: str) -> str:
 
 
 def metrics_middleware(app: ASGIApp) -> ASGIApp:
-    requests: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # the label children, created once each
+    # The label children, created once each: by (path template, method, status).
+    requests: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+    accepted_commands: dict[tuple[str, str, int], Any] = {}  # None: the route is no command (no operation id)
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,18 +75,29 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
             children[0].inc()
             children[1].observe(elapsed)
             if method not in READS:
-                _count_command(scope, status, refusal)
+                if status < 400:
+                    accepted = accepted_commands.get(key)
+                    if accepted is None:
+                        command = _command(scope)
+                        accepted = accepted_commands[key] = COMMANDS.labels(command, "accepted", "") if command \
+                            else None
+                    if accepted is not None:
+                        accepted.inc()
+                else:
+                    _count_refusal(scope, status, refusal)
 
     return middleware
 
 
-def _count_command(scope: Scope, status: int, refusal: bytes | None) -> None:
-    handler = scope.get("route_handler")
-    command = getattr(handler, "operation_id", None)
-    if not isinstance(command, str):
-        return
-    if status < 400:
-        COMMANDS.labels(command, "accepted", "").inc()
+def _command(scope: Scope) -> str | None:
+    """The operation id of the route's handler (a command's type)."""
+    command = getattr(scope.get("route_handler"), "operation_id", None)
+    return command if isinstance(command, str) else None
+
+
+def _count_refusal(scope: Scope, status: int, refusal: bytes | None) -> None:
+    command = _command(scope)
+    if command is None:
         return
     problem_type, invariants = _problem_of(refusal)
     COMMANDS.labels(command, "refused" if status < 500 else "failed", problem_type).inc()
