@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 
+import psycopg
 from kact_contracts.bus import StreamSettings
 from kact_contracts.environment import SettingError
 from kact_contracts.lifecycle import follow_supervisor
@@ -105,8 +106,6 @@ class BackgroundJobs:
 def read_relay_lag(settings: Settings, courses: Courses) -> tuple[int, int, float | None, int]:
     """The relay's position, the store's head, the oldest waiting event's age and the relay's dead letters, read
     as `/health/delivery` reads them (on a connection of its own, once per scrape)."""
-    import psycopg  # noqa: PLC0415 - only the jobs process's metrics need it here
-
     with psycopg.connect(settings.database_url or "", connect_timeout=2, autocommit=True,
                          options=f"-c search_path={settings.db_schema} -c statement_timeout=1500",
                          application_name="kact-jobs-metrics") as conn:
