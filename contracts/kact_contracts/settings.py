@@ -74,6 +74,11 @@ def _integer(low: int, high: int | None = None) -> Parse:
     return lambda env, name, default: env.integer(name, default, low=low, high=high)
 
 
+def _port_or_off(env: Environment, name: str, default: Any) -> Any:
+    """A port (0: any free one), or None when unset: off."""
+    return None if not env.optional(name) else env.integer(name, 0, low=0, high=65535)
+
+
 def _seconds(*, above_zero: bool = False) -> Parse:
     return lambda env, name, default: env.seconds(name, default, above_low=above_zero)
 
@@ -173,6 +178,14 @@ CATALOGUE: tuple[Setting, ...] = (
             "refused at every delivery: the host is resolved once per connection, every address checked, and the "
             "connection made to exactly those addresses (TLS and `Host` still use the name), so a name that "
             "answers differently to a second lookup (DNS rebinding) gains nothing"),
+    Setting("KACT_METRICS_PUBLIC", False, _flag,
+            "`1`: `GET /metrics` answers without the operator key (it shows request, command and delivery counts, "
+            "never ids)"),
+    Setting("KACT_JOBS_METRICS_PORT", None, _port_or_off,
+            "the jobs process serves its metrics on 127.0.0.1 at this port (`0`: any free port, logged); unset: no "
+            "metrics server", shown="unset (`kact up`: a free port)"),
+    Setting("KACT_NOTIFIER_METRICS_PORT", None, _port_or_off, "the same for the notifier",
+            shown="unset (`kact up`: a free port)"),
 )
 SETTINGS: Mapping[str, Setting] = {setting.variable: setting for setting in CATALOGUE}
 

@@ -172,12 +172,33 @@ def test_several_worker_processes_serve_one_system(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stdout + run.stderr
         assert run.stdout.splitlines()[-1] == "Completed"
+        # Whichever worker answers /metrics sums every worker's counts (prometheus-client's multiprocess mode).
+        said = process.announcement  # type: ignore[attr-defined]
+        assert f"metrics       http://127.0.0.1:{port}/metrics (operator key)" in said, said
+        totals = {commands_accepted(f"http://127.0.0.1:{port}/metrics", operator_key) for _ in range(8)}
+        assert len(totals) == 1 and totals.pop() >= 30, totals  # the walkthrough's commands, all of them each time
+        pids = {path.stem.rsplit("_", 1)[-1] for path in (data_dir / "metrics").glob("counter_*.db")}
+        assert len(pids) >= 2, pids
+        # The jobs process and the notifier serve their own, on the loopback ports kact printed.
+        helpers = dict(re.findall(r"^  (jobs|notifier) .*metrics (http://127\.0\.0\.1:\d+/metrics)$", said, re.M))
+        assert set(helpers) == {"jobs", "notifier"}, said
+        jobs = httpx.get(helpers["jobs"], timeout=10).text
+        assert re.search(r"^kact_relay_lag_up 1\.0$", jobs, re.M), jobs
+        assert re.search(r"^kact_relay_published_total [1-9]", jobs, re.M), jobs
+        notifier = httpx.get(helpers["notifier"], timeout=10).text
+        assert re.search(r'^kact_notifier_messages_total\{outcome="processed"\} [1-9]', notifier, re.M), notifier
     finally:
         stop(process)
     deadline = time.monotonic() + 30
     while children_of(data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert children_of(data_dir) == []
+
+
+def commands_accepted(url: str, operator_key: str) -> float:
+    text = httpx.get(url, headers={"Authorization": f"Bearer {operator_key}"}, timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("kact_commands_total{") and 'outcome="accepted"' in line)
 
 
 def test_the_readme_walkthrough_is_the_tested_script() -> None:

@@ -30,10 +30,13 @@ BAD_SHARED = [
 
 def test_the_settings_round_trip_through_the_environment_they_hand_to_workers() -> None:
     settings = Settings.from_env({**SERVERS, "KACT_HTTP_PORT": "0", "KACT_SIMULATED_TIME": "yes",
-                                  "KACT_DEADLINE_CHECK_SECONDS": "0.5", "KACT_BACKGROUND_JOBS": "off"})
+                                  "KACT_DEADLINE_CHECK_SECONDS": "0.5", "KACT_BACKGROUND_JOBS": "off",
+                                  "KACT_METRICS_PUBLIC": "1", "KACT_JOBS_METRICS_PORT": "9464"})
     assert (settings.http_port, settings.simulated_time, settings.deadline_check_seconds,
-            settings.background_jobs) == (0, True, 0.5, False)
+            settings.background_jobs, settings.metrics_public, settings.jobs_metrics_port) == (0, True, 0.5, False,
+                                                                                                True, 9464)
     assert Settings.from_env(settings.as_env()) == settings
+    assert Settings.from_env(Settings().as_env()).jobs_metrics_port is None  # unset: no metrics server
     assert Settings.from_env({}) == Settings()  # unset: the defaults
 
 
@@ -43,7 +46,8 @@ def test_the_settings_round_trip_through_the_environment_they_hand_to_workers() 
     ("KACT_DEADLINE_CHECK_SECONDS", "inf"), ("KACT_SIMULATED_TIME", "ture"), ("KACT_BACKGROUND_JOBS", "2"),
     ("KACT_WEBHOOK_ALLOW_PRIVATE", "y"), ("KACT_DATABASE_URL", "mysql://db/kact"),
     ("KACT_DATABASE_URL", "postgresql://db:port/kact"), ("KACT_NATS_URL", "bus:4222"),
-    *BAD_SHARED, ("KACT_RELAY_MAX_LAG", "0"), ("KACT_NOTIFIER_MAX_SILENCE", "0"), ("KACT_RATE_LIMIT", "-1"),
+    *BAD_SHARED, ("KACT_METRICS_PUBLIC", "sure"), ("KACT_JOBS_METRICS_PORT", "-1"),
+    ("KACT_JOBS_METRICS_PORT", "65536"), ("KACT_RELAY_MAX_LAG", "0"), ("KACT_NOTIFIER_MAX_SILENCE", "0"), ("KACT_RATE_LIMIT", "-1"),
     ("KACT_OPERATOR_RATE_LIMIT", "fast"),
 ])
 def test_a_bad_scheduler_setting_names_its_variable(variable: str, value: str) -> None:
@@ -85,7 +89,7 @@ def test_the_names_the_tests_and_benchmarks_use_are_valid() -> None:
     ("KACT_WINDOW_WARNING_BEFORE", "nan"), ("KACT_WEBHOOK_TIMEOUT", "0"), ("KACT_WEBHOOK_MAX_ATTEMPTS", "0"),
     ("KACT_WEBHOOK_BASE_DELAY", "-1"), ("KACT_WEBHOOK_MAX_DELAY", "x"), ("KACT_WEBHOOK_ALLOW_PRIVATE", "maybe"),
     *BAD_SHARED, ("KACT_NATS_CONSUMER", "notifier.1"), ("KACT_NATS_CONSUMER", "no*tifier"),
-    ("KACT_NATS_CONSUMER", "n" * 33),
+    ("KACT_NATS_CONSUMER", "n" * 33), ("KACT_NOTIFIER_METRICS_PORT", "port"), ("KACT_NOTIFIER_METRICS_PORT", "-1"),
 ])
 def test_a_bad_notifier_setting_names_its_variable(variable: str, value: str) -> None:
     with pytest.raises(SettingError, match=f"^{variable} must be .*, got "):
@@ -101,6 +105,8 @@ def test_the_notifier_settings_hold_together() -> None:
         NotifierSettings.from_env({"KACT_NATS_URL": "nats://bus:4222"})
     settings = NotifierSettings.from_env({**SERVERS, "KACT_APPROVAL_REMIND_AFTER": "90"})
     assert settings.policy.remind_after.total_seconds() == 90
+    assert settings.metrics_port is None  # unset: no metrics server
+    assert NotifierSettings.from_env({**SERVERS, "KACT_NOTIFIER_METRICS_PORT": "0"}).metrics_port == 0
 
 
 def test_a_database_password_never_appears_in_the_error() -> None:
@@ -164,7 +170,7 @@ def test_kact_up_help_lists_every_setting(capsys: pytest.CaptureFixture[str]) ->
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     for variable, setting in catalogue.SETTINGS.items():
-        assert f"{variable} (default {setting.shown_default.strip('`')})" in text
+        assert f"{variable} (default {setting.shown_default.replace('`', '')})" in text
     assert "--port" in text and "--data-dir" in text
 
 

@@ -21,6 +21,7 @@ from kact_contracts.jetstream import ensure_consumer, ensure_stream
 from kact_contracts.locks import lock_key
 
 from notifier import schema, store, webhooks
+from notifier.metrics import metrics, serve_metrics
 from notifier.settings import NotifierSettings
 
 log = logging.getLogger("kact.notifier")
@@ -41,12 +42,28 @@ class Notifier:
         # Follow-ups go out only when the consumer has nothing older waiting: a reminder must not overtake
         # the decision that cancels it.
         self._caught_up = False
+        self.metrics_port: int | None = None  # where its metrics are served, once they are (settings.metrics_port)
 
     def stop(self) -> None:
         """Ask for a drain: the message in hand is finished and acked, then everything closes."""
         self._stopping.set()
 
     async def run(self) -> None:
+        stop_metrics = None
+        if self.settings.metrics_port is not None:
+            metrics()  # every series from the start
+            try:
+                self.metrics_port, stop_metrics = serve_metrics(self.settings.metrics_port)
+                log.info("notifier: metrics on http://127.0.0.1:%d/metrics", self.metrics_port)
+            except OSError as exc:  # the port taken: notifications matter more than their metrics
+                log.error("notifier: metrics not served on 127.0.0.1:%d: %s", self.settings.metrics_port, exc)
+        try:
+            await self._run()
+        finally:
+            if stop_metrics is not None:
+                await asyncio.to_thread(stop_metrics)
+
+    async def _run(self) -> None:
         s = self.settings
         pool = await asyncpg.create_pool(
             s.database_url, min_size=1, max_size=8,
@@ -138,6 +155,7 @@ class Notifier:
                     subscription = await js.pull_subscribe_bind(durable=s.consumer.durable_name, stream=s.stream.name)
                 messages = await subscription.fetch(100, timeout=1.0)
             except (TimeoutError, nats.errors.TimeoutError):
+                metrics().inbox_pending.set(0)
                 self._caught_up = True
                 self._timers_changed.set()
                 await lock_conn.fetchval("SELECT 1")  # still holding the lock (raises if the connection broke)
@@ -154,6 +172,8 @@ class Notifier:
                         await message.nak()
                 return
             await self._handle(pool, messages)
+            if messages:
+                metrics().inbox_pending.set(messages[-1].metadata.num_pending)
             await beat()
 
     async def _handle(self, pool: asyncpg.Pool, messages: list[Any]) -> None:
@@ -185,6 +205,7 @@ class Notifier:
                 self.processed += 1
             else:
                 self.duplicates += 1
+            metrics().messages.labels("processed" if new else "duplicate").inc()
         self._caught_up = batch[-1][0].metadata.num_pending == 0
 
     async def _process_holding(self, pool: asyncpg.Pool, batch: list[tuple[Any, store.Received]]) -> list[bool]:
@@ -213,6 +234,7 @@ class Notifier:
         else:
             backoff = self.settings.consumer.backoff_seconds
             await message.nak(delay=backoff[min(meta.num_delivered, len(backoff)) - 1])
+            metrics().messages.labels("retried").inc()
 
     async def _dead_letter(self, pool: asyncpg.Pool, message: Any, error: str, event_id: str | None) -> None:
         meta = message.metadata
@@ -221,6 +243,8 @@ class Notifier:
             deliveries=meta.num_delivered, stream_seq=meta.sequence.stream, event_id=event_id,
         )
         self.dead_letters += 1
+        metrics().dead_letters.inc()
+        metrics().messages.labels("dead_letter").inc()
 
     async def _fire_timers(self, pool: asyncpg.Pool, done: asyncio.Event) -> None:
         """Send reminders, escalations and warnings when due, and redrive the dead letters an operator

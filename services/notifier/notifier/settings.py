@@ -31,6 +31,7 @@ class NotifierSettings:
     webhook_base_delay: float = default("KACT_WEBHOOK_BASE_DELAY")
     webhook_max_delay: float = default("KACT_WEBHOOK_MAX_DELAY")
     webhook_allow_private: bool = default("KACT_WEBHOOK_ALLOW_PRIVATE")
+    metrics_port: int | None = default("KACT_NOTIFIER_METRICS_PORT")  # 127.0.0.1:<port>, 0: a free one
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NotifierSettings:
@@ -60,4 +61,5 @@ class NotifierSettings:
             webhook_base_delay=values["KACT_WEBHOOK_BASE_DELAY"],
             webhook_max_delay=values["KACT_WEBHOOK_MAX_DELAY"],
             webhook_allow_private=values["KACT_WEBHOOK_ALLOW_PRIVATE"],
+            metrics_port=values["KACT_NOTIFIER_METRICS_PORT"],
         )

@@ -23,7 +23,6 @@ import ssl
 import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
@@ -35,6 +34,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from standardwebhooks import Webhook
+
+from notifier.metrics import metrics
 
 log = logging.getLogger("kact.notifier.webhooks")
 
@@ -375,12 +376,14 @@ class DeliveryWorker:
         lease = self.timeout + LEASE_MARGIN_SECONDS
         async with self.pool.acquire() as conn, conn.transaction():
             # A last attempt whose worker died before recording it: no attempts are left to make.
-            await conn.execute(
+            failed = await conn.execute(
                 "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, "
                 "last_error = coalesce(last_error || '; ', '') || 'the last attempt did not complete' "
                 "WHERE status = 'pending' AND next_attempt_at <= now() AND attempts >= $1",
                 self.max_attempts,
             )
+            if failed != "UPDATE 0":
+                metrics().webhook_deliveries.labels("failed").inc(int(failed.split()[-1]))
             return await conn.fetch(
                 "WITH due AS ("
                 " SELECT d.id FROM deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id"
@@ -412,9 +415,13 @@ class DeliveryWorker:
         # The result is known: keep trying to record it while the lease is this worker's (a database blip must
         # not cause a second send). Past the lease, the attempt is made again: at least once, never lost.
         lease_ends = started + self.timeout + LEASE_MARGIN_SECONDS - 1.0
+        metrics().webhook_seconds.observe(duration_ms / 1000)
         while True:
             try:
                 await self._record(row, started_at, status_code, error, duration_ms)
+                state = "delivered" if error is None else "failed" if row["attempts"] >= self.max_attempts \
+                    else "retrying"
+                metrics().webhook_deliveries.labels(state).inc()
                 return
             except DATABASE_ERRORS as exc:
                 if time.monotonic() + RETRY_SECONDS >= lease_ends:

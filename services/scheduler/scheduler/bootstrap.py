@@ -40,6 +40,7 @@ from scheduler.http.body_guard import body_guard
 from scheduler.http.contract import complete as complete_contract
 from scheduler.http.health import delivery, live, ready
 from scheduler.http.idempotency import idempotency_middleware
+from scheduler.http.metrics import metrics_middleware, metrics_route
 from scheduler.http.keys import ROUTES as KEY_ROUTES
 from scheduler.http.notifications import ROUTES as NOTIFICATION_ROUTES
 from scheduler.http.problem_pages import get_problem_type, get_rules, list_problem_types
@@ -156,14 +157,15 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             HostedSessionController, SharedSessionController, live, ready, delivery,
             read_feed, list_dead_letters, redrive_dead_letter, list_relay_dead_letters, *NOTIFICATION_ROUTES,
             *KEY_ROUTES, list_problem_types, get_problem_type, get_rules, docs_ui.docs_file,
+            metrics_route(settings.operator_token, settings.metrics_public),
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),
             "now": Provide(provide_now, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         # Limits first: a refused request costs no body read, no idempotency claim, no handler. Then the body guard:
-        # nothing reads a body before it is bounded and checked.
-        middleware=[rate_limiting(RateLimits.configure(
+        # nothing reads a body before it is bounded and checked. Metrics outermost: every answer is counted and timed.
+        middleware=[metrics_middleware, rate_limiting(RateLimits.configure(
             settings.rate_limit, settings.rate_burst, settings.operator_rate_limit, settings.operator_rate_burst,
             settings.workers)), body_guard(settings.max_body_bytes), idempotency_middleware],
         request_max_body_size=settings.max_body_bytes,

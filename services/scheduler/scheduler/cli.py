@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -26,7 +27,7 @@ from kact_contracts import settings as catalogue
 from kact_contracts.environment import SettingError
 from kact_contracts.lifecycle import SUPERVISOR_PID
 
-from scheduler.embedded import EmbeddedNats, EmbeddedPostgres, ServerError
+from scheduler.embedded import EmbeddedNats, EmbeddedPostgres, ServerError, free_port
 from scheduler.runtime import resolve_runtime_settings
 from scheduler.secretfile import private_dir
 from scheduler.settings import Settings
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {"http_host": args.host, "http_port": args.port, "data_dir": args.data_dir}
     settings = replace(Settings.from_values(values), **{k: v for k, v in overrides.items() if v is not None})
     try:
-        up(settings, access_log=args.access_log)
+        up(settings, access_log=args.access_log, notifier_metrics_port=values["KACT_NOTIFIER_METRICS_PORT"])
     except KeyboardInterrupt:
         return 130
     except ServerError as error:
@@ -91,7 +92,7 @@ def _port(text: str) -> int:
     return port
 
 
-def up(settings: Settings, *, access_log: bool = False) -> None:
+def up(settings: Settings, *, access_log: bool = False, notifier_metrics_port: int | None = None) -> None:
     """Serve the API until SIGINT or SIGTERM, then stop it and every server started for it.
 
     Runs in the main thread (it handles signals)."""
@@ -128,13 +129,21 @@ def up(settings: Settings, *, access_log: bool = False) -> None:
             places.append(("NATS", f"external, {_redacted(nats_url)}"))
 
         runtime = resolve_runtime_settings(settings, database_url=database_url, nats_url=nats_url)
+        # Each helper serves its metrics on a loopback port of its own: the one set, else a free one (kept across
+        # its restarts, so a scraper keeps finding it).
+        jobs_metrics = settings.jobs_metrics_port or free_port()
+        notifier_metrics = notifier_metrics_port or free_port()
+        runtime = replace(runtime, jobs_metrics_port=jobs_metrics)
         # The API processes serve requests only; the course index, the relay and the deadline watcher run in
         # a process of their own (each job also fails over between processes through its advisory lock).
         jobs = stack.enter_context(supervised(Helper("jobs", "scheduler.jobs", runtime.as_env(), data_dir)))
-        places.append(("jobs", f"pid {jobs.pid}, log {jobs.log_file}"))
+        places.append(("jobs", f"pid {jobs.pid}, log {jobs.log_file}, metrics {_metrics_url(jobs_metrics)}"))
         runtime = replace(runtime, background_jobs=False)
-        notifier = stack.enter_context(supervised(Helper("notifier", "notifier", runtime.as_env(), data_dir)))
-        places.append(("notifier", f"pid {notifier.pid}, log {notifier.log_file}"))
+        notifier = stack.enter_context(supervised(Helper(
+            "notifier", "notifier", {**runtime.as_env(), "KACT_NOTIFIER_METRICS_PORT": str(notifier_metrics)},
+            data_dir)))
+        places.append(("notifier", f"pid {notifier.pid}, log {notifier.log_file}, "
+                                   f"metrics {_metrics_url(notifier_metrics)}"))
         operator_key = (
             "(from KACT_OPERATOR_TOKEN)" if settings.operator_token else str(runtime.operator_token)
         )
@@ -148,6 +157,8 @@ def up(settings: Settings, *, access_log: bool = False) -> None:
                 ("API", base),
                 ("docs UI", f"{base}/schema (OpenAPI: {base}/schema/openapi.json)"),
                 ("operator key", operator_key),
+                ("metrics", f"{_base_url(runtime.http_host, port)}/metrics"
+                            + (" (no key: KACT_METRICS_PUBLIC)" if runtime.metrics_public else " (operator key)")),
                 ("API log", "this terminal"),
                 *places,
             ]
@@ -158,7 +169,7 @@ def up(settings: Settings, *, access_log: bool = False) -> None:
             )
 
         if runtime.workers > 1:
-            _serve_workers(runtime, access_log, announce)
+            _serve_workers(runtime, access_log, announce, _metrics_dir(data_dir))
         else:
             config = uvicorn.Config(
                 create_app(runtime),
@@ -196,10 +207,22 @@ def _announce_when_ready(host: str, port: int, announce: Callable[[int], None]) 
     threading.Thread(target=wait, name="announce", daemon=True).start()
 
 
-def _serve_workers(runtime: Settings, access_log: bool, announce: Callable[[int], None]) -> None:
+def _metrics_dir(data_dir: Path) -> Path:
+    """The API workers' metrics files (prometheus-client's multiprocess mode), emptied at each start: a counter
+    starts again from 0 with `kact up`, as it does with one process."""
+    directory = data_dir / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700)
+    return directory
+
+
+def _serve_workers(runtime: Settings, access_log: bool, announce: Callable[[int], None], metrics_dir: Path) -> None:
     """Several API processes on one socket; each builds the app from the resolved settings in its environment,
-    and follows this process (KACT_SUPERVISOR_PID): a worker ends when `kact up` does."""
+    and follows this process (KACT_SUPERVISOR_PID): a worker ends when `kact up` does. Their metrics are kept in
+    `metrics_dir` (set before they start: prometheus-client reads it when imported), so that whichever worker
+    answers `/metrics` sums every worker's."""
     os.environ.update(runtime.as_env())
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     os.environ[SUPERVISOR_PID] = str(os.getpid())
     config = uvicorn.Config(
         "scheduler.asgi:create_from_env",
@@ -256,6 +279,10 @@ def _base_url(host: str, port: int) -> str:
     elif ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+def _metrics_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/metrics"
 
 
 def _redacted(url: str) -> str:

@@ -13,6 +13,7 @@ fail-over or a restart between the command and marking its row never records a w
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from uuid import UUID
 from scheduler.application.courses import Courses
 from scheduler.background import BackgroundThread
 from scheduler.domain.course import Course
+from scheduler.metrics import DEADLINE_RUNS, DEADLINE_SECONDS, WINDOWS_MISSED
 from scheduler.readmodels.course_index import CourseIndexView, course_index_view
 from scheduler.singleton import Singleton
 
@@ -46,11 +48,15 @@ class DeadlineWatcher(BackgroundThread):
 
     def _run(self) -> None:
         while not self._stopping.is_set():
+            started = time.perf_counter()
             try:
                 wait = self.check_once()
+                DEADLINE_RUNS.labels("ok").inc()
             except Exception:  # the database may be away for a moment: look again later, never die of it
                 log.exception("deadline watcher: checking the deadlines failed")
+                DEADLINE_RUNS.labels("failed").inc()
                 wait = self.check_seconds
+            DEADLINE_SECONDS.observe(time.perf_counter() - started)
             self._stopping.wait(wait)
 
     def check_once(self) -> float:
@@ -85,6 +91,7 @@ class DeadlineWatcher(BackgroundThread):
             course_id, {sid: "missed" if sid in course.missed_windows else "checked" for sid in session_ids}
         )
         if recorded:
+            WINDOWS_MISSED.inc(len(recorded))
             log.info("deadline watcher: course %s missed the integration window of %s", course_id, recorded)
         return recorded
 

@@ -8,6 +8,7 @@ their interpreter on requests; an API process started alone (tests, `create_app`
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import sys
@@ -17,15 +18,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 
+import psycopg
 from kact_contracts.bus import StreamSettings
 from kact_contracts.environment import SettingError
 from kact_contracts.lifecycle import follow_supervisor
+from prometheus_client import REGISTRY
 
 from scheduler.application.courses import Courses, event_store_env
 from scheduler.deadlines import deadline_singleton
+from scheduler.metrics import RelayLagCollector, serve_metrics
+from scheduler.readmodels.delivery import relay_lag_sql
 from scheduler.readmodels.course_index import CourseIndexView, course_index_view
 from scheduler.readmodels.indexer import Indexer
-from scheduler.relay import Relay, RelayRecorder, relay_tracking
+from scheduler.relay import DEAD_LETTERS_TABLE, Relay, RelayRecorder, relay_tracking
 from scheduler.settings import Settings
 from scheduler.singleton import Singleton
 from scheduler.storage import migrate, projection_env
@@ -98,6 +103,18 @@ class BackgroundJobs:
                 job.stop()
 
 
+def read_relay_lag(settings: Settings, courses: Courses) -> tuple[int, int, float | None, int]:
+    """The relay's position, the store's head, the oldest waiting event's age and the relay's dead letters, read
+    as `/health/delivery` reads them (on a connection of its own, once per scrape)."""
+    with psycopg.connect(settings.database_url or "", connect_timeout=2, autocommit=True,
+                         options=f"-c search_path={settings.db_schema} -c statement_timeout=1500",
+                         application_name="kact-jobs-metrics") as conn:
+        row = conn.execute(relay_lag_sql(courses.recorder.events_table_name, "%s"), (courses.name,)).fetchone()
+        dead = conn.execute(f"SELECT count(*) FROM {DEAD_LETTERS_TABLE}").fetchone()
+    assert row is not None and dead is not None
+    return row[0], row[1], row[2], dead[0]
+
+
 def main() -> None:
     """`python -m scheduler.jobs`: run the background jobs until SIGTERM or SIGINT (settings resolved, as
     `kact up` hands them over in the environment)."""
@@ -120,10 +137,21 @@ def main() -> None:
     view.datastore.close()
     jobs = BackgroundJobs.start(settings, env, courses, lambda: datetime.now(UTC))
     log.info("background jobs started (schema %s)", settings.db_schema)
+    stop_metrics = None
+    if settings.jobs_metrics_port is not None:
+        if settings.nats_url:
+            REGISTRY.register(RelayLagCollector(functools.partial(read_relay_lag, settings, courses)))
+        try:
+            port, stop_metrics = serve_metrics(settings.jobs_metrics_port)
+            log.info("metrics on http://127.0.0.1:%d/metrics", port)
+        except OSError as exc:  # the port taken: the jobs matter more than their metrics
+            log.error("metrics not served on 127.0.0.1:%d: %s", settings.jobs_metrics_port, exc)
     try:
         while not stopping.wait(1.0):
             pass
     finally:
+        if stop_metrics is not None:
+            stop_metrics()
         jobs.stop()
         courses.close()
         log.info("background jobs stopped")

@@ -41,6 +41,7 @@ from scheduler.application.courses import Courses
 from scheduler.background import BackgroundThread
 from scheduler.domain.course import Course
 from scheduler.event_store import ListenFirstSubscription
+from scheduler.metrics import RELAY_DEAD_LETTERED, RELAY_PUBLISHED
 from scheduler.publishing import UnpublishableError, public_message
 
 # Only courses' events are read: a calendar's stay internal (the course's own events say what happened, to
@@ -238,6 +239,7 @@ class Relay(BackgroundThread):
 
     async def _publish(self, js: Any, max_payload: int, batch: list[Notification]) -> None:
         dead: list[DeadLetter] = []
+        published_before = self.stats.published
         sent: list[tuple[Notification, str, bytes, str, asyncio.Future[Any]]] = []
         for notification in batch:
             # Decrypting and decoding is not guarded: failing here, every event would (wrong key, unknown topic).
@@ -276,6 +278,8 @@ class Relay(BackgroundThread):
                 self.stats.duplicates += bool(result.duplicate)
         last = batch[-1].id
         await asyncio.to_thread(self.tracking.record, Tracking(self.app.name, last), dead)
+        RELAY_PUBLISHED.inc(self.stats.published - published_before)  # counted once their position is recorded
+        RELAY_DEAD_LETTERED.inc(len(dead))
         self.stats.dead_letters += len(dead)
         self.stats.position = last
 

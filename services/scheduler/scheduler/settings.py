@@ -65,6 +65,8 @@ class Settings:
     rate_burst: int = default("KACT_RATE_BURST")
     operator_rate_limit: float = default("KACT_OPERATOR_RATE_LIMIT")
     operator_rate_burst: int = default("KACT_OPERATOR_RATE_BURST")
+    metrics_public: bool = default("KACT_METRICS_PUBLIC")
+    jobs_metrics_port: int | None = default("KACT_JOBS_METRICS_PORT")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -107,4 +109,6 @@ VARIABLES: dict[str, str] = {
     "rate_burst": "KACT_RATE_BURST",
     "operator_rate_limit": "KACT_OPERATOR_RATE_LIMIT",
     "operator_rate_burst": "KACT_OPERATOR_RATE_BURST",
+    "metrics_public": "KACT_METRICS_PUBLIC",
+    "jobs_metrics_port": "KACT_JOBS_METRICS_PORT",
 }

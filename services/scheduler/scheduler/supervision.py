@@ -142,8 +142,10 @@ class Helper:
         with open_private(self.log_file) as log:
             # A session of its own: a Ctrl-C in the terminal reaches `kact up` only, which stops the helper
             # in order.
+            # Never the API workers' metrics directory (`cli._serve_workers`): a helper serves its own metrics.
+            env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
             return subprocess.Popen(
-                [sys.executable, "-m", self.module], env={**os.environ, **self.env},
+                [sys.executable, "-m", self.module], env={**env, **self.env},
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 umask=0o077, preexec_fn=dies_with_parent(signal.SIGTERM),
             )

@@ -18,6 +18,7 @@ from eventsourcing.persistence import IntegrityError, InterfaceError, Operationa
 
 from scheduler.application.errors import OutcomeUnknownError, StoreUnavailableError
 from scheduler.event_store import Guard
+from scheduler.metrics import GROUP_COMMIT_BATCH, GROUP_COMMIT_SECONDS
 
 # A command's events are saved within this many seconds of being decided, or not at all: while the database is
 # unreachable every command is refused within about two seconds (attempts end by the pool's timeout), and none
@@ -123,8 +124,11 @@ class GroupCommit:
                     batch = winners
                     if not batch:
                         return
+                started = time.perf_counter()
                 self.app.recorder.insert_events([event for pending in batch for event in pending.events],
                                                 guards=[g for pending in batch for g in pending.guards])
+                GROUP_COMMIT_SECONDS.observe(time.perf_counter() - started)
+                GROUP_COMMIT_BATCH.observe(len(batch))
             except (InterfaceError, OperationalError) as error:  # again, for those still in time
                 self._last_error = error
                 doubtful = doubtful or not _never_sent(error)

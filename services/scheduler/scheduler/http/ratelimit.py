@@ -151,8 +151,9 @@ UNKNOWN_KEY_BURST = 60
 
 
 # The routes that need no key (their operations have `security: []` in the OpenAPI document, a contract test
-# checks that the two agree): a key sent to them is neither looked up nor charged.
-PUBLIC_PATHS = ("/problems", "/rules", "/schema")
+# checks that the two agree): a key sent to them is neither looked up nor charged. `/metrics` too (it is out of
+# the document): it compares the operator key itself, without the database, unless KACT_METRICS_PUBLIC=1.
+PUBLIC_PATHS = ("/problems", "/rules", "/schema", "/metrics")
 PUBLIC_PREFIXES = ("/health/", "/problems/", "/schema/")
 
 

@@ -22,15 +22,20 @@ class RelayLag:
         return self.head - self.position
 
 
-async def relay_lag(pool: asyncpg.Pool, events_table: str, application_name: str) -> RelayLag:
-    row = await pool.fetchrow(
+def relay_lag_sql(events_table: str, parameter: str = "$1") -> str:
+    """The relay's position, the head of the store and the wait of the oldest event not yet relayed, for the
+    application named by `parameter` (asyncpg's `$1`, psycopg's `%s`: the jobs process's metrics read it too)."""
+    return (
         f"WITH tracked AS (SELECT coalesce(max(notification_id), 0) AS position FROM {TRACKING_TABLE} "
-        "WHERE application_name = $1) "
+        f"WHERE application_name = {parameter}) "
         f"SELECT position, (SELECT coalesce(max(notification_id), 0) FROM {_quoted(events_table)}) AS head, "
         f"(SELECT extract(epoch FROM now() - recorded_at)::float8 FROM {_quoted(events_table)} "
-        "WHERE notification_id > position ORDER BY notification_id LIMIT 1) AS waiting FROM tracked",
-        application_name,
+        "WHERE notification_id > position ORDER BY notification_id LIMIT 1) AS waiting FROM tracked"
     )
+
+
+async def relay_lag(pool: asyncpg.Pool, events_table: str, application_name: str) -> RelayLag:
+    row = await pool.fetchrow(relay_lag_sql(events_table), application_name)
     return RelayLag(position=row["position"], head=row["head"], oldest_waiting_seconds=row["waiting"])
 
 
