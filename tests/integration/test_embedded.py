@@ -219,7 +219,11 @@ def test_a_killed_upgrade_starts_over_at_the_next_start(tmp_path: Path) -> None:
                 except psutil.NoSuchProcess:
                     pass
             time.sleep(0.02)
-        time.sleep(0.5)  # well into it: its servers run, its new cluster is half made
+        # Well into it: a server it started runs on one of the clusters (ours was stopped before it began).
+        clusters = (data_dir / "pg", data_dir / "pg.upgrade")
+        while not any((cluster / "postmaster.pid").exists() for cluster in clusters):
+            assert upgrade.is_running() and time.monotonic() < deadline, "pg_upgrade started no server"
+            time.sleep(0.02)
     finally:
         holder.kill()
         holder.wait()
