@@ -41,8 +41,7 @@ def wheels_only(requirements: Path, python: str, platform: str) -> subprocess.Co
             # The target's markers and tags come from the two options above: any interpreter will do,
             # and none is downloaded.
             "--python", sys.executable, "--no-python-downloads",
-            "--no-config", "--no-header", "--no-annotate",
-            "--output-file", "-",
+            "--no-config", "--no-header", "--no-annotate",  # the resolution goes to stdout
         ],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
