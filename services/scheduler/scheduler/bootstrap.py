@@ -145,6 +145,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             if jobs is not None:
                 await anyio.to_thread.run_sync(jobs.stop)
             await anyio.to_thread.run_sync(courses.close)
+            await anyio.to_thread.run_sync(view.datastore.close)
             app.state.services.executor.shutdown(wait=False)
             await keys.close()
             await pool.close()

