@@ -13,6 +13,8 @@ from kact_contracts.environment import (
     NATS_NAME,
     NATS_SCHEMES,
     NATS_SUBJECT_PREFIX,
+    LOG_FORMAT,
+    LOG_LEVEL,
     POSTGRES_SCHEMES,
     SCHEMA_NAME,
     Environment,
@@ -41,6 +43,8 @@ class NotifierSettings:
     webhook_base_delay: float = 1.0
     webhook_max_delay: float = 300.0
     webhook_allow_private: bool = False  # webhooks to loopback, private or link-local addresses (development)
+    log_format: str = "auto"  # json | console | auto (console when stderr is a terminal)
+    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NotifierSettings:
@@ -87,6 +91,8 @@ class NotifierSettings:
             "webhook_base_delay": base_delay,
             "webhook_max_delay": max_delay,
             "webhook_allow_private": allow_private_webhooks(env),
+            "log_format": env.named("KACT_LOG_FORMAT", cls.log_format, LOG_FORMAT),
+            "log_level": env.named("KACT_LOG_LEVEL", cls.log_level, LOG_LEVEL).upper(),
         }
 
 

@@ -17,6 +17,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
+from kact_contracts import logs
 from notifier.admin import NotifierAdmin
 
 from scheduler.api_keys import ApiKeys
@@ -40,6 +41,7 @@ from scheduler.http.body_guard import body_guard
 from scheduler.http.contract import complete as complete_contract
 from scheduler.http.health import delivery, live, ready
 from scheduler.http.idempotency import idempotency_middleware
+from scheduler.http.observe import observe
 from scheduler.http.keys import ROUTES as KEY_ROUTES
 from scheduler.http.notifications import ROUTES as NOTIFICATION_ROUTES
 from scheduler.http.problem_pages import get_problem_type, list_problem_types
@@ -101,7 +103,11 @@ def openapi_config() -> OpenAPIConfig:
 
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Litestar:
+    """The API app. Logging is configured by whoever runs it (`kact up`, the ASGI factory); an app run where
+    nothing configured it (an ASGI server given only this) logs in kact's format, as the settings say."""
     assert settings.operator_token, "resolve the operator token first"
+    if not logs.configured():
+        logs.configure("api", settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -170,8 +176,10 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
         lifespan=[lifespan],
         openapi_config=openapi_config(),
         debug=False,
+        logging_config=None,  # Litestar's default would replace the root logger's handlers: kact_contracts.logs
     )
     complete_contract(app.openapi_schema, rate_limited=settings.rate_limit > 0)
+    observe(app)  # outermost: request ids and the log line of every error answer, the router's own included
     _allow_every_method(app)
     return app
 

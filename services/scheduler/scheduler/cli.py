@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from kact_contracts import logs
 from kact_contracts.environment import SettingError
 from kact_contracts.lifecycle import SUPERVISOR_PID
 from notifier.settings import NotifierSettings
@@ -56,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingError as error:
         print(f"kact: {error}", file=sys.stderr)
         return 2
+    # The API's own lines (and uvicorn's) on stderr; the helpers write theirs to their log files.
+    logs.configure("api", settings.log_level, settings.log_format)
     try:
         up(settings, access_log=args.access_log)
     except KeyboardInterrupt:
@@ -137,7 +140,8 @@ def up(settings: Settings, *, access_log: bool = False) -> None:
                 host=runtime.http_host,
                 port=runtime.http_port,
                 access_log=access_log,
-                log_level="info",
+                log_config=None,  # uvicorn's records go to the root logger: kact's format (`kact_contracts.logs`)
+                log_level=runtime.log_level.lower(),
                 lifespan="on",
             )
             _AnnouncingServer(config, announce).run()
@@ -180,7 +184,8 @@ def _serve_workers(runtime: Settings, access_log: bool, announce: Callable[[int]
         port=runtime.http_port,
         workers=runtime.workers,
         access_log=access_log,
-        log_level="info",
+        log_config=None,  # each worker configures kact's format (`scheduler.asgi`)
+        log_level=runtime.log_level.lower(),
         lifespan="on",
     )
     sock = config.bind_socket()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 
+from kact_contracts import logs
 from kact_contracts.bus import StreamSettings
 from kact_contracts.environment import SettingError
 from kact_contracts.lifecycle import follow_supervisor
@@ -101,12 +102,12 @@ class BackgroundJobs:
 def main() -> None:
     """`python -m scheduler.jobs`: run the background jobs until SIGTERM or SIGINT (settings resolved, as
     `kact up` hands them over in the environment)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s jobs %(levelname)s %(name)s %(message)s")
     try:
         settings = Settings.from_env()
     except SettingError as error:
         print(f"scheduler.jobs: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    logs.configure("jobs", settings.log_level, settings.log_format)
     stopping = threading.Event()
 
     def ask_to_stop(signum: int, frame: FrameType | None) -> None:

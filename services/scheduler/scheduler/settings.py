@@ -12,6 +12,8 @@ from kact_contracts.environment import (
     NATS_NAME,
     NATS_SCHEMES,
     NATS_SUBJECT_PREFIX,
+    LOG_FORMAT,
+    LOG_LEVEL,
     POSTGRES_SCHEMES,
     SCHEMA_NAME,
     Environment,
@@ -74,6 +76,8 @@ class Settings:
     rate_burst: int = 60
     operator_rate_limit: float = 100.0
     operator_rate_burst: int = 500
+    log_format: str = "auto"  # json | console | auto (console when stderr is a terminal)
+    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -107,6 +111,8 @@ class Settings:
             rate_burst=env.integer("KACT_RATE_BURST", cls.rate_burst, low=1),
             operator_rate_limit=env.rate("KACT_OPERATOR_RATE_LIMIT", cls.operator_rate_limit),
             operator_rate_burst=env.integer("KACT_OPERATOR_RATE_BURST", cls.operator_rate_burst, low=1),
+            log_format=env.named("KACT_LOG_FORMAT", cls.log_format, LOG_FORMAT),
+            log_level=env.named("KACT_LOG_LEVEL", cls.log_level, LOG_LEVEL).upper(),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -136,5 +142,7 @@ class Settings:
             "KACT_RATE_BURST": str(self.rate_burst),
             "KACT_OPERATOR_RATE_LIMIT": str(self.operator_rate_limit),
             "KACT_OPERATOR_RATE_BURST": str(self.operator_rate_burst),
+            "KACT_LOG_FORMAT": self.log_format,
+            "KACT_LOG_LEVEL": self.log_level,
         }
         return {k: v for k, v in values.items() if v is not None}

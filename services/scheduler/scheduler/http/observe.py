@@ -1,0 +1,137 @@
+"""The outermost layer of every HTTP request: its request id, its log context, and the one log line of every
+4xx and 5xx answer.
+
+It wraps the whole Litestar app (`observe(app)`), so it sees every answer: the handlers', the exception
+handlers' (problems.py), the middlewares' own refusals and the router's 404 and 405. A request's log fields
+cost one context variable (`kact_contracts.logs.CONTEXT`) set per request; they are read from the ASGI scope only
+when a line is written."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import MutableMapping
+from typing import Any
+
+from kact_contracts import logs
+from litestar import Litestar
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("kact.http")
+REQUEST_ID_HEADER = b"x-request-id"
+# An incoming X-Request-Id is kept when it is a plain token (what proxies and clients generate: UUIDs, hex,
+# base64); anything else (too long, spaces, control characters, quotes) is replaced by one of ours.
+SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@+=/-]{1,128}")
+# The scope key under which the rate-limiting middleware leaves the principal it authenticated.
+AUTHENTICATED = "kact.principal"
+
+
+class RequestLog:
+    """What the log knows of one request: its id and its scope (the route, its path parameters, the principal
+    the rate limiter authenticated), and what an error answer recorded of itself (`problems.note`)."""
+
+    __slots__ = ("request_id", "scope", "problem_type", "cause", "exc")
+
+    def __init__(self, request_id: str, scope: Scope) -> None:
+        self.request_id, self.scope = request_id, scope
+        self.problem_type: str | None = None
+        self.cause: str | None = None  # why a 5xx (or an unexpected 4xx) happened: for the operator, not the client
+        self.exc: BaseException | None = None  # an exception whose traceback the line carries
+
+    def add_to(self, event: MutableMapping[str, Any]) -> None:
+        scope = self.scope
+        event.setdefault("request_id", self.request_id)
+        principal = scope.get(AUTHENTICATED)
+        if principal is not None:  # its id (kind:id): never the key it authenticated with
+            event.setdefault("principal", principal.ref)
+        params = scope.get("path_params")
+        if params:
+            course_id = params.get("course_id")
+            if course_id is not None:
+                event.setdefault("course_id", str(course_id))
+
+
+def current() -> RequestLog | None:
+    context = logs.CONTEXT.get()
+    return context if isinstance(context, RequestLog) else None
+
+
+def request_id() -> str | None:
+    """The current request's id (None outside a request)."""
+    context = current()
+    return context.request_id if context is not None else None
+
+
+def note(problem_type: str | None = None, *, cause: str | None = None, exc: BaseException | None = None) -> bool:
+    """Record on the current request what its error answer is (its problem type) and why (for its log line);
+    False outside a request."""
+    context = current()
+    if context is None:
+        return False
+    if problem_type is not None:
+        context.problem_type = problem_type
+    if cause is not None:
+        context.cause = cause
+    if exc is not None:
+        context.exc = exc
+    return True
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            if SANE_REQUEST_ID.fullmatch(value):
+                return value
+            break
+    return os.urandom(12).hex().encode()
+
+
+def observe(app: Litestar) -> None:
+    """Wrap the app's request handling (inside Litestar's own entry, which puts the app in the scope)."""
+    app.asgi_handler = observed(app.asgi_handler)
+
+
+def observed(inner: ASGIApp) -> ASGIApp:
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
+        rid = _request_id(scope["headers"])
+        context = RequestLog(rid.decode("ascii"), scope)
+        token = logs.CONTEXT.set(context)
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers")
+                if isinstance(headers, list):
+                    headers.append((REQUEST_ID_HEADER, rid))
+                else:
+                    message["headers"] = [*(headers or ()), (REQUEST_ID_HEADER, rid)]
+                status = message["status"]
+                if status >= 400:
+                    _log_error_answer(context, scope, status)
+            await send(message)
+
+        try:
+            await inner(scope, receive, answer)
+        finally:
+            logs.CONTEXT.reset(token)
+
+    return handle
+
+
+def _log_error_answer(context: RequestLog, scope: Scope, status: int) -> None:
+    """The one line of a 4xx or 5xx answer: its problem type, status, method and route template."""
+    fields: dict[str, Any] = {
+        "status": status,
+        "problem_type": context.problem_type,
+        "method": scope["method"],
+        "route": scope.get("path_template") or None,  # None: no route matched (a 404 of the router)
+    }
+    if context.cause is not None:
+        fields["cause"] = context.cause
+    if status >= 500:
+        log.error("request failed", extra=fields, exc_info=context.exc)
+    else:
+        log.info("request refused", extra=fields, exc_info=context.exc)

@@ -1,0 +1,53 @@
+"""The log format: JSON lines unless a person reads stderr at a terminal (or the settings say otherwise)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+from kact_contracts import logs
+from kact_contracts.environment import SettingError
+from notifier.settings import NotifierSettings
+from scheduler.settings import Settings
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def written(stream: io.StringIO, fmt: str) -> str:
+    logger = logging.getLogger("kact.test.format")
+    handler = logs.handler("jobs", fmt, stream)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("course %s moved", "c-1", extra={"course_id": "c-1"})
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    return stream.getvalue()
+
+
+def test_auto_is_json_off_a_terminal_and_the_console_format_at_one() -> None:
+    line = json.loads(written(io.StringIO(), "auto"))
+    assert line["event"] == "course c-1 moved" and line["level"] == "warning" and line["process"] == "jobs"
+    assert line["logger"] == "kact.test.format" and line["course_id"] == "c-1" and line["timestamp"]
+    console = written(Terminal(), "auto")
+    assert "course c-1 moved" in console and not console.lstrip().startswith("{")
+    assert json.loads(written(Terminal(), "json"))["course_id"] == "c-1"
+
+
+def test_the_settings_take_the_format_and_level_and_refuse_others() -> None:
+    settings = Settings.from_env({"KACT_LOG_FORMAT": "console", "KACT_LOG_LEVEL": "debug"})
+    assert (settings.log_format, settings.log_level) == ("console", "DEBUG")
+    assert Settings.from_env(settings.as_env()).log_format == "console"
+    assert (Settings().log_format, Settings().log_level) == ("auto", "INFO")
+    notifier = NotifierSettings.from_env({"KACT_DATABASE_URL": "postgresql://h/db", "KACT_NATS_URL": "nats://h:4222",
+                                          "KACT_LOG_FORMAT": "json", "KACT_LOG_LEVEL": "warning"})
+    assert (notifier.log_format, notifier.log_level) == ("json", "WARNING")
+    for name, value in (("KACT_LOG_FORMAT", "xml"), ("KACT_LOG_LEVEL", "loud")):
+        with pytest.raises(SettingError, match=name):
+            Settings.from_env({name: value})
