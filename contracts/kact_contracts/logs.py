@@ -27,6 +27,8 @@ HANDLER_NAME = "kact"
 class LogContext(Protocol):
     """What is known of the work in hand (an HTTP request): it adds its fields to a line being written."""
 
+    request_id: str
+
     def add_to(self, event: MutableMapping[str, Any]) -> None: ...
 
 
@@ -34,6 +36,11 @@ class LogContext(Protocol):
 CONTEXT: ContextVar[LogContext | None] = ContextVar("kact_log_context", default=None)
 # Other fields a line may carry: `trace_id` from the current OpenTelemetry span (`kact_contracts.tracing`).
 _field_sources: list[Callable[[MutableMapping[str, Any]], None]] = []
+
+
+def request_id() -> str | None:
+    """The id of the request in hand (None outside a request)."""
+    return getattr(CONTEXT.get(), "request_id", None)
 
 
 def add_field_source(source: Callable[[MutableMapping[str, Any]], None]) -> None:

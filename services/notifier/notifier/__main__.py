@@ -7,7 +7,7 @@ import signal
 import sys
 
 import uvloop
-from kact_contracts import logs
+from kact_contracts import logs, tracing
 from kact_contracts.environment import SettingError
 from kact_contracts.lifecycle import follow_supervisor
 
@@ -31,4 +31,5 @@ if __name__ == "__main__":
         print(f"notifier: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     logs.configure("notifier", settings.log_level, settings.log_format)
+    tracing.configure("notifier")
     uvloop.run(main(settings))

@@ -6,7 +6,10 @@ A delivery is queued in the transaction that appends the item to the recipient's
 processed event always has its webhooks queued, once. Any number of notifier processes run a
 `DeliveryWorker` on the same tables: a worker claims due deliveries under row locks and leases each for the
 length of one attempt, so one attempt is never sent by two workers; a worker that dies mid-attempt leaves
-the lease to expire and the attempt is made again (receivers deduplicate on `webhook-id`)."""
+the lease to expire and the attempt is made again (receivers deduplicate on `webhook-id`).
+
+Each attempt is a span (a client's) in the trace of the event it delivers (the CloudEvents `traceparent` of the
+feed item's event) and sends its W3C `traceparent` header, so a receiver that traces continues that trace."""
 
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from kact_contracts import tracing
 from standardwebhooks import Webhook
 
 log = logging.getLogger("kact.notifier.webhooks")
@@ -245,6 +249,13 @@ async def enqueue(
     return int(row["queued"])
 
 
+def _event_traceparent(item: Any) -> str | None:
+    """The trace context of the event a feed item carries (None: none, or not a feed item)."""
+    event = item.get("event") if isinstance(item, dict) else None
+    value = event.get("traceparent") if isinstance(event, dict) else None
+    return value if isinstance(value, str) else None
+
+
 class DeliveryWorker:
     """Sends due deliveries until stopped: wakes on NOTIFY (a new or redriven delivery) and at the next
     retry's time, never by tight polling."""
@@ -430,8 +441,20 @@ class DeliveryWorker:
             return None, "the signing secret cannot be decrypted (was the cipher key changed?)"
         # jsonb gives the item back with spaces; the receiver gets it compact. Key order is jsonb's, the
         # same on every attempt.
-        body = msgspec.json.encode(msgspec.json.decode(row["payload"]))
+        item = msgspec.json.decode(row["payload"])
+        body = msgspec.json.encode(item)
         msg_id, timestamp = str(row["id"]), int(time.time())
+        span = tracing.start("webhook", tracing.context_of(_event_traceparent(item)) or tracing.EMPTY, tracing.CLIENT)
+        try:
+            return await self._post(client, row, body, msg_id, timestamp, secret, span)
+        finally:
+            span.end()
+
+    async def _post(self, client: httpx.AsyncClient, row: asyncpg.Record, body: bytes, msg_id: str, timestamp: int,
+                    secret: str, span: Any) -> tuple[int | None, str | None]:
+        if span.is_recording():
+            span.set_attributes({"http.request.method": "POST", "kact.delivery_id": msg_id,
+                                 "kact.attempt": row["attempts"], "kact.event_type": row["event_type"]})
         headers = {
             "content-type": "application/json",
             "webhook-id": msg_id,
@@ -440,6 +463,9 @@ class DeliveryWorker:
             "kact-feed-position": str(row["feed_position"]),
             "kact-event-type": row["event_type"],
         }
+        traceparent = tracing.traceparent(span)
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
         try:
             # httpx's timeout bounds each phase; this bounds the whole attempt (a receiver trickling bytes).
             async with asyncio.timeout(self.timeout), client.stream("POST", row["url"], content=body,
@@ -453,6 +479,8 @@ class DeliveryWorker:
             return None, f"{type(exc).__name__}: {exc}"[:500]
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"[:500]
+        if span.is_recording():
+            span.set_attribute("http.response.status_code", status_code)
         if 200 <= status_code < 300:
             return status_code, None
         return status_code, f"HTTP {status_code}"

@@ -17,7 +17,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
-from kact_contracts import logs
+from kact_contracts import logs, tracing
 from notifier.admin import NotifierAdmin
 
 from scheduler.api_keys import ApiKeys
@@ -104,10 +104,12 @@ def openapi_config() -> OpenAPIConfig:
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Litestar:
     """The API app. Logging is configured by whoever runs it (`kact up`, the ASGI factory); an app run where
-    nothing configured it (an ASGI server given only this) logs in kact's format, as the settings say."""
+    nothing configured it (an ASGI server given only this) logs in kact's format, as the settings say. Traces:
+    the process's tracer provider, made here if nobody made it first (`kact_contracts.tracing`)."""
     assert settings.operator_token, "resolve the operator token first"
     if not logs.configured():
         logs.configure("api", settings.log_level, settings.log_format)
+    tracing.configure("api")  # once per process; exporting as the OTEL_* variables say
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 
-from kact_contracts import logs
+from kact_contracts import logs, tracing
 from kact_contracts.bus import StreamSettings
 from kact_contracts.environment import SettingError
 from kact_contracts.lifecycle import follow_supervisor
@@ -108,6 +108,7 @@ def main() -> None:
         print(f"scheduler.jobs: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     logs.configure("jobs", settings.log_level, settings.log_format)
+    tracing.configure("jobs")
     stopping = threading.Event()
 
     def ask_to_stop(signum: int, frame: FrameType | None) -> None:

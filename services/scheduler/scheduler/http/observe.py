@@ -1,5 +1,10 @@
-"""The outermost layer of every HTTP request: its request id, its log context, and the one log line of every
-4xx and 5xx answer.
+"""The outermost layer of every HTTP request: its request id, its span, its log context, and the one log line of
+every 4xx and 5xx answer.
+
+The span is the request's server span, child of the W3C `traceparent` the request came with (if any and valid),
+and the current span while the app handles it (so the command's span, the events' trace context and the log
+lines follow it). A lean middleware of our own rather than the generic ASGI instrumentation: one span per
+request, its attributes set only when it is recorded.
 
 It wraps the whole Litestar app (`observe(app)`), so it sees every answer: the handlers', the exception
 handlers' (problems.py), the middlewares' own refusals and the router's 404 and 405. A request's log fields
@@ -14,12 +19,16 @@ import re
 from collections.abc import MutableMapping
 from typing import Any
 
-from kact_contracts import logs
+from kact_contracts import logs, tracing
 from litestar import Litestar
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("kact.http")
 REQUEST_ID_HEADER = b"x-request-id"
+TRACEPARENT_HEADER = b"traceparent"
 # An incoming X-Request-Id is kept when it is a plain token (what proxies and clients generate: UUIDs, hex,
 # base64); anything else (too long, spaces, control characters, quotes) is replaced by one of ours.
 SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@+=/-]{1,128}")
@@ -78,13 +87,17 @@ def note(problem_type: str | None = None, *, cause: str | None = None, exc: Base
     return True
 
 
-def _request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
+def _incoming(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes | None]:
+    """The request's id (the client's if sane, else a new one) and its `traceparent` header (None: none)."""
+    request_id = traceparent = None
     for name, value in headers:
         if name == REQUEST_ID_HEADER:
-            if SANE_REQUEST_ID.fullmatch(value):
-                return value
-            break
-    return os.urandom(12).hex().encode()
+            request_id = value
+        elif name == TRACEPARENT_HEADER:
+            traceparent = value
+    if request_id is None or not SANE_REQUEST_ID.fullmatch(request_id):
+        request_id = os.urandom(12).hex().encode()
+    return request_id, traceparent
 
 
 def observe(app: Litestar) -> None:
@@ -97,11 +110,16 @@ def observed(inner: ASGIApp) -> ASGIApp:
         if scope["type"] != "http":
             await inner(scope, receive, send)
             return
-        rid = _request_id(scope["headers"])
+        rid, traceparent = _incoming(scope["headers"])
+        method = scope["method"]
+        span = tracing.start(method, tracing.context_of(traceparent) or tracing.EMPTY, tracing.SERVER)
+        attached = otel_context.attach(trace.set_span_in_context(span, tracing.EMPTY))
         context = RequestLog(rid.decode("ascii"), scope)
         token = logs.CONTEXT.set(context)
+        status = 500  # no answer started: the server answers 500
 
         async def answer(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
                 headers = message.get("headers")
                 if isinstance(headers, list):
@@ -117,6 +135,10 @@ def observed(inner: ASGIApp) -> ASGIApp:
             await inner(scope, receive, answer)
         finally:
             logs.CONTEXT.reset(token)
+            if span.is_recording():
+                _describe(span, scope, status, context)
+            span.end()
+            otel_context.detach(attached)
 
     return handle
 
@@ -135,3 +157,18 @@ def _log_error_answer(context: RequestLog, scope: Scope, status: int) -> None:
         log.error("request failed", extra=fields, exc_info=context.exc)
     else:
         log.info("request refused", extra=fields, exc_info=context.exc)
+
+
+def _describe(span: trace.Span, scope: Scope, status: int, context: RequestLog) -> None:
+    """A recorded request span's name and attributes (OpenTelemetry's HTTP semantic conventions)."""
+    route = scope.get("path_template") or None
+    if route is not None:
+        span.update_name(f"{scope['method']} {route}")
+        span.set_attribute("http.route", route)
+    span.set_attribute("http.request.method", scope["method"])
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("kact.request_id", context.request_id)
+    if context.problem_type is not None:
+        span.set_attribute("kact.problem_type", context.problem_type)
+    if status >= 500:
+        span.set_status(StatusCode.ERROR)
