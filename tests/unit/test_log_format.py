@@ -51,3 +51,13 @@ def test_the_settings_take_the_format_and_level_and_refuse_others() -> None:
     for name, value in (("KACT_LOG_FORMAT", "xml"), ("KACT_LOG_LEVEL", "loud")):
         with pytest.raises(SettingError, match=name):
             Settings.from_env({name: value})
+
+
+def test_a_webhook_url_is_logged_without_its_user_info_or_query() -> None:
+    from notifier.webhooks import _log_fields, _without_secrets
+
+    url = "https://partner:s3cr3t@hooks.example.org:8443/kact/in?token=abc123#x"
+    assert _without_secrets(url) == "https://hooks.example.org:8443/kact/in"
+    payload = json.dumps({"event": {"courseid": "c-1", "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}})
+    assert _log_fields(payload) == {"course_id": "c-1", "trace_id": "a" * 32}
+    assert _log_fields("not json") == {}

@@ -249,6 +249,26 @@ async def enqueue(
     return int(row["queued"])
 
 
+def _without_secrets(url: str) -> str:
+    """A webhook URL as logged: scheme, host, port and path (its user info and query may hold a token)."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+    except ValueError:
+        return "(unparsable URL)"
+
+
+def _log_fields(payload: str) -> dict[str, str]:
+    """The course and trace of a delivery's feed item, for its log lines."""
+    try:
+        event = msgspec.json.decode(payload).get("event") or {}
+    except (msgspec.DecodeError, AttributeError):
+        return {}
+    fields = {"course_id": event.get("courseid"), "trace_id": tracing.trace_id_of(_event_traceparent({"event": event}))}
+    return {k: v for k, v in fields.items() if isinstance(v, str)}
+
+
 def _event_traceparent(item: Any) -> str | None:
     """The trace context of the event a feed item carries (None: none, or not a feed item)."""
     event = item.get("event") if isinstance(item, dict) else None
@@ -419,7 +439,8 @@ class DeliveryWorker:
         status_code, error = await self._send(client, row)
         duration_ms = round((time.monotonic() - started) * 1000)
         if error:
-            log.info("webhooks: attempt %d of delivery %s to %s failed: %s", row["attempts"], row["id"], row["url"], error)
+            log.info("webhooks: attempt %d of delivery %s to %s failed: %s", row["attempts"], row["id"],
+                     _without_secrets(row["url"]), error, extra=_log_fields(row["payload"]))
         # The result is known: keep trying to record it while the lease is this worker's (a database blip must
         # not cause a second send). Past the lease, the attempt is made again: at least once, never lost.
         lease_ends = started + self.timeout + LEASE_MARGIN_SECONDS - 1.0

@@ -116,7 +116,7 @@ def observed(inner: ASGIApp) -> ASGIApp:
         attached = otel_context.attach(trace.set_span_in_context(span, tracing.EMPTY))
         context = RequestLog(rid.decode("ascii"), scope)
         token = logs.CONTEXT.set(context)
-        status = 500  # no answer started: the server answers 500
+        status = 0  # no answer started yet
 
         async def answer(message: Message) -> None:
             nonlocal status
@@ -133,6 +133,12 @@ def observed(inner: ASGIApp) -> ASGIApp:
 
         try:
             await inner(scope, receive, answer)
+        except Exception as exc:
+            if not status:  # nothing answered (the app's own handlers answer every error): the server answers 500
+                status = 500
+                context.exc = exc
+                _log_error_answer(context, scope, status)
+            raise
         finally:
             logs.CONTEXT.reset(token)
             if span.is_recording():
@@ -166,7 +172,8 @@ def _describe(span: trace.Span, scope: Scope, status: int, context: RequestLog) 
         span.update_name(f"{scope['method']} {route}")
         span.set_attribute("http.route", route)
     span.set_attribute("http.request.method", scope["method"])
-    span.set_attribute("http.response.status_code", status)
+    if status:
+        span.set_attribute("http.response.status_code", status)
     span.set_attribute("kact.request_id", context.request_id)
     if context.problem_type is not None:
         span.set_attribute("kact.problem_type", context.problem_type)
