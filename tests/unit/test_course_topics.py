@@ -201,6 +201,8 @@ def test_streams_recorded_before_the_split_load_to_the_same_course() -> None:
         course = project_aggregate(None, events)
         assert isinstance(course, Course)
         assert _as_recorded(_digest(course)) == stream["digest"]
+        # Stored before they were kept: no trace context, no request id.
+        assert all(e.traceparent is None and e.request_id is None for e in events)
         assert {k: course.protocol.to_dict()[k] for k in ADDED_SETTINGS} == ADDED_SETTINGS
 
 
