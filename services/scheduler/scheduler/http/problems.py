@@ -186,7 +186,9 @@ def unavailable(request: Request, exc: Exception) -> Response[dict[str, Any]]:
 def data_refused(request: Request, exc: asyncpg.DataError) -> Response[dict[str, Any]]:
     """PostgreSQL refused a value (out of its column's range, a character it cannot store): invalid input that a
     bound in the schemas should have caught first, so it is logged to be added there."""
-    _why(request, f"PostgreSQL refused a value (a missing bound?): {exc}", level=logging.WARNING)
+    # The driver's message may quote the value (a note, a reading): only what kind of refusal it was is logged.
+    _why(request, f"PostgreSQL refused a value (a missing bound?): {type(exc).__name__} "
+                  f"(SQLSTATE {getattr(exc, 'sqlstate', None)})", level=logging.WARNING)
     return problem(422, "invalid-input", "The request is not valid", "a value is out of the range this API stores")
 
 
