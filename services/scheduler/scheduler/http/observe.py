@@ -21,10 +21,10 @@ from typing import Any
 
 from kact_contracts import logs, tracing
 from litestar import Litestar
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("kact.http")
 REQUEST_ID_HEADER = b"x-request-id"
@@ -64,12 +64,6 @@ class RequestLog:
 def current() -> RequestLog | None:
     context = logs.CONTEXT.get()
     return context if isinstance(context, RequestLog) else None
-
-
-def request_id() -> str | None:
-    """The current request's id (None outside a request)."""
-    context = current()
-    return context.request_id if context is not None else None
 
 
 def note(problem_type: str | None = None, *, cause: str | None = None, exc: BaseException | None = None) -> bool:
