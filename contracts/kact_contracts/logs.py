@@ -120,11 +120,18 @@ def _pre_chain(process: str) -> list[structlog.types.Processor]:
 
 def configure(process: str, level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Every record of this process, at `level` and above, in kact's format on stderr (or `stream`); replaces
-    what an earlier call installed, and any handler the root logger had."""
+    what an earlier call installed, and any handler the root logger or another logger had."""
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler(process, fmt, stream))
+    # Loggers given handlers of their own before (uvicorn's when its command line runs the app factory) write
+    # through the root's instead.
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.handlers:
+            for old in list(logger.handlers):
+                logger.removeHandler(old)
+            logger.propagate = True
     root.setLevel(level.upper())
     structlog.configure(
         processors=[*_pre_chain(process), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

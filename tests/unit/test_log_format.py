@@ -61,3 +61,26 @@ def test_a_webhook_url_is_logged_without_its_user_info_or_query() -> None:
     payload = json.dumps({"event": {"courseid": "c-1", "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}})
     assert _log_fields(payload) == {"course_id": "c-1", "trace_id": "a" * 32}
     assert _log_fields("not json") == {}
+
+
+def test_configure_takes_over_loggers_that_had_handlers_of_their_own() -> None:
+    """As `uvicorn scheduler.asgi:create_from_env` runs it: uvicorn configured its loggers first."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    server = logging.getLogger("uvicorn.error.test")
+    own = io.StringIO()
+    server.addHandler(logging.StreamHandler(own))
+    server.propagate = False
+    out = io.StringIO()
+    try:
+        logs.configure("api", "INFO", "json", out)
+        server.info("Started server process [%d]", 42)
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+    assert own.getvalue() == ""
+    line = json.loads(out.getvalue())
+    assert (line["event"], line["logger"], line["process"]) == ("Started server process [42]", "uvicorn.error.test", "api")
