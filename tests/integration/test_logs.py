@@ -136,3 +136,27 @@ def test_the_jobs_process_writes_json_lines(live_server: LiveServer, tmp_path) -
     assert any(r["event"] == "background jobs stopped" for r in records)
     text = log_path.read_text()
     assert live_server.settings.cipher_key not in text and live_server.settings.operator_token not in text
+
+
+def test_the_notifier_process_writes_json_lines(live_server: LiveServer, schema: str, tmp_path) -> None:
+    from conftest import STREAMS
+
+    stream = f"T_log_{uuid4().hex[:8]}"
+    STREAMS.add(stream)
+    env = {**os.environ, **live_server.settings.as_env(), "KACT_DB_SCHEMA": schema, "KACT_NATS_STREAM": stream,
+           "KACT_NATS_PREFIX": f"tlog{uuid4().hex[:6]}", "KACT_LOG_FORMAT": "json"}
+    log_path = tmp_path / "notifier.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "notifier"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "this process consumes" not in log_path.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    consuming = [r for r in records if r["event"] == "notifier: this process consumes"]
+    assert consuming and consuming[0]["process"] == "notifier" and consuming[0]["logger"] == "kact.notifier"
+    assert live_server.settings.cipher_key not in log_path.read_text()
