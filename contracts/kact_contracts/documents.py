@@ -49,6 +49,22 @@ def _refs_to_components(node: Any) -> Any:
     return node
 
 
+# The NATS headers the relay sets on every message (nats-py adds `Nats-Expected-Stream`): nothing but the id and
+# the trace context.
+MESSAGE_HEADERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "Nats-Msg-Id": {"type": "string", "description": "The CloudEvents id: JetStream drops a re-publication."},
+        "traceparent": {
+            "type": "string", "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+            "description": "W3C Trace Context of the relay's publication (a child of the event's own `traceparent`): "
+                           "a consumer continues the trace from here.",
+        },
+    },
+    "required": ["Nats-Msg-Id"],
+}
+
+
 def asyncapi(stream: StreamSettings, consumer: ConsumerSettings) -> dict[str, Any]:
     """An AsyncAPI 3.0 document: one channel and one message per public event."""
     channels: dict[str, Any] = {}
@@ -62,6 +78,7 @@ def asyncapi(stream: StreamSettings, consumer: ConsumerSettings) -> dict[str, An
             "title": cls.type_name(),
             "summary": cls.SUMMARY,
             "contentType": "application/cloudevents+json",
+            "headers": {"$ref": "#/components/schemas/MessageHeaders"},
             "payload": {"$ref": f"schemas/{cls.type_name()}.json"},
         }
         channels[key] = {
@@ -96,7 +113,8 @@ def asyncapi(stream: StreamSettings, consumer: ConsumerSettings) -> dict[str, An
         },
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages, "schemas": _refs_to_components(components)},
+        "components": {"messages": messages,
+                       "schemas": {**_refs_to_components(components), "MessageHeaders": MESSAGE_HEADERS}},
     }
 
 

@@ -19,6 +19,11 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f2f3a8e-4d0c-5b8e-9a57-0c2b1f0e7a11")
 # (proven by tests/contract/test_event_contracts.py): a sixteenth of NATS's default max_payload (1 MiB).
 MAX_MESSAGE_BYTES = 64 * 1024
 Short = Annotated[str, msgspec.Meta(max_length=128)]
+# The CloudEvents distributed tracing extension: the W3C Trace Context of the command that recorded the event.
+Traceparent = Annotated[str, msgspec.Meta(
+    pattern="^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$", min_length=55, max_length=55,
+    description="W3C traceparent of the command that recorded the event (CloudEvents distributed tracing "
+                "extension); absent for events recorded before it was kept, and for notices")]
 
 
 class FeedItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -36,7 +41,9 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
     Extension attributes (lower-case per the spec): `courseid` and `streamversion` (the course's event
     stream and the event's version in it, for per-course ordering), `clinicid` (the course's home clinic,
-    for routing) and `position` (the event's position in the scheduler's whole log)."""
+    for routing), `position` (the event's position in the scheduler's whole log) and, when known, `traceparent`
+    (the distributed tracing extension: the trace context of the command that recorded the event, which each hop
+    leaves as it is; the NATS message's own `traceparent` header names the hop that carried it)."""
 
     specversion: Literal["1.0"] = "1.0"
     id: Id
@@ -51,6 +58,7 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     clinicid: Id
     position: int
     data: dict[str, Any]
+    traceparent: Traceparent | msgspec.UnsetType = msgspec.UNSET  # absent, not null, when unknown
 
     def decode_data(self) -> PublicEvent:
         """The typed event (raises msgspec.ValidationError if the data does not match its model)."""
@@ -67,7 +75,7 @@ def schema_uri(event_type: str) -> str:
 
 def envelope(
     event: PublicEvent, *, course_id: uuid.UUID | str, version: int, time: datetime, clinic_id: str, position: int,
-    id: str | None = None,
+    id: str | None = None, traceparent: str | None = None,
 ) -> CloudEvent:
     """The message for `event`. A course event's id derives from its place in the course's stream; a notice
     passes its own (derived from what it is about, so that it too is the same each time it is made)."""
@@ -83,6 +91,7 @@ def envelope(
         clinicid=clinic_id,
         position=position,
         data=msgspec.to_builtins(event),
+        traceparent=traceparent if traceparent is not None else msgspec.UNSET,
     )
 
 

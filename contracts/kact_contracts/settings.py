@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from kact_contracts.environment import (
+    LOG_FORMAT,
+    LOG_LEVEL,
     NATS_NAME,
     NATS_SCHEMES,
     NATS_SUBJECT_PREFIX,
@@ -93,6 +95,10 @@ def _flag(env: Environment, name: str, default: Any) -> Any:
 
 def _named(form: Form) -> Parse:
     return lambda env, name, default: env.named(name, default, form)
+
+
+def _level(env: Environment, name: str, default: Any) -> Any:
+    return env.named(name, default, LOG_LEVEL).upper()
 
 
 def _url(schemes: tuple[str, ...]) -> Parse:
@@ -186,6 +192,10 @@ CATALOGUE: tuple[Setting, ...] = (
             "metrics server", shown="unset (`kact up`: a free port)"),
     Setting("KACT_NOTIFIER_METRICS_PORT", None, _port_or_off, "the same for the notifier",
             shown="unset (`kact up`: a free port)"),
+    Setting("KACT_LOG_FORMAT", "auto", _named(LOG_FORMAT),
+            "`json`, `console` or `auto` (the console format when stderr is a terminal, JSON otherwise); see "
+            "[Logs](#logs)"),
+    Setting("KACT_LOG_LEVEL", "INFO", _level, "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL` (any case)"),
 )
 SETTINGS: Mapping[str, Setting] = {setting.variable: setting for setting in CATALOGUE}
 

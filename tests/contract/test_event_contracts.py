@@ -145,12 +145,19 @@ def test_contracts_directory_is_where_the_generator_writes() -> None:
     assert CONTRACTS_DIR == Path(__file__).resolve().parents[2] / "contracts"
 
 
+FIXED_FORM = {"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}
+
+
 def longest(t: msgspec.inspect.Type, path: str) -> Any:
     """The value of type `t` that encodes longest: every string at its maximum length in characters JSON escapes
     to six bytes each (`\\u0001`), every list at its maximum length. Fails on an unbounded string or list."""
     match t:
         case msgspec.inspect.Metadata():
             return longest(t.type, path)
+        case msgspec.inspect.StrType() if t.pattern is not None:
+            # A string of a fixed form (the traceparent): of one length, so any valid one is the longest.
+            assert t.max_length is not None and t.max_length == t.min_length, f"{path}: a pattern of no fixed length"
+            return FIXED_FORM[t.pattern]
         case msgspec.inspect.StrType():
             assert t.max_length is not None, f"{path}: a string without max_length"
             return "\x01" * t.max_length

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from datetime import timedelta
 from typing import Self
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.integration
 PARTNER_A, PARTNER_B = "Alice Liddell", "Bob Marley"
 CONTACT = "alice.liddell@example.org +49 30 1234567"
 NOTE = "disclosed childhood trauma"
+REQUEST_ID = "req-stays-in-the-store-7f3a"
 SECRETS = (PARTNER_A, PARTNER_B, CONTACT, NOTE, "calm session", "screening note", "nausea after dose",
            "too costly")
 
@@ -35,7 +37,7 @@ class Tap:
         nc = await nats.connect(self.url)
 
         async def keep(msg: nats.aio.msg.Msg) -> None:
-            self.messages.append((msg.subject, repr(msg.headers).encode(), msg.data))
+            self.messages.append((msg.subject, repr(msg.headers).encode(), msg.data, dict(msg.headers or {})))
 
         await nc.subscribe(">", cb=keep)
         await nc.flush()
@@ -59,6 +61,7 @@ def test_a_whole_course_on_the_bus_carries_no_name_contact_or_note(live_server) 
     settings = live_server.settings
     with httpx.Client(base_url=live_server.base_url, timeout=30) as client, Tap(settings.nats_url or "") as tap:
         home = Tenant.onboard(client, live_server.operator_token)
+        home.headers["X-Request-Id"] = REQUEST_ID  # kept with each event in the store, never on the bus
         course = home.open_course(partners={"a": f"{PARTNER_A} <{CONTACT}>", "b": PARTNER_B})
         cid = course["id"]
         first_day = home.assess_and_prepare(cid)
@@ -78,14 +81,22 @@ def test_a_whole_course_on_the_bus_carries_no_name_contact_or_note(live_server) 
         history = ok(client.get(f"/v1/courses/{cid}/events", headers=home.headers), 200)
         asyncio.run(_until_discontinued(settings, cid))  # the course's last event went past on the bus
     # The tap sees each event published by the relay and again as delivered to the notifier's pull consumer.
-    ours = [(subject, data) for subject, _, data in tap.messages
+    ours = [(subject, data) for subject, _, data, _ in tap.messages
             if subject.startswith(f"{settings.nats_prefix}.course.{cid}.")]
+    # Headers: the message id, the stream it is for (nats-py's) and the trace context, nothing else (the request id
+    # stays in the event store).
+    our_headers = [headers for subject, _, _, headers in tap.messages
+                   if subject.startswith(f"{settings.nats_prefix}.course.{cid}.")]
+    assert our_headers and all(set(h) - {"Nats-Expected-Stream"} == {"Nats-Msg-Id", "traceparent"}
+                               for h in our_headers), our_headers
+    assert all(re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", h["traceparent"]) for h in our_headers)
     published = [e for e in history if e["type"] != "ScreeningRecorded"]
     assert len({json.loads(data)["id"] for _, data in ours}) == len(published) >= 19  # it saw every event
-    everything = b"\n".join(b" ".join((subject.encode(), headers, data)) for subject, headers, data in tap.messages)
+    everything = b"\n".join(b" ".join((subject.encode(), headers, data)) for subject, headers, data, _ in tap.messages)
     for secret in SECRETS:
         assert secret in repr(history) or secret in (CONTACT, PARTNER_A, PARTNER_B), secret
         assert secret.encode() not in everything, f"{secret!r} went over NATS"
+    assert REQUEST_ID.encode() not in everything
     for _, data in ours:  # and what went out is exactly what the contract allows
         document = json.loads(data)
         validator(document["type"]).validate(document)

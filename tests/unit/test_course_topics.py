@@ -201,12 +201,16 @@ def test_streams_recorded_before_the_split_load_to_the_same_course() -> None:
         course = project_aggregate(None, events)
         assert isinstance(course, Course)
         assert _as_recorded(_digest(course)) == stream["digest"]
+        # Stored before they were kept: no trace context, no request id.
+        assert all(e.traceparent is None and e.request_id is None for e in events)
         assert {k: course.protocol.to_dict()[k] for k in ADDED_SETTINGS} == ADDED_SETTINGS
 
 
 # Optional fields added to an event since the fixture was recorded: absent from the streams recorded before, and
 # empty (None) when the command leaves them out, so old and new events mean the same.
 # `occurred_at`, added to every event, is None where the command gave no clock (as these do).
+# `traceparent` and `request_id`, added to every event, are None where the command has no trace and no request.
+EVERY_EVENT_ADDED = {"occurred_at", "traceparent", "request_id"}
 ADDED_FIELDS = {"kact.course:SessionMissed.v1": {"clinician_id"},
                 "kact.course:SessionRescheduled.v1": {"hours_override"},
                 "kact.course:MissedWindowAcknowledged.v1": {"clinician_id"}}
@@ -223,7 +227,7 @@ def test_the_same_commands_record_the_same_events() -> None:
 
         return [(v, topic, {k: x for k, x in fields(state).items()
                             if k != "timestamp" and not (k in ADDED_FIELDS.get(topic, ()) and x is None)
-                            and not (k == "occurred_at" and x is None)})
+                            and not (k in EVERY_EVENT_ADDED and x is None)})
                 for v, topic, state in stream["events"]]
 
     for recorded, course in zip(STREAMS, (_completed_course(), _discontinued_course()), strict=True):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 
 import uvloop
+from kact_contracts import logs, tracing
 from kact_contracts.environment import SettingError
 from kact_contracts.lifecycle import follow_supervisor
 
@@ -25,10 +25,11 @@ async def main(settings: NotifierSettings) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s notifier %(levelname)s %(message)s")
     try:
         settings = NotifierSettings.from_env()
     except SettingError as error:
         print(f"notifier: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    logs.configure("notifier", settings.log_level, settings.log_format)
+    tracing.configure("notifier")
     uvloop.run(main(settings))

@@ -2,7 +2,10 @@
 
 One notifier consumes at a time (PostgreSQL advisory lock; the others wait as hot standbys), so each
 course's events are processed in stream order. Every process runs the webhook delivery worker, which
-shares the pending deliveries through row locks."""
+shares the pending deliveries through row locks.
+
+Each message is processed under a span of its own (a consumer's), child of the trace context in its `traceparent`
+header (the relay's publication); the webhooks it causes carry the event's trace on (`webhooks`)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import Any
 import asyncpg
 import msgspec
 import nats
+from kact_contracts import tracing
 from kact_contracts.envelope import decode
 from kact_contracts.jetstream import ensure_consumer, ensure_stream
 from kact_contracts.locks import lock_key
@@ -179,6 +183,14 @@ class Notifier:
     async def _handle(self, pool: asyncpg.Pool, messages: list[Any]) -> None:
         """Process a fetched batch in one transaction, then ack it. If the batch fails, each message is
         processed alone, so that one poison message delays only itself."""
+        spans = [_consuming(message) for message in messages]
+        try:
+            await self._handle_batch(pool, messages)
+        finally:
+            for span in spans:
+                span.end()
+
+    async def _handle_batch(self, pool: asyncpg.Pool, messages: list[Any]) -> None:
         batch: list[tuple[Any, store.Received]] = []
         for message in messages:
             try:
@@ -195,7 +207,7 @@ class Notifier:
             if len(batch) > 1:
                 log.warning("notifier: a batch of %d failed (%s); processing one by one", len(batch), exc)
                 for message, _ in batch:
-                    await self._handle(pool, [message])
+                    await self._handle_batch(pool, [message])
                 return
             await self._refuse(pool, batch[0], exc)
             return
@@ -227,7 +239,9 @@ class Notifier:
         """A message whose processing failed: redelivered after a back-off, a dead letter after the last try."""
         message, received = item
         meta = message.metadata
-        log.error("notifier: processing %s failed (delivery %d)", received.message.id, meta.num_delivered, exc_info=exc)
+        log.error("notifier: processing %s failed (delivery %d)", received.message.id, meta.num_delivered, exc_info=exc,
+                  extra={"course_id": received.message.courseid,
+                         "trace_id": tracing.trace_id_of(_traceparent(message))})
         if meta.num_delivered >= self.settings.consumer.max_deliver:
             await self._dead_letter(pool, message, f"{type(exc).__name__}: {exc}", received.message.id)
             await message.ack()
@@ -270,3 +284,16 @@ class Notifier:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._stopping.wait()
+
+
+def _traceparent(message: Any) -> str | None:
+    headers = getattr(message, "headers", None)
+    return headers.get("traceparent") if headers else None
+
+
+def _consuming(message: Any) -> Any:
+    """The span one message is processed under: child of the publication its `traceparent` header names."""
+    span = tracing.start("process", tracing.context_of(_traceparent(message)) or tracing.EMPTY, tracing.CONSUMER)
+    if span.is_recording():
+        span.set_attributes({"messaging.system": "nats", "messaging.destination.name": message.subject})
+    return span

@@ -32,6 +32,8 @@ class NotifierSettings:
     webhook_max_delay: float = default("KACT_WEBHOOK_MAX_DELAY")
     webhook_allow_private: bool = default("KACT_WEBHOOK_ALLOW_PRIVATE")
     metrics_port: int | None = default("KACT_NOTIFIER_METRICS_PORT")  # 127.0.0.1:<port>, 0: a free one
+    log_format: str = default("KACT_LOG_FORMAT")
+    log_level: str = default("KACT_LOG_LEVEL")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NotifierSettings:
@@ -62,4 +64,6 @@ class NotifierSettings:
             webhook_max_delay=values["KACT_WEBHOOK_MAX_DELAY"],
             webhook_allow_private=values["KACT_WEBHOOK_ALLOW_PRIVATE"],
             metrics_port=values["KACT_NOTIFIER_METRICS_PORT"],
+            log_format=values["KACT_LOG_FORMAT"],
+            log_level=values["KACT_LOG_LEVEL"],
         )

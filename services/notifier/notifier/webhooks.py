@@ -6,7 +6,10 @@ A delivery is queued in the transaction that appends the item to the recipient's
 processed event always has its webhooks queued, once. Any number of notifier processes run a
 `DeliveryWorker` on the same tables: a worker claims due deliveries under row locks and leases each for the
 length of one attempt, so one attempt is never sent by two workers; a worker that dies mid-attempt leaves
-the lease to expire and the attempt is made again (receivers deduplicate on `webhook-id`)."""
+the lease to expire and the attempt is made again (receivers deduplicate on `webhook-id`).
+
+Each attempt is a span (a client's) in the trace of the event it delivers (the CloudEvents `traceparent` of the
+feed item's event) and sends its W3C `traceparent` header, so a receiver that traces continues that trace."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import ssl
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
@@ -33,6 +37,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from kact_contracts import tracing
 from standardwebhooks import Webhook
 
 from notifier.metrics import metrics
@@ -246,6 +251,33 @@ async def enqueue(
     return int(row["queued"])
 
 
+def _without_secrets(url: str) -> str:
+    """A webhook URL as logged: scheme, host, port and path (its user info and query may hold a token)."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+    except ValueError:
+        return "(unparsable URL)"
+
+
+def _log_fields(payload: str) -> dict[str, str]:
+    """The course and trace of a delivery's feed item, for its log lines."""
+    try:
+        event = msgspec.json.decode(payload).get("event") or {}
+    except (msgspec.DecodeError, AttributeError):
+        return {}
+    fields = {"course_id": event.get("courseid"), "trace_id": tracing.trace_id_of(_event_traceparent({"event": event}))}
+    return {k: v for k, v in fields.items() if isinstance(v, str)}
+
+
+def _event_traceparent(item: Any) -> str | None:
+    """The trace context of the event a feed item carries (None: none, or not a feed item)."""
+    event = item.get("event") if isinstance(item, dict) else None
+    value = event.get("traceparent") if isinstance(event, dict) else None
+    return value if isinstance(value, str) else None
+
+
 class DeliveryWorker:
     """Sends due deliveries until stopped: wakes on NOTIFY (a new or redriven delivery) and at the next
     retry's time, never by tight polling."""
@@ -411,7 +443,8 @@ class DeliveryWorker:
         status_code, error = await self._send(client, row)
         duration_ms = round((time.monotonic() - started) * 1000)
         if error:
-            log.info("webhooks: attempt %d of delivery %s to %s failed: %s", row["attempts"], row["id"], row["url"], error)
+            log.info("webhooks: attempt %d of delivery %s to %s failed: %s", row["attempts"], row["id"],
+                     _without_secrets(row["url"]), error, extra=_log_fields(row["payload"]))
         # The result is known: keep trying to record it while the lease is this worker's (a database blip must
         # not cause a second send). Past the lease, the attempt is made again: at least once, never lost.
         lease_ends = started + self.timeout + LEASE_MARGIN_SECONDS - 1.0
@@ -437,8 +470,20 @@ class DeliveryWorker:
             return None, "the signing secret cannot be decrypted (was the cipher key changed?)"
         # jsonb gives the item back with spaces; the receiver gets it compact. Key order is jsonb's, the
         # same on every attempt.
-        body = msgspec.json.encode(msgspec.json.decode(row["payload"]))
+        item = msgspec.json.decode(row["payload"])
+        body = msgspec.json.encode(item)
         msg_id, timestamp = str(row["id"]), int(time.time())
+        span = tracing.start("webhook", tracing.context_of(_event_traceparent(item)) or tracing.EMPTY, tracing.CLIENT)
+        try:
+            return await self._post(client, row, body, msg_id, timestamp, secret, span)
+        finally:
+            span.end()
+
+    async def _post(self, client: httpx.AsyncClient, row: asyncpg.Record, body: bytes, msg_id: str, timestamp: int,
+                    secret: str, span: Any) -> tuple[int | None, str | None]:
+        if span.is_recording():
+            span.set_attributes({"http.request.method": "POST", "kact.delivery_id": msg_id,
+                                 "kact.attempt": row["attempts"], "kact.event_type": row["event_type"]})
         headers = {
             "content-type": "application/json",
             "webhook-id": msg_id,
@@ -447,6 +492,9 @@ class DeliveryWorker:
             "kact-feed-position": str(row["feed_position"]),
             "kact-event-type": row["event_type"],
         }
+        traceparent = tracing.traceparent(span)
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
         try:
             # httpx's timeout bounds each phase; this bounds the whole attempt (a receiver trickling bytes).
             async with asyncio.timeout(self.timeout), client.stream("POST", row["url"], content=body,
@@ -460,6 +508,8 @@ class DeliveryWorker:
             return None, f"{type(exc).__name__}: {exc}"[:500]
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"[:500]
+        if span.is_recording():
+            span.set_attribute("http.response.status_code", status_code)
         if 200 <= status_code < 300:
             return status_code, None
         return status_code, f"HTTP {status_code}"

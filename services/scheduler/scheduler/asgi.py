@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kact_contracts import logs
 from kact_contracts.lifecycle import follow_supervisor
 from litestar import Litestar
 
@@ -11,4 +12,6 @@ from scheduler.settings import Settings
 
 def create_from_env() -> Litestar:
     follow_supervisor()  # a worker of `kact up` ends with it
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    logs.configure("api", settings.log_level, settings.log_format)
+    return create_app(settings)

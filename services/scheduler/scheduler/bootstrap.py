@@ -17,6 +17,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
+from kact_contracts import logs, tracing
 from notifier.admin import NotifierAdmin
 
 from scheduler.api_keys import ApiKeys
@@ -41,6 +42,7 @@ from scheduler.http.contract import complete as complete_contract
 from scheduler.http.health import delivery, live, ready
 from scheduler.http.idempotency import idempotency_middleware
 from scheduler.http.metrics import metrics_middleware, metrics_route
+from scheduler.http.observe import observe
 from scheduler.http.keys import ROUTES as KEY_ROUTES
 from scheduler.http.notifications import ROUTES as NOTIFICATION_ROUTES
 from scheduler.http.problem_pages import get_problem_type, get_rules, list_problem_types
@@ -102,7 +104,13 @@ def openapi_config() -> OpenAPIConfig:
 
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Litestar:
+    """The API app. Logging is configured by whoever runs it (`kact up`, the ASGI factory); an app run where
+    nothing configured it (an ASGI server given only this) logs in kact's format, as the settings say. Traces:
+    the process's tracer provider, made here if nobody made it first (`kact_contracts.tracing`)."""
     assert settings.operator_token, "resolve the operator token first"
+    if not logs.configured():
+        logs.configure("api", settings.log_level, settings.log_format)
+    tracing.configure("api")  # once per process; exporting as the OTEL_* variables say
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -173,8 +181,10 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
         lifespan=[lifespan],
         openapi_config=openapi_config(),
         debug=False,
+        logging_config=None,  # Litestar's default would replace the root logger's handlers: kact_contracts.logs
     )
     complete_contract(app.openapi_schema, rate_limited=settings.rate_limit > 0)
+    observe(app)  # outermost: request ids and the log line of every error answer, the router's own included
     _allow_every_method(app)
     return app
 

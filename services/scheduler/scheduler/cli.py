@@ -24,6 +24,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from kact_contracts import settings as catalogue
+from kact_contracts import logs
 from kact_contracts.environment import SettingError
 from kact_contracts.lifecycle import SUPERVISOR_PID
 
@@ -72,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     overrides = {"http_host": args.host, "http_port": args.port, "data_dir": args.data_dir}
     settings = replace(Settings.from_values(values), **{k: v for k, v in overrides.items() if v is not None})
+    # The API's own lines (and uvicorn's) on stderr; the helpers write theirs to their log files.
+    logs.configure("api", settings.log_level, settings.log_format)
     try:
         up(settings, access_log=args.access_log, notifier_metrics_port=values["KACT_NOTIFIER_METRICS_PORT"])
     except KeyboardInterrupt:
@@ -176,7 +179,8 @@ def up(settings: Settings, *, access_log: bool = False, notifier_metrics_port: i
                 host=runtime.http_host,
                 port=runtime.http_port,
                 access_log=access_log,
-                log_level="info",
+                log_config=None,  # uvicorn's records go to the root logger: kact's format (`kact_contracts.logs`)
+                log_level=runtime.log_level.lower(),
                 lifespan="on",
             )
             _AnnouncingServer(config, announce).run()
@@ -231,7 +235,8 @@ def _serve_workers(runtime: Settings, access_log: bool, announce: Callable[[int]
         port=runtime.http_port,
         workers=runtime.workers,
         access_log=access_log,
-        log_level="info",
+        log_config=None,  # each worker configures kact's format (`scheduler.asgi`)
+        log_level=runtime.log_level.lower(),
         lifespan="on",
     )
     sock = config.bind_socket()

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from types import FrameType
 
 import psycopg
+from kact_contracts import logs, tracing
 from kact_contracts.bus import StreamSettings
 from kact_contracts.environment import SettingError
 from kact_contracts.lifecycle import follow_supervisor
@@ -118,12 +119,13 @@ def read_relay_lag(settings: Settings, courses: Courses) -> tuple[int, int, floa
 def main() -> None:
     """`python -m scheduler.jobs`: run the background jobs until SIGTERM or SIGINT (settings resolved, as
     `kact up` hands them over in the environment)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s jobs %(levelname)s %(name)s %(message)s")
     try:
         settings = Settings.from_env()
     except SettingError as error:
         print(f"scheduler.jobs: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    logs.configure("jobs", settings.log_level, settings.log_format)
+    tracing.configure("jobs")
     stopping = threading.Event()
 
     def ask_to_stop(signum: int, frame: FrameType | None) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 from kact_contracts import events as public
+from kact_contracts import tracing
 from kact_contracts.envelope import CloudEvent, decode, encode, envelope
 
 from scheduler.domain.course import Course
@@ -118,9 +119,13 @@ def public_message(
         mapped = to_public(event, home_clinic_id)
         if mapped is None:
             return None
+        # The trace context it was recorded with, if it is one the contract accepts (never a reason not to publish).
+        traceparent = event.traceparent if tracing.context_of(event.traceparent) is not None else None
+        if traceparent is not None and not traceparent.startswith("00-"):
+            traceparent = None
         message = envelope(
             mapped, course_id=event.originator_id, version=event.originator_version, time=event.timestamp,
-            clinic_id=home_clinic_id, position=position,
+            clinic_id=home_clinic_id, position=position, traceparent=traceparent,
         )
         payload = encode(message)
         decode(payload).decode_data()  # the envelope's and the event's bounds: what the consumer will accept

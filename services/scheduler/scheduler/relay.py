@@ -5,6 +5,9 @@ event as a CloudEvents message with `Nats-Msg-Id` = the event id, waits for the 
 records its position in the `relay_tracking` table. A crash or an outage re-publishes at most the
 unrecorded tail, which the stream's duplicate window drops. One process relays at a time (`Singleton`).
 
+Each publication is a span (a producer's), child of the trace context the event was stored with; the message
+carries it on in its `traceparent` header, and the event's own in its CloudEvents `traceparent` attribute.
+
 An event that can never be published as it is stored (it does not map, breaks its contract's bounds, is
 larger than the server's max_payload, or the stream refuses that message) is a dead letter: recorded in
 `relay_dead_letters` in the same transaction as the position past it, so that the events after it flow and a
@@ -30,6 +33,7 @@ import uvloop
 from eventsourcing.persistence import InfrastructureFactory, Notification, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.utils import Environment
+from kact_contracts import tracing
 from kact_contracts.bus import StreamSettings, subject
 from kact_contracts.envelope import event_id
 from kact_contracts.events import BY_TYPE
@@ -240,7 +244,23 @@ class Relay(BackgroundThread):
     async def _publish(self, js: Any, max_payload: int, batch: list[Notification]) -> None:
         dead: list[DeadLetter] = []
         published_before = self.stats.published
-        sent: list[tuple[Notification, str, bytes, str, asyncio.Future[Any]]] = []
+        sent: list[tuple[Notification, str, bytes, dict[str, str], asyncio.Future[Any]]] = []
+        spans: list[Any] = []
+        try:
+            await self._publish_batch(js, max_payload, batch, dead, sent, spans)
+        finally:
+            for span in spans:
+                span.end()
+        last = batch[-1].id
+        await asyncio.to_thread(self.tracking.record, Tracking(self.app.name, last), dead)
+        RELAY_PUBLISHED.inc(self.stats.published - published_before)  # counted once their position is recorded
+        RELAY_DEAD_LETTERED.inc(len(dead))
+        self.stats.dead_letters += len(dead)
+        self.stats.position = last
+
+    async def _publish_batch(self, js: Any, max_payload: int, batch: list[Notification], dead: list[DeadLetter],
+                             sent: list[tuple[Notification, str, bytes, dict[str, str], asyncio.Future[Any]]],
+                             spans: list[Any]) -> None:
         for notification in batch:
             # Decrypting and decoding is not guarded: failing here, every event would (wrong key, unknown topic).
             event = self.app.mapper.to_domain_event(notification)
@@ -253,20 +273,30 @@ class Relay(BackgroundThread):
                     raise UnpublishableError(
                         f"the message takes {len(payload)} bytes; the server's max_payload is {max_payload}")
                 to = subject(self.stream.prefix, event.originator_id, BY_TYPE[message.type])
+                span = tracing.start(f"publish {message.type}", tracing.context_of(event.traceparent) or tracing.EMPTY,
+                                     tracing.PRODUCER)
+                spans.append(span)
+                headers = {"Nats-Msg-Id": message.id}
+                traceparent = tracing.traceparent(span)
+                if traceparent is not None:
+                    headers["traceparent"] = traceparent  # the trace context goes on, and nothing else
+                if span.is_recording():
+                    span.set_attributes({"messaging.system": "nats", "messaging.destination.name": to,
+                                         "messaging.message.id": message.id, "kact.course_id": str(event.originator_id)})
                 # Published in log order over one connection, so the stream keeps each course's order.
-                ack = await js.publish_async(to, payload, headers={"Nats-Msg-Id": message.id}, stream=self.stream.name)
-                sent.append((notification, to, payload, message.id, ack))
+                ack = await js.publish_async(to, payload, headers=headers, stream=self.stream.name)
+                sent.append((notification, to, payload, headers, ack))
             except (UnpublishableError, nats.errors.MaxPayloadError) as exc:
                 dead.append(self._dead_letter(notification, exc))
         with contextlib.suppress(TimeoutError):  # the messages still without an ack are cancelled: see below
             await asyncio.wait_for(asyncio.gather(*(ack for *_, ack in sent), return_exceptions=True),
                                    self.ack_timeout)
-        for notification, to, payload, msg_id, ack in sent:
+        for notification, to, payload, headers, ack in sent:
             if ack.cancelled():
                 # No answer in time. nats-py (2.16) never resolves publish_async's future when the stream refuses
                 # a message (its reply handler raises instead), so ask once more and wait for this one's answer:
                 # an ack (a duplicate if the first was stored), a refusal, or an outage that raises.
-                result = await self._publish_alone(js, to, payload, msg_id)
+                result = await self._publish_alone(js, to, payload, headers)
             else:
                 result = ack.exception() or ack.result()
             if isinstance(result, BadRequestError) and result.err_code in REFUSED_MESSAGE_CODES:
@@ -276,25 +306,20 @@ class Relay(BackgroundThread):
             else:
                 self.stats.published += 1
                 self.stats.duplicates += bool(result.duplicate)
-        last = batch[-1].id
-        await asyncio.to_thread(self.tracking.record, Tracking(self.app.name, last), dead)
-        RELAY_PUBLISHED.inc(self.stats.published - published_before)  # counted once their position is recorded
-        RELAY_DEAD_LETTERED.inc(len(dead))
-        self.stats.dead_letters += len(dead)
-        self.stats.position = last
 
-    async def _publish_alone(self, js: Any, to: str, payload: bytes, msg_id: str) -> Any:
+    async def _publish_alone(self, js: Any, to: str, payload: bytes, headers: dict[str, str]) -> Any:
         """Publish one message and wait for its ack; the stream's refusal is returned, any other failure raised."""
         try:
             return await js.publish(to, payload, timeout=self.ack_timeout, stream=self.stream.name,
-                                    headers={"Nats-Msg-Id": msg_id})
+                                    headers=headers)
         except BadRequestError as refused:
             return refused
 
     def _dead_letter(self, notification: Notification, exc: BaseException) -> DeadLetter:
         error = str(exc) if isinstance(exc, UnpublishableError) else f"{type(exc).__name__}: {exc}"
         log.error("relay: event %s of course %s (%s) cannot be published and becomes a dead letter: %s",
-                  notification.id, notification.originator_id, notification.topic, error)
+                  notification.id, notification.originator_id, notification.topic, error,
+                  extra={"course_id": str(notification.originator_id)})
         return DeadLetter.of(notification, error[:1000])
 
     def _home_clinic(self, event: Course.Event) -> str:

@@ -67,6 +67,8 @@ class Settings:
     operator_rate_burst: int = default("KACT_OPERATOR_RATE_BURST")
     metrics_public: bool = default("KACT_METRICS_PUBLIC")
     jobs_metrics_port: int | None = default("KACT_JOBS_METRICS_PORT")
+    log_format: str = default("KACT_LOG_FORMAT")
+    log_level: str = default("KACT_LOG_LEVEL")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -111,4 +113,6 @@ VARIABLES: dict[str, str] = {
     "operator_rate_burst": "KACT_OPERATOR_RATE_BURST",
     "metrics_public": "KACT_METRICS_PUBLIC",
     "jobs_metrics_port": "KACT_JOBS_METRICS_PORT",
+    "log_format": "KACT_LOG_FORMAT",
+    "log_level": "KACT_LOG_LEVEL",
 }

@@ -18,12 +18,14 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError
 from eventsourcing.popo import POPOApplicationRecorder
+from kact_contracts import logs, tracing
+from opentelemetry import trace
 
 from scheduler.application.errors import AlreadyCreatedError, ConcurrentUpdateError, CourseNotFoundError
 from scheduler.application.group_commit import GroupCommit
 from scheduler.application.runner import Call, Commit, Pause, Step, run_steps
 from scheduler.domain.calendar import Calendar, Resource
-from scheduler.domain.course import Course
+from scheduler.domain.course import Course, Origin
 from scheduler.event_store import STATEMENT_TIMEOUT, GuardedMemoryRecorder, LockedInsertRecorder
 from scheduler.settings import DatabaseAddress, Settings
 
@@ -71,9 +73,11 @@ class _NotCached(Exception):
 class Work:
     """The aggregates one command reads and changes, each loaded once; what they record is saved together."""
 
-    def __init__(self, load: Callable[[UUID, bool], Aggregate | None], now: datetime | None = None) -> None:
+    def __init__(self, load: Callable[[UUID, bool], Aggregate | None], now: datetime | None = None,
+                 origin: Origin | None = None) -> None:
         self._load = load  # (id, whether it may be new) -> the aggregate, or None if there is none yet
         self.now = now  # the command's clock: every course event it records happened then
+        self.origin = origin  # the command's trace context and request id: every course event it records keeps them
         self._aggregates: dict[UUID, Aggregate] = {}
         self._relied_on: set[UUID] = set()
 
@@ -81,7 +85,7 @@ class Work:
         course = self._get(course_id)
         if not isinstance(course, Course):  # a calendar's id is no course either
             raise CourseNotFoundError(course_id)
-        course.occurring(self.now)
+        course.occurring(self.now, self.origin)
         return course
 
     def calendar(self, calendar_id: UUID, resource: Resource, likely_new: bool = False) -> Calendar:
@@ -103,7 +107,7 @@ class Work:
             raise AlreadyCreatedError(type(aggregate).__name__.lower(), aggregate.id)
         self._aggregates[aggregate.id] = aggregate
         if isinstance(aggregate, Course):
-            aggregate.occurring(self.now)
+            aggregate.occurring(self.now, self.origin)
 
     def done(self) -> None:
         """The command ran: its clock is no part of the courses it ran on."""
@@ -236,26 +240,49 @@ class Courses(Application):
         the store. A command that needs an aggregate not cached runs in a worker thread on the cached copies
         and that one read from the store. On a version conflict the command runs again on the current
         aggregates, after a jittered pause that lets the winners through. `now` is the command's clock, which
-        every course event it records keeps as `occurred_at`."""
+        every course event it records keeps as `occurred_at`.
+
+        The command is a span (child of the request's), and so is each wait for the group commit; while traces are
+        not exported, neither is made (nothing would see them) unless the command has no trace yet (a job's): its
+        events then keep the request's trace context. Every event keeps it and the request's id (`Origin`)."""
+        span = None
+        if tracing.exporting() or not trace.get_current_span().get_span_context().is_valid:
+            span = tracing.start(_command_name(command))
+        origin = Origin(tracing.traceparent(span) if span is not None else tracing.current_traceparent(),
+                        logs.request_id())
+        try:
+            return (yield from self._execution(command, now, origin, span))
+        finally:
+            if span is not None:
+                span.end()
+
+    def _execution(self, command: Callable[[Work], T], now: datetime | None, origin: Origin,
+                   span: trace.Span | None) -> Generator[Step, Any, T]:
         trust_cache, conflicts = True, 0
         while True:
             decided: _Decided
             if trust_cache:
                 try:
-                    decided = self._decide(command, self._cached_or_missing, from_cache=True, now=now)
+                    decided = self._decide(command, self._cached_or_missing, from_cache=True, now=now, origin=origin)
                 except _NotCached:  # what is cached, as it is, and the rest from the store
                     decided = yield Call(functools.partial(self._decide, command, self._cached_or_stored,
-                                                           from_cache=True, now=now))
+                                                           from_cache=True, now=now, origin=origin))
             else:
                 decided = yield Call(functools.partial(self._decide, command, self._current, from_cache=False,
-                                                       now=now))
+                                                       now=now, origin=origin))
             if decided.doubtful:
                 trust_cache = False
                 continue
             if decided.committed is not None:
+                waiting = tracing.start("commit", trace.set_span_in_context(span)) \
+                    if span is not None and tracing.exporting() else None
                 try:
                     yield Commit(decided.committed)
                 except IntegrityError:
+                    if waiting is not None:
+                        waiting.set_attribute("kact.conflict", True)
+                        waiting.end()
+                        waiting = None
                     conflicts += 1
                     if conflicts >= CONFLICT_RETRIES:
                         courses = [a.id for a in decided.changed if isinstance(a, Course)]
@@ -263,15 +290,18 @@ class Courses(Application):
                     trust_cache = False
                     yield Pause(random.uniform(0, 0.002 * 2**conflicts))
                     continue
+                finally:
+                    if waiting is not None:
+                        waiting.end()
                 for aggregate in decided.changed:
                     self.remember(aggregate)
             return decided.result  # type: ignore[no-any-return]
 
     def _decide(self, command: Callable[[Work], T], load: Callable[[UUID, bool], Aggregate | None],
-                from_cache: bool, now: datetime | None = None) -> _Decided:
+                from_cache: bool, now: datetime | None = None, origin: Origin | None = None) -> _Decided:
         """Run the command on aggregates from `load` and queue what they record; on cached copies, a refusal or a
         no-op is only `doubtful` (a copy may be stale)."""
-        work = Work(load, now)
+        work = Work(load, now, origin)
         try:
             result = command(work)
         except _NotCached:
@@ -330,3 +360,9 @@ class Courses(Application):
                 pass
             # Shared with the caller, who only reads it (for its answer); commands run on copies (`_cached`).
             cache.put(aggregate.id, aggregate)
+
+
+def _command_name(command: Callable[..., Any]) -> str:
+    """A command's span name: the use case that made it (`Scheduling.book_session`), not its inner function."""
+    name = getattr(command, "__qualname__", None) or type(command).__name__
+    return name.split(".<locals>", 1)[0]

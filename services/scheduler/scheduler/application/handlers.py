@@ -107,7 +107,8 @@ class Scheduling:
 
         def opening(work: Work) -> Course:
             course = Course.open(course_id=new_id("course"), home_clinic_id=clinic_id, model=model, protocol=protocol,
-                                 partners=partners, first_dosed=first_dosed, by=principal.ref, now=now)
+                                 partners=partners, first_dosed=first_dosed, by=principal.ref, now=now,
+                                 origin=work.origin)
             work.add(course)
             self._join(work, course)
             return course

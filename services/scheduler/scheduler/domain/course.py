@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import field, replace
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -60,6 +60,15 @@ __all__ = [
 ]
 
 
+class Origin(NamedTuple):
+    """Where the command that records an event came from: its W3C trace context (`traceparent`: the trace goes
+    on from the event store to the bus and the webhooks) and the HTTP request's id. Kept in the stored (encrypted)
+    event only; the bus carries the trace context alone."""
+
+    traceparent: str | None = None
+    request_id: str | None = None
+
+
 class Course(CourseState, Aggregate):
     """One couple's course: assessment, preparation, medicine and integration, as one event stream."""
 
@@ -70,6 +79,9 @@ class Course(CourseState, Aggregate):
         # When the fact happened by the clock of the command that recorded it (the server's, or the simulated one
         # under simulated time); `timestamp` is when it was recorded. Events stored before it was kept lack it.
         occurred_at: datetime | None = field(default=None, kw_only=True)
+        # The command's `Origin`, set where `occurred_at` is (`occurring`); events stored before lack them (None).
+        traceparent: str | None = field(default=None, kw_only=True)
+        request_id: str | None = field(default=None, kw_only=True)
 
     class Created(Event, Aggregate.Created):
         """The course was opened (named Created because the library expects that name)."""
@@ -370,6 +382,7 @@ class Course(CourseState, Aggregate):
         first_dosed: str = "a",
         by: str,
         now: datetime | None = None,
+        origin: Origin | None = None,
     ) -> Course:
         try:
             model = Model(model)
@@ -393,6 +406,8 @@ class Course(CourseState, Aggregate):
             first_dosed=first_dosed,
             by=by,
             occurred_at=utc(now) if now is not None else None,
+            traceparent=origin.traceparent if origin is not None else None,
+            request_id=origin.request_id if origin is not None else None,
         )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Course:
@@ -414,22 +429,33 @@ class Course(CourseState, Aggregate):
         return clone
 
     def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
-        """Every event keeps when it happened: the clock of the command (`occurring`), unless it says itself."""
+        """Every event keeps when it happened: the clock of the command (`occurring`), unless it says itself; and
+        where the command came from (its `Origin`)."""
         clock = self.__dict__.get("_clock")
         if clock is not None and "occurred_at" not in kwargs:
             kwargs["occurred_at"] = clock
+        origin = self.__dict__.get("_origin")
+        if origin is not None:
+            kwargs.setdefault("traceparent", origin.traceparent)
+            kwargs.setdefault("request_id", origin.request_id)
         super().trigger_event(event_class, **kwargs)
 
-    def occurring(self, now: datetime | None) -> None:
+    def occurring(self, now: datetime | None, origin: Origin | None = None) -> None:
         """The clock of the command about to run on this course (None: the command's own, if it has one): every
-        event it records says it happened then. `done` forgets it, so that it is never part of the course."""
+        event it records says it happened then, and came from `origin`. `done` forgets both, so that they are
+        never part of the course."""
         if now is None:
             self.__dict__.pop("_clock", None)
         else:
             self.__dict__["_clock"] = utc(now)
+        if origin is None:
+            self.__dict__.pop("_origin", None)
+        else:
+            self.__dict__["_origin"] = origin
 
     def done(self) -> None:
         self.__dict__.pop("_clock", None)
+        self.__dict__.pop("_origin", None)
 
     def _now(self, now: datetime | None) -> datetime | None:
         """The time of the command: its own `now`, else the clock it runs `occurring` at (None: neither)."""

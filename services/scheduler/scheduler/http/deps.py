@@ -26,6 +26,7 @@ from scheduler.application.keys import Keys
 from scheduler.application.notifications import Notifications
 from scheduler.application.runner import to_the_end
 from scheduler.directory import Directory, Principal
+from scheduler.http.observe import AUTHENTICATED
 from scheduler.http.problems import ProblemError
 from scheduler.http.schemas import FIRST_YEAR, LAST_YEAR
 from scheduler.idempotency import IdempotencyKeys
@@ -122,8 +123,6 @@ def provide_now(request: Request[Any, Any, Any], services: Services, principal: 
     return now.astimezone(timezone.utc)
 
 
-# The scope key under which the rate-limiting middleware leaves the principal it authenticated.
-AUTHENTICATED = "kact.principal"
 
 
 def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -146,4 +145,5 @@ async def provide_principal(request: Request[Any, Any, Any], services: Services)
     principal = await services.directory.authenticate(key)
     if principal is None:
         raise NotAuthorizedException("the API key is not valid")
+    request.scope[AUTHENTICATED] = principal  # type: ignore[literal-required]  # for the log lines
     return principal

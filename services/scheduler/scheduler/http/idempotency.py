@@ -9,6 +9,7 @@ exist: the store refuses them (409 already-created) and nothing is created twice
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -17,7 +18,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler.application.ids import request_seed, seeded
 from scheduler.http.body_guard import NO_BODY, parsed_body
-from scheduler.http.problems import OUTCOME_HEADER, send_problem
+from scheduler.http import observe
+from scheduler.http.problems import MEDIA_TYPE, OUTCOME_HEADER, send_problem
 from scheduler.http.deps import AUTHENTICATED, bearer_token
 from scheduler.idempotency import Claim, Stored, request_hash
 
@@ -26,6 +28,11 @@ MAX_KEY_LENGTH = 255
 
 
 async def _send_stored(send: Send, status: int, body: bytes, media_type: bytes, replayed: bool) -> None:
+    if status >= 400 and media_type == MEDIA_TYPE.encode():  # the replayed problem's type, for its log line
+        try:
+            observe.note(json.loads(body).get("type"))
+        except (ValueError, AttributeError):
+            pass
     headers = [(b"content-type", media_type), (b"content-length", str(len(body)).encode())]
     if replayed:
         headers.append((b"idempotent-replayed", b"true"))

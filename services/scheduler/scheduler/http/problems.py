@@ -1,4 +1,8 @@
-"""The one place that maps errors to RFC 9457 problem details."""
+"""The one place that maps errors to RFC 9457 problem details.
+
+Every problem built here is noted on its request (`observe.note`): its type, and for the operator why it
+happened (a cause, a traceback). The request's one log line (`observe`) carries them; nothing here logs a
+request's answer itself, so each 4xx and 5xx is logged exactly once."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Send
 
 from scheduler.api_keys import TooManyKeysError
+from scheduler.http import observe
 from scheduler.application.errors import (
     AlreadyCreatedError,
     ConcurrentUpdateError,
@@ -79,12 +84,20 @@ class ProblemError(Exception):
 
 def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
     body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail, **extra}
+    observe.note(body["type"])
     return Response(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+def _why(request: Request, message: str, exc: BaseException | None = None, level: int = logging.ERROR) -> None:
+    """Why the request failed, for its log line; outside a request (a handler called directly), logged here."""
+    if not observe.note(cause=message, exc=exc):
+        log.log(level, "%s on %s %s", message, request.method, request.url.path, exc_info=exc)
 
 
 async def send_problem(send: Send, status: int, slug: str, title: str, detail: str,
                        headers: Iterable[tuple[bytes, bytes]] = (), **extra: Any) -> None:
     """`problem()` for ASGI middleware, which answers before (or instead of) the app."""
+    observe.note(f"/problems/{slug}")
     body = json.dumps({"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail,
                        **extra}).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
@@ -130,7 +143,7 @@ def domain_error(request: Request, exc: DomainError) -> Response[dict[str, Any]]
                         NotAddressedError)):
         return problem(404, "not-found", "Not found", str(exc) if not isinstance(exc, NotAddressedError) else
                        f"no dose approval {exc.approval_id}")
-    log.error("unmapped domain error", exc_info=exc)
+    _why(request, "unmapped domain error", exc)
     return problem(500, "internal", "Internal error", "unexpected domain error")
 
 
@@ -164,7 +177,7 @@ def http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]]
 
 
 def unavailable(request: Request, exc: Exception) -> Response[dict[str, Any]]:
-    log.error("database unavailable on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    _why(request, f"database unavailable: {type(exc).__name__}: {exc}")
     response = problem(503, "unavailable", "Service unavailable", "the database is unavailable; retry shortly")
     response.headers["Retry-After"] = "2"
     return response
@@ -173,7 +186,9 @@ def unavailable(request: Request, exc: Exception) -> Response[dict[str, Any]]:
 def data_refused(request: Request, exc: asyncpg.DataError) -> Response[dict[str, Any]]:
     """PostgreSQL refused a value (out of its column's range, a character it cannot store): invalid input that a
     bound in the schemas should have caught first, so it is logged to be added there."""
-    log.warning("PostgreSQL refused a value on %s %s (a missing bound?): %s", request.method, request.url.path, exc)
+    # The driver's message may quote the value (a note, a reading): only what kind of refusal it was is logged.
+    _why(request, f"PostgreSQL refused a value (a missing bound?): {type(exc).__name__} "
+                  f"(SQLSTATE {getattr(exc, 'sqlstate', None)})", level=logging.WARNING)
     return problem(422, "invalid-input", "The request is not valid", "a value is out of the range this API stores")
 
 
@@ -181,7 +196,7 @@ OUTCOME_HEADER = "kact-outcome"  # "unknown": the idempotency middleware keeps t
 
 
 def outcome_unknown(request: Request, exc: OutcomeUnknownError) -> Response[dict[str, Any]]:
-    log.error("outcome unknown on %s %s: %s", request.method, request.url.path, exc)
+    _why(request, f"outcome unknown: {exc}")
     response = problem(503, "outcome-unknown", "Outcome unknown", str(exc) + (
         "; read the course before sending it again, or retry with the same Idempotency-Key"))
     response.headers["Retry-After"] = "2"
@@ -192,18 +207,19 @@ def outcome_unknown(request: Request, exc: OutcomeUnknownError) -> Response[dict
 def failed_database(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     """A database failure of a kind not known to mean "unreachable" (an internal error, a connection in a state
     the driver did not expect): still the database's, so 503; logged with its traceback to be classified."""
-    log.error("database failure on %s %s", request.method, request.url.path, exc_info=exc)
-    return unavailable(request, exc)
+    response = unavailable(request, exc)
+    _why(request, f"database failure: {type(exc).__name__}: {exc}", exc)
+    return response
 
 
 def stale_write(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     """A write that lost to another (outside the retried commands): nothing was saved, the client may retry."""
-    log.warning("write conflict on %s %s: %s", request.method, request.url.path, exc)
+    _why(request, f"write conflict: {exc}", level=logging.WARNING)
     return problem(409, "version-conflict", "The course changed concurrently", "nothing was saved; retry the request")
 
 
 def unexpected(request: Request, exc: Exception) -> Response[dict[str, Any]]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    _why(request, "unhandled error", exc)
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "internal", "Internal error", "unexpected error; it was logged")
 
 

@@ -110,7 +110,10 @@ def course_view(course: Course) -> CourseView:
     )
 
 
-ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "by", "occurred_at"}
+# Not the event's data: where and when it happened, and the trace context and request id of the command that
+# recorded it (kept for the operator's diagnosis and the trace, not part of the course's history).
+ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "by", "occurred_at", "traceparent",
+            "request_id"}
 
 
 def event_view(event: Any) -> EventView:
