@@ -68,6 +68,7 @@ def test_configure_takes_over_loggers_that_had_handlers_of_their_own() -> None:
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     server = logging.getLogger("uvicorn.error.test")
+    server.setLevel(logging.INFO)  # whatever level an earlier test's uvicorn left on "uvicorn.error"
     own = io.StringIO()
     server.addHandler(logging.StreamHandler(own))
     server.propagate = False

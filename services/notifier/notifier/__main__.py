@@ -28,7 +28,8 @@ if __name__ == "__main__":
     try:
         settings = NotifierSettings.from_env()
     except SettingError as error:
-        print(f"notifier: {error}", file=sys.stderr)
+        for line in str(error).splitlines():  # every bad setting, a line each
+            print(f"notifier: {line}", file=sys.stderr)
         raise SystemExit(2) from None
     logs.configure("notifier", settings.log_level, settings.log_format)
     tracing.configure("notifier")

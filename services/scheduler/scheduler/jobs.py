@@ -122,7 +122,8 @@ def main() -> None:
     try:
         settings = Settings.from_env()
     except SettingError as error:
-        print(f"scheduler.jobs: {error}", file=sys.stderr)
+        for line in str(error).splitlines():  # every bad setting, a line each
+            print(f"scheduler.jobs: {line}", file=sys.stderr)
         raise SystemExit(2) from None
     logs.configure("jobs", settings.log_level, settings.log_format)
     tracing.configure("jobs")
