@@ -4,6 +4,7 @@ each session the resource holds (moved ones at their new time, cancelled ones go
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,8 +12,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from api_support import EARLY, Tenant, bearer, iso, ok
+from api_support import EARLY, T0, Tenant, bearer, iso, ok
+from conftest import serve
 from icalendar import Calendar
+from scheduler.embedded import free_port
 from test_api_confirmation import clinics, confirm  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
@@ -174,3 +177,21 @@ def test_a_feed_is_fetched_at_most_a_burst_then_once_every_few_seconds(
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) == 5
     assert refused.json()["violated-policies"] == ["calendar-feed"]
     assert client.get(urlsplit(other["url"]).path).status_code == 200  # each feed has its own bucket
+
+
+def test_a_second_api_process_serves_a_booking_at_once_and_refuses_the_feed_once_revoked_through_the_first(
+        clinics: tuple[Tenant, Tenant], client: httpx.Client, live_server) -> None:  # noqa: F811
+    home, _ = clinics
+    feeds = f"/v1/clinicians/{home.therapist['id']}/calendar-feeds"
+    feed = create(home, feeds)
+    path = urlsplit(feed["url"]).path
+    settings = dataclasses.replace(live_server.settings, http_port=free_port(), background_jobs=False)
+    with serve(settings) as other, httpx.Client(base_url=other.base_url, timeout=30) as second:
+        the_day_before = {"X-Kact-Now": iso(T0 - timedelta(days=1))}
+        assert events(second.get(path, headers=the_day_before)) == {}
+        cid = home.open_course()["id"]
+        home.screen_both(cid)
+        session = home.book(cid, "assessment", T0)  # through the first process
+        assert list(events(second.get(path, headers=the_day_before))) == [f"{session['id']}@kact"]
+        assert client.delete(f"{feeds}/{feed['id']}", headers=home.headers).status_code == 204
+        assert second.get(path, headers=the_day_before).status_code == 404
