@@ -77,12 +77,16 @@ def test_the_walkthrough_and_every_block_after_it_run_in_one_shell(tmp_path: Pat
         assert "refused, as it should be" in out and "Completed" in out, run.stdout
         assert re.search(r'^refused: \{"type":"/problems/rule-violations"', run.stderr, re.M), run.stderr
         # the later blocks: the partnership changed then ended, opening hours and a closure set, a key rotated (the
-        # old one refused from then on), a webhook registered (its secret shown once), the feed read from the start
+        # old one refused from then on), a room's calendar feed read then revoked (404 from then on), a webhook
+        # registered (its secret shown once), the feed read from the start
         after = out[out.index("Completed") + 1:]
         assert after[:3] == ["['medicine']", "ended", "{'weekday': 'monday', 'opens': '13:30', 'closes': '18:00'}"]
         assert re.fullmatch(r"[0-9a-f-]{36}", after[3]) and "'created_by': 'operator:root'" in after[4], run.stdout
         assert after[5:7] == ["204", "401"], run.stdout
-        assert after[7].startswith("whsec_") and after[8] == "update" and len(after) == 9, run.stdout
+        assert after[7:13] == ["SUMMARY:Medicine session", "DTSTART:20260112T090000Z",
+                               "LOCATION:Lindenhof Ketamine Clinic\\, Treatment room 2", "STATUS:CONFIRMED",
+                               "204", "404"], run.stdout
+        assert after[13].startswith("whsec_") and after[14] == "update" and len(after) == 15, run.stdout
     finally:
         stop(process)
 

@@ -6,7 +6,7 @@ import psycopg
 from kact_contracts.locks import migration_lock
 from notifier import schema as notifier_schema
 
-from scheduler import directory, idempotency
+from scheduler import calendar_feeds, directory, idempotency
 from scheduler.application.courses import Courses
 from scheduler.readmodels.course_index import CourseIndexView, course_index_view
 from scheduler.relay import relay_tracking
@@ -27,7 +27,8 @@ def migrate(settings: Settings, env: dict[str, str]) -> tuple[Courses, CourseInd
         conn.execute("SELECT pg_advisory_lock(%s)", (migration_lock(settings.db_schema),))
         conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
         conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(schema))
-        conn.execute(directory.SCHEMA_SQL + idempotency.SCHEMA_SQL + notifier_schema.all_sql())
+        conn.execute(directory.SCHEMA_SQL + calendar_feeds.SCHEMA_SQL + idempotency.SCHEMA_SQL
+                     + notifier_schema.all_sql())
         courses, view = Courses(env=env), course_index_view({**projection_env(env), "CREATE_TABLE": "y"})
         relay_tracking({**projection_env(env), "CREATE_TABLE": "y"}).datastore.close()
     return courses, view

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -30,6 +30,10 @@ class Slot:
     session_id: str
     starts_at: datetime
     ends_at: datetime
+    # When this calendar took the slot or last moved it (when that was recorded), and how often it moved: what a
+    # calendar feed says of its revisions (SEQUENCE, LAST-MODIFIED). Neither is part of the time a slot holds.
+    changed_at: datetime | None = field(default=None, compare=False)
+    moves: int = field(default=0, compare=False)
 
     def overlaps(self, starts_at: datetime, ends_at: datetime) -> bool:
         return self.starts_at < ends_at and starts_at < self.ends_at  # adjacent sessions do not overlap
@@ -58,7 +62,7 @@ class Calendar(Aggregate):
         ends_at: datetime
 
         def apply(self, calendar: Calendar) -> None:
-            calendar._put(Slot(self.course_id, self.session_id, self.starts_at, self.ends_at))
+            calendar._put(Slot(self.course_id, self.session_id, self.starts_at, self.ends_at, self.timestamp))
 
     class Moved(Event):
         TOPIC = "kact.calendar:Moved.v1"
@@ -68,7 +72,8 @@ class Calendar(Aggregate):
 
         def apply(self, calendar: Calendar) -> None:
             slot = calendar._drop(self.session_id)
-            calendar._put(Slot(slot.course_id, slot.session_id, self.starts_at, self.ends_at))
+            calendar._put(Slot(slot.course_id, slot.session_id, self.starts_at, self.ends_at, self.timestamp,
+                               slot.moves + 1))
 
     class Released(Event):
         TOPIC = "kact.calendar:Released.v1"

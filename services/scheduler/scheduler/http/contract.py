@@ -72,7 +72,8 @@ PROBLEMS: dict[int, tuple[str, str, str, str, dict[str, OpenAPIHeader]]] = {
                           "2000-2099, ends before it starts, a clinic, room or clinician that is unknown, an "
                           "Idempotency-Key reused with another body).",
           "invalid-input", "ends_at must be after starts_at", {}),
-    429: ("TooManyRequests", "This API key sent more requests than its rate limit allows; wait `Retry-After` "
+    429: ("TooManyRequests", "This API key (or calendar feed) was used more often than its rate limit allows; "
+                             "wait `Retry-After` "
                              "seconds. Every authenticated response carries `RateLimit-Policy` and `RateLimit` "
                              "(draft-ietf-httpapi-ratelimit-headers).", "rate-limited",
           "more than 60 requests at once or 20 per second with this key; retry after 1 s",
@@ -91,12 +92,17 @@ FORBIDDEN = {
     "completeCourse", "discontinueCourse", "listDoseApprovals", "redriveDelivery", "listSharedSessions",
 }
 NOT_FOUND_WITHOUT_ID = {"readFeed", "listDeadLetters", "listRelayDeadLetters"}
-UNAUTHENTICATED = {"live", "ready", "deliveryHealth", "listProblemTypes", "getProblemType", "getRules"}
+UNAUTHENTICATED = {"live", "ready", "deliveryHealth", "listProblemTypes", "getProblemType", "getRules",
+                   "getCalendarFeed"}
+# Operations without a key that still answer problems: a calendar feed's URL holds its credential (its token).
+PUBLIC_PROBLEMS = {"getCalendarFeed": {404, 422, 503}}
 
 
 def problem_statuses(operation_id: str, method: str, path: str, has_parameters: bool, has_body: bool,
                      rate_limited: bool) -> set[int]:
     """The problem statuses an operation really answers."""
+    if operation_id in PUBLIC_PROBLEMS:
+        return PUBLIC_PROBLEMS[operation_id] | ({429} if rate_limited else set())
     if operation_id in UNAUTHENTICATED:
         return set()
     statuses = {401, 503}

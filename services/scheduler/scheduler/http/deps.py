@@ -17,6 +17,7 @@ from litestar.exceptions import NotAuthorizedException
 from nats.aio.client import Client as NATS
 from notifier.admin import NotifierAdmin
 
+from scheduler.application.calendar_feeds import CalendarFeeds
 from scheduler.application.calendars import CalendarIds
 from scheduler.application.courses import Courses
 from scheduler.application.directory import Clinics
@@ -25,6 +26,7 @@ from scheduler.application.hosting import Hosting
 from scheduler.application.keys import Keys
 from scheduler.application.notifications import Notifications
 from scheduler.application.runner import to_the_end
+from scheduler.calendar_feeds import CalendarFeedStore
 from scheduler.directory import Directory, Principal
 from scheduler.http.observe import AUTHENTICATED
 from scheduler.http.problems import ProblemError
@@ -73,10 +75,13 @@ class Services:
     clinics: Clinics = field(init=False)
     keys: Keys = field(init=False)
     notifications: Notifications = field(init=False)
+    calendar_feeds: CalendarFeeds = field(init=False)
 
     def __post_init__(self) -> None:
-        self.scheduling = Scheduling(self.courses, self.directory, self.index, CalendarIds(self.partner_key),
-                                     self.run)
+        calendars = CalendarIds(self.partner_key)
+        self.scheduling = Scheduling(self.courses, self.directory, self.index, calendars, self.run)
+        self.calendar_feeds = CalendarFeeds(self.courses, self.directory, CalendarFeedStore(self.directory.pool),
+                                            calendars, self.run)
         self.hosting = Hosting(self.courses, self.index, self.directory, self.run)
         self.clinics = Clinics(self.directory)
         self.keys = Keys(self.directory, self.directory.keys)
@@ -104,6 +109,11 @@ def provide_now(request: Request[Any, Any, Any], services: Services, principal: 
 
     It depends on the principal (a request is authenticated before anything else about it is checked), which
     depends on the services: one dependency at a time, where independent ones cost Litestar a task group."""
+    return request_now(request, services)
+
+
+def request_now(request: Request[Any, Any, Any], services: Services) -> datetime:
+    """`provide_now` for a route without a key (a calendar feed): X-Kact-Now under simulated time."""
     # The raw ASGI headers: building the request's Headers mapping for one look-up cost more than the rest.
     header = next((v.decode("latin-1") for k, v in request.scope["headers"] if k == _SIMULATED_TIME_RAW), None)
     if header is None:

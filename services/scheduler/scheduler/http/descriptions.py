@@ -147,6 +147,34 @@ DESCRIPTIONS: dict[str, str] = {
     "listPrescriberWebhooks": "The prescriber's active webhooks (the operator, its clinic or the prescriber), "
                               "without their secrets.",
     "disablePrescriberWebhook": "Disables a webhook of the prescriber; its pending deliveries are marked failed.",
+    "createClinicianCalendarFeed": "The operator or the clinician's clinic creates a calendar feed of the "
+                                   "clinician's sessions, across every course and clinic, with an optional label. "
+                                   "The answer's `url` (holding a 256-bit token, stored only as a hash) is shown "
+                                   "only here; a calendar client subscribes to it. At most 10 feeds not revoked "
+                                   "per clinician (409 too-many-feeds). To anyone else the clinician does not "
+                                   "exist (404).",
+    "listClinicianCalendarFeeds": "The operator or the clinician's clinic lists the clinician's calendar feeds: "
+                                  "id, label, when created and by whom, revocation. Never a URL or token.",
+    "revokeClinicianCalendarFeed": "The operator or the clinician's clinic revokes one of the clinician's calendar "
+                                   "feeds (204): its URL answers 404 from that moment, in every API process. "
+                                   "Revoking it again is a no-op.",
+    "createRoomCalendarFeed": "The operator or the clinic creates a calendar feed of one of its rooms' sessions, "
+                              "across every course, with an optional label. The answer's `url` (holding a 256-bit "
+                              "token, stored only as a hash) is shown only here. At most 10 feeds not revoked per "
+                              "room. To anyone else the room does not exist (404).",
+    "listRoomCalendarFeeds": "The operator or the clinic lists the room's calendar feeds: id, label, when created "
+                             "and by whom, revocation. Never a URL or token.",
+    "revokeRoomCalendarFeed": "The operator or the clinic revokes one of the room's calendar feeds (204): its URL "
+                              "answers 404 from that moment, in every API process. Revoking it again is a no-op.",
+    "getCalendarFeed": "The feed as iCalendar (RFC 5545, `text/calendar`), for Google Calendar, Outlook and other "
+                       "clients to subscribe to: one event per session the clinician or room holds, in every course "
+                       "and clinic, that ended at most 30 days ago or is still to come. Each has a stable UID "
+                       "(`<session id>@kact`), its times in UTC, its kind (SUMMARY), the hosting clinic and room "
+                       "(LOCATION) and its course id (DESCRIPTION); a partner-hosted medicine session not yet "
+                       "confirmed by its host is TENTATIVE, one its host declined CANCELLED; a cancelled session "
+                       "leaves the feed. Never a partner, note, dose or reason. No key: the token in the URL is the "
+                       "credential (404 once revoked, or if it never existed); each feed is limited to a burst of "
+                       "10 fetches, then one every 5 seconds.",
     "listRelayDeadLetters": "The operator lists stored events the relay could not publish (too large, or refused by "
                             "the stream): position, course, topic, error. The events stay in the event store and the "
                             "course's history; everything after them was published.",

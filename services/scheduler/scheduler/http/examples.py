@@ -107,6 +107,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                            "clinician_id": PRESCRIBER},
     "SessionConfirm": {"decision": "declined", "reason": "no monitoring nurse available that morning"},
     "ApiKeyCreate": {"label": "booking system, rotated 2026-12"},
+    "CalendarFeedCreate": {"label": "Jonas Berg's Google Calendar"},
     "WebhookCreate": {"url": "https://clinic.example/kact-hook",
                       "event_types": ["kact.course.session.booked.v1", "kact.notice.dose_approval.reminder.v1"]},
 }
@@ -252,6 +253,34 @@ DEAD_LETTER = {"id": 3, "subject": subject(DEFAULT_PREFIX, COURSE, events.Sessio
                "deliveries": 5, "created_at": "2026-02-23T14:05:09Z", "redrive_requested_at": None,
                "redriven_at": None, "payload": msgspec.json.encode(BOOKED_MESSAGE).decode()}
 
+FEEDS = ["8e9f0a1b-2c3d-4e4f-9a5b-6c7d8e9f0a1b", "9f0a1b2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c"]
+FEED_TOKEN = "kact_cal_R4nD0mT0k3nXq9Lw2Zp7Vb5Nc8Kd1Jf6Hs3Gt0Ym4Ua"  # as tokens look (never a real one)
+CLINICIAN_FEED = {"id": FEEDS[1], "resource": "clinician", "resource_id": THERAPIST, "clinic_id": CLINIC,
+                  **EXAMPLES["CalendarFeedCreate"], "created_at": "2026-12-01T09:00:00Z", "created_by": BY_CLINIC,
+                  "revoked_at": None, "revoked_by": None}
+OLD_FEED = {**CLINICIAN_FEED, "id": FEEDS[0], "label": "front desk tablet", "created_at": "2026-02-02T08:40:00Z",
+            "revoked_at": "2026-11-30T17:00:00Z", "revoked_by": BY_CLINIC}
+ROOM_FEED = {**CLINICIAN_FEED, "resource": "room", "resource_id": ROOM, "label": "Room 2 display"}
+FEED_URL = f"https://kact.example/calendar-feeds/{FEED_TOKEN}/calendar.ics"
+
+
+def _feed_example() -> str:
+    """The therapist's feed on the day of the medicine session: it, and the integration session booked next."""
+    from scheduler.application.calendar_feeds import FeedEntry
+    from scheduler.http.ics import render
+
+    def at(instant: str) -> datetime:
+        return datetime.fromisoformat(_offset(instant))
+
+    sessions = [MEDICINE_HELD, INTEGRATIONS[0]]
+    entries = [FeedEntry(session_id=s["id"], course_id=COURSE, kind=s["kind"], starts_at=at(s["starts_at"]),
+                         ends_at=at(s["ends_at"]), clinic_id=CLINIC, room_id=s["room_id"], status="confirmed",
+                         sequence=0, last_modified=at("2026-02-23T14:05:00Z")) for s in sessions]
+    clinic, room = EXAMPLES["ClinicCreate"]["name"], EXAMPLES["RoomCreate"]["name"]
+    locations = {MEDICINE: f"{clinic}, {room}", INTEGRATION[0]: clinic}
+    return render(f"Jonas Berg ({clinic})", entries, locations, at("2026-03-02T12:00:00Z")).decode()
+
+
 # operation id: the body of its success response (204s have none).
 RESPONSES: dict[str, Any] = {
     "live": {"status": "ok", "checks": {}},
@@ -368,4 +397,9 @@ RESPONSES: dict[str, Any] = {
     "listPrescriberKeys": [{**KEY, "id": KEYS[2], "owner": BY_PRESCRIBER, "created_at": "2026-01-20T09:55:00Z",
                             "created_by": BY_CLINIC}],  # the key createClinician gave
     "issuePrescriberKey": {**ISSUED, "id": KEYS[3], "owner": BY_PRESCRIBER, "api_key": NEXT_PRESCRIBER_KEY},
+    "createClinicianCalendarFeed": {**CLINICIAN_FEED, "url": FEED_URL},
+    "listClinicianCalendarFeeds": [OLD_FEED, CLINICIAN_FEED],
+    "createRoomCalendarFeed": {**ROOM_FEED, "url": FEED_URL},
+    "listRoomCalendarFeeds": [ROOM_FEED],
+    "getCalendarFeed": _feed_example(),
 }

@@ -186,7 +186,9 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "was lost with that answer: issue a new one."),
     "rate-limited": ProblemType(
         "Too many requests", 429, "This API key sent more requests than its rate limit allows (`RateLimit-Policy` "
-        "says the limit).", "Wait `Retry-After` seconds; spread requests out."),
+        "says the limit), a calendar feed was fetched more often than its limit (a burst of 10, then one every 5 "
+        "seconds), or this address asked for too many keys or calendar feeds that do not exist.",
+        "Wait `Retry-After` seconds; spread requests out."),
     "unavailable": ProblemType(
         "Service unavailable", 503, "The database is unreachable; nothing of the request was saved.",
         "Retry after `Retry-After` seconds."),
@@ -204,6 +206,10 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
     "too-many-keys": ProblemType(
         "Too many active keys", 409, "A clinic or prescriber holds at most 10 keys that are not revoked.",
         "Revoke a key you no longer use (`DELETE /v1/keys/{id}`), then issue the new one."),
+    "too-many-feeds": ProblemType(
+        "Too many calendar feeds", 409, "A clinician or room has at most 10 calendar feeds that are not revoked.",
+        "Revoke a feed no calendar subscribes to any more (`DELETE .../calendar-feeds/{id}`), then create the new "
+        "one."),
     "http-error": ProblemType(
         "HTTP error", 400, "Another HTTP-level refusal; `status` and `detail` say which.", "See `detail`."),
     "internal": ProblemType(

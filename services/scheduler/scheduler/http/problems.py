@@ -21,6 +21,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Send
 
 from scheduler.api_keys import TooManyKeysError
+from scheduler.calendar_feeds import TooManyFeedsError
 from scheduler.http import observe
 from scheduler.application.errors import (
     AlreadyCreatedError,
@@ -155,6 +156,10 @@ def too_many_keys(request: Request, exc: TooManyKeysError) -> Response[dict[str,
     return problem(409, "too-many-keys", "Too many active keys", str(exc))
 
 
+def too_many_feeds(request: Request, exc: TooManyFeedsError) -> Response[dict[str, Any]]:
+    return problem(409, "too-many-feeds", "Too many calendar feeds", str(exc))
+
+
 def http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
     if isinstance(exc, ValidationException):
         errors = exc.extra if isinstance(exc.extra, list) else []
@@ -227,6 +232,7 @@ EXCEPTION_HANDLERS = {
     DomainError: domain_error,
     ProblemError: problem_error,
     TooManyKeysError: too_many_keys,
+    TooManyFeedsError: too_many_feeds,
     HTTPException: http_error,
     asyncpg.DataError: data_refused,
     asyncpg.PostgresConnectionError: unavailable,

@@ -10,6 +10,11 @@ requests queue and are let through one per 1/rate seconds once that time is up (
 honours Retry-After never waits; a flood over many connections gets the key's rate and no more of the
 event loop than that.
 
+A calendar feed (`/calendar-feeds/<token>/...`) is fetched without a key: each feed has a bucket of its own
+(keyed by its token's hash: a burst of 10, then one every 5 s, far more than calendar clients poll), and a
+token that turns out not to exist (404) is charged to the client's address like an unknown key, so guessing
+tokens reaches the database at most as often as guessing keys.
+
 Requests without a key pass untouched (the handler answers 401 or serves a public route; neither reads the
 database), and so does every request to a route that needs no key (`is_public`: health, the problem pages, the
 OpenAPI document and its docs page), whatever key it carries: such a route never answers 401 or 429. A key this
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from scheduler.api_keys import hash_key
 from scheduler.directory import Principal
 from scheduler.http.deps import AUTHENTICATED, bearer_token
 from scheduler.http.problems import send_problem
@@ -119,13 +125,20 @@ class TokenBuckets:
         self._buckets = {key: bucket for key, bucket in self._buckets.items() if max(bucket[2], bucket[3]) > now}
 
 
+# One calendar feed's fetches (clients poll every 15 minutes to a day; a person may press refresh a few times).
+FEED_RATE = 0.2
+FEED_BURST = 10
+
+
 @dataclass(frozen=True)
 class RateLimits:
-    """The limits of one process: per key, for the operator key, and for unknown keys per client address."""
+    """The limits of one process: per key, for the operator key, for unknown keys (and calendar feeds) per client
+    address, and per calendar feed."""
 
     key: Limit
     operator: Limit
     unknown_key: Limit
+    feed: Limit = Limit("calendar-feed", FEED_RATE, FEED_BURST)
 
     @classmethod
     def configure(cls, rate: float, burst: int, operator_rate: float, operator_burst: int,
@@ -138,6 +151,7 @@ class RateLimits:
             Limit("default", rate, burst).share(workers),
             Limit("operator", operator_rate, operator_burst).share(workers),
             Limit("unknown-key", UNKNOWN_KEY_RATE, UNKNOWN_KEY_BURST).share(workers),
+            Limit("calendar-feed", FEED_RATE, FEED_BURST).share(workers),
         )
 
     def for_principal(self, principal: Principal) -> Limit:
@@ -154,7 +168,8 @@ UNKNOWN_KEY_BURST = 60
 # checks that the two agree): a key sent to them is neither looked up nor charged. `/metrics` too (it is out of
 # the document): it compares the operator key itself, without the database, unless KACT_METRICS_PUBLIC=1.
 PUBLIC_PATHS = ("/problems", "/rules", "/schema", "/metrics")
-PUBLIC_PREFIXES = ("/health/", "/problems/", "/schema/")
+FEED_PREFIX = "/calendar-feeds/"
+PUBLIC_PREFIXES = ("/health/", "/problems/", "/schema/", FEED_PREFIX)
 
 
 def is_public(path: str) -> bool:
@@ -199,9 +214,42 @@ def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.m
         return decision
 
     def middleware_factory(app: ASGIApp) -> ASGIApp:
+        async def feed(scope: Scope, receive: Receive, send: Send) -> None:
+            """A calendar feed's fetch: its own bucket, and a token that does not exist charged to the address."""
+            assert limits is not None
+            client = scope.get("client")
+            address = f"address:{client[0] if client else '?'}"
+            charged = False
+            if not buckets.has_token(address, limits.unknown_key, clock()):
+                # This address spent its allowance on tokens (or keys) that do not exist: no lookup unless it waits.
+                decision = await take(address, limits.unknown_key)
+                if not decision.allowed:
+                    await _refuse(send, decision)
+                    return
+                charged = True
+            token = scope["path"][len(FEED_PREFIX):].split("/", 1)[0]
+            decision = await take(f"feed:{hash_key(token)}", limits.feed)
+            if not decision.allowed:
+                await _refuse(send, decision)
+                return
+            status = 0
+
+            async def watching(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            await app(scope, receive, watching)
+            if status == 404 and not charged:
+                buckets.take(address, limits.unknown_key, clock())
+
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
                 await app(scope, receive, send)
+                return
+            if limits is not None and scope["path"].startswith(FEED_PREFIX):
+                await feed(scope, receive, send)
                 return
             key = None if is_public(scope["path"]) else bearer_token(scope["headers"])
             if key is None:
@@ -252,7 +300,9 @@ def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.m
 async def _refuse(send: Send, decision: Decision) -> None:
     limit = decision.limit
     if limit.name == "unknown-key":
-        detail = "too many requests with API keys that do not exist from this address"
+        detail = "too many requests with API keys or calendar feeds that do not exist from this address"
+    elif limit.name == "calendar-feed":
+        detail = f"this calendar feed was fetched more than {limit.burst} times at once or {limit.rate:g} per second"
     else:
         detail = f"more than {limit.burst} requests at once or {limit.rate:g} per second with this key"
     await send_problem(

@@ -622,3 +622,30 @@ class ApiKey(Struct, kw_only=True):
 
 class IssuedApiKey(ApiKey, kw_only=True):
     api_key: Annotated[str, Meta(description="The key's secret, shown only in this response")]
+
+
+FeedLabel = Annotated[str, Meta(min_length=1, max_length=100,
+                                description="Where the feed is subscribed (e.g. 'Mara's Google Calendar')")]
+
+
+class CalendarFeedCreate(Input, kw_only=True):
+    label: FeedLabel | None = None
+
+
+class CalendarFeed(Struct, kw_only=True):
+    """A calendar feed of a clinician or a room (never its token)."""
+
+    id: UUID
+    resource: Literal["clinician", "room"]
+    resource_id: UUID
+    clinic_id: UUID
+    label: str | None
+    created_at: datetime
+    created_by: str  # the principal that created it
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+class IssuedCalendarFeed(CalendarFeed, kw_only=True):
+    url: Annotated[str, Meta(description="The feed's address, to subscribe to in a calendar client; it holds the "
+                                         "feed's token (its only credential) and is shown only in this response")]
