@@ -41,7 +41,7 @@ SCHEMA_NAME = Form(re.compile(r"(?!pg_)[a-z_][a-z0-9_]{0,62}"),
                    "a PostgreSQL schema name: a lower-case letter or '_', then up to 62 lower-case letters, digits "
                    "or '_' (not pg_...)")
 # The log format (`kact_contracts.logs`): auto is the console format on a terminal, JSON otherwise.
-LOG_FORMAT = Form(re.compile(r"auto|json|console"), "auto, json or console")
+LOG_FORMAT = Form(re.compile(r"(?i)auto|json|console"), "auto, json or console")
 LOG_LEVEL = Form(re.compile(r"(?i)debug|info|warning|error|critical"), "DEBUG, INFO, WARNING, ERROR or CRITICAL")
 AES_KEY_BYTES = (16, 24, 32)  # the key sizes AES (eventsourcing's AESCipher) takes
 

@@ -11,6 +11,7 @@ read from it only when a line is written."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Callable, MutableMapping
 from contextvars import ContextVar
@@ -118,6 +119,22 @@ def _pre_chain(process: str) -> list[structlog.types.Processor]:
     ]
 
 
+# Libraries whose INFO lines carry a whole URL: httpx logs every webhook request's, whose user info or query may
+# hold the receiver's token. Their warnings and errors still come through.
+QUIETED = ("httpx", "httpcore")
+# A calendar feed's URL holds its only credential: the access log shows `/calendar-feeds/***/...` instead.
+SECRET_PATH = re.compile(r"(/calendar-feeds/)[^/?\s]+")
+
+
+class _SecretPaths(logging.Filter):
+    """Masks the credential in calendar feed URLs in uvicorn's access log lines (their arguments hold the path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "/calendar-feeds/" in a for a in record.args):
+            record.args = tuple(SECRET_PATH.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 def configure(process: str, level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Every record of this process, at `level` and above, in kact's format on stderr (or `stream`); replaces
     what an earlier call installed, and any handler the root logger or another logger had."""
@@ -133,6 +150,11 @@ def configure(process: str, level: str = "INFO", fmt: str = "auto", stream: Text
                 logger.removeHandler(old)
             logger.propagate = True
     root.setLevel(level.upper())
+    for name in QUIETED:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _SecretPaths) for f in access.filters):
+        access.addFilter(_SecretPaths())
     structlog.configure(
         processors=[*_pre_chain(process), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

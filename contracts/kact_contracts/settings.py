@@ -77,8 +77,8 @@ def _integer(low: int, high: int | None = None) -> Parse:
 
 
 def _port_or_off(env: Environment, name: str, default: Any) -> Any:
-    """A port (0: any free one), or None when unset: off."""
-    return None if not env.optional(name) else env.integer(name, 0, low=0, high=65535)
+    """A port (0: any free one), or None when unset or blank: off."""
+    return None if not (env.optional(name) or "").strip() else env.integer(name, 0, low=0, high=65535)
 
 
 def _seconds(*, above_zero: bool = False) -> Parse:
@@ -95,6 +95,10 @@ def _flag(env: Environment, name: str, default: Any) -> Any:
 
 def _named(form: Form) -> Parse:
     return lambda env, name, default: env.named(name, default, form)
+
+
+def _format(env: Environment, name: str, default: Any) -> Any:
+    return env.named(name, default, LOG_FORMAT).lower()
 
 
 def _level(env: Environment, name: str, default: Any) -> Any:
@@ -192,7 +196,7 @@ CATALOGUE: tuple[Setting, ...] = (
             "metrics server", shown="unset (`kact up`: a free port)"),
     Setting("KACT_NOTIFIER_METRICS_PORT", None, _port_or_off, "the same for the notifier",
             shown="unset (`kact up`: a free port)"),
-    Setting("KACT_LOG_FORMAT", "auto", _named(LOG_FORMAT),
+    Setting("KACT_LOG_FORMAT", "auto", _format,
             "`json`, `console` or `auto` (the console format when stderr is a terminal, JSON otherwise); see "
             "[Logs](#logs)"),
     Setting("KACT_LOG_LEVEL", "INFO", _level, "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL` (any case)"),

@@ -174,7 +174,8 @@ def test_a_feed_is_fetched_at_most_a_burst_then_once_every_few_seconds(
     answers = [client.get(urlsplit(one["url"]).path).status_code for _ in range(10)]
     assert answers == [200] * 10, answers
     refused = client.get(urlsplit(one["url"]).path)
-    assert refused.status_code == 429 and int(refused.headers["retry-after"]) == 5
+    # one fetch every 5 s once the burst is spent: 5 s to wait, or 4 if the burst took over a second here
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) in (4, 5), refused.headers
     assert refused.json()["violated-policies"] == ["calendar-feed"]
     assert client.get(urlsplit(other["url"]).path).status_code == 200  # each feed has its own bucket
 

@@ -213,3 +213,21 @@ def test_jobs_and_notifier_serve_relay_lag_deliveries_and_watcher_runs(
         finally:
             running.stop()
 
+
+
+def test_guessing_the_operator_key_at_metrics_is_limited_per_address() -> None:
+    """Each wrong key at /metrics costs the caller's address a token of its unknown-key allowance, as a key the
+    directory does not know does; then 429 for that address, while the right key (any case of `Bearer`) still
+    answers. The clock is the test's, so the refill does not depend on the machine's speed."""
+    from scheduler.http.ratelimit import UNKNOWN_KEY_BURST, RateLimits, rate_limiting
+
+    now = [0.0]
+    limits = RateLimits.configure(20, 60, 100, 500)
+    app = Litestar([metrics_route("the-operator-key", public=False)], middleware=[rate_limiting(limits, lambda: now[0])])
+    with TestClient(app) as client:
+        for guess in range(UNKNOWN_KEY_BURST):
+            assert client.get("/metrics", headers=bearer(f"guess-{guess}")).status_code == 401
+        refused = client.get("/metrics", headers=bearer("guess-again"))
+        assert refused.status_code == 429 and refused.json()["type"] == "/problems/rate-limited"
+        now[0] += 1.0  # a second later the address may try again
+        assert client.get("/metrics", headers={"Authorization": "bearer  the-operator-key "}).status_code == 200

@@ -85,3 +85,33 @@ def test_configure_takes_over_loggers_that_had_handlers_of_their_own() -> None:
     assert own.getvalue() == ""
     line = json.loads(out.getvalue())
     assert (line["event"], line["logger"], line["process"]) == ("Started server process [42]", "uvicorn.error.test", "api")
+
+
+def test_no_webhook_url_or_calendar_feed_token_reaches_the_log() -> None:
+    """httpx logs every request's whole URL at INFO (a webhook's user info or query may hold its receiver's token),
+    and uvicorn's access log the path of every request (a calendar feed's holds its credential)."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    out = io.StringIO()
+    access = logging.getLogger("uvicorn.access")
+    access_level, access.level = access.level, logging.INFO  # whatever an earlier test's uvicorn left there
+    try:
+        logs.configure("notifier", "INFO", "json", out)
+        logging.getLogger("httpx").info('HTTP Request: %s %s "%s %d %s"', "POST",
+                                        "https://partner:s3cr3t@hooks.example.org/in?token=abc123", "HTTP/1.1", 200,
+                                        "OK")
+        logging.getLogger("httpx").warning("connection to %s failed", "hooks.example.org")
+        logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "10.0.0.9:5121", "GET",
+                                                 "/calendar-feeds/kact_cal_SECRETTOKEN/calendar.ics", "1.1", 200)
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+        access.setLevel(access_level)
+    text = out.getvalue()
+    assert "s3cr3t" not in text and "abc123" not in text and "SECRETTOKEN" not in text, text
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert [line["logger"] for line in lines] == ["httpx", "uvicorn.access"]
+    assert "/calendar-feeds/***/calendar.ics" in lines[1]["event"]

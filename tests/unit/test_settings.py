@@ -205,3 +205,21 @@ def test_kact_up_says_every_bad_setting_before_starting_anything(capsys: pytest.
         "kact: KACT_HTTP_PORT must be an integer from 0 to 65535, got '80OO'",
         "kact: KACT_WEBHOOK_MAX_ATTEMPTS must be an integer of at least 1, got '0'",
     ]
+
+
+def test_a_blank_metrics_port_is_off_and_the_log_format_takes_any_case() -> None:
+    values = catalogue.read({"KACT_JOBS_METRICS_PORT": "  ", "KACT_LOG_FORMAT": "JSON", "KACT_LOG_LEVEL": "debug"})
+    assert values["KACT_JOBS_METRICS_PORT"] is None and values["KACT_NOTIFIER_METRICS_PORT"] is None
+    assert (values["KACT_LOG_FORMAT"], values["KACT_LOG_LEVEL"]) == ("json", "DEBUG")
+    assert catalogue.read({"KACT_JOBS_METRICS_PORT": "0"})["KACT_JOBS_METRICS_PORT"] == 0
+
+
+def test_an_option_of_kact_up_stands_for_its_variable(capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--port` replaces KACT_HTTP_PORT before the settings are read: a bad variable it overrides is no error."""
+    from scheduler.cli import main
+
+    monkeypatch.setenv("KACT_HTTP_PORT", "80OO")
+    monkeypatch.setenv("KACT_WORKERS", "two")
+    assert main(["up", "--port", "8080"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["kact: KACT_WORKERS must be an integer of at least 1, got 'two'"]

@@ -63,16 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(installed_version("kact"))
         return 0
+    overrides = {"KACT_HTTP_HOST": args.host, "KACT_HTTP_PORT": args.port, "KACT_DATA_DIR": args.data_dir}
+    environ = {**os.environ, **{k: str(v) for k, v in overrides.items() if v is not None}}
     try:
         # Every setting, the notifier's too, parsed once: a bad one stops `kact up` here, each on a line of its
         # own, instead of a helper that restarts forever while the API says it is ready.
-        values = catalogue.read()
+        values = catalogue.read(environ)
     except SettingError as error:
         for line in str(error).splitlines():
             print(f"kact: {line}", file=sys.stderr)
         return 2
-    overrides = {"http_host": args.host, "http_port": args.port, "data_dir": args.data_dir}
-    settings = replace(Settings.from_values(values), **{k: v for k, v in overrides.items() if v is not None})
+    settings = Settings.from_values(values)
     # The API's own lines (and uvicorn's) on stderr; the helpers write theirs to their log files.
     logs.configure("api", settings.log_level, settings.log_format)
     try:
@@ -192,6 +193,10 @@ def up(settings: Settings, *, access_log: bool = False, notifier_metrics_port: i
         signal.signal(signal.SIGTERM, previous_sigterm)
 
 
+# Readiness is asked of the API directly, whatever proxy the environment names (http_proxy and the like).
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _announce_when_ready(host: str, port: int, announce: Callable[[int], None]) -> None:
     """Calls `announce(port)` from a thread of its own once `/health/ready` answers 200 on the address the API
     listens on (the API serves, and the background jobs process keeps the course index)."""
@@ -200,7 +205,7 @@ def _announce_when_ready(host: str, port: int, announce: Callable[[int], None]) 
         url = f"{_base_url(host, port)}/health/ready"
         while True:
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:
+                with _DIRECT.open(url, timeout=2) as response:
                     if response.status == 200:
                         announce(port)
                         return

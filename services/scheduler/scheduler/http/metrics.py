@@ -24,6 +24,7 @@ from litestar import Request, Response, get
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import generate_latest
 
+from scheduler.http.deps import bearer_token
 from scheduler.http.problem_types import PROBLEM_TYPES
 from scheduler.http.problems import RULE_SLUGS, problem
 from scheduler.metrics import COMMANDS, HTTP_LATENCY, HTTP_REQUESTS, RULE_VIOLATIONS, registry
@@ -124,13 +125,14 @@ def _problem_of(body: bytes | None) -> tuple[str, set[str]]:
 def metrics_route(operator_token: str, public: bool) -> Any:
     """`GET /metrics`: the operator's key is required unless `public` (KACT_METRICS_PUBLIC=1). Out of the OpenAPI
     document (an operator's endpoint, not the partners' contract) and never rate-limited (`ratelimit.is_public`);
-    the key is compared in constant time, without the database."""
-    expected = f"Bearer {operator_token}".encode()
+    the key is compared in constant time, without the database; each wrong key costs the caller's address a token of
+    its unknown-key allowance (`ratelimit.rate_limiting`)."""
+    expected = operator_token.encode()
 
     @get("/metrics", include_in_schema=False, cache=False, sync_to_thread=False)
     def metrics(request: Request[Any, Any, Any]) -> Response[Any]:
         if not public:
-            given = next((v for k, v in request.scope["headers"] if k == b"authorization"), b"")
+            given = (bearer_token(request.scope["headers"]) or "").encode()
             if not hmac.compare_digest(given, expected):
                 response = problem(401, "unauthorized", "Unauthorized",
                                    "the operator key is required (or set KACT_METRICS_PUBLIC=1)")

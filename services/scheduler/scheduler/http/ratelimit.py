@@ -172,6 +172,9 @@ FEED_PREFIX = "/calendar-feeds/"
 PUBLIC_PREFIXES = ("/health/", "/problems/", "/schema/", FEED_PREFIX)
 
 
+METRICS_PATH = "/metrics"
+
+
 def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
@@ -244,12 +247,41 @@ def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.m
             if status == 404 and not charged:
                 buckets.take(address, limits.unknown_key, clock())
 
+        async def address_checked(scope: Scope, receive: Receive, send: Send, failure: int) -> None:
+            """A request whose key the route checks itself, without the directory (`GET /metrics` and the operator
+            key): each refusal (`failure`) costs the client's address a token, like a key that does not exist, so
+            guessing the key is as slow there as anywhere."""
+            assert limits is not None
+            client = scope.get("client")
+            address = f"address:{client[0] if client else '?'}"
+            charged = False
+            if not buckets.has_token(address, limits.unknown_key, clock()):
+                decision = await take(address, limits.unknown_key)
+                if not decision.allowed:
+                    await _refuse(send, decision)
+                    return
+                charged = True
+            status = 0
+
+            async def watching(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            await app(scope, receive, watching)
+            if status == failure and not charged:
+                buckets.take(address, limits.unknown_key, clock())
+
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
             if limits is not None and scope["path"].startswith(FEED_PREFIX):
                 await feed(scope, receive, send)
+                return
+            if limits is not None and scope["path"] == METRICS_PATH:
+                await address_checked(scope, receive, send, 401)
                 return
             key = None if is_public(scope["path"]) else bearer_token(scope["headers"])
             if key is None:

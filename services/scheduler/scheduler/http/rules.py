@@ -27,7 +27,8 @@ RULES: dict[str, Rule] = {
         "integration sessions. A session of a later phase is held only after the earlier phase's milestone: "
         "assessment is complete once both partners were screened eligible and a joint assessment session was held; "
         "preparation once the protocol's individual and joint preparation sessions were held.",
-        "The preparation minimum is a protocol setting of the course, chosen when it opens.",
+        "Preparation: individual sessions per partner default 1, bounds 1 to 4 (`individual_preparation_sessions`); "
+        "joint sessions default 2, bounds 2 to 8 (`joint_preparation_sessions`).",
         "Ketamine is given only to a couple screened eligible and prepared for the session: the preparation "
         "builds the therapeutic frame the dosing session relies on.",
         "Checked when a session is recorded held (and at booking, an integration session must follow a medicine "
@@ -86,7 +87,9 @@ RULES: dict[str, Rule] = {
         "A dosed partner's vitals (blood pressure, heart rate) are recorded before the dose, about 40 minutes "
         "after it, and at discharge, each within the session; discharge comes no earlier than the minimum "
         "monitoring time after the dose, and only with vitals marked acceptable.",
-        "Minimum monitoring time: default 120 minutes, bounds 60 to 240.",
+        "Minimum monitoring time default 120 minutes, bounds 60 to 240 (`min_monitoring_minutes`); the pre-dose "
+        "reading at most 60 minutes before the dose, bounds 15 to 240 (`pre_dose_vitals_minutes`); what the session "
+        "records lies within it give or take 15 minutes, bounds 0 to 60 (`record_tolerance_minutes`).",
         "Ketamine raises blood pressure and heart rate and dissociates: the patient is monitored until its "
         "effects resolve (esketamine's safety programme asks for at least two hours).",
         "Checked when the medicine session is recorded held."),
