@@ -4,10 +4,10 @@ set (`kact up` sets it). Labels are bounded: outcomes and states only, never a r
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
+
 
 @dataclass(frozen=True)
 class NotifierMetrics:
@@ -38,15 +38,3 @@ def metrics() -> NotifierMetrics:
             "kact_webhook_attempt_seconds", "Time of one webhook attempt (connect to status line)",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)),
     )
-
-
-def serve_metrics(port: int, registry: CollectorRegistry = REGISTRY) -> tuple[int, Callable[[], None]]:
-    """Serve `registry` on 127.0.0.1:`port` (0: a free port) from a thread; returns the port and a stop."""
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-    return server.server_port, stop

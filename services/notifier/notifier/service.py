@@ -22,10 +22,11 @@ import nats
 from kact_contracts import tracing
 from kact_contracts.envelope import decode
 from kact_contracts.jetstream import ensure_consumer, ensure_stream
+from kact_contracts.metrics import serve_metrics
 from kact_contracts.locks import lock_key
 
 from notifier import schema, store, webhooks
-from notifier.metrics import metrics, serve_metrics
+from notifier.metrics import metrics
 from notifier.settings import NotifierSettings
 
 log = logging.getLogger("kact.notifier")

@@ -23,11 +23,12 @@ from kact_contracts import logs, tracing
 from kact_contracts.bus import StreamSettings
 from kact_contracts.environment import SettingError
 from kact_contracts.lifecycle import follow_supervisor
+from kact_contracts.metrics import serve_metrics
 from prometheus_client import REGISTRY
 
 from scheduler.application.courses import Courses, event_store_env
 from scheduler.deadlines import deadline_singleton
-from scheduler.metrics import RelayLagCollector, serve_metrics
+from scheduler.metrics import RelayLagCollector
 from scheduler.readmodels.delivery import relay_lag_sql
 from scheduler.readmodels.course_index import CourseIndexView, course_index_view
 from scheduler.readmodels.indexer import Indexer

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -90,16 +90,3 @@ class RelayLagCollector(Collector):
                                 value=waiting or 0.0)
         yield GaugeMetricFamily("kact_relay_dead_letters", "Dead letters the relay recorded (in the database)",
                                 value=dead)
-
-
-def serve_metrics(port: int, registry: CollectorRegistry = REGISTRY) -> tuple[int, Callable[[], None]]:
-    """Serve `registry` on 127.0.0.1:`port` (0: a free port) from a thread; returns the port and a stop."""
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-    return server.server_port, stop
-
