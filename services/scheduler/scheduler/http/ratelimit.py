@@ -216,51 +216,37 @@ def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.m
             buckets.tell_to_wait(key, clock() + decision.retry_after)
         return decision
 
+    async def admit_address(scope: Scope, send: Send) -> tuple[str, bool] | None:
+        """Before a credential that may not exist is looked up: the client's address, and whether admitting it took
+        a token of its unknown-key allowance (spent on keys or tokens that did not exist, so it waited for one);
+        None once refused (429 sent)."""
+        assert limits is not None
+        client = scope.get("client")
+        address = f"address:{client[0] if client else '?'}"
+        if buckets.has_token(address, limits.unknown_key, clock()):
+            return address, False
+        decision = await take(address, limits.unknown_key)
+        if not decision.allowed:
+            await _refuse(send, decision)
+            return None
+        return address, True
+
     def middleware_factory(app: ASGIApp) -> ASGIApp:
-        async def feed(scope: Scope, receive: Receive, send: Send) -> None:
-            """A calendar feed's fetch: its own bucket, and a token that does not exist charged to the address."""
-            assert limits is not None
-            client = scope.get("client")
-            address = f"address:{client[0] if client else '?'}"
-            charged = False
-            if not buckets.has_token(address, limits.unknown_key, clock()):
-                # This address spent its allowance on tokens (or keys) that do not exist: no lookup unless it waits.
-                decision = await take(address, limits.unknown_key)
-                if not decision.allowed:
-                    await _refuse(send, decision)
-                    return
-                charged = True
-            token = scope["path"][len(FEED_PREFIX):].split("/", 1)[0]
-            decision = await take(f"feed:{hash_key(token)}", limits.feed)
-            if not decision.allowed:
-                await _refuse(send, decision)
+        async def address_checked(scope: Scope, receive: Receive, send: Send, failure: int,
+                                  own: tuple[str, Limit] | None = None) -> None:
+            """A request whose credential the route checks itself: a calendar feed's token (a `failure` 404, and
+            the feed's `own` bucket), the operator key at `GET /metrics` (a 401, without the directory). Each
+            failure costs the client's address a token, like a key that does not exist, so guessing is as slow
+            there as anywhere."""
+            admitted = await admit_address(scope, send)
+            if admitted is None:
                 return
-            status = 0
-
-            async def watching(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                await send(message)
-
-            await app(scope, receive, watching)
-            if status == 404 and not charged:
-                buckets.take(address, limits.unknown_key, clock())
-
-        async def address_checked(scope: Scope, receive: Receive, send: Send, failure: int) -> None:
-            """A request whose key the route checks itself, without the directory (`GET /metrics` and the operator
-            key): each refusal (`failure`) costs the client's address a token, like a key that does not exist, so
-            guessing the key is as slow there as anywhere."""
-            assert limits is not None
-            client = scope.get("client")
-            address = f"address:{client[0] if client else '?'}"
-            charged = False
-            if not buckets.has_token(address, limits.unknown_key, clock()):
-                decision = await take(address, limits.unknown_key)
+            address, charged = admitted
+            if own is not None:
+                decision = await take(*own)
                 if not decision.allowed:
                     await _refuse(send, decision)
                     return
-                charged = True
             status = 0
 
             async def watching(message: Message) -> None:
@@ -271,6 +257,7 @@ def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.m
 
             await app(scope, receive, watching)
             if status == failure and not charged:
+                assert limits is not None
                 buckets.take(address, limits.unknown_key, clock())
 
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
@@ -278,7 +265,8 @@ def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.m
                 await app(scope, receive, send)
                 return
             if limits is not None and scope["path"].startswith(FEED_PREFIX):
-                await feed(scope, receive, send)
+                token = scope["path"][len(FEED_PREFIX):].split("/", 1)[0]
+                await address_checked(scope, receive, send, 404, (f"feed:{hash_key(token)}", limits.feed))
                 return
             if limits is not None and scope["path"] == METRICS_PATH:
                 await address_checked(scope, receive, send, 401)
@@ -290,19 +278,15 @@ def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.m
             directory = scope["app"].state.services.directory
             principal = directory.known(key)
             if principal is None:
-                client = scope.get("client")
-                address = f"address:{client[0] if client else '?'}"
-                charged = False  # a lookup that finds nothing costs the address a token
-                if limits is not None and not buckets.has_token(address, limits.unknown_key, clock()):
-                    decision = await take(address, limits.unknown_key)
-                    if not decision.allowed:
-                        await _refuse(send, decision)
+                admitted = None  # a lookup that finds nothing costs the address a token
+                if limits is not None:
+                    admitted = await admit_address(scope, send)
+                    if admitted is None:
                         return
-                    charged = True
                 principal = await directory.authenticate(key)
                 if principal is None:
-                    if limits is not None and not charged:
-                        buckets.take(address, limits.unknown_key, clock())
+                    if admitted is not None and not admitted[1]:
+                        buckets.take(admitted[0], limits.unknown_key, clock())
                     await send_problem(send, 401, "unauthorized", "Unauthorized", "the API key is not valid",
                                        headers=[(b"www-authenticate", b"Bearer")])
                     return
