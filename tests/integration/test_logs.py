@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -117,19 +118,8 @@ def test_a_route_that_does_not_exist_and_a_replayed_refusal_are_logged_with_thei
 def test_the_jobs_process_writes_json_lines(live_server: LiveServer, tmp_path) -> None:
     env = {**os.environ, **live_server.settings.as_env(), "KACT_LOG_FORMAT": "auto", "KACT_LOG_LEVEL": "info",
            "KACT_DEADLINE_CHECK_SECONDS": "0"}
-    log_path = tmp_path / "jobs.log"
-    with log_path.open("wb") as log:  # not a terminal: auto means JSON
-        process = subprocess.Popen([sys.executable, "-m", "scheduler.jobs"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while "background jobs started" not in log_path.read_text():
-            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
-    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    log_path = tmp_path / "jobs.log"  # not a terminal: auto means JSON
+    records = _records_of_a_run("scheduler.jobs", env, log_path, "background jobs started")
     started = [r for r in records if r["event"].startswith("background jobs started")]
     assert started and started[0]["process"] == "jobs" and started[0]["logger"] == "kact.jobs"
     assert started[0]["level"] == "info" and "timestamp" in started[0]
@@ -146,17 +136,22 @@ def test_the_notifier_process_writes_json_lines(live_server: LiveServer, schema:
     env = {**os.environ, **live_server.settings.as_env(), "KACT_DB_SCHEMA": schema, "KACT_NATS_STREAM": stream,
            "KACT_NATS_PREFIX": f"tlog{uuid4().hex[:6]}", "KACT_LOG_FORMAT": "json"}
     log_path = tmp_path / "notifier.log"
+    records = _records_of_a_run("notifier", env, log_path, "this process consumes")
+    consuming = [r for r in records if r["event"] == "notifier: this process consumes"]
+    assert consuming and consuming[0]["process"] == "notifier" and consuming[0]["logger"] == "kact.notifier"
+    assert live_server.settings.cipher_key not in log_path.read_text()
+
+
+def _records_of_a_run(module: str, env: dict[str, str], log_path: Path, ready: str) -> list[dict[str, Any]]:
+    """The log records `python -m <module>` wrote from its start until it logged `ready` and was stopped (SIGTERM)."""
     with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "notifier"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
-        while "this process consumes" not in log_path.read_text():
+        while ready not in log_path.read_text():
             assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.1)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
-    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    consuming = [r for r in records if r["event"] == "notifier: this process consumes"]
-    assert consuming and consuming[0]["process"] == "notifier" and consuming[0]["logger"] == "kact.notifier"
-    assert live_server.settings.cipher_key not in log_path.read_text()
+    return [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]

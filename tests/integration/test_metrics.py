@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from api_support import T0, Tenant, bearer, ok
+from api_support import T0, Tenant, bearer, eventually, ok
 from conftest import NotifierThread, notifier_settings, serve, server_settings
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -51,15 +51,6 @@ def scrape(url: str, headers: dict[str, str] | None = None) -> Series:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     return parse(response.text)
-
-
-def until(read: Callable[[], Series], holds: Callable[[Series], bool], timeout: float = 20.0) -> Series:
-    deadline = time.monotonic() + timeout
-    while True:
-        series = read()
-        if holds(series) or time.monotonic() > deadline:
-            return series
-        time.sleep(0.2)
 
 
 def test_api_metrics_count_requests_by_route_and_commands_by_outcome_and_rule(live_server, client) -> None:
@@ -177,8 +168,8 @@ def test_jobs_and_notifier_serve_relay_lag_deliveries_and_watcher_runs(
             home.book(course["id"], "assessment", T0 + timedelta(days=1))
 
             # The relay caught up: nothing waiting, its position at the head of the store.
-            lag = until(lambda: scrape(jobs_url), lambda s: value(s, "kact_relay_published_total") >= 3
-                        and value(s, "kact_relay_behind") == 0)
+            lag = eventually(lambda: scrape(jobs_url), lambda s: value(s, "kact_relay_published_total") >= 3
+                             and value(s, "kact_relay_behind") == 0, timeout=20)
             assert jobs.poll() is None, (tmp_path / "jobs.log").read_text()
             assert value(lag, "kact_relay_lag_up") == 1
             assert value(lag, "kact_relay_published_total") >= 3  # opened, two sessions booked
@@ -199,10 +190,10 @@ def test_jobs_and_notifier_serve_relay_lag_deliveries_and_watcher_runs(
             def delta(s: dict, name: str, **labels: str) -> float:
                 return value(s, name, **labels) - value(notifier_before, name, **labels)
 
-            seen = until(lambda: scrape(notifier_url),
-                         lambda s: delta(s, "kact_notifier_messages_total", outcome="processed") >= 3
-                         and delta(s, "kact_webhook_deliveries_total", state="delivered") >= 3
-                         and delta(s, "kact_webhook_deliveries_total", state="failed") >= 3)
+            seen = eventually(lambda: scrape(notifier_url),
+                              lambda s: delta(s, "kact_notifier_messages_total", outcome="processed") >= 3
+                              and delta(s, "kact_webhook_deliveries_total", state="delivered") >= 3
+                              and delta(s, "kact_webhook_deliveries_total", state="failed") >= 3, timeout=20)
             assert delta(seen, "kact_notifier_messages_total", outcome="processed") >= 3
             assert delta(seen, "kact_webhook_deliveries_total", state="delivered") >= 3
             assert delta(seen, "kact_webhook_deliveries_total", state="retrying") >= 3 * 3

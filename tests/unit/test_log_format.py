@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from kact_contracts import logs
@@ -63,25 +65,32 @@ def test_a_webhook_url_is_logged_without_its_user_info_or_query() -> None:
     assert _log_fields("not json") == {}
 
 
-def test_configure_takes_over_loggers_that_had_handlers_of_their_own() -> None:
-    """As `uvicorn scheduler.asgi:create_from_env` runs it: uvicorn configured its loggers first."""
+@contextmanager
+def configured(process: str) -> Iterator[io.StringIO]:
+    """kact's JSON format for `process` into a buffer, and the root logger as it was afterwards."""
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
-    server = logging.getLogger("uvicorn.error.test")
-    server.setLevel(logging.INFO)  # whatever level an earlier test's uvicorn left on "uvicorn.error"
-    own = io.StringIO()
-    server.addHandler(logging.StreamHandler(own))
-    server.propagate = False
     out = io.StringIO()
     try:
-        logs.configure("api", "INFO", "json", out)
-        server.info("Started server process [%d]", 42)
+        logs.configure(process, "INFO", "json", out)
+        yield out
     finally:
         for h in list(root.handlers):
             root.removeHandler(h)
         for h in saved[0]:
             root.addHandler(h)
         root.setLevel(saved[1])
+
+
+def test_configure_takes_over_loggers_that_had_handlers_of_their_own() -> None:
+    """As `uvicorn scheduler.asgi:create_from_env` runs it: uvicorn configured its loggers first."""
+    server = logging.getLogger("uvicorn.error.test")
+    server.setLevel(logging.INFO)  # whatever level an earlier test's uvicorn left on "uvicorn.error"
+    own = io.StringIO()
+    server.addHandler(logging.StreamHandler(own))
+    server.propagate = False
+    with configured("api") as out:
+        server.info("Started server process [%d]", 42)
     assert own.getvalue() == ""
     line = json.loads(out.getvalue())
     assert (line["event"], line["logger"], line["process"]) == ("Started server process [42]", "uvicorn.error.test", "api")
@@ -90,25 +99,17 @@ def test_configure_takes_over_loggers_that_had_handlers_of_their_own() -> None:
 def test_no_webhook_url_or_calendar_feed_token_reaches_the_log() -> None:
     """httpx logs every request's whole URL at INFO (a webhook's user info or query may hold its receiver's token),
     and uvicorn's access log the path of every request (a calendar feed's holds its credential)."""
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    out = io.StringIO()
     access = logging.getLogger("uvicorn.access")
     access_level, access.level = access.level, logging.INFO  # whatever an earlier test's uvicorn left there
     try:
-        logs.configure("notifier", "INFO", "json", out)
-        logging.getLogger("httpx").info('HTTP Request: %s %s "%s %d %s"', "POST",
-                                        "https://partner:s3cr3t@hooks.example.org/in?token=abc123", "HTTP/1.1", 200,
-                                        "OK")
-        logging.getLogger("httpx").warning("connection to %s failed", "hooks.example.org")
-        logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "10.0.0.9:5121", "GET",
-                                                 "/calendar-feeds/kact_cal_SECRETTOKEN/calendar.ics", "1.1", 200)
+        with configured("notifier") as out:
+            logging.getLogger("httpx").info('HTTP Request: %s %s "%s %d %s"', "POST",
+                                            "https://partner:s3cr3t@hooks.example.org/in?token=abc123", "HTTP/1.1", 200,
+                                            "OK")
+            logging.getLogger("httpx").warning("connection to %s failed", "hooks.example.org")
+            logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "10.0.0.9:5121", "GET",
+                                                     "/calendar-feeds/kact_cal_SECRETTOKEN/calendar.ics", "1.1", 200)
     finally:
-        for h in list(root.handlers):
-            root.removeHandler(h)
-        for h in saved[0]:
-            root.addHandler(h)
-        root.setLevel(saved[1])
         access.setLevel(access_level)
     text = out.getvalue()
     assert "s3cr3t" not in text and "abc123" not in text and "SECRETTOKEN" not in text, text

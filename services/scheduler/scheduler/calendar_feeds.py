@@ -7,13 +7,12 @@ no cache to clear."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from scheduler.api_keys import Principal, hash_key
+from scheduler.api_keys import Principal, hash_key, new_key
 from scheduler.application.errors import AlreadyCreatedError
 from scheduler.application.ids import new_id
 
@@ -29,7 +28,6 @@ CREATE INDEX IF NOT EXISTS calendar_feeds_resource ON calendar_feeds (resource, 
 """
 
 COLUMNS = "id, resource, resource_id, clinic_id, label, created_at, created_by, revoked_at, revoked_by"
-TOKEN_PREFIX = "kact_cal_"
 TOKEN_PATTERN = "^kact_cal_[A-Za-z0-9_-]{43}$"  # the prefix and 32 random bytes (256 bits), base64url
 MAX_ACTIVE_FEEDS = 10  # per clinician or room: one per calendar that subscribes, with room to rotate
 
@@ -41,10 +39,6 @@ class TooManyFeedsError(Exception):
                          f"revoked; revoke one first")
 
 
-def new_token() -> str:
-    return f"{TOKEN_PREFIX}{secrets.token_urlsafe(32)}"
-
-
 class CalendarFeedStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -52,7 +46,7 @@ class CalendarFeedStore:
     async def create(self, resource: str, resource_id: UUID, clinic_id: UUID, label: str | None,
                      by: Principal) -> tuple[dict[str, Any], str]:
         """A new feed and its token (returned only here)."""
-        feed_id, token = new_id("calendar_feed"), new_token()
+        feed_id, token = new_id("calendar_feed"), new_key("cal")
         async with self.pool.acquire() as conn, conn.transaction():
             # Concurrent creations for one resource take turns, so the limit holds.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"calendar_feeds:{resource_id}")
