@@ -143,8 +143,12 @@ class CalendarFeeds:
         shown = entries(slots, courses, resource, resource_id, now)
         await self.directory.log_accesses(Principal("calendar-feed", str(row["id"])), "read_calendar_feed",
                                           list(dict.fromkeys(UUID(e.course_id) for e in shown)))
+        # Sessions share a few places: each (clinic, room) is looked up once per fetch.
+        places = {(e.clinic_id, e.room_id): "" for e in shown}
+        for clinic_id, room_id in list(places):
+            places[clinic_id, room_id] = await self._location(clinic_id, room_id)
         return Feed(await self._name(resource, row["resource_id"]), shown,
-                    {e.session_id: await self._location(e) for e in shown})
+                    {e.session_id: places[e.clinic_id, e.room_id] for e in shown})
 
     async def _managed(self, principal: Principal, resource: str, resource_id: UUID, clinic_id: UUID | None) -> UUID:
         """The clinic of the clinician or room (a room: the clinic in its path), if the caller manages it (the
@@ -169,8 +173,8 @@ class CalendarFeeds:
         clinic = await self.directory.clinic(room["clinic_id"])
         return f"{room['name']} ({clinic['name'] if clinic else 'kact'})"
 
-    async def _location(self, entry: FeedEntry) -> str:
-        clinic = await self.directory.clinic(UUID(entry.clinic_id))
-        room = await self.directory.room(UUID(entry.room_id)) if entry.room_id else None
+    async def _location(self, clinic_id: str, room_id: str | None) -> str:
+        clinic = await self.directory.clinic(UUID(clinic_id))
+        room = await self.directory.room(UUID(room_id)) if room_id else None
         return ", ".join(part for part in (clinic["name"] if clinic else None, room["name"] if room else None)
                          if part)
