@@ -247,11 +247,40 @@ class IntegrationWindowClosing(Notice, frozen=True, kw_only=True):
     deadline: Instant
 
 
+class SlotHeld(PublicEvent, frozen=True, kw_only=True):
+    NAME = "hold.placed"
+    SUMMARY = "A slot was held for the course until `expires_at` (booked from, released, or it expires)."
+    hold_id: Id
+    kind: SessionKind
+    starts_at: Instant
+    ends_at: Instant
+    clinic_id: Id
+    room_id: Id | None
+    clinician_ids: ClinicianIds
+    expires_at: Instant
+
+
+class HoldReleased(PublicEvent, frozen=True, kw_only=True):
+    NAME = "hold.released"
+    SUMMARY = "A hold ended before it expired: booked as `session_id`, or released."
+    hold_id: Id
+    outcome: Literal["booked", "released"]
+    session_id: Id | None
+
+
+class HoldExpired(PublicEvent, frozen=True, kw_only=True):
+    NAME = "hold.expired"
+    SUMMARY = "A hold ran out unbooked: its slot is free again. To the clinic that held it."
+    hold_id: Id
+    expired_at: Instant
+
+
 PUBLIC_EVENTS: tuple[type[PublicEvent], ...] = (
     CourseOpened, SessionBooked, SessionRescheduled, SessionCancelled, SessionConfirmed, SessionDeclined,
     SessionHeld, SessionMissed, DoseApprovalRequested, DoseApprovalDecided, Assessed, Prepared, Dosed,
     Integrated, IntegrationWindowMissed, MissedWindowAcknowledged, CourseCompleted, CourseDiscontinued,
     AdverseEventReported, DoseApprovalWithdrawn, SessionDischarged, VitalsLimitOverridden,
+    SlotHeld, HoldReleased, HoldExpired,
 )
 NOTICES: tuple[type[Notice], ...] = (DoseApprovalReminder, DoseApprovalEscalation, IntegrationWindowClosing)
 BY_TYPE: dict[str, type[PublicEvent]] = {cls.type_name(): cls for cls in (*PUBLIC_EVENTS, *NOTICES)}

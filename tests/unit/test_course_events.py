@@ -30,7 +30,7 @@ EXPECTED = {
     "SessionMissed", "DoseApprovalRequested", "DoseApprovalDecided", "Assessed", "Prepared", "Dosed",
     "Integrated", "IntegrationWindowMissed", "MissedWindowAcknowledged", "Completed", "Discontinued",
     "SessionConfirmed", "SessionDeclined", "AdverseEventReported", "DoseApprovalWithdrawn",
-    "DischargeRecorded", "VitalsLimitOverridden",
+    "DischargeRecorded", "VitalsLimitOverridden", "SlotHeld", "HoldReleased", "HoldExpired",
 }
 
 

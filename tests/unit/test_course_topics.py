@@ -48,10 +48,14 @@ TOPICS = {
     "DoseApprovalWithdrawn": "kact.course:DoseApprovalWithdrawn.v1",
     "DischargeRecorded": "kact.course:DischargeRecorded.v1",
     "VitalsLimitOverridden": "kact.course:VitalsLimitOverridden.v1",
+    "SlotHeld": "kact.course:SlotHeld.v1",
+    "HoldReleased": "kact.course:HoldReleased.v1",
+    "HoldExpired": "kact.course:HoldExpired.v1",
 }
 # Topics added since the fixture streams were recorded (the streams cannot use them).
 LATER_TOPICS = {"kact.course:AdverseEventReported.v1", "kact.course:DoseApprovalWithdrawn.v1",
-                "kact.course:DischargeRecorded.v1", "kact.course:VitalsLimitOverridden.v1"}
+                "kact.course:DischargeRecorded.v1", "kact.course:VitalsLimitOverridden.v1",
+                "kact.course:SlotHeld.v1", "kact.course:HoldReleased.v1", "kact.course:HoldExpired.v1"}
 
 # The two streams below, recorded with the domain as one module (before the split) and the library's default
 # transcodings: one through every command to completion, one discontinued at screening. Together they use every topic.

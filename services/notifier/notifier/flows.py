@@ -154,6 +154,12 @@ def decide(event: ev.PublicEvent, course_id: str, facts: CourseFacts, policy: Po
         case ev.IntegrationWindowMissed():
             out.tell([home], "integration_window_missed")
             out.cancel.append(f"{course_id}:window:{event.session_id}:")
+        case ev.HoldExpired():  # the clinic that held the slot (only a home clinic holds) may hold another
+            out.tell([home], "hold_expired")
+        case ev.SlotHeld() | ev.HoldReleased():
+            host = {clinic(event.clinic_id)} if isinstance(event, ev.SlotHeld) else set()
+            out.tell([home], "update")
+            out.tell(host - {home}, "update")  # a partner clinic sees the slots held at its place
         case ev.CourseCompleted() | ev.CourseDiscontinued():
             out.tell({home, *(clinic(h) for h in facts.partner_hosts())}, "update")
             out.cancel.append(f"{course_id}:")

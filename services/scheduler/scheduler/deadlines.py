@@ -1,4 +1,6 @@
 """The integration-window deadline watcher (rule I4, docs/RULES.md): records a missed window once its deadline passed.
+It also records each hold that expired (`HoldExpired`, which frees its slot in the calendars and tells the clinic
+that held it); a hold's slot is free from its expiry on, whether or not this has run yet.
 
 The course index keeps one row per Dosed medicine session with the deadline its Dosed event names. One scheduler
 process at a time (a `Singleton`) sleeps until the earliest open deadline, looking again at least every
@@ -19,10 +21,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from scheduler.application.calendars import CalendarIds
 from scheduler.application.courses import Courses
+from scheduler.application.handlers import expire_holds
 from scheduler.background import BackgroundThread
 from scheduler.domain.course import Course
-from scheduler.metrics import DEADLINE_RUNS, DEADLINE_SECONDS, WINDOWS_MISSED
+from scheduler.metrics import DEADLINE_RUNS, DEADLINE_SECONDS, HOLDS_EXPIRED, WINDOWS_MISSED
 from scheduler.readmodels.course_index import CourseIndexView, course_index_view
 from scheduler.singleton import Singleton
 
@@ -40,9 +44,11 @@ class DeadlineWatcher(BackgroundThread):
         clock: Callable[[], datetime],
         check_seconds: float = 5.0,
         batch: int = 500,
+        calendars: CalendarIds | None = None,
     ) -> None:
         assert check_seconds > 0, "the watcher looks again at least every check_seconds"
         self.courses, self.view, self.clock = courses, view, clock
+        self.calendars = calendars or CalendarIds(b"")  # holds keep no partner's calendar: no key needed
         self.check_seconds, self.batch = check_seconds, batch
         super().__init__("deadline-watcher")
 
@@ -71,12 +77,20 @@ class DeadlineWatcher(BackgroundThread):
             except Exception:
                 failed = True  # its rows stay open: the next round tries again
                 log.exception("deadline watcher: course %s could not be checked", course_id)
-        if len(due) == self.batch and not failed:
+        holds = self.view.due_holds(now, self.batch, min_age_seconds=self.check_seconds)
+        for course_id in dict.fromkeys(row["course_id"] for row in holds):
+            try:
+                expired = expire_holds(self.courses, self.calendars, course_id, now, BY)
+                HOLDS_EXPIRED.inc(len(expired))
+            except Exception:
+                failed = True  # still open: the next round tries again
+                log.exception("hold watcher: the holds of course %s could not be expired", course_id)
+        if (len(due) == self.batch or len(holds) == self.batch) and not failed:
             return 0.0  # more are due
-        upcoming = self.view.next_deadline(now)
-        if upcoming is None:
+        upcoming = [t for t in (self.view.next_deadline(now), self.view.next_hold_expiry(now)) if t is not None]
+        if not upcoming:
             return self.check_seconds
-        return min(self.check_seconds, max(0.0, (upcoming - self.clock()).total_seconds()))
+        return min(self.check_seconds, max(0.0, (min(upcoming) - self.clock()).total_seconds()))
 
     def settle(self, course_id: UUID, session_ids: list[str], now: datetime) -> list[str]:
         """Records the course's missed windows as of `now` and marks its due rows; returns the sessions

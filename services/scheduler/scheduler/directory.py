@@ -19,6 +19,7 @@ from scheduler import api_keys
 from scheduler.application.errors import AlreadyCreatedError
 from scheduler.application.ids import new_id
 from scheduler.api_keys import OPERATOR, ApiKeys, Principal
+from scheduler.domain.rules.booking import BookingRules
 from scheduler.domain.rules.hours import WEEKDAYS, Closure, Schedule, Week, WorkingHours
 
 __all__ = ["KINDS", "OPERATOR", "SCHEMA_SQL", "Directory", "Principal"]
@@ -70,6 +71,11 @@ CREATE TABLE IF NOT EXISTS closure_changes (
     change text NOT NULL CHECK (change IN ('added', 'lifted')), starts_on date NOT NULL, ends_on date NOT NULL,
     reason text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), created_by text NOT NULL);
 CREATE INDEX IF NOT EXISTS closure_changes_clinic ON closure_changes (clinic_id, id);
+-- A clinic's booking rules (buffers, notice, horizon, limits, holds): the latest row is in force; none: defaults.
+CREATE TABLE IF NOT EXISTS booking_rules (
+    id bigserial PRIMARY KEY, clinic_id uuid NOT NULL REFERENCES clinics(id), rules jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(), created_by text NOT NULL);
+CREATE INDEX IF NOT EXISTS booking_rules_clinic ON booking_rules (clinic_id, id);
 -- A closure is added once (a request run again names the same closure: `ids.new_id`).
 CREATE UNIQUE INDEX IF NOT EXISTS closure_changes_added ON closure_changes (closure_id) WHERE change = 'added';
 """ + api_keys.SCHEMA_SQL + """
@@ -246,6 +252,18 @@ class Directory:
         self._forget_hours(owner_id)  # after the change: this process judges by it from now on
         return await self.hours_history(owner, owner_id)
 
+    async def set_booking_rules(self, clinic_id: UUID, rules: BookingRules, by: Principal) -> list[dict[str, Any]]:
+        """The clinic's booking rules from now on; returns every setting, the one in force last."""
+        await self.pool.execute("INSERT INTO booking_rules (clinic_id, rules, created_by) VALUES ($1, $2::jsonb, $3)",
+                                clinic_id, json.dumps(rules.to_dict()), by.ref)
+        self._forget_hours(clinic_id)
+        return await self.booking_rules_history(clinic_id)
+
+    async def booking_rules_history(self, clinic_id: UUID) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch("SELECT * FROM booking_rules WHERE clinic_id = $1 ORDER BY id", clinic_id)
+        return [{"rules": BookingRules.from_dict(json.loads(r["rules"])), "at": r["created_at"], "by": r["created_by"]}
+                for r in rows]
+
     async def hours_history(self, owner: str, owner_id: UUID) -> list[dict[str, Any]]:
         """Every setting of the hours, the current one last (none: always open or available)."""
         table, column = _HOURS[owner]
@@ -303,9 +321,9 @@ class Directory:
                      if now - self._hours[i][0] > HOURS_TTL / 2 and i not in self._refreshing]
             if aging:
                 self._refresh_hours(clinic_id if clinic_id in aging else None, [i for i in aging if i != clinic_id])
-        opening_week, closures_kept = kept[clinic_id]
+        opening_week, closures_kept, rules = kept[clinic_id]
         schedule = Schedule(name=clinic["name"], timezone=clinic["timezone"], opening=opening_week,
-                            closures=closures_kept)
+                            closures=closures_kept, rules=rules)
         return schedule, {cid: WorkingHours(row["name"], kept[UUID(cid)]) for cid, row in staff.items()}
 
     async def _read_hours(self, clinic_id: UUID | None, clinician_ids: list[UUID]) -> dict[UUID, Any]:
@@ -322,8 +340,12 @@ class Directory:
                     "SELECT DISTINCT ON (closure_id) * FROM closure_changes WHERE clinic_id = $1 "
                     "ORDER BY closure_id, id DESC", clinic_id,
                 )
+                rules = await conn.fetchval(
+                    "SELECT rules FROM booking_rules WHERE clinic_id = $1 ORDER BY id DESC LIMIT 1", clinic_id
+                )
                 read[clinic_id] = (_week(_intervals(opening)), tuple(
-                    Closure(c["starts_on"], c["ends_on"], c["reason"]) for c in closures if c["change"] == "added"))
+                    Closure(c["starts_on"], c["ends_on"], c["reason"]) for c in closures if c["change"] == "added"),
+                    BookingRules.from_dict(json.loads(rules) if rules else None))
             if clinician_ids:
                 working = await conn.fetch(
                     "SELECT DISTINCT ON (clinician_id) clinician_id, intervals FROM working_hours "

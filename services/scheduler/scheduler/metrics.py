@@ -51,6 +51,7 @@ DEADLINE_SECONDS = Histogram("kact_deadline_watcher_run_seconds", "Time of one c
                              buckets=LATENCY_BUCKETS)
 WINDOWS_MISSED = Counter("kact_integration_windows_missed",
                          "Integration windows the deadline watcher recorded missed (I4)")
+HOLDS_EXPIRED = Counter("kact_holds_expired", "Holds the deadline watcher recorded expired")
 
 
 def registry() -> CollectorRegistry:

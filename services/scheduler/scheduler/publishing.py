@@ -92,6 +92,14 @@ MAPPING: dict[type[Course.Event], Mapper | None] = {
     Course.AdverseEventReported: lambda e, home: public.AdverseEventReported(
         session_id=e.session_id, partner=e.partner, at=e.at, severity=e.severity
     ),
+    Course.SlotHeld: lambda e, home: public.SlotHeld(
+        hold_id=e.hold["id"], kind=e.hold["kind"], starts_at=e.hold["starts_at"], ends_at=e.hold["ends_at"],
+        clinic_id=e.hold["clinic_id"], room_id=e.hold["room_id"], clinician_ids=list(e.hold["clinician_ids"]),
+        expires_at=e.hold["expires_at"],
+    ),
+    Course.HoldReleased: lambda e, home: public.HoldReleased(hold_id=e.hold_id, outcome=e.outcome,
+                                                             session_id=e.session_id),
+    Course.HoldExpired: lambda e, home: public.HoldExpired(hold_id=e.hold_id, expired_at=e.expired_at),
 }
 
 

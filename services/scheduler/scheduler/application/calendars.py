@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from uuid import UUID, uuid5
 
 from scheduler.domain.calendar import Resource
-from scheduler.domain.course import Course, Session
+from scheduler.domain.course import Course, Hold, Kind, Session
 
 # The namespace of the calendars of clinicians and rooms (uuid5 of "clinician:<id>" or "room:<id>"): a calendar's
 # id is never a course's, and each resource has exactly one.
@@ -62,12 +62,24 @@ class CalendarIds:
             self._partners[(home_clinic_id, reference)] = known
         return known
 
-    def held_by(self, course: Course, session: Session) -> Iterator[Held]:
-        """Every calendar `session` holds: its clinicians', its room's, and each attending partner's."""
+    def host(self, clinic_id: str) -> UUID:
+        return _named(f"host:{clinic_id}")
+
+    def held_by(self, course: Course, session: Session | Hold) -> Iterator[Held]:
+        """Every calendar `session` holds: its clinicians', its room's, and each attending partner's; and, hosted
+        by a partner clinic, that clinic's ledger of what it hosts, if it counts there (a medicine session).
+
+        A hold keeps the clinic's resources and its ledger (where every partner clinic's holds count), not the
+        partners' calendars: the course keeps its own holds apart."""
         for clinician_id in session.clinician_ids:
             yield Held(self.clinician(clinician_id), Resource.CLINICIAN, f"clinician {clinician_id}")
         if session.room_id is not None:
             yield Held(self.room(session.room_id), Resource.ROOM, f"room {session.room_id}")
+        hold = isinstance(session, Hold)
+        if session.clinic_id != course.home_clinic_id and (hold or session.kind is Kind.MEDICINE):
+            yield Held(self.host(session.clinic_id), Resource.HOST, f"clinic {session.clinic_id}")
+        if hold:
+            return
         for partner in session.partners:
             yield Held(self.partner(course.home_clinic_id, course.partners[partner]), Resource.PARTNER,
                        f"partner {partner}")

@@ -13,6 +13,7 @@ from scheduler.application.access import managed_owner, manages
 from scheduler.application.errors import ForbiddenError, NotFoundError, UnknownReferenceError
 from scheduler.application.handlers import Directory
 from scheduler.domain.errors import InvalidCommandError
+from scheduler.domain.rules.booking import BookingRules
 
 Row = dict[str, Any]
 Intervals = list[dict[str, str]] | None  # weekly hours; None: always open (a clinic) or available (a clinician)
@@ -43,6 +44,10 @@ class ManagedDirectory(Directory, Protocol):
     async def set_hours(self, owner: str, owner_id: UUID, intervals: Intervals, by: Principal) -> list[Row]: ...
 
     async def hours_history(self, owner: str, owner_id: UUID) -> list[Row]: ...
+
+    async def set_booking_rules(self, clinic_id: UUID, rules: BookingRules, by: Principal) -> list[Row]: ...
+
+    async def booking_rules_history(self, clinic_id: UUID) -> list[Row]: ...
 
     async def add_closure(self, clinic_id: UUID, starts_on: date, ends_on: date, reason: str,
                           by: Principal) -> Row: ...
@@ -111,6 +116,17 @@ class Clinics:
     async def set_opening_hours(self, principal: Principal, clinic_id: UUID, intervals: Intervals) -> list[Row]:
         await managed_owner(self.directory, principal, "clinic", clinic_id)
         return await self.directory.set_hours("clinic", clinic_id, intervals, principal)
+
+    async def booking_rules(self, principal: Principal, clinic_id: UUID) -> list[Row]:
+        """Every setting of the clinic's booking rules, the one in force last (none: the defaults)."""
+        await managed_owner(self.directory, principal, "clinic", clinic_id)
+        return await self.directory.booking_rules_history(clinic_id)
+
+    async def set_booking_rules(self, principal: Principal, clinic_id: UUID, rules: BookingRules) -> list[Row]:
+        await managed_owner(self.directory, principal, "clinic", clinic_id)
+        if problems := rules.problems():
+            raise InvalidCommandError(problems)
+        return await self.directory.set_booking_rules(clinic_id, rules, principal)
 
     async def closures(self, principal: Principal, clinic_id: UUID) -> list[Row]:
         """Every closure of the clinic added or lifted, in order."""

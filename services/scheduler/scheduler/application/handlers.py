@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 from scheduler.api_keys import Principal
 from scheduler.application import access
@@ -19,12 +20,12 @@ from scheduler.application.errors import (
     UnknownReferenceError,
 )
 from scheduler.application.ids import new_id
-from scheduler.application.runner import Steps, run_steps_async
+from scheduler.application.runner import Steps, run_steps, run_steps_async
 from scheduler.domain.calendar import Calendar, Resource, Slot
-from scheduler.domain.course import Course, DoseApproval, HostFacts, Kind, Session, SessionStatus, Status
+from scheduler.domain.course import Course, DoseApproval, Hold, HostFacts, Kind, Session, SessionStatus, Status
 from scheduler.domain.errors import RulesBrokenError, UnknownApprovalError, Violation
 from scheduler.domain.protocol import Protocol as CourseProtocol
-from scheduler.domain.rules import hours
+from scheduler.domain.rules import booking, hours
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -161,9 +162,10 @@ class Scheduling:
         def discontinuing(work: Work) -> Course:
             course = access.owned(work.course(course_id), principal)
             booked = [s for s in course.sessions.values() if s.status is SessionStatus.BOOKED]
+            holds = list(course.holds.values())
             course.discontinue(reason=reason, by=principal.ref)
-            for session in booked:
-                self._release(work, course, session)
+            for placed in [*booked, *holds]:
+                self._release(work, course, placed)
             return course
 
         return await self._run(self.courses.execution(discontinuing, now))
@@ -189,8 +191,8 @@ class Scheduling:
             course = access.owned(work.course(course_id), principal)
             if session_id in course.sessions:  # an earlier run of this request booked it (ids.new_id)
                 raise AlreadyCreatedError("session", session_id)
-            outside, override = _outside_hours(schedule, staff_hours, clinician_ids, starts_at, ends_at,
-                                               hours_override_reason)
+            outside, override = _clinic_rules(schedule, staff_hours, clinician_ids, starts_at, ends_at,
+                                              hours_override_reason, now)
             try:
                 course.book_session(
                     session_id=session_id, kind=kind, partners=partners, starts_at=starts_at, ends_at=ends_at,
@@ -205,7 +207,7 @@ class Scheduling:
                 raise RulesBrokenError([*broken, *outside, *self._clashes_of_booking(
                     work, course, partners, starts_at, ends_at, room_id, clinician_ids)])
             session = course.sessions[session_id]
-            self._reserve(work, course, session, self.calendars.held_by(course, session))
+            self._reserve(work, course, session, self.calendars.held_by(course, session), schedule, now)
             return session
 
         return await self._run(self.courses.execution(booking, now))
@@ -238,8 +240,8 @@ class Scheduling:
                 raise UnknownReferenceError(f"room {room_id} is not a room of the hosting clinic")
             _check_staff(staff, clinician_ids or [], {session.clinic_id})
             before = list(self.calendars.held_by(course, session))
-            outside, override = _outside_hours(schedule, staff_hours, staffed, starts_at, ends_at,
-                                               hours_override_reason)
+            outside, override = _clinic_rules(schedule, staff_hours, staffed, starts_at, ends_at,
+                                              hours_override_reason, now)
             try:
                 course.reschedule_session(
                     session_id=session_id, starts_at=starts_at, ends_at=ends_at,
@@ -255,12 +257,104 @@ class Scheduling:
                 raise RulesBrokenError([*broken, *outside])
             moved = course.sessions[session_id]
             after = list(self.calendars.held_by(course, moved))
-            self._reserve(work, course, moved, after)
+            self._reserve(work, course, moved, after, schedule, now)
             for left in {h.calendar_id for h in before} - {h.calendar_id for h in after}:
                 work.calendar(left, next(h.resource for h in before if h.calendar_id == left)).release(session_id)
             return moved
 
         return await self._run(self.courses.execution(rescheduling, now))
+
+    # ------------------------------------------------------------------ holds
+
+    async def hold_slot(self, principal: Principal, course_id: UUID, *, kind: str, partners: list[str],
+                        starts_at: datetime, ends_at: datetime, clinic_id: UUID | None, room_id: UUID | None,
+                        clinician_ids: list[UUID], timezone: str | None, minutes: int | None,
+                        hours_override_reason: str | None, now: datetime) -> Hold:
+        """Keep a slot for the course for a few minutes (the hosting clinic's `hold_minutes`, or fewer if asked):
+        judged as a booking there would be, and taken in the clinicians', room's and (at a partner clinic) the
+        host's ledger, where the host's cap on a partner clinic's open holds applies."""
+        home = access.clinic_of(principal)
+        host_id = str(clinic_id or home)
+        clinic = await self.directory.clinic(UUID(host_id))
+        if clinic is None:
+            raise UnknownReferenceError(f"clinic {host_id} is unknown")
+        await self._room_of(room_id, host_id)
+        await self._staff_of(principal, clinician_ids, {host_id})
+        host = await self._host_facts(host_id, home, kind)
+        schedule, staff_hours = await self.directory.hours_of(UUID(host_id), clinician_ids)
+        hold_id = f"hold_{new_id('hold').hex}"
+        lasts = min(minutes or schedule.rules.hold_minutes, schedule.rules.hold_minutes)
+
+        def holding(work: Work) -> Hold:
+            course = access.owned(work.course(course_id), principal)
+            if hold_id in course.holds:  # an earlier run of this request took it (ids.new_id)
+                raise AlreadyCreatedError("hold", hold_id)
+            outside, override = _clinic_rules(schedule, staff_hours, clinician_ids, starts_at, ends_at,
+                                              hours_override_reason, now)
+            try:
+                course.hold_slot(
+                    hold_id=hold_id, kind=kind, partners=partners, starts_at=starts_at, ends_at=ends_at,
+                    clinic_id=host_id, room_id=str(room_id) if room_id else None,
+                    clinician_ids=[str(i) for i in clinician_ids], timezone=timezone or clinic["timezone"],
+                    host=host, hours_override=override, expires_at=now + timedelta(minutes=lasts),
+                    by=principal.ref, now=now,
+                )
+                broken: list[Violation] = []
+            except RulesBrokenError as refused:
+                broken = list(refused.violations)
+            if broken or outside:
+                raise RulesBrokenError([*broken, *outside])
+            held = course.holds[hold_id]
+            self._reserve(work, course, held, self.calendars.held_by(course, held), schedule, now)
+            return held
+
+        return await self._run(self.courses.execution(holding, now))
+
+    async def book_hold(self, principal: Principal, course_id: UUID, hold_id: str, now: datetime) -> Session:
+        """Book the held slot: the session takes the hold's place in every calendar, in one transaction, judged
+        again as any booking (the course or the clinic's rules may have changed since it was held)."""
+        home = access.clinic_of(principal)
+        current: Course = access.owned(await self.in_thread(lambda: self.courses.get_course(course_id)), principal)
+        held = current.hold(hold_id)
+        host = await self._host_facts(held.clinic_id, home, held.kind.value)
+        schedule, staff_hours = await self.directory.hours_of(UUID(held.clinic_id),
+                                                              [UUID(i) for i in held.clinician_ids])
+        session_id = str(new_id("session"))
+
+        def booking(work: Work) -> Session:
+            course = access.owned(work.course(course_id), principal)
+            if session_id in course.sessions:
+                raise AlreadyCreatedError("session", session_id)
+            hold = course.hold(hold_id)
+            staffed = [UUID(i) for i in hold.clinician_ids]
+            outside, _ = _clinic_rules(schedule, staff_hours, staffed, hold.starts_at, hold.ends_at,
+                                       hold.hours_override, now)
+            try:
+                course.book_hold(hold_id=hold_id, session_id=session_id, host=host, by=principal.ref, now=now)
+                broken: list[Violation] = []
+            except RulesBrokenError as refused:
+                broken = list(refused.violations)
+            if broken or outside:
+                raise RulesBrokenError([*broken, *outside])
+            session = course.sessions[session_id]
+            self._reserve(work, course, session, self.calendars.held_by(course, session), schedule, now,
+                          replaces=[hold_id])
+            self._release(work, course, hold)  # what the session did not take over (a ledger it does not count in)
+            return session
+
+        return await self._run(self.courses.execution(booking, now))
+
+    async def release_hold(self, principal: Principal, course_id: UUID, hold_id: str,
+                           now: datetime | None = None) -> Hold:
+        access.clinic_of(principal)
+
+        def releasing(work: Work) -> Hold:
+            course = access.owned(work.course(course_id), principal)
+            held = course.release_hold(hold_id=hold_id, by=principal.ref)
+            self._release(work, course, held)
+            return held
+
+        return await self._run(self.courses.execution(releasing, now))
 
     async def cancel_session(self, principal: Principal, course_id: UUID, session_id: str, reason: str,
                              now: datetime) -> Session:
@@ -447,26 +541,45 @@ class Scheduling:
         has_prescriber, partnered = await self.directory.host_facts(UUID(host_id), UUID(home_id), kind)
         return HostFacts(host_id, has_prescriber, partnered)
 
-    def _reserve(self, work: Work, course: Course, session: Session, held: Iterable[Held]) -> None:
-        """Hold the session's time in each calendar, or refuse with every clash (I10) at once (the calendars
-        reserved before a clash are discarded with the command). A partner in this course only holds nothing:
-        the command relies on their calendar staying so."""
-        clashes: list[Violation] = []
+    def _reserve(self, work: Work, course: Course, placed: Session | Hold, held: Iterable[Held],
+                 schedule: hours.Schedule, now: datetime | None, replaces: Collection[str] = ()) -> None:
+        """Take the session's (or hold's) time in each calendar, or refuse with every clash (I10) and every booking
+        rule of the hosting clinic it breaks (buffers, limits, its ledger's caps) at once. A partner in this course
+        only holds nothing: the command relies on their calendar staying so. `replaces`: the hold a session is
+        booked from, whose slot it takes over."""
+        rules, zone = schedule.rules, ZoneInfo(schedule.timezone)
+        hold = isinstance(placed, Hold)
+        slot = booking.Candidate(str(course.id), placed.kind.value, placed.starts_at, placed.ends_at,
+                                 ignore={placed.id, *replaces})
+        before, after = rules.buffer(placed.kind.value)
+        broken: list[Violation] = []
+        taking: list[tuple[Calendar, Held]] = []
         for h in held:
             calendar = self._calendar(work, course, h)
-            if h.resource is Resource.PARTNER and calendar.exclusive_to(str(course.id)):
-                work.rely_on(calendar)
-                continue
-            try:
-                calendar.reserve(
-                    course_id=str(course.id), session_id=session.id, starts_at=session.starts_at,
-                    ends_at=session.ends_at, label=h.label)
-            except RulesBrokenError as refused:
-                clashes += refused.violations
-        if clashes:
-            raise RulesBrokenError(clashes)
+            if h.resource is Resource.PARTNER:
+                if calendar.exclusive_to(str(course.id)):
+                    work.rely_on(calendar)
+                    continue
+                if (clash := calendar.violation(placed.starts_at, placed.ends_at, h.label, ignore=slot.ignore,
+                                                now=now)):
+                    broken.append(clash)
+            elif h.resource is Resource.HOST:
+                broken += booking.hosted_violations(rules, calendar, schedule.name, slot, zone, now,
+                                                    holder=course.home_clinic_id if hold else None)
+            else:
+                broken += booking.resource_violations(rules, calendar, h.label, slot, zone, now)
+            taking.append((calendar, h))
+        if broken:
+            raise RulesBrokenError(broken)
+        for calendar, h in taking:
+            buffered = h.resource in (Resource.CLINICIAN, Resource.ROOM)
+            calendar.reserve(
+                course_id=str(course.id), session_id=placed.id, starts_at=placed.starts_at, ends_at=placed.ends_at,
+                label=h.label, before=before if buffered else timedelta(0), after=after if buffered else timedelta(0),
+                expires_at=placed.expires_at if hold else None, holder=course.home_clinic_id if hold else None,
+                kind=placed.kind.value, now=now, replaces=[r for r in replaces if r in calendar.slots])
 
-    def _release(self, work: Work, course: Course, session: Session) -> None:
+    def _release(self, work: Work, course: Course, session: Session | Hold) -> None:
         for h in self.calendars.held_by(course, session):
             calendar = self._calendar(work, course, h)
             if h.resource is Resource.PARTNER and calendar.exclusive_to(str(course.id)):
@@ -513,22 +626,25 @@ class Scheduling:
         probe = Session(id="", kind=Kind.ASSESSMENT, partners=tuple(sorted(set(partners))), starts_at=starts_at,
                         ends_at=ends_at, clinic_id="", room_id=str(room_id) if room_id else None,
                         clinician_ids=tuple(str(i) for i in clinician_ids), timezone="UTC")
-        return [v for h in self.calendars.held_by(course, probe)
+        return [v for h in self.calendars.held_by(course, probe) if h.resource is not Resource.HOST
                 if (v := work.calendar(h.calendar_id, h.resource).violation(
                     starts_at, ends_at, h.label, other_courses_than=str(course.id)))]
 
 
-def _outside_hours(schedule: hours.Schedule, staff_hours: dict[str, hours.WorkingHours], clinician_ids: list[UUID],
-                   starts_at: datetime, ends_at: datetime,
-                   override_reason: str | None) -> tuple[list[Violation], str | None]:
-    """(the hours rules the session breaks and that refuse it, the override reason to keep with it): a reason
-    accepts a session outside hours, and is kept only when it overrode something."""
+def _clinic_rules(schedule: hours.Schedule, staff_hours: dict[str, hours.WorkingHours], clinician_ids: list[UUID],
+                  starts_at: datetime, ends_at: datetime, override_reason: str | None,
+                  now: datetime | None) -> tuple[list[Violation], str | None]:
+    """(the hosting clinic's rules the session breaks and that refuse it, the override reason to keep with it):
+    its hours, which a reason overrides (kept only when it overrode something), and its notice and horizon,
+    which nothing overrides."""
     broken = hours.hours_violations(schedule, [staff_hours[str(i)] for i in clinician_ids if str(i) in staff_hours],
                                     starts_at, ends_at)
+    timing = booking.timing_violations(schedule.rules, schedule.name, starts_at, now) \
+        if now is not None and starts_at.tzinfo is not None else []
     reason = (override_reason or "").strip()
     if not broken:
-        return [], None
-    return ([], reason) if reason else (broken, None)
+        return timing, None
+    return (timing, reason) if reason else ([*broken, *timing], None)
 
 
 def _holds_slots(course: Course, session: Session) -> bool:
@@ -558,3 +674,17 @@ def course_of_approval(approval_id: str) -> UUID | None:
         return UUID(hex=course_hex) if prefix == "apr" and suffix else None
     except ValueError:
         return None
+
+
+def expire_holds(courses: Courses, calendars: CalendarIds, course_id: UUID, now: datetime, by: str) -> list[Hold]:
+    """Record the holds of a course that ran out by `now` and free their slots (the hold watcher, in its thread;
+    idempotent: a second run finds nothing to record). Holds keep no partner's calendar."""
+    def expiring(work: Work) -> list[Hold]:
+        course = work.course(course_id)
+        expired = course.expire_holds(now=now, by=by)
+        for held in expired:
+            for h in calendars.held_by(course, held):
+                work.calendar(h.calendar_id, h.resource).release(held.id)
+        return expired
+
+    return run_steps(courses.execution(expiring, now))

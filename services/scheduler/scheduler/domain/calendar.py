@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -20,6 +21,7 @@ class Resource(StrEnum):
     CLINICIAN = "clinician"
     ROOM = "room"
     PARTNER = "partner"
+    HOST = "host"  # a clinic's ledger of what it hosts for partner clinics: medicine sessions and holds
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,20 @@ class Slot:
     # calendar feed says of its revisions (SEQUENCE, LAST-MODIFIED). Neither is part of the time a slot holds.
     changed_at: datetime | None = field(default=None, compare=False)
     moves: int = field(default=0, compare=False)
+    # The time the resource needs free around the session (the hosting clinic's buffers for its kind).
+    before: timedelta = field(default=timedelta(0), compare=False)
+    after: timedelta = field(default=timedelta(0), compare=False)
+    # A hold: the slot is kept for `holder` (a clinic) until `expires_at`, then frees itself.
+    expires_at: datetime | None = field(default=None, compare=False)
+    holder: str | None = field(default=None, compare=False)
+    kind: str | None = field(default=None, compare=False)
 
     def overlaps(self, starts_at: datetime, ends_at: datetime) -> bool:
         return self.starts_at < ends_at and starts_at < self.ends_at  # adjacent sessions do not overlap
+
+    def holds_at(self, now: datetime | None) -> bool:
+        """Whether the slot still takes its time at `now` (a hold that expired does not; unknown time: it does)."""
+        return self.expires_at is None or now is None or now < self.expires_at
 
 
 class Calendar(Aggregate):
@@ -55,14 +68,25 @@ class Calendar(Aggregate):
         resource: str
 
     class Reserved(Event):
+        """A session's (or, with `expires_at`, a hold's) time was taken; events stored before buffers and holds
+        lack the fields after `ends_at`."""
+
         TOPIC = "kact.calendar:Reserved.v1"
         course_id: str
         session_id: str
         starts_at: datetime
         ends_at: datetime
+        before_minutes: int = field(default=0, kw_only=True)
+        after_minutes: int = field(default=0, kw_only=True)
+        expires_at: datetime | None = field(default=None, kw_only=True)
+        holder: str | None = field(default=None, kw_only=True)
+        kind: str | None = field(default=None, kw_only=True)
 
         def apply(self, calendar: Calendar) -> None:
-            calendar._put(Slot(self.course_id, self.session_id, self.starts_at, self.ends_at, self.timestamp))
+            calendar._put(Slot(self.course_id, self.session_id, self.starts_at, self.ends_at, self.timestamp,
+                               before=timedelta(minutes=self.before_minutes),
+                               after=timedelta(minutes=self.after_minutes), expires_at=self.expires_at,
+                               holder=self.holder, kind=self.kind))
 
     class Moved(Event):
         TOPIC = "kact.calendar:Moved.v1"
@@ -72,8 +96,8 @@ class Calendar(Aggregate):
 
         def apply(self, calendar: Calendar) -> None:
             slot = calendar._drop(self.session_id)
-            calendar._put(Slot(slot.course_id, slot.session_id, self.starts_at, self.ends_at, self.timestamp,
-                               slot.moves + 1))
+            calendar._put(replace(slot, starts_at=self.starts_at, ends_at=self.ends_at, changed_at=self.timestamp,
+                                  moves=slot.moves + 1))
 
     class Released(Event):
         TOPIC = "kact.calendar:Released.v1"
@@ -97,7 +121,8 @@ class Calendar(Aggregate):
         # The slots by start, and the longest one: a clash is looked for among the few that start within that
         # length before the end of the time asked for, however many slots a busy clinician's calendar holds.
         self._starts: list[tuple[datetime, str]] = []
-        self._longest = timedelta(0)
+        self._longest = timedelta(0)  # with its buffers
+        self._most_before = timedelta(0)
         # A partner's first two courses (once there are two, the calendar holds every course's slots, and more
         # need not be recorded); a calendar opened by an earlier version, at a booking, records none.
         self.courses: frozenset[str] = frozenset()
@@ -105,7 +130,8 @@ class Calendar(Aggregate):
     def _put(self, slot: Slot) -> None:
         self.slots[slot.session_id] = slot
         bisect.insort(self._starts, (slot.starts_at, slot.session_id))
-        self._longest = max(self._longest, slot.ends_at - slot.starts_at)
+        self._longest = max(self._longest, slot.ends_at - slot.starts_at + slot.before + slot.after)
+        self._most_before = max(self._most_before, slot.before)
 
     def _drop(self, session_id: str) -> Slot:
         slot = self.slots.pop(session_id)
@@ -151,41 +177,84 @@ class Calendar(Aggregate):
         if course_id not in self.courses:
             self.trigger_event(self.Joined, course_id=course_id)
 
-    def clash(self, starts_at: datetime, ends_at: datetime, ignore: str | None = None,
-              other_courses_than: str | None = None) -> Slot | None:
+    def clash(self, starts_at: datetime, ends_at: datetime, ignore: str | Collection[str] | None = None,
+              other_courses_than: str | None = None, now: datetime | None = None) -> Slot | None:
         """The earliest slot of another session (of another course than `other_courses_than`, if given) that
-        overlaps [starts_at, ends_at), if any."""
-        first = bisect.bisect_left(self._starts, (starts_at - self._longest, ""))
-        for _, session_id in self._starts[first:bisect.bisect_left(self._starts, (ends_at, ""))]:
-            slot = self.slots[session_id]
-            if session_id != ignore and slot.course_id != other_courses_than and slot.overlaps(starts_at, ends_at):
+        overlaps [starts_at, ends_at) at `now` (a hold that expired by then takes no time), if any."""
+        for slot in self._near(starts_at, ends_at, _ignored(ignore), now):
+            if slot.course_id != other_courses_than and slot.overlaps(starts_at, ends_at):
                 return slot  # the earliest: candidates come in order of start
         return None
 
-    def violation(self, starts_at: datetime, ends_at: datetime, label: str, ignore: str | None = None,
-                  other_courses_than: str | None = None) -> Violation | None:
+    def buffer_clash(self, starts_at: datetime, ends_at: datetime, before: timedelta, after: timedelta,
+                     ignore: str | Collection[str] | None = None, now: datetime | None = None) -> Slot | None:
+        """The earliest other slot too close to [starts_at, ends_at): inside the buffers asked for, or the session
+        inside that slot's own buffers (the gap between two sessions is the larger of the two buffers)."""
+        for slot in self._near(starts_at - before, ends_at + after, _ignored(ignore), now):
+            if slot.overlaps(starts_at - before, ends_at + after) or (
+                    slot.starts_at - slot.before < ends_at and starts_at < slot.ends_at + slot.after):
+                return slot
+        return None
+
+    def count(self, starts_from: datetime, starts_before: datetime, ignore: str | Collection[str] | None = None,
+              now: datetime | None = None, kind: str | None = None) -> int:
+        """How many slots (of `kind`, if given) that hold at `now` start in [starts_from, starts_before)."""
+        ignored = _ignored(ignore)
+        first = bisect.bisect_left(self._starts, (starts_from, ""))
+        last = bisect.bisect_left(self._starts, (starts_before, ""))
+        return sum(1 for _, session_id in self._starts[first:last]
+                   if session_id not in ignored and (slot := self.slots[session_id]).holds_at(now)
+                   and (kind is None or slot.kind == kind))
+
+    def open_holds(self, holder: str, now: datetime | None, ignore: str | Collection[str] | None = None) -> int:
+        ignored = _ignored(ignore)
+        return sum(1 for slot in self.slots.values()
+                   if slot.holder == holder and slot.expires_at is not None and slot.holds_at(now)
+                   and slot.session_id not in ignored)
+
+    def _near(self, starts_at: datetime, ends_at: datetime, ignored: Collection[str],
+              now: datetime | None) -> Iterator[Slot]:
+        """The slots that hold at `now` and could come near [starts_at, ends_at) with their buffers, by start."""
+        first = bisect.bisect_left(self._starts, (starts_at - self._longest, ""))
+        for _, session_id in self._starts[first:bisect.bisect_left(self._starts, (ends_at + self._most_before, ""))]:
+            slot = self.slots[session_id]
+            if session_id not in ignored and slot.holds_at(now):
+                yield slot
+
+    def violation(self, starts_at: datetime, ends_at: datetime, label: str,
+                  ignore: str | Collection[str] | None = None, other_courses_than: str | None = None,
+                  now: datetime | None = None) -> Violation | None:
         """I10 for this resource, named as `label` (a clinician's or room's id; for a partner, how the booking
         course names them: their reference stays in the course's encrypted events, never in a calendar)."""
-        clash = self.clash(starts_at, ends_at, ignore, other_courses_than)
+        clash = self.clash(starts_at, ends_at, ignore, other_courses_than, now)
         if clash is None:
             return None
         return Violation(
             "I10",
-            f"{label} is already booked for session {clash.session_id} from {clash.starts_at.isoformat()} to "
-            f"{clash.ends_at.isoformat()}",
+            f"{label} is already {'held' if clash.expires_at else 'booked'} for "
+            f"{'a slot' if clash.expires_at else 'session ' + clash.session_id} from {clash.starts_at.isoformat()} "
+            f"to {clash.ends_at.isoformat()}",
         )
 
     def reserve(self, *, course_id: str, session_id: str, starts_at: datetime, ends_at: datetime,
-                label: str) -> None:
-        """Hold [starts_at, ends_at) for a session; a session already here is moved instead (a reschedule that
-        keeps this resource never collides with its own old time)."""
-        violation = self.violation(starts_at, ends_at, label, ignore=session_id)
-        if violation is not None:
-            raise RulesBrokenError([violation])
+                label: str, before: timedelta = timedelta(0), after: timedelta = timedelta(0),
+                expires_at: datetime | None = None, holder: str | None = None, kind: str | None = None,
+                now: datetime | None = None, replaces: Collection[str] = ()) -> None:
+        """Hold [starts_at, ends_at) for a session (or, with `expires_at`, a hold) unless another slot holds any of
+        it (I10; a ledger, `Resource.HOST`, only counts). A session already here is moved instead (a reschedule
+        that keeps this resource never collides with its own old time); a session that `replaces` a hold takes
+        its place (booked from the hold, it never collides with it)."""
+        if self.resource is not Resource.HOST:
+            violation = self.violation(starts_at, ends_at, label, ignore={session_id, *replaces}, now=now)
+            if violation is not None:
+                raise RulesBrokenError([violation])
+        for hold in replaces:
+            self.release(hold)
         held = self.slots.get(session_id)
         if held is None:
             self.trigger_event(self.Reserved, course_id=course_id, session_id=session_id, starts_at=starts_at,
-                               ends_at=ends_at)
+                               ends_at=ends_at, before_minutes=_whole_minutes(before),
+                               after_minutes=_whole_minutes(after), expires_at=expires_at, holder=holder, kind=kind)
         elif (held.starts_at, held.ends_at) != (starts_at, ends_at):
             self.trigger_event(self.Moved, session_id=session_id, starts_at=starts_at, ends_at=ends_at)
 
@@ -193,3 +262,13 @@ class Calendar(Aggregate):
         """Free a session's slot (cancelled, or moved to another resource); nothing to do if it holds none."""
         if session_id in self.slots:
             self.trigger_event(self.Released, session_id=session_id)
+
+
+def _ignored(ignore: str | Collection[str] | None) -> Collection[str]:
+    if ignore is None:
+        return ()
+    return (ignore,) if isinstance(ignore, str) else ignore
+
+
+def _whole_minutes(span: timedelta) -> int:
+    return int(span.total_seconds() // 60)

@@ -10,12 +10,20 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from scheduler.domain.errors import InvalidCommandError, NotAddressedError, NotHostingError, RulesBrokenError, Violation
+from scheduler.domain.errors import (
+    InvalidCommandError,
+    NotAddressedError,
+    NotHostingError,
+    RulesBrokenError,
+    UnknownHoldError,
+    Violation,
+)
 from scheduler.domain.model import (
     PARTNERS,
     ApprovalStatus,
     Confirmation,
     DoseApproval,
+    Hold,
     HostFacts,
     Kind,
     MissedWindow,
@@ -113,6 +121,35 @@ class Course(CourseState, Aggregate):
             if needs_confirmation(session.kind, session.clinic_id, course.home_clinic_id):
                 session = replace(session, confirmation=Confirmation.PENDING)
             course.sessions[session.id] = session
+
+    class SlotHeld(Event):
+        """A slot was kept for the course until `hold["expires_at"]`."""
+
+        TOPIC = "kact.course:SlotHeld.v1"
+        hold: dict[str, Any]
+
+        def apply(self, course: Course) -> None:
+            hold = Hold.from_data(self.hold)
+            course.holds = {**course.holds, hold.id: hold}
+
+    class HoldReleased(Event):
+        """A hold ended before it expired: booked (as `session_id`) or released by the clinic."""
+
+        TOPIC = "kact.course:HoldReleased.v1"
+        hold_id: str
+        outcome: str  # booked | released
+        session_id: str | None
+
+        def apply(self, course: Course) -> None:
+            course.holds = {k: v for k, v in course.holds.items() if k != self.hold_id}
+
+    class HoldExpired(Event):
+        TOPIC = "kact.course:HoldExpired.v1"
+        hold_id: str
+        expired_at: datetime
+
+        def apply(self, course: Course) -> None:
+            course.holds = {k: v for k, v in course.holds.items() if k != self.hold_id}
 
     class SessionRescheduled(Event):
         TOPIC = "kact.course:SessionRescheduled.v1"
@@ -364,6 +401,7 @@ class Course(CourseState, Aggregate):
         self.approvals: dict[str, DoseApproval] = {}
         self.milestones: list[dict[str, Any]] = []
         self.missed_windows: dict[str, MissedWindow] = {}
+        self.holds: dict[str, Hold] = {}  # open (not booked, released or recorded expired); replaced whole
         # Adverse events reported on their own, during or after their medicine session (in order of reporting);
         # replaced whole by each report, never changed in place.
         self.adverse_events: list[dict[str, Any]] = []
@@ -503,27 +541,9 @@ class Course(CourseState, Aggregate):
     ) -> None:
         """Book a session; `hours_override` is the reason it was accepted outside hours (the application judges
         hours), kept with it. `now` (when the clinic books) refuses a session that would start in the past."""
-        kind = parse_kind(kind)
-        partners = tuple(sorted(set(partners)))
-        problems = time_problems(starts_at, ends_at)
-        if not problems:
-            starts_at, ends_at = utc(starts_at), utc(ends_at)
-        if not partners or not set(partners) <= set(PARTNERS):
-            problems.append("partners must be a non-empty subset of ['a', 'b']")
-        if kind in (Kind.MEDICINE, Kind.INTEGRATION) and partners != PARTNERS:
-            problems.append(f"a {kind.value} session is joint: partners must be ['a', 'b']")
-        if session_id in self.sessions:
-            problems.append(f"session id {session_id} is already used in this course")
-        if problems:
-            raise InvalidCommandError(problems)
-        violations = closed_violations(self)
-        now = self._now(now)
-        if now is not None:
-            violations += past_violations(starts_at, now)
-        placed, follows = placement.placement_violations(self, kind, starts_at, ends_at)
-        violations += placed
-        violations += hosting.hosting_violations(kind, self.home_clinic_id, clinic_id, host)
-        self._refuse_if(violations)
+        used = [f"session id {session_id} is already used in this course"] if session_id in self.sessions else []
+        kind, partners, starts_at, ends_at, follows = self._placed(kind, partners, starts_at, ends_at, clinic_id,
+                                                                   host, now, used)
         self.trigger_event(
             self.SessionBooked,
             session={
@@ -541,6 +561,110 @@ class Course(CourseState, Aggregate):
             },
             by=by,
         )
+
+    def _placed(self, kind: Kind | str, partners: Iterable[str], starts_at: datetime, ends_at: datetime,
+                clinic_id: str, host: HostFacts | None, now: datetime | None,
+                problems: list[str]) -> tuple[Kind, tuple[str, ...], datetime, datetime, str | None]:
+        """The checks of a session about to be booked (or held) there: its values, the course's state, the
+        couple's calendar (I1, I2, I4, I5, I10) and its host (I11). Returns the values normalised and the
+        medicine session an integration session would follow."""
+        kind = parse_kind(kind)
+        partners = tuple(sorted(set(partners)))
+        given, problems = problems, time_problems(starts_at, ends_at)
+        if not problems:
+            starts_at, ends_at = utc(starts_at), utc(ends_at)
+        if not partners or not set(partners) <= set(PARTNERS):
+            problems.append("partners must be a non-empty subset of ['a', 'b']")
+        if kind in (Kind.MEDICINE, Kind.INTEGRATION) and partners != PARTNERS:
+            problems.append(f"a {kind.value} session is joint: partners must be ['a', 'b']")
+        problems += given
+        if problems:
+            raise InvalidCommandError(problems)
+        violations = closed_violations(self)
+        now = self._now(now)
+        if now is not None:
+            violations += past_violations(starts_at, now)
+        placed, follows = placement.placement_violations(self, kind, starts_at, ends_at)
+        violations += placed
+        violations += hosting.hosting_violations(kind, self.home_clinic_id, clinic_id, host)
+        self._refuse_if(violations)
+        return kind, partners, starts_at, ends_at, follows
+
+    # ------------------------------------------------------------------ holds
+
+    def hold_slot(
+        self,
+        *,
+        hold_id: str,
+        kind: Kind | str,
+        partners: Iterable[str],
+        starts_at: datetime,
+        ends_at: datetime,
+        clinic_id: str,
+        room_id: str | None = None,
+        clinician_ids: Iterable[str] = (),
+        timezone: str = "UTC",
+        host: HostFacts | None = None,
+        hours_override: str | None = None,
+        expires_at: datetime,
+        by: str,
+        now: datetime,
+    ) -> None:
+        """Keep a slot for the course until `expires_at`: checked as a booking there would be, so that booking
+        it (`book_hold`) before then is refused only if the course or the clinic's rules changed meanwhile."""
+        problems = [f"hold id {hold_id} is already used in this course"] \
+            if hold_id in self.holds or hold_id in self.sessions else []
+        if utc(expires_at) <= utc(now):
+            problems.append("a hold expires after it is taken")
+        kind, partners, starts_at, ends_at, _ = self._placed(kind, partners, starts_at, ends_at, clinic_id, host,
+                                                             now, problems)
+        clash = [h for h in self.holds.values() if h.open_at(utc(now)) and h.starts_at < ends_at
+                 and starts_at < h.ends_at]
+        if clash:
+            self._refuse_if([Violation("I10", f"the couple already holds a slot ({clash[0].id}) overlapping "
+                                              f"{starts_at.isoformat()}")])
+        self.trigger_event(
+            self.SlotHeld,
+            hold={
+                "id": hold_id, "kind": kind.value, "partners": list(partners), "starts_at": starts_at,
+                "ends_at": ends_at, "clinic_id": clinic_id, "room_id": room_id,
+                "clinician_ids": list(clinician_ids), "timezone": timezone, "expires_at": utc(expires_at),
+                **({"hours_override": hours_override} if hours_override else {}),
+            },
+            by=by,
+        )
+
+    def hold(self, hold_id: str) -> Hold:
+        try:
+            return self.holds[hold_id]
+        except KeyError:
+            raise UnknownHoldError(hold_id) from None
+
+    def book_hold(self, *, hold_id: str, session_id: str, host: HostFacts | None = None, by: str,
+                  now: datetime) -> Hold:
+        """Book the held slot as a session (the hold ends, booked); an expired hold is booked no more."""
+        held = self.hold(hold_id)
+        if not held.open_at(utc(now)):
+            self._refuse_if([Violation("hold-expired", f"hold {hold_id} expired at {held.expires_at.isoformat()}; "
+                                                       f"hold the slot again or book it directly")])
+        self.book_session(session_id=session_id, kind=held.kind, partners=held.partners, starts_at=held.starts_at,
+                          ends_at=held.ends_at, clinic_id=held.clinic_id, room_id=held.room_id,
+                          clinician_ids=held.clinician_ids, timezone=held.timezone, host=host,
+                          hours_override=held.hours_override, by=by, now=now)
+        self.trigger_event(self.HoldReleased, hold_id=hold_id, outcome="booked", session_id=session_id, by=by)
+        return held
+
+    def release_hold(self, *, hold_id: str, by: str) -> Hold:
+        held = self.hold(hold_id)
+        self.trigger_event(self.HoldReleased, hold_id=hold_id, outcome="released", session_id=None, by=by)
+        return held
+
+    def expire_holds(self, *, now: datetime, by: str) -> list[Hold]:
+        """Record the end of every hold whose time ran out by `now` (the job that watches holds)."""
+        expired = [h for h in self.holds.values() if not h.open_at(utc(now))]
+        for held in expired:
+            self.trigger_event(self.HoldExpired, hold_id=held.id, expired_at=held.expires_at, by=by)
+        return expired
 
     def reschedule_session(
         self,
@@ -970,10 +1094,17 @@ class Course(CourseState, Aggregate):
 
     def complete(self, *, by: str) -> None:
         self._refuse_if(self.completion_violations())
+        self._release_holds(by)
         self.trigger_event(self.Completed, by=by)
 
     def discontinue(self, *, reason: str, by: str) -> None:
         if not reason.strip():
             raise InvalidCommandError(["discontinuing gives a reason"])
         self._refuse_if(closed_violations(self))
+        self._release_holds(by)
         self.trigger_event(self.Discontinued, reason=reason, by=by)
+
+    def _release_holds(self, by: str) -> None:
+        """A course that closes keeps no slot."""
+        for hold_id in list(self.holds):
+            self.trigger_event(self.HoldReleased, hold_id=hold_id, outcome="released", session_id=None, by=by)

@@ -51,6 +51,14 @@ class UnknownSessionError(DomainError):
         super().__init__(f"no session {session_id} in this course")
 
 
+class UnknownHoldError(DomainError):
+    """No open hold of that id in the course (booked, released, expired, or never taken)."""
+
+    def __init__(self, hold_id: str) -> None:
+        self.hold_id = hold_id
+        super().__init__(f"no open hold {hold_id} in this course")
+
+
 class UnknownApprovalError(DomainError):
     def __init__(self, approval_id: str) -> None:
         self.approval_id = approval_id

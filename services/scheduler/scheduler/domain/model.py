@@ -72,6 +72,34 @@ class HostFacts:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """A slot kept for a course for a few minutes while the couple decides: booked from, released, or expired."""
+
+    id: str
+    kind: Kind
+    partners: tuple[str, ...]
+    starts_at: datetime
+    ends_at: datetime
+    clinic_id: str
+    room_id: str | None
+    clinician_ids: tuple[str, ...]
+    timezone: str
+    expires_at: datetime
+    hours_override: str | None = None
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Hold:
+        return cls(id=data["id"], kind=Kind(data["kind"]), partners=tuple(data["partners"]),
+                   starts_at=data["starts_at"], ends_at=data["ends_at"], clinic_id=data["clinic_id"],
+                   room_id=data.get("room_id"), clinician_ids=tuple(data.get("clinician_ids", ())),
+                   timezone=data.get("timezone", "UTC"), expires_at=data["expires_at"],
+                   hours_override=data.get("hours_override"))
+
+    def open_at(self, now: datetime) -> bool:
+        return now < self.expires_at
+
+
+@dataclass(frozen=True)
 class Session:
     id: str
     kind: Kind

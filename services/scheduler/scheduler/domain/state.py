@@ -10,6 +10,7 @@ from scheduler.domain.model import (
     PARTNERS,
     ApprovalStatus,
     DoseApproval,
+    Hold,
     Kind,
     MissedWindow,
     Phase,
@@ -37,6 +38,7 @@ class CourseState:
     approvals: dict[str, DoseApproval]
     milestones: list[dict[str, Any]]
     missed_windows: dict[str, MissedWindow]
+    holds: dict[str, Hold]
 
     @property
     def closed(self) -> bool:

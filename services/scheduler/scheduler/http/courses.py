@@ -16,6 +16,9 @@ from scheduler.http.deps import Services
 from scheduler.http.examples import body
 from scheduler.http.schemas import (
     ApprovalId,
+    HoldCreate,
+    HoldId,
+    HoldView,
     SessionId,
     Acknowledge,
     AdverseEventReport,
@@ -45,6 +48,7 @@ from scheduler.http.views import (
     approval_view,
     course_view,
     event_view,
+    hold_view,
     hosted_session_view,
     session_view,
 )
@@ -136,6 +140,32 @@ class CourseController(Controller):
     ) -> SessionView:
         return session_view(
             await services.scheduling.cancel_session(principal, course_id, session_id, data.reason, now))
+
+    @post("/{course_id:uuid}/holds", operation_id="holdSlot", status_code=201,
+          summary="Hold a slot for a few minutes while the couple decides (judged as a booking would be)")
+    async def hold_slot(
+        self, course_id: UUID, data: body(HoldCreate), principal: Principal, services: Services, now: datetime,
+    ) -> HoldView:
+        hold = await services.scheduling.hold_slot(
+            principal, course_id, kind=data.kind, partners=data.partners, starts_at=data.starts_at,
+            ends_at=data.ends_at, clinic_id=data.clinic_id, room_id=data.room_id, clinician_ids=data.clinician_ids,
+            timezone=data.timezone, minutes=data.minutes, hours_override_reason=data.hours_override_reason, now=now,
+        )
+        return hold_view(hold)
+
+    @post("/{course_id:uuid}/holds/{hold_id:str}/book", operation_id="bookHold", status_code=201,
+          summary="Book a held slot: the session takes the hold's place, all at once")
+    async def book_hold(
+        self, course_id: UUID, hold_id: HoldId, principal: Principal, services: Services, now: datetime,
+    ) -> SessionView:
+        return session_view(await services.scheduling.book_hold(principal, course_id, hold_id, now))
+
+    @post("/{course_id:uuid}/holds/{hold_id:str}/release", operation_id="releaseHold", status_code=200,
+          summary="Release a held slot before it expires")
+    async def release_hold(
+        self, course_id: UUID, hold_id: HoldId, principal: Principal, services: Services, now: datetime,
+    ) -> HoldView:
+        return hold_view(await services.scheduling.release_hold(principal, course_id, hold_id, now))
 
     @post("/{course_id:uuid}/sessions/{session_id:str}/adverse-events", operation_id="reportAdverseEvent",
           status_code=201, summary="Report an adverse event of a medicine session, during it or after it")

@@ -58,6 +58,17 @@ DESCRIPTIONS: dict[str, str] = {
                    "none set: always), unless `hours_override_reason` says why not: the reason is kept with the "
                    "session." + _COMMAND,
     "cancelSession": "Cancels a booked session, with a reason." + _COMMAND,
+    "holdSlot": "Holds a slot for the course for a few minutes (the hosting clinic's `hold_minutes`, default 10; "
+                "`minutes` asks for fewer) while the couple decides. The slot is named as a booking names it and "
+                "judged as a booking there would be: every course rule, the host's hours, its booking rules "
+                "(buffers, notice, horizon, limits) and its calendars, holds included. Until it expires nobody else "
+                "books or holds the clinicians' or room's time. At a partner clinic, the host's "
+                "`max_partner_holds` caps how many slots the home clinic holds there at once (`holds-cap`). An "
+                "expired hold frees its slot at once; `hold.expired` then tells the home clinic." + _COMMAND,
+    "bookHold": "Books a held slot before it expires: the session takes the hold's place in every calendar, in one "
+                "transaction, judged again as any booking (the course or the host's rules may have changed). An "
+                "expired hold is refused (`hold-expired`)." + _COMMAND,
+    "releaseHold": "Releases a held slot before it expires: its time is free at once." + _COMMAND,
     "recordDischarge": "Records the discharge of a medicine session that was recorded while monitoring continued "
                        "(`monitoring_continues` in its record), with the readings taken since: at least one "
                        "acceptable at discharge, the monitoring minimum after each partner's last administration "
@@ -134,6 +145,14 @@ DESCRIPTIONS: dict[str, str] = {
                        "(several intervals a day; a weekday without one is closed; past midnight: until 24:00, then "
                        "from 00:00 the next day; null: always open). Kept with the earlier settings. New bookings and "
                        "moves are checked against them; booked sessions stay.",
+    "getBookingRules": "The operator or the clinic reads its booking rules in force and every setting of them (who, "
+                       "when), the current one last; never set: the defaults, which restrict nothing but holds.",
+    "setBookingRules": "The operator or the clinic sets its booking rules: buffers before and after each kind of "
+                       "session (for its clinicians and rooms), minimum notice and booking horizon, each "
+                       "clinician's daily and weekly session limits (local days and weeks, Monday first), a daily "
+                       "cap on medicine sessions it hosts for partner clinics, how long holds last and how many a "
+                       "partner clinic may keep open. Every session booked, moved or held at the clinic from then "
+                       "on is judged by them, each refusal naming its rule; sessions booked stay.",
     "listClosures": "The operator or the clinic lists the closures in force and every closure added or lifted.",
     "addClosure": "The operator or the clinic closes the clinic from one local date to another (both included), with "
                   "a reason; no session is booked or moved onto those days without `hours_override_reason`.",

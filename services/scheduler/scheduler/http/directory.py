@@ -10,6 +10,7 @@ import msgspec
 from litestar import Controller, delete, get, post, put
 
 from scheduler.directory import Principal
+from scheduler.domain.rules.booking import BookingRules
 from scheduler.http.deps import Services
 from scheduler.http.examples import body
 from scheduler.http.schemas import (
@@ -27,6 +28,9 @@ from scheduler.http.schemas import (
     HoursChange,
     HoursInterval,
     HoursSet,
+    BookingRulesChange,
+    BookingRulesSet,
+    BookingRulesView,
     Partnership,
     PartnershipCreate,
     PartnershipEnd,
@@ -56,6 +60,11 @@ def _closures(changes: list[dict[str, Any]]) -> Closures:
 
 def _partnership(view: dict[str, Any]) -> Partnership:
     return msgspec.convert({**view, "agreed": view["state"] == "agreed"}, Partnership, from_attributes=True)
+
+
+def _booking_rules(history: list[dict[str, Any]]) -> BookingRulesView:
+    changes = [BookingRulesChange(rules=r["rules"].to_dict(), at=r["at"], by=r["by"]) for r in history]
+    return BookingRulesView(rules=changes[-1].rules if changes else BookingRules().to_dict(), history=changes)
 
 
 def _hours_body(data: HoursSet) -> list[dict[str, str]] | None:
@@ -120,6 +129,18 @@ class ClinicController(Controller):
     async def set_opening_hours(self, clinic_id: UUID, data: body(HoursSet), principal: Principal,
                                 services: Services) -> Hours:
         return _hours(await services.clinics.set_opening_hours(principal, clinic_id, _hours_body(data)))
+
+    @get("/{clinic_id:uuid}/booking-rules", operation_id="getBookingRules",
+         summary="The clinic's booking rules in force (buffers, notice, horizon, limits, holds) and every change")
+    async def get_booking_rules(self, clinic_id: UUID, principal: Principal, services: Services) -> BookingRulesView:
+        return _booking_rules(await services.clinics.booking_rules(principal, clinic_id))
+
+    @put("/{clinic_id:uuid}/booking-rules", operation_id="setBookingRules",
+         summary="Set the clinic's booking rules: they judge every session booked, moved or held at the clinic")
+    async def set_booking_rules(self, clinic_id: UUID, data: body(BookingRulesSet), principal: Principal,
+                                services: Services) -> BookingRulesView:
+        rules = BookingRules.from_dict(msgspec.to_builtins(data))
+        return _booking_rules(await services.clinics.set_booking_rules(principal, clinic_id, rules))
 
     @get("/{clinic_id:uuid}/closures", operation_id="listClosures",
          summary="The clinic's closures in force and every closure added or lifted")

@@ -72,6 +72,16 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "ends_at": "2026-03-02T12:00:00Z", "clinic_id": CLINIC, "room_id": ROOM, "clinician_ids": [THERAPIST],
     },
     "SessionReschedule": {"starts_at": "2026-03-03T09:00:00Z", "ends_at": "2026-03-03T12:00:00Z"},
+    "HoldCreate": {
+        "kind": "integration", "starts_at": "2026-03-03T14:00:00Z", "ends_at": "2026-03-03T15:00:00Z",
+        "clinician_ids": [THERAPIST], "minutes": 10,
+    },
+    "BookingRulesSet": {
+        "buffers": {"medicine": {"before_minutes": 15, "after_minutes": 45},
+                    "integration": {"before_minutes": 0, "after_minutes": 10}},
+        "min_notice_minutes": 720, "horizon_days": 180, "clinician_daily_limit": 6, "clinician_weekly_limit": 25,
+        "partner_medicine_daily_cap": 2, "hold_minutes": 10, "max_partner_holds": 20,
+    },
     "SessionCancel": {"reason": "couple asked to postpone"},
     "SessionRecord": {
         "outcome": "held",
@@ -164,6 +174,13 @@ MEDICINE_RECORD = {
 MEDICINE_BOOKED = _session(MEDICINE, "medicine", BOOKED["partners"], BOOKED["starts_at"], BOOKED["ends_at"],
                            status="booked", room_id=ROOM)
 MEDICINE_HELD = {**MEDICINE_BOOKED, "status": "held", "record": MEDICINE_RECORD}
+HOLD = {"id": "hold_9f1c2b3a4d5e6f708192a3b4c5d6e7f8", **{k: v for k, v in EXAMPLES["HoldCreate"].items()
+                                                          if k != "minutes"},
+        "partners": ["a", "b"], "clinic_id": CLINIC, "room_id": None, "timezone": ZONE,
+        "expires_at": "2026-03-02T12:40:00Z"}
+INTEGRATION_HELD_ID = "0c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5"
+RULES_SET = {"rules": EXAMPLES["BookingRulesSet"], "history": [
+    {"rules": EXAMPLES["BookingRulesSet"], "at": "2026-01-20T10:05:00Z", "by": BY_CLINIC}]}
 # What comes before the medicine session: the assessment and the preparation (one individual session each, two
 # joint), all held.
 BEFORE_MEDICINE = [
@@ -355,6 +372,12 @@ RESPONSES: dict[str, Any] = {
          "time": "2026-02-02T09:10:00Z", "occurred_at": "2026-02-02T09:10:00Z", "principal": BY_CLINIC,
          "data": {**EXAMPLES["ScreeningCreate"]}}],
     "bookSession": MEDICINE_BOOKED,
+    "holdSlot": HOLD,
+    "releaseHold": HOLD,
+    "bookHold": _session(INTEGRATION_HELD_ID, "integration", ["a", "b"], HOLD["starts_at"], HOLD["ends_at"],
+                         status="booked", follows=MEDICINE),
+    "getBookingRules": RULES_SET,
+    "setBookingRules": RULES_SET,
     "rescheduleSession": {**MEDICINE_BOOKED, **EXAMPLES["SessionReschedule"]},
     "cancelSession": {**MEDICINE_BOOKED, "status": "cancelled"},
     "recordSession": MEDICINE_HELD,

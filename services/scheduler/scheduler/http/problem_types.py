@@ -29,6 +29,8 @@ class ProblemType:
 _RULE_FIX = "Change the command so that it keeps the rule (the `violations` list says how it breaks it), or change the " \
             "course first; a course's protocol settings are chosen when it opens."
 
+_BOOKING_FIX = "Choose another time, clinician or room (`GET /v1/clinics/{id}/booking-rules` lists the rules)."
+
 _HOURS_FIX = "Choose another time, or book (reschedule) it anyway with `hours_override_reason`: the reason is kept " \
              "in the course's history."
 
@@ -141,6 +143,37 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "Outside working hours", 409, "The session falls outside the working hours of one of its clinicians "
         "(local time in the hosting clinic's zone). A clinician without working hours is always available.",
         _HOURS_FIX, "working-hours"),
+    # The hosting clinic's booking rules (`GET /v1/clinics/{id}/booking-rules`): no reason overrides them.
+    "min-notice": ProblemType(
+        "Too short notice", 409, "The hosting clinic books sessions at least its `min_notice_minutes` before they "
+        "start (judged when the booking, move or hold is made).", _BOOKING_FIX, "min-notice"),
+    "booking-horizon": ProblemType(
+        "Beyond the booking horizon", 409, "The hosting clinic books sessions at most its `horizon_days` ahead.",
+        _BOOKING_FIX, "booking-horizon"),
+    "buffers": ProblemType(
+        "Too close to another session", 409, "A clinician or room of the hosting clinic needs its buffer free "
+        "before and after each kind of session (a medicine room's turnover, a therapist's notes): the gap between "
+        "two sessions of one resource is at least the larger of the first one's buffer after and the second one's "
+        "buffer before.", _BOOKING_FIX, "buffers"),
+    "clinician-daily-limit": ProblemType(
+        "The clinician's day is full", 409, "A clinician has at most the hosting clinic's "
+        "`clinician_daily_limit` sessions (booked or held) on one local day of the clinic's zone.", _BOOKING_FIX,
+        "clinician-daily-limit"),
+    "clinician-weekly-limit": ProblemType(
+        "The clinician's week is full", 409, "A clinician has at most the hosting clinic's "
+        "`clinician_weekly_limit` sessions (booked or held) in one local week, Monday to Sunday.", _BOOKING_FIX,
+        "clinician-weekly-limit"),
+    "partner-medicine-daily-cap": ProblemType(
+        "The host's day is full", 409, "A clinic hosts at most its `partner_medicine_daily_cap` medicine sessions "
+        "(booked or held) for partner clinics on one local day.", _BOOKING_FIX, "partner-medicine-daily-cap"),
+    "holds-cap": ProblemType(
+        "Too many open holds", 409, "A partner clinic holds at most the hosting clinic's `max_partner_holds` slots "
+        "there at once, so that no client hoards another clinic's calendar.", "Book or release a hold first "
+        "(`POST /v1/courses/{id}/holds/{hold}/book` or `.../release`); holds also expire by themselves.",
+        "holds-cap"),
+    "hold-expired": ProblemType(
+        "The hold expired", 409, "A hold keeps its slot until its `expires_at`; after that it is booked no more.",
+        "Hold the slot again (`POST /v1/courses/{id}/holds`) or book it directly.", "hold-expired"),
     "version-conflict": ProblemType(
         "The course changed concurrently", 409, "Other writers kept changing the course while this command ran.",
         "Retry the command (with the same Idempotency-Key)."),

@@ -43,6 +43,7 @@ from scheduler.domain.errors import (
     NotHostingError,
     RulesBrokenError,
     UnknownApprovalError,
+    UnknownHoldError,
     UnknownSessionError,
 )
 
@@ -72,6 +73,14 @@ RULE_SLUGS = {
     "opening-hours": "opening-hours",
     "closure": "closure",
     "working-hours": "working-hours",
+    "min-notice": "min-notice",
+    "booking-horizon": "booking-horizon",
+    "buffers": "buffers",
+    "clinician-daily-limit": "clinician-daily-limit",
+    "clinician-weekly-limit": "clinician-weekly-limit",
+    "partner-medicine-daily-cap": "partner-medicine-daily-cap",
+    "holds-cap": "holds-cap",
+    "hold-expired": "hold-expired",
 }
 
 
@@ -141,7 +150,7 @@ def domain_error(request: Request, exc: DomainError) -> Response[dict[str, Any]]
     if isinstance(exc, WebhookDisabledError):
         return problem(409, "webhook-disabled", "The webhook is disabled", str(exc))
     if isinstance(exc, (NotFoundError, CourseNotFoundError, UnknownSessionError, UnknownApprovalError,
-                        NotAddressedError)):
+                        UnknownHoldError, NotAddressedError)):
         return problem(404, "not-found", "Not found", str(exc) if not isinstance(exc, NotAddressedError) else
                        f"no dose approval {exc.approval_id}")
     _why(request, "unmapped domain error", exc)

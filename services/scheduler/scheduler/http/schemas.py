@@ -47,6 +47,7 @@ VitalsBound = Annotated[int, Meta(ge=0, le=1000)]
 # Path parameters: session ids are UUIDs (lower case, as the API issues them); approval ids name their course.
 SessionId = Annotated[str, Parameter(pattern=UUID_PATTERN, max_length=36, description="The session's id")]
 ApprovalId = Annotated[str, Parameter(pattern=APPROVAL_ID_PATTERN, max_length=49, description="The dose approval's id")]
+HoldId = Annotated[str, Parameter(pattern=r"^hold_[0-9a-f]{32}$", max_length=37, description="The hold's id")]
 
 
 @lru_cache(maxsize=1024)
@@ -302,6 +303,57 @@ class SessionCreate(Input, kw_only=True):
         _time_zone(self.timezone, "timezone")
 
 
+class HoldCreate(SessionCreate, kw_only=True):
+    """A slot to hold for the course (as a booking names it), for the hosting clinic's `hold_minutes` or fewer."""
+
+    minutes: Annotated[int, Meta(ge=1, le=60)] | None = None
+
+
+class HoldView(Struct, kw_only=True):
+    id: str
+    kind: str
+    partners: list[str]
+    starts_at: datetime
+    ends_at: datetime
+    clinic_id: str
+    room_id: str | None
+    clinician_ids: list[str]
+    timezone: str
+    expires_at: datetime
+
+
+class BufferIn(Input, kw_only=True):
+    before_minutes: Annotated[int, Meta(ge=0, le=240)] = 0
+    after_minutes: Annotated[int, Meta(ge=0, le=240)] = 0
+
+
+class BookingRulesSet(Input, kw_only=True):
+    """A clinic's booking rules from now on (each left out: its default, which restricts nothing)."""
+
+    buffers: dict[Literal["assessment", "preparation", "medicine", "integration"], BufferIn] = \
+        msgspec.field(default_factory=dict)
+    min_notice_minutes: Annotated[int, Meta(ge=0, le=43200)] = 0
+    horizon_days: Annotated[int, Meta(ge=1, le=730)] | None = None
+    clinician_daily_limit: Annotated[int, Meta(ge=1, le=48)] | None = None
+    clinician_weekly_limit: Annotated[int, Meta(ge=1, le=200)] | None = None
+    partner_medicine_daily_cap: Annotated[int, Meta(ge=0, le=48)] | None = None
+    hold_minutes: Annotated[int, Meta(ge=1, le=60)] = 10
+    max_partner_holds: Annotated[int, Meta(ge=0, le=500)] = 20
+
+
+class BookingRulesChange(Struct, kw_only=True):
+    rules: dict[str, Any]
+    at: datetime
+    by: str
+
+
+class BookingRulesView(Struct, kw_only=True):
+    """The booking rules in force and every setting of them, the current one last."""
+
+    rules: dict[str, Any]
+    history: list[BookingRulesChange]
+
+
 class SessionReschedule(Input, kw_only=True):
     starts_at: Instant
     ends_at: Instant
@@ -516,6 +568,7 @@ class CourseView(Struct, kw_only=True):
     approvals: list[ApprovalView]
     missed_windows: list[MissedWindowView]
     allowed_actions: list[str]
+    holds: list[HoldView] = msgspec.field(default_factory=list)  # open holds (booked, released or expired: gone)
 
 
 class CourseSummary(Struct, kw_only=True):

@@ -7,11 +7,12 @@ from typing import Any
 from uuid import UUID
 
 from scheduler.domain.course import Course
-from scheduler.domain.model import DoseApproval, Session
+from scheduler.domain.model import DoseApproval, Hold, Session
 from scheduler.http.schemas import (
     ApprovalView,
     CourseView,
     EventView,
+    HoldView,
     HostedSessionView,
     MilestoneView,
     MissedWindowView,
@@ -49,6 +50,12 @@ def session_view(session: Session) -> SessionView:
         record=plain(session.held) if session.held is not None else None,
         confirmation=session.confirmation.value,
     )
+
+
+def hold_view(hold: Hold) -> HoldView:
+    return HoldView(id=hold.id, kind=hold.kind.value, partners=list(hold.partners), starts_at=hold.starts_at,
+                    ends_at=hold.ends_at, clinic_id=hold.clinic_id, room_id=hold.room_id,
+                    clinician_ids=list(hold.clinician_ids), timezone=hold.timezone, expires_at=hold.expires_at)
 
 
 def hosted_session_view(session: Session) -> HostedSessionView:
@@ -107,6 +114,7 @@ def course_view(course: Course) -> CourseView:
             for w in course.missed_windows.values()
         ],
         allowed_actions=course.allowed_actions(),
+        holds=[hold_view(h) for h in sorted(course.holds.values(), key=lambda h: h.starts_at)],
     )
 
 

@@ -76,6 +76,14 @@ class CourseIndexView(PostgresTrackingRecorder):
                 "CREATE INDEX IF NOT EXISTS hosted_sessions_pair ON {0}.hosted_sessions "
                 "(home_clinic_id, host_clinic_id, starts_at) WHERE status = 'booked'"
             ).format(schema),
+            # One row per open hold, until it is booked, released or recorded expired: what the hold watcher
+            # looks at to record each expiry (an expired hold frees its slot without it; the event says so).
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.open_holds ("
+                "course_id uuid NOT NULL, hold_id text NOT NULL, expires_at timestamptz NOT NULL, "
+                "opened_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (course_id, hold_id))"
+            ).format(schema),
+            SQL("CREATE INDEX IF NOT EXISTS open_holds_expiry ON {0}.open_holds (expires_at)").format(schema),
         ]
 
     def apply(self, changes: list[Change], tracking: Tracking) -> None:
@@ -119,6 +127,26 @@ class CourseIndexView(PostgresTrackingRecorder):
         with self.datastore.transaction(commit=True) as curs:
             for sid, status in statuses.items():
                 curs.execute(query, {"course": course_id, "sid": sid, "status": status})
+
+    def due_holds(self, now: datetime, limit: int = 500, min_age_seconds: float = 0.0) -> list[dict[str, Any]]:
+        """Open holds that expired by `now`, earliest first, of rows indexed at least `min_age_seconds` ago (as
+        deadlines: under simulated time a hold taken long ago by the watcher's clock is booked moments later)."""
+        query = SQL(
+            "SELECT course_id, hold_id, expires_at FROM {0}.open_holds WHERE expires_at <= %(now)s "
+            "AND opened_at <= now() - make_interval(secs => %(min_age)s) "
+            "ORDER BY expires_at, course_id, hold_id LIMIT %(limit)s"
+        ).format(Identifier(self.datastore.schema))
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, {"now": now, "limit": limit, "min_age": min_age_seconds})
+            return [dict(row) for row in curs.fetchall()]
+
+    def next_hold_expiry(self, now: datetime) -> datetime | None:
+        query = SQL("SELECT min(expires_at) AS next FROM {0}.open_holds WHERE expires_at > %(now)s").format(
+            Identifier(self.datastore.schema))
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, {"now": now})
+            row = curs.fetchone()
+            return row["next"] if row else None
 
     def deadlines(self, course_id: UUID) -> dict[str, tuple[datetime, str]]:
         """A course's watched deadlines: session id -> (deadline, status)."""
@@ -320,6 +348,25 @@ def _(event: Course.Dosed) -> list[Change]:
 @changes.register
 def _(event: Course.IntegrationWindowMissed) -> list[Change]:
     return [(MISS_DEADLINE, {"course": event.originator_id, "sid": event.session_id})]
+
+
+OPEN_HOLD = SQL(
+    "INSERT INTO {0}.open_holds (course_id, hold_id, expires_at) VALUES (%(course)s, %(hold)s, %(expires)s) "
+    "ON CONFLICT (course_id, hold_id) DO NOTHING"
+)
+END_HOLD = SQL("DELETE FROM {0}.open_holds WHERE course_id = %(course)s AND hold_id = %(hold)s")
+
+
+@changes.register
+def _(event: Course.SlotHeld) -> list[Change]:
+    return [(OPEN_HOLD, {"course": event.originator_id, "hold": event.hold["id"],
+                         "expires": event.hold["expires_at"]})]
+
+
+@changes.register(Course.HoldReleased)
+@changes.register(Course.HoldExpired)
+def _(event: Course.Event) -> list[Change]:
+    return [(END_HOLD, {"course": event.originator_id, "hold": event.hold_id})]  # type: ignore[attr-defined]
 
 
 # The events the index reads (the store selects only these: those `changes` knows), and the name its position

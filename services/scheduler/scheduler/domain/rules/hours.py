@@ -8,11 +8,12 @@ the night clocks go back it passes the repeated hour twice, on the night they go
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from scheduler.domain.errors import Violation
+from scheduler.domain.rules.booking import BookingRules
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -35,12 +36,13 @@ class Closure:
 
 @dataclass(frozen=True)
 class Schedule:
-    """A clinic's zone, opening hours (None: always open) and closures."""
+    """A clinic's zone, opening hours (None: always open), closures and booking rules."""
 
     name: str
     timezone: str
     opening: Week | None = None
     closures: tuple[Closure, ...] = ()
+    rules: BookingRules = field(default_factory=BookingRules)
 
 
 @dataclass(frozen=True)
