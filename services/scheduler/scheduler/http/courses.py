@@ -134,8 +134,9 @@ class CourseController(Controller):
         self, course_id: UUID, session_id: SessionId, data: body(SessionCancel), principal: Principal, services: Services,
         now: datetime,
     ) -> SessionView:
-        return session_view(
-            await services.scheduling.cancel_session(principal, course_id, session_id, data.reason, now))
+        return session_view(await services.scheduling.cancel_session(
+            principal, course_id, session_id, data.reason, now, cancelled_by=data.cancelled_by,
+            reason_code=data.reason_code or "other", note=data.note))
 
     @post("/{course_id:uuid}/sessions/{session_id:str}/adverse-events", operation_id="reportAdverseEvent",
           status_code=201, summary="Report an adverse event of a medicine session, during it or after it")

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
+
+import msgspec
 
 import asyncpg
 import eventsourcing.persistence
@@ -160,9 +163,52 @@ def too_many_feeds(request: Request, exc: TooManyFeedsError) -> Response[dict[st
     return problem(409, "too-many-feeds", "Too many calendar feeds", str(exc))
 
 
+def _allowed_values(body_type: Any, key: str) -> list[Any]:
+    """The values a closed-set (enum) field of a request body allows, found by its error's key (`doses[0].partner`);
+    [] if the key names no such field."""
+    def inner(t: Any) -> Any:
+        while True:
+            if isinstance(t, msgspec.inspect.Metadata):
+                t = t.type
+            elif isinstance(t, msgspec.inspect.UnionType):
+                members = [m for m in t.types if not isinstance(m, msgspec.inspect.NoneType)]
+                if len(members) != 1:
+                    return t
+                t = members[0]
+            elif isinstance(t, (msgspec.inspect.ListType, msgspec.inspect.SetType)):
+                t = t.item_type
+            else:
+                return t
+
+    try:
+        t = inner(msgspec.inspect.type_info(body_type))
+    except (TypeError, ValueError):
+        return []
+    for part in (p for p in re.split(r"\.|\[\d+\]", key) if p):
+        if not isinstance(t, msgspec.inspect.StructType):
+            return []
+        t = inner(next((f.type for f in t.fields if f.encode_name == part), None))
+    return [v for v in t.values if v is not None] if isinstance(t, msgspec.inspect.LiteralType) else []
+
+
+def _naming_allowed_values(request: Request, errors: list[Any]) -> list[Any]:
+    """Each error of a closed-set field says which values it allows (`allowed`, and in its message)."""
+    data = getattr(request.scope.get("route_handler"), "parsed_data_field", None)
+    if data is None:
+        return errors
+    named = []
+    for error in errors:
+        if isinstance(error, dict) and str(error.get("message", "")).startswith("Invalid enum value") and \
+                error.get("source") == "body" and (allowed := _allowed_values(data.annotation, str(error.get("key")))):
+            error = {**error, "message": f"{error['message']}: {error['key']} must be one of "
+                                         f"{', '.join(map(str, allowed))}", "allowed": allowed}
+        named.append(error)
+    return named
+
+
 def http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
     if isinstance(exc, ValidationException):
-        errors = exc.extra if isinstance(exc.extra, list) else []
+        errors = _naming_allowed_values(request, exc.extra if isinstance(exc.extra, list) else [])
         return problem(422, "invalid-input", "The request is not valid", exc.detail, errors=errors)
     if isinstance(exc, NotAuthorizedException):
         response = problem(401, "unauthorized", "Unauthorized", exc.detail or "a valid API key is required")
@@ -177,7 +223,7 @@ def http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]]
         return response
     if status == 400:  # Litestar reports undecodable bodies and bad parameters as 400; they are invalid input
         return problem(422, "invalid-input", "The request is not valid", exc.detail,
-                       errors=exc.extra if isinstance(exc.extra, list) else [])
+                       errors=_naming_allowed_values(request, exc.extra if isinstance(exc.extra, list) else []))
     return problem(status, "http-error", exc.detail or "HTTP error", exc.detail)
 
 
