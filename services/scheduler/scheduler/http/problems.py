@@ -191,24 +191,23 @@ def _allowed_values(body_type: Any, key: str) -> list[Any]:
     return [v for v in t.values if v is not None] if isinstance(t, msgspec.inspect.LiteralType) else []
 
 
-def _naming_allowed_values(request: Request, errors: list[Any]) -> list[Any]:
-    """Each error of a closed-set field says which values it allows (`allowed`, and in its message)."""
-    data = getattr(request.scope.get("route_handler"), "parsed_data_field", None)
-    if data is None:
-        return errors
-    named = []
-    for error in errors:
-        if isinstance(error, dict) and str(error.get("message", "")).startswith("Invalid enum value") and \
-                error.get("source") == "body" and (allowed := _allowed_values(data.annotation, str(error.get("key")))):
-            error = {**error, "message": f"{error['message']}: {error['key']} must be one of "
-                                         f"{', '.join(map(str, allowed))}", "allowed": allowed}
-        named.append(error)
-    return named
+_ENUM_ERROR = re.compile(r"^Invalid enum value .* - at `\$\.(?P<key>[^`]+)`$")
+
+
+def allowed_value_errors(message: str, body_type: Any) -> list[dict[str, Any]]:
+    """For msgspec's refusal of a value outside a closed set (`Invalid enum value 'x' - at `$.reason_code``), the
+    error naming the values that field allows (`allowed`); [] for any other refusal."""
+    match = _ENUM_ERROR.match(message)
+    allowed = _allowed_values(body_type, match["key"]) if match and body_type is not None else []
+    if not allowed:
+        return []
+    return [{"key": match["key"], "source": "body", "allowed": allowed,
+             "message": f"{match['key']} must be one of {', '.join(map(str, allowed))}"}]
 
 
 def http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
     if isinstance(exc, ValidationException):
-        errors = _naming_allowed_values(request, exc.extra if isinstance(exc.extra, list) else [])
+        errors = exc.extra if isinstance(exc.extra, list) else []
         return problem(422, "invalid-input", "The request is not valid", exc.detail, errors=errors)
     if isinstance(exc, NotAuthorizedException):
         response = problem(401, "unauthorized", "Unauthorized", exc.detail or "a valid API key is required")
@@ -223,7 +222,7 @@ def http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]]
         return response
     if status == 400:  # Litestar reports undecodable bodies and bad parameters as 400; they are invalid input
         return problem(422, "invalid-input", "The request is not valid", exc.detail,
-                       errors=_naming_allowed_values(request, exc.extra if isinstance(exc.extra, list) else []))
+                       errors=exc.extra if isinstance(exc.extra, list) else [])
     return problem(status, "http-error", exc.detail or "HTTP error", exc.detail)
 
 
