@@ -132,8 +132,8 @@ def test_a_value_outside_a_closed_set_is_answered_with_the_values_allowed() -> N
     from scheduler.http.schemas import SessionCancel, SessionRecord
 
     [error] = allowed_value_errors("Invalid enum value 'bored' - at `$.reason_code`", SessionCancel)
-    assert error["allowed"] == [c.value for c in CancelReason] and "reason_code must be one of illness" in \
-        error["message"]
+    assert sorted(error["allowed"]) == sorted(c.value for c in CancelReason)
+    assert error["message"].startswith("reason_code must be one of") and "weather_or_travel" in error["message"]
     [nested] = allowed_value_errors("Invalid enum value 'c' - at `$.doses[0].partner`", SessionRecord)
-    assert nested["allowed"] == ["a", "b"]
+    assert sorted(nested["allowed"]) == ["a", "b"]
     assert allowed_value_errors("Expected `str`, got `int` - at `$.note`", SessionCancel) == []
