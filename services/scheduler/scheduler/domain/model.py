@@ -265,8 +265,12 @@ def utc(at: datetime) -> datetime:
 
 
 def time_problems(starts_at: datetime, ends_at: datetime) -> list[str]:
-    if starts_at.tzinfo is None or ends_at.tzinfo is None:
+    if starts_at.tzinfo is None or ends_at.tzinfo is None or starts_at.utcoffset() is None \
+            or ends_at.utcoffset() is None:
         return ["times must carry a UTC offset"]
+    # Compared and subtracted in UTC: two times of one zone compare by wall clock, so across a daylight-saving
+    # change the length would be off by the hour, and on the repeated hour the end could come before the start.
+    starts_at, ends_at = starts_at.astimezone(timezone.utc), ends_at.astimezone(timezone.utc)
     if ends_at <= starts_at:
         return ["ends_at must be after starts_at"]
     if ends_at - starts_at > timedelta(hours=12):
