@@ -79,10 +79,31 @@ class SessionRescheduled(PublicEvent, frozen=True, kw_only=True):
     clinician_ids: ClinicianIds
 
 
+# A cancellation's classification (the scheduler's CancelledBy and CancelReason, which a test keeps equal): closed
+# sets of scheduling facts, safe on the bus. The free-text note never leaves the event store.
+CancelledBy = Literal["couple", "partner_a", "partner_b", "home_clinic", "host_clinic", "clinician", "prescriber"]
+CancelReason = Literal["illness", "scheduling_conflict", "clinical", "host_unavailable", "clinician_unavailable",
+                       "weather_or_travel", "no_longer_wanted", "rebooked", "other"]
+
+
+# Version 1, published until cancellations were classified; kept so that messages already on the stream (and in
+# feeds and dead letters) still decode. Version 2 replaces it.
 class SessionCancelled(PublicEvent, frozen=True, kw_only=True):
     NAME = "session.cancelled"
     SUMMARY = "A booked session was cancelled."
     session_id: Id
+
+
+# Version 2 adds the classification. A new version, not two optional fields on version 1: version 1 refuses unknown
+# fields (its schema says `additionalProperties: false`), so a consumer built against it would refuse the message.
+class SessionCancelledV2(PublicEvent, frozen=True, kw_only=True):
+    NAME = "session.cancelled"
+    VERSION = 2
+    SUMMARY = ("A booked session was cancelled: on whose behalf (`cancelled_by`) and why (`reason_code`); the note, "
+               "if any, is read through the API.")
+    session_id: Id
+    cancelled_by: CancelledBy
+    reason_code: CancelReason
 
 
 class SessionConfirmed(PublicEvent, frozen=True, kw_only=True):
@@ -276,8 +297,8 @@ class HoldExpired(PublicEvent, frozen=True, kw_only=True):
 
 
 PUBLIC_EVENTS: tuple[type[PublicEvent], ...] = (
-    CourseOpened, SessionBooked, SessionRescheduled, SessionCancelled, SessionConfirmed, SessionDeclined,
-    SessionHeld, SessionMissed, DoseApprovalRequested, DoseApprovalDecided, Assessed, Prepared, Dosed,
+    CourseOpened, SessionBooked, SessionRescheduled, SessionCancelled, SessionCancelledV2, SessionConfirmed,
+    SessionDeclined, SessionHeld, SessionMissed, DoseApprovalRequested, DoseApprovalDecided, Assessed, Prepared, Dosed,
     Integrated, IntegrationWindowMissed, MissedWindowAcknowledged, CourseCompleted, CourseDiscontinued,
     AdverseEventReported, DoseApprovalWithdrawn, SessionDischarged, VitalsLimitOverridden,
     SlotHeld, HoldReleased, HoldExpired,

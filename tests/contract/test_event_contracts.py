@@ -212,3 +212,31 @@ def test_a_string_over_its_bound_is_refused_by_the_contract() -> None:
         validator.validate(too_long)
     with pytest.raises(msgspec.ValidationError, match="courseid"):
         decode(json.dumps({**document, "courseid": "c" * 65}).encode())
+
+
+def test_a_classified_cancellation_validates_as_v2_and_would_break_a_v1_consumer() -> None:
+    """Why session.cancelled is a new version: v1's schema and model refuse the added fields."""
+    course = open_course()
+    course.record_screening(partner="a", result="eligible", clinician_id="c1", by=BY)
+    book(course, "s1", "assessment", hours(24))
+    course.cancel_session(session_id="s1", cancelled_by="partner_a", reason_code="weather_or_travel",
+                          note="SECRET-NOTE", by=BY)
+    [message] = [m for m in published_messages(course) if m.type.startswith("kact.course.session.cancelled")]
+    document = json.loads(encode(message))
+    assert message.type == "kact.course.session.cancelled.v2" and b"SECRET-NOTE" not in encode(message)
+    assert document["data"] == {"session_id": "s1", "cancelled_by": "partner_a", "reason_code": "weather_or_travel"}
+    v2 = schema("kact.course.session.cancelled.v2")
+    jsonschema.validators.validator_for(v2)(v2).validate(document)
+    with pytest.raises(jsonschema.ValidationError):  # a code outside the closed set
+        jsonschema.validators.validator_for(v2)(v2).validate(
+            {**document, "data": {**document["data"], "reason_code": "bored"}})
+    v1 = schema("kact.course.session.cancelled.v1")
+    as_v1 = {**document, "type": "kact.course.session.cancelled.v1", "dataschema": v1["$id"]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validators.validator_for(v1)(v1).validate(as_v1)
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert(document["data"], public.SessionCancelled)
+    # a v1 message already on the stream still decodes
+    old = envelope(public.SessionCancelled(session_id="s1"), course_id=course.id, version=3, time=message.time,
+                   clinic_id="home", position=1)
+    assert decode(encode(old)).decode_data() == public.SessionCancelled(session_id="s1")

@@ -112,8 +112,8 @@ def decide(event: ev.PublicEvent, course_id: str, facts: CourseFacts, policy: Po
                 session.needs_confirmation:
             out.tell({clinic(session.clinic_id)} - {home}, "booking_request")  # the host is asked again
             out.tell([home], "update")
-        case ev.SessionRescheduled() | ev.SessionCancelled() | ev.SessionConfirmed() | ev.SessionDeclined() | \
-                ev.SessionHeld() | ev.SessionMissed():
+        case ev.SessionRescheduled() | ev.SessionCancelled() | ev.SessionCancelledV2() | ev.SessionConfirmed() | \
+                ev.SessionDeclined() | ev.SessionHeld() | ev.SessionMissed():
             out.tell([home], "update")
             out.tell({clinic(h) for h in facts.partner_hosts(event.session_id)}, "update")
             session = facts.sessions.get(event.session_id)

@@ -58,7 +58,10 @@ MAPPING: dict[type[Course.Event], Mapper | None] = {
         session_id=e.session_id, starts_at=e.starts_at, ends_at=e.ends_at, room_id=e.room_id,
         clinician_ids=list(e.clinician_ids),
     ),
-    Course.SessionCancelled: lambda e, home: public.SessionCancelled(session_id=e.session_id),
+    # The classification (closed sets), not the note: that stays in the event store. Version 1 is no longer made.
+    Course.SessionCancelled: lambda e, home: public.SessionCancelledV2(
+        session_id=e.session_id, cancelled_by=e.cancelled_by, reason_code=e.reason_code
+    ),
     Course.SessionConfirmed: lambda e, home: public.SessionConfirmed(session_id=e.session_id, clinic_id=e.clinic_id),
     Course.SessionDeclined: lambda e, home: public.SessionDeclined(  # the reason stays in the event store
         session_id=e.session_id, clinic_id=e.clinic_id

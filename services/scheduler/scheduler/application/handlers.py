@@ -356,14 +356,17 @@ class Scheduling:
 
         return await self._run(self.courses.execution(releasing, now))
 
-    async def cancel_session(self, principal: Principal, course_id: UUID, session_id: str, reason: str,
-                             now: datetime) -> Session:
-        """The home clinic cancels a session before it starts (once started, it is held or missed)."""
+    async def cancel_session(self, principal: Principal, course_id: UUID, session_id: str, reason: str | None,
+                             now: datetime, *, cancelled_by: str = "home_clinic", reason_code: str = "other",
+                             note: str | None = None) -> Session:
+        """The home clinic cancels a session before it starts (once started, it is held or missed), on whose behalf
+        and why (`reason`: the free-text note of callers from before the classification)."""
         access.clinic_of(principal)
 
         def cancelling(work: Work) -> Session:
             course = access.owned(work.course(course_id), principal)
-            course.cancel_session(session_id=session_id, reason=reason, by=principal.ref, now=now)
+            course.cancel_session(session_id=session_id, cancelled_by=cancelled_by, reason_code=reason_code,
+                                  note=note or "", reason=reason, by=principal.ref, now=now)
             session = course.sessions[session_id]
             self._release(work, course, session)
             return session

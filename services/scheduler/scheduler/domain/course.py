@@ -21,6 +21,9 @@ from scheduler.domain.errors import (
 from scheduler.domain.model import (
     PARTNERS,
     ApprovalStatus,
+    Cancellation,
+    CancelledBy,
+    CancelReason,
     Confirmation,
     DoseApproval,
     Hold,
@@ -34,6 +37,7 @@ from scheduler.domain.model import (
     Status,
     VitalsOverride,
     needs_confirmation,
+    parse_cancellation,
     parse_kind,
     time_problems,
     utc,
@@ -53,6 +57,9 @@ from scheduler.domain.state import CourseState
 __all__ = [
     "PARTNERS",
     "ApprovalStatus",
+    "CancelReason",
+    "Cancellation",
+    "CancelledBy",
     "Confirmation",
     "Course",
     "DoseApproval",
@@ -192,10 +199,15 @@ class Course(CourseState, Aggregate):
     class SessionCancelled(Event):
         TOPIC = "kact.course:SessionCancelled.v1"
         session_id: str
-        reason: str
+        reason: str  # the free-text note (health data, never on the bus); "" when none was given
+        # On whose behalf and why (CancelledBy, CancelReason). Events stored before they were asked for lack them
+        # and read as the API reads a request that gives only a reason: the home clinic's, for reason `other`.
+        cancelled_by: str = CancelledBy.HOME_CLINIC.value
+        reason_code: str = CancelReason.OTHER.value
 
         def apply(self, course: Course) -> None:
-            course._replace_session(self.session_id, status=SessionStatus.CANCELLED)
+            course._replace_session(self.session_id, status=SessionStatus.CANCELLED, cancellation=Cancellation(
+                CancelledBy(self.cancelled_by), CancelReason(self.reason_code), self.reason))
 
     class SessionHeld(Event):
         TOPIC = "kact.course:SessionHeld.v1"
@@ -751,13 +763,31 @@ class Course(CourseState, Aggregate):
         else:
             self.trigger_event(self.SessionDeclined, session_id=session_id, clinic_id=clinic_id, reason=reason, by=by)
 
-    def cancel_session(self, *, session_id: str, reason: str, by: str, now: datetime | None = None) -> None:
+    def cancel_session(
+        self,
+        *,
+        session_id: str,
+        by: str,
+        cancelled_by: CancelledBy | str = CancelledBy.HOME_CLINIC,
+        reason_code: CancelReason | str = CancelReason.OTHER,
+        note: str = "",
+        reason: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
         """Cancel a booked session before it starts (`now`: when the clinic cancels; without it, as of old, at
-        any time)."""
+        any time), on whose behalf (`cancelled_by`) and why (`reason_code`; `other` needs a `note`). `reason` is
+        the free text of callers from before the classification: the note, given instead of `note`."""
+        if reason is not None:
+            if note:
+                raise InvalidCommandError(["give the note, or the older reason, not both"])
+            note = reason
+        cancellation = parse_cancellation(cancelled_by, reason_code, note)
         session, now = self.session(session_id), self._now(now)
         started = started_violations(session, now) if now is not None else []
         self._refuse_if(closed_violations(self) + booked_violations(session) + started)
-        self.trigger_event(self.SessionCancelled, session_id=session_id, reason=reason, by=by)
+        self.trigger_event(self.SessionCancelled, session_id=session_id, reason=cancellation.note,
+                           cancelled_by=cancellation.cancelled_by.value,
+                           reason_code=cancellation.reason_code.value, by=by)
 
     def record_missed(self, *, session_id: str, reason: str, now: datetime, by: str,
                       clinician_id: str | None = None) -> None:

@@ -56,6 +56,41 @@ class Confirmation(StrEnum):
     DECLINED = "declined"
 
 
+class CancelledBy(StrEnum):
+    """On whose behalf a session was cancelled (the home clinic sends every cancellation)."""
+
+    COUPLE = "couple"  # both partners, or the couple as one
+    PARTNER_A = "partner_a"
+    PARTNER_B = "partner_b"
+    HOME_CLINIC = "home_clinic"  # the therapy practice that owns the course, on its own account
+    HOST_CLINIC = "host_clinic"  # the partner clinic hosting the session
+    CLINICIAN = "clinician"  # a therapist or clinician of the session
+    PRESCRIBER = "prescriber"  # the prescriber of a medicine session's doses
+
+
+class CancelReason(StrEnum):
+    """Why a session was cancelled, in classes a clinic can count; `other` says why in the note."""
+
+    ILLNESS = "illness"  # a partner or a clinician is ill
+    SCHEDULING_CONFLICT = "scheduling_conflict"  # the time no longer suits whoever cancels
+    CLINICAL = "clinical"  # a contraindication, or not fit for the session on clinical judgement
+    HOST_UNAVAILABLE = "host_unavailable"  # the hosting clinic (its room, its monitoring) cannot take it
+    CLINICIAN_UNAVAILABLE = "clinician_unavailable"
+    WEATHER_OR_TRAVEL = "weather_or_travel"
+    NO_LONGER_WANTED = "no_longer_wanted"  # the couple does not want the session any more
+    REBOOKED = "rebooked"  # replaced by another booking (moving it keeps it: reschedule)
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """Who a session was cancelled for and why; the note is free text (health data: it stays in the course)."""
+
+    cancelled_by: CancelledBy
+    reason_code: CancelReason
+    note: str = ""
+
+
 class Stage(StrEnum):
     PRE = "pre"
     POST = "post"
@@ -114,6 +149,7 @@ class Session:
     follows: str | None = None  # integration: the medicine session it integrates
     held: dict[str, Any] | None = None
     confirmation: Confirmation = Confirmation.NOT_NEEDED
+    cancellation: Cancellation | None = None  # once cancelled
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Session:
@@ -231,6 +267,24 @@ def parse_kind(kind: Kind | str) -> Kind:
         raise InvalidCommandError([f"kind must be one of {[k.value for k in Kind]}"]) from None
 
 
+def parse_cancellation(cancelled_by: CancelledBy | str, reason_code: CancelReason | str, note: str) -> Cancellation:
+    """A cancellation's classification, checked: known codes, and a note that says why when the code is `other`."""
+    problems = []
+    try:
+        by = CancelledBy(cancelled_by)
+    except ValueError:
+        problems.append(f"cancelled_by must be one of {[c.value for c in CancelledBy]}")
+    try:
+        reason = CancelReason(reason_code)
+    except ValueError:
+        problems.append(f"reason_code must be one of {[c.value for c in CancelReason]}")
+    if not problems and reason is CancelReason.OTHER and not note.strip():
+        problems.append("a cancellation for reason_code 'other' says why in its note")
+    if problems:
+        raise InvalidCommandError(problems)
+    return Cancellation(by, reason, note)
+
+
 def utc(at: datetime) -> datetime:
     """Instants in UTC: Python compares and adds aware datetimes of one zone by wall clock, not elapsed time."""
     if at.tzinfo is None or at.utcoffset() is None:
@@ -239,8 +293,12 @@ def utc(at: datetime) -> datetime:
 
 
 def time_problems(starts_at: datetime, ends_at: datetime) -> list[str]:
-    if starts_at.tzinfo is None or ends_at.tzinfo is None:
+    if starts_at.tzinfo is None or ends_at.tzinfo is None or starts_at.utcoffset() is None \
+            or ends_at.utcoffset() is None:
         return ["times must carry a UTC offset"]
+    # Compared and subtracted in UTC: two times of one zone compare by wall clock, so across a daylight-saving
+    # change the length would be off by the hour, and on the repeated hour the end could come before the start.
+    starts_at, ends_at = starts_at.astimezone(timezone.utc), ends_at.astimezone(timezone.utc)
     if ends_at <= starts_at:
         return ["ends_at must be after starts_at"]
     if ends_at - starts_at > timedelta(hours=12):

@@ -17,6 +17,7 @@ from scheduler.domain.model import (
     Session,
     SessionStatus,
     Status,
+    utc,
 )
 from scheduler.domain.protocol import Model, Protocol
 from scheduler.domain.rules import milestones
@@ -115,7 +116,8 @@ class CourseState:
 
     def deadline_after(self, medicine_end: datetime) -> datetime:
         """When the integration window of a medicine session that ends then closes (I4)."""
-        return medicine_end + timedelta(hours=self.protocol.integration_window_hours)
+        # In UTC: hours added to a time of a zone are wall-clock hours, off by one across a daylight-saving change.
+        return utc(medicine_end) + timedelta(hours=self.protocol.integration_window_hours)
 
     def integration_in_window(self, medicine: Session) -> bool:
         deadline = self.window_deadline(medicine)

@@ -19,12 +19,13 @@ import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from litestar.utils.scope.state import ScopeState
 
-from scheduler.http.problems import send_problem
+from scheduler.http.problems import allowed_value_errors, send_problem
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
 PARSED_JSON = "kact.json"  # scope key: the request's parsed JSON body (absent: no body)
 NO_BODY = object()
+SCHEMA_MISMATCH = "the body does not match its schema: "
 # A JSON escape of NUL that is not itself an escaped backslash followed by "u0000".
 _ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _JSON_TYPES = ("application/json",)
@@ -102,9 +103,14 @@ def body_guard(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_depth: int = MA
                     break
             body = b"".join(chunks)
             if body:
-                problem = _invalid_json(body, max_depth, _body_type(scope.get("route_handler")))
+                body_type = _body_type(scope.get("route_handler"))
+                problem = _invalid_json(body, max_depth, body_type)
                 if isinstance(problem, str):
-                    await send_problem(send, 422, "invalid-input", "The request is not valid", problem)
+                    # A value outside a closed set: the problem names the values the field takes.
+                    named = allowed_value_errors(problem.removeprefix(SCHEMA_MISMATCH), body_type)
+                    await send_problem(send, 422, "invalid-input", "The request is not valid",
+                                       "; ".join([problem, *(e["message"] for e in named)]),
+                                       **({"errors": named} if named else {}))
                     return
                 scope[PARSED_JSON] = problem[0]  # type: ignore[literal-required]
                 state = ScopeState.from_scope(scope)
@@ -152,7 +158,7 @@ def _invalid_json(body: bytes, max_depth: int, body_type: Any = None) -> str | t
     except UnicodeDecodeError:
         return "the body is not valid UTF-8"
     except msgspec.ValidationError as error:
-        return f"the body does not match its schema: {error}"
+        return f"{SCHEMA_MISMATCH}{error}"
     except msgspec.DecodeError as error:
         return f"the body is not valid JSON: {error}"
     # Cheap first: a body with few brackets cannot nest deeply (a typed body nests only as its types do).

@@ -138,8 +138,9 @@ class CourseController(Controller):
         self, course_id: UUID, session_id: SessionId, data: body(SessionCancel), principal: Principal, services: Services,
         now: datetime,
     ) -> SessionView:
-        return session_view(
-            await services.scheduling.cancel_session(principal, course_id, session_id, data.reason, now))
+        return session_view(await services.scheduling.cancel_session(
+            principal, course_id, session_id, data.reason, now, cancelled_by=data.cancelled_by,
+            reason_code=data.reason_code or "other", note=data.note))
 
     @post("/{course_id:uuid}/holds", operation_id="holdSlot", status_code=201,
           summary="Hold a slot for a few minutes while the couple decides (judged as a booking would be)")

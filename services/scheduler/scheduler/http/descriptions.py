@@ -57,7 +57,16 @@ DESCRIPTIONS: dict[str, str] = {
                    "hours, off its closures and within its clinicians' working hours (local time in the host's zone; "
                    "none set: always), unless `hours_override_reason` says why not: the reason is kept with the "
                    "session." + _COMMAND,
-    "cancelSession": "Cancels a booked session, with a reason." + _COMMAND,
+    "cancelSession": "Cancels a booked session before it starts, classified for reporting: `cancelled_by`, on whose "
+                     "behalf (couple, partner_a, partner_b, home_clinic, host_clinic, clinician, prescriber; default "
+                     "home_clinic) and `reason_code`, why (illness, scheduling_conflict, clinical: a contraindication "
+                     "or not fit, host_unavailable, clinician_unavailable, weather_or_travel, no_longer_wanted, "
+                     "rebooked, other), with an optional free-text `note` (required for `other`). The note stays "
+                     "with the course (encrypted at rest, never on the bus); the classification is published "
+                     "(`kact.course.session.cancelled.v2`) and shown in the course. An unknown code is 422 naming the "
+                     "allowed values. Older clients may still send only `reason`: it becomes the note, with "
+                     "`reason_code` other and `cancelled_by` home_clinic unless given (`note` and `reason` together "
+                     "are refused). The home clinic cancels on anyone's behalf, also the hosting clinic's." + _COMMAND,
     "holdSlot": "Holds a slot for the course for a few minutes (the hosting clinic's `hold_minutes`, default 10; "
                 "`minutes` asks for fewer) while the couple decides. The slot is named as a booking names it and "
                 "judged as a booking there would be: every course rule, the host's hours, its booking rules "

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import msgspec
 from kact_contracts import events
@@ -82,7 +83,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "min_notice_minutes": 720, "horizon_days": 180, "clinician_daily_limit": 6, "clinician_weekly_limit": 25,
         "partner_medicine_daily_cap": 2, "hold_minutes": 10, "max_partner_holds": 20,
     },
-    "SessionCancel": {"reason": "couple asked to postpone"},
+    "SessionCancel": {"cancelled_by": "partner_b", "reason_code": "illness", "note": "flu, asked to postpone"},
     "SessionRecord": {
         "outcome": "held",
         "clinician_id": THERAPIST,
@@ -148,9 +149,18 @@ def _session(id: str, kind: str, partners: list[str], starts_at: str, ends_at: s
              clinic_id: str = CLINIC, confirmation: str = "not_needed") -> dict[str, Any]:
     if status == "held" and record is None:
         record = {"notes": "", "clinician_id": THERAPIST}
-    return {"id": id, "kind": kind, "status": status, "partners": partners, "starts_at": starts_at,
-            "ends_at": ends_at, "clinic_id": clinic_id, "room_id": room_id, "clinician_ids": [THERAPIST],
-            "timezone": ZONE, "follows": follows, "record": record, "confirmation": confirmation}
+    return {"id": id, "kind": kind, "status": status, "partners": partners, "clinic_id": clinic_id,
+            "room_id": room_id, "clinician_ids": [THERAPIST], "timezone": ZONE, "follows": follows, "record": record,
+            "confirmation": confirmation, "cancellation": None, **_times(starts_at, ends_at)}
+
+
+def _times(starts_at: str, ends_at: str) -> dict[str, str]:
+    """A session's instants, and the same in the clinic's zone (with its offset on that day)."""
+    def local(instant: str) -> str:
+        return datetime.fromisoformat(instant).astimezone(ZoneInfo(ZONE)).isoformat()
+
+    return {"starts_at": starts_at, "ends_at": ends_at, "starts_at_local": local(starts_at),
+            "ends_at_local": local(ends_at)}
 
 
 def _approval(**changes: Any) -> dict[str, Any]:
@@ -353,7 +363,9 @@ RESPONSES: dict[str, Any] = {
     # The first integration session was cancelled (illness), the window closed and was recorded missed.
     "acknowledgeMissedWindow": {
         **COURSE_DOSED, "version": 24,
-        "sessions": [*COURSE_DOSED["sessions"][:-1], {**INTEGRATIONS[0], "status": "cancelled", "record": None}],
+        "sessions": [*COURSE_DOSED["sessions"][:-1], {**INTEGRATIONS[0], "status": "cancelled", "record": None,
+                                                       "cancellation": {"cancelled_by": "couple",
+                                                                        "reason_code": "illness", "note": ""}}],
         "missed_windows": [{"session_id": MEDICINE, "deadline": WINDOW_DEADLINE, "acknowledged": True,
                             **EXAMPLES["Acknowledge"]}],
         "allowed_actions": ["book_session", "discontinue"]},
@@ -378,8 +390,9 @@ RESPONSES: dict[str, Any] = {
                          status="booked", follows=MEDICINE),
     "getBookingRules": RULES_SET,
     "setBookingRules": RULES_SET,
-    "rescheduleSession": {**MEDICINE_BOOKED, **EXAMPLES["SessionReschedule"]},
-    "cancelSession": {**MEDICINE_BOOKED, "status": "cancelled"},
+    "rescheduleSession": {**MEDICINE_BOOKED, **_times(EXAMPLES["SessionReschedule"]["starts_at"],
+                                                       EXAMPLES["SessionReschedule"]["ends_at"])},
+    "cancelSession": {**MEDICINE_BOOKED, "status": "cancelled", "cancellation": EXAMPLES["SessionCancel"]},
     "recordSession": MEDICINE_HELD,
     # Recorded while monitoring continued (no discharge then), discharged later with one more reading.
     "recordDischarge": {**MEDICINE_HELD, "record": {

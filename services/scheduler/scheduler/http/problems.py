@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
+
+import msgspec
 
 import asyncpg
 import eventsourcing.persistence
@@ -167,6 +170,48 @@ def too_many_keys(request: Request, exc: TooManyKeysError) -> Response[dict[str,
 
 def too_many_feeds(request: Request, exc: TooManyFeedsError) -> Response[dict[str, Any]]:
     return problem(409, "too-many-feeds", "Too many calendar feeds", str(exc))
+
+
+def _allowed_values(body_type: Any, key: str) -> list[Any]:
+    """The values a closed-set (enum) field of a request body allows, found by its error's key (`doses[0].partner`);
+    [] if the key names no such field."""
+    def inner(t: Any) -> Any:
+        while True:
+            if isinstance(t, msgspec.inspect.Metadata):
+                t = t.type
+            elif isinstance(t, msgspec.inspect.UnionType):
+                members = [m for m in t.types if not isinstance(m, msgspec.inspect.NoneType)]
+                if len(members) != 1:
+                    return t
+                t = members[0]
+            elif isinstance(t, (msgspec.inspect.ListType, msgspec.inspect.SetType)):
+                t = t.item_type
+            else:
+                return t
+
+    try:
+        t = inner(msgspec.inspect.type_info(body_type))
+    except (TypeError, ValueError):
+        return []
+    for part in (p for p in re.split(r"\.|\[\d+\]", key) if p):
+        if not isinstance(t, msgspec.inspect.StructType):
+            return []
+        t = inner(next((f.type for f in t.fields if f.encode_name == part), None))
+    return [v for v in t.values if v is not None] if isinstance(t, msgspec.inspect.LiteralType) else []
+
+
+_ENUM_ERROR = re.compile(r"^Invalid enum value .* - at `\$\.(?P<key>[^`]+)`$")
+
+
+def allowed_value_errors(message: str, body_type: Any) -> list[dict[str, Any]]:
+    """For msgspec's refusal of a value outside a closed set (`Invalid enum value 'x' - at `$.reason_code``), the
+    error naming the values that field allows (`allowed`); [] for any other refusal."""
+    match = _ENUM_ERROR.match(message)
+    allowed = _allowed_values(body_type, match["key"]) if match and body_type is not None else []
+    if not allowed:
+        return []
+    return [{"key": match["key"], "source": "body", "allowed": allowed,
+             "message": f"{match['key']} must be one of {', '.join(map(str, allowed))}"}]
 
 
 def http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:

@@ -362,8 +362,33 @@ class SessionReschedule(Input, kw_only=True):
     hours_override_reason: Text | None = None  # as in SessionCreate
 
 
+CancelledByCode = Literal["couple", "partner_a", "partner_b", "home_clinic", "host_clinic", "clinician", "prescriber"]
+CancelReasonCode = Literal["illness", "scheduling_conflict", "clinical", "host_unavailable", "clinician_unavailable",
+                           "weather_or_travel", "no_longer_wanted", "rebooked", "other"]
+
+
 class SessionCancel(Input, kw_only=True):
-    reason: Reason
+    """On whose behalf (`cancelled_by`, by default the home clinic) and why (`reason_code`; `other` needs a `note`).
+    `reason`, the free text of clients from before the classification, is still accepted: it is the note, and
+    `reason_code` becomes optional (default `other`)."""
+
+    cancelled_by: CancelledByCode = "home_clinic"
+    reason_code: CancelReasonCode | None = None
+    note: Text | None = None
+    reason: Reason | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reason is not None and self.note is not None:
+            raise ValueError("give note, or the older reason, not both")
+        if self.reason_code is None and self.reason is None:
+            raise ValueError("reason_code is required (or, from older clients, reason)")
+
+
+class CancellationView(Struct, kw_only=True):
+    cancelled_by: CancelledByCode
+    reason_code: CancelReasonCode
+    note: str  # "" when none was given
 
 
 class DoseIn(Input, kw_only=True):
@@ -496,6 +521,11 @@ class SessionView(Struct, kw_only=True):
     follows: str | None
     record: dict[str, Any] | None
     confirmation: Literal["not_needed", "pending", "confirmed", "declined"]  # by the hosting clinic
+    # The same instants in the session's (its hosting clinic's) zone, with that zone's offset on the day: what the
+    # couple's and the clinic's clocks show.
+    starts_at_local: datetime
+    ends_at_local: datetime
+    cancellation: CancellationView | None = None  # on whose behalf and why, once cancelled
 
 
 class HostedSessionView(Struct, kw_only=True):

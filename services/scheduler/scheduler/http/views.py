@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from scheduler.domain.course import Course
 from scheduler.domain.model import DoseApproval, Hold, Session
 from scheduler.http.schemas import (
     ApprovalView,
+    CancellationView,
     CourseView,
     EventView,
     HoldView,
@@ -49,6 +51,11 @@ def session_view(session: Session) -> SessionView:
         follows=session.follows,
         record=plain(session.held) if session.held is not None else None,
         confirmation=session.confirmation.value,
+        starts_at_local=session.starts_at.astimezone(ZoneInfo(session.timezone)),
+        ends_at_local=session.ends_at.astimezone(ZoneInfo(session.timezone)),
+        cancellation=None if session.cancellation is None else CancellationView(
+            cancelled_by=session.cancellation.cancelled_by.value, reason_code=session.cancellation.reason_code.value,
+            note=session.cancellation.note),
     )
 
 
