@@ -123,6 +123,7 @@ class Calendar(Aggregate):
         self._starts: list[tuple[datetime, str]] = []
         self._longest = timedelta(0)  # with its buffers
         self._most_before = timedelta(0)
+        self._most_after = timedelta(0)
         # A partner's first two courses (once there are two, the calendar holds every course's slots, and more
         # need not be recorded); a calendar opened by an earlier version, at a booking, records none.
         self.courses: frozenset[str] = frozenset()
@@ -132,6 +133,12 @@ class Calendar(Aggregate):
         bisect.insort(self._starts, (slot.starts_at, slot.session_id))
         self._longest = max(self._longest, slot.ends_at - slot.starts_at + slot.before + slot.after)
         self._most_before = max(self._most_before, slot.before)
+        self._most_after = max(self._most_after, slot.after)
+
+    @property
+    def buffered(self) -> bool:
+        """Whether any slot ever held here kept a buffer (if none did, only an overlap can be too close)."""
+        return bool(self._most_before or self._most_after)
 
     def _drop(self, session_id: str) -> Slot:
         slot = self.slots.pop(session_id)

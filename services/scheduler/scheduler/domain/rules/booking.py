@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from scheduler.domain.calendar import Calendar, Resource
@@ -124,7 +124,8 @@ def resource_violations(rules: BookingRules, calendar: Calendar, label: str, slo
     before, after = rules.buffer(slot.kind)
     if (violation := calendar.violation(slot.starts_at, slot.ends_at, label, ignore=slot.ignore, now=now)):
         violations.append(violation)
-    elif (close := calendar.buffer_clash(slot.starts_at, slot.ends_at, before, after, slot.ignore, now)):
+    elif (before or after or calendar.buffered) and (
+            close := calendar.buffer_clash(slot.starts_at, slot.ends_at, before, after, slot.ignore, now)):
         violations.append(Violation(
             "buffers", f"{label} needs its buffer between this session and session {close.session_id} "
                        f"({close.starts_at.isoformat()} to {close.ends_at.isoformat()}): {_minutes(before)} before "
@@ -173,9 +174,10 @@ def local_day(at: datetime, zone: ZoneInfo) -> date:
 
 
 def day_span(day: date, zone: ZoneInfo, days: int = 1) -> tuple[datetime, datetime]:
-    """[start, end) of `days` local days from `day`'s midnight (23, 24 or 25 elapsed hours a day)."""
-    start = datetime.combine(day, time(0), zone)
-    end = datetime.combine(day + timedelta(days=days), time(0), zone)
+    """[start, end) of `days` local days from `day`'s midnight (23, 24 or 25 elapsed hours a day), in UTC (two
+    times of one zone subtract and compare by the wall clock)."""
+    start = datetime.combine(day, time(0), zone).astimezone(timezone.utc)
+    end = datetime.combine(day + timedelta(days=days), time(0), zone).astimezone(timezone.utc)
     return start, end
 
 
