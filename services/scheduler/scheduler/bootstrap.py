@@ -24,6 +24,7 @@ from scheduler.api_keys import ApiKeys
 from scheduler.application.calendars import partner_calendar_key
 from scheduler.application.courses import Courses, event_store_env
 from scheduler.http.calendar_feeds import ROUTES as CALENDAR_FEED_ROUTES
+from scheduler.http.calendars import ROUTES as CALENDAR_ROUTES
 from scheduler.directory import Directory
 from scheduler.http.courses import CourseController, DoseApprovalController
 from scheduler.http.dead_letters import list_dead_letters, list_relay_dead_letters, redrive_dead_letter
@@ -166,7 +167,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             ClinicController, ClinicianController, PartnershipController, CourseController, DoseApprovalController,
             HostedSessionController, SharedSessionController, live, ready, delivery,
             read_feed, list_dead_letters, redrive_dead_letter, list_relay_dead_letters, *NOTIFICATION_ROUTES,
-            *KEY_ROUTES, *CALENDAR_FEED_ROUTES, list_problem_types, get_problem_type, get_rules, docs_ui.docs_file,
+            *KEY_ROUTES, *CALENDAR_FEED_ROUTES, *CALENDAR_ROUTES, list_problem_types, get_problem_type, get_rules, docs_ui.docs_file,
             metrics_route(settings.operator_token, settings.metrics_public),
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),

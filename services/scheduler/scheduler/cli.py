@@ -1,4 +1,5 @@
-"""The `kact` command: `up` serves the scheduler and its servers, `version` prints the version."""
+"""The `kact` command: `up` serves the scheduler and its servers, `projections` rebuilds the read models or says
+how far behind they are, `version` prints the version."""
 
 from __future__ import annotations
 
@@ -57,12 +58,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     up_command.add_argument("--port", type=_port, help="port the API listens on, 0: any free one (KACT_HTTP_PORT)")
     up_command.add_argument("--data-dir", type=Path, help="where data, keys and logs are kept (KACT_DATA_DIR)")
     up_command.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    projections = commands.add_parser(
+        "projections", help="rebuild the course index from the event store, or report how far behind it is",
+        description=textwrap.fill(
+            "The course index (course list, calendars, approval queue, hosted sessions, deadlines) is a projection "
+            "of the event store. `rebuild` writes it again from the first event into fresh tables and moves them "
+            "into place in one transaction (a running `kact up` keeps serving meanwhile); `status` reports its lag. "
+            "Both find the database as `kact up` does: KACT_DATABASE_URL, else the embedded PostgreSQL of the data "
+            "dir (the one a running `kact up` serves, or started for the command and stopped after it).", 100))
+    projections.add_argument("action", choices=["rebuild", "status"])
+    projections.add_argument("--data-dir", type=Path, help="where data, keys and logs are kept (KACT_DATA_DIR)")
     commands.add_parser("version", help="print the installed version")
     args = parser.parse_args(argv)
 
     if args.command == "version":
         print(installed_version("kact"))
         return 0
+    if args.command == "projections":
+        from scheduler.projections_cli import run_projections  # the event store's libraries, only when needed
+
+        environ = {**os.environ, **({"KACT_DATA_DIR": str(args.data_dir)} if args.data_dir else {})}
+        return run_projections(args.action, environ)
     overrides = {"KACT_HTTP_HOST": args.host, "KACT_HTTP_PORT": args.port, "KACT_DATA_DIR": args.data_dir}
     environ = {**os.environ, **{k: str(v) for k, v in overrides.items() if v is not None}}
     try:

@@ -9,6 +9,7 @@ from notifier import schema as notifier_schema
 from scheduler import calendar_feeds, directory, idempotency
 from scheduler.application.courses import Courses
 from scheduler.readmodels.course_index import CourseIndexView, course_index_view
+from scheduler.readmodels.freshness import TRACKING_TABLE
 from scheduler.relay import relay_tracking
 from scheduler.settings import Settings
 
@@ -29,6 +30,12 @@ def migrate(settings: Settings, env: dict[str, str]) -> tuple[Courses, CourseInd
         conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(schema))
         conn.execute(directory.SCHEMA_SQL + calendar_feeds.SCHEMA_SQL + idempotency.SCHEMA_SQL
                      + notifier_schema.all_sql())
+        # An index made before it kept calendars (and phases) is written again from the first event: every change
+        # is idempotent in effect, so replaying onto its rows converges on what a fresh index holds.
+        outdated = conn.execute("SELECT to_regclass('course_index') IS NOT NULL "
+                                "AND to_regclass('calendar_entries') IS NULL").fetchone()
         courses, view = Courses(env=env), course_index_view({**projection_env(env), "CREATE_TABLE": "y"})
+        if outdated and outdated[0]:
+            conn.execute(f"DELETE FROM {TRACKING_TABLE} WHERE application_name = %s", (courses.name,))
         relay_tracking({**projection_env(env), "CREATE_TABLE": "y"}).datastore.close()
     return courses, view

@@ -95,6 +95,21 @@ def entries(slots: Iterable[Slot], courses: Mapping[str, Course], resource: Reso
     return sorted(shown, key=lambda e: (e.starts_at, e.session_id))
 
 
+async def managed_resource(directory: Directory, principal: Principal, resource: str, resource_id: UUID,
+                           clinic_id: UUID | None) -> UUID:
+    """The clinic of the clinician or room (a room: the clinic in its path), if the caller manages it (the
+    operator, or that clinic); to anyone else it does not exist (NotFoundError). Feeds and calendars ask it."""
+    if resource == Resource.CLINICIAN.value:
+        row = (await directory.clinicians([resource_id])).get(str(resource_id))
+    else:
+        row = await directory.room(resource_id)
+        if row is not None and row["clinic_id"] != clinic_id:
+            row = None
+    if row is None or not manages(principal, "clinic", str(row["clinic_id"]), str(row["clinic_id"])):
+        raise NotFoundError(resource, resource_id)
+    return row["clinic_id"]  # type: ignore[no-any-return]
+
+
 def summary(kind: str) -> str:
     return f"{Kind(kind).value.capitalize()} session"
 
@@ -151,17 +166,7 @@ class CalendarFeeds:
                     {e.session_id: places[e.clinic_id, e.room_id] for e in shown})
 
     async def _managed(self, principal: Principal, resource: str, resource_id: UUID, clinic_id: UUID | None) -> UUID:
-        """The clinic of the clinician or room (a room: the clinic in its path), if the caller manages it (the
-        operator, or that clinic); to anyone else it does not exist."""
-        if resource == Resource.CLINICIAN.value:
-            row = (await self.directory.clinicians([resource_id])).get(str(resource_id))
-        else:
-            row = await self.directory.room(resource_id)
-            if row is not None and row["clinic_id"] != clinic_id:
-                row = None
-        if row is None or not manages(principal, "clinic", str(row["clinic_id"]), str(row["clinic_id"])):
-            raise NotFoundError(resource, resource_id)
-        return row["clinic_id"]  # type: ignore[no-any-return]
+        return await managed_resource(self.directory, principal, resource, resource_id, clinic_id)
 
     async def _name(self, resource: Resource, resource_id: UUID) -> str:
         if resource is Resource.CLINICIAN:

@@ -10,6 +10,7 @@ from msgspec.structs import asdict
 from litestar.params import Parameter
 
 from scheduler.application.handlers import Record
+from scheduler.application.reads import MAX_LIMIT, CourseFilter
 from scheduler.directory import Principal
 from scheduler.domain.protocol import Protocol, VitalsLimit
 from scheduler.http.deps import Services
@@ -77,15 +78,30 @@ class CourseController(Controller):
         principal: Principal,
         services: Services,
         status: str | None = Parameter(default=None, pattern="^(open|completed|discontinued)$"),
-        page: int = Parameter(default=1, ge=1, le=100000),
+        phase: str | None = Parameter(
+            default=None, pattern="^(assessment|preparation|medicine|completed|discontinued)$"),
+        clinician_id: UUID | None = Parameter(
+            default=None, description="Only courses with a booked session with this clinician"),
+        next_session_from: datetime | None = Parameter(
+            default=None, description="Only courses whose next booked session starts at or after this instant"),
+        next_session_before: datetime | None = Parameter(
+            default=None, description="Only courses whose next booked session starts before this instant"),
+        cursor: str | None = Parameter(default=None, max_length=200, pattern="^[A-Za-z0-9_-]+$",
+                                       description="`next_cursor` of the previous page"),
+        page: int | None = Parameter(default=None, ge=1, le=100000,
+                                     description="The older page numbers (prefer `cursor`: pages shift as courses open)"),
+        limit: int = Parameter(default=PAGE_SIZE, ge=1, le=MAX_LIMIT, description="Courses per page"),
     ) -> CoursePage:
-        rows = await services.scheduling.list_courses(principal, status, page)
+        filters = CourseFilter(status=status, phase=phase, clinician_id=clinician_id,
+                               next_session_from=next_session_from, next_session_before=next_session_before)
+        found = await services.reads.courses(principal, filters, cursor=cursor, page=page, limit=limit)
         items = [
             CourseSummary(id=r["course_id"], home_clinic_id=r["clinic_id"], model=r["model"], status=r["status"],
-                          opened_at=r["opened_at"], updated_at=r["updated_at"])
-            for r in rows[:PAGE_SIZE]
+                          phase=r["phase"], opened_at=r["opened_at"], updated_at=r["updated_at"],
+                          next_session_at=r["next_session_at"])
+            for r in found.rows
         ]
-        return CoursePage(items=items, page=page, next_page=page + 1 if len(rows) > PAGE_SIZE else None)
+        return CoursePage(items=items, next_cursor=found.next_cursor, page=found.page, next_page=found.next_page)
 
     @get("/{course_id:uuid}", operation_id="getCourse", summary="A course: phase, milestones, sessions, approvals, next actions")
     async def get_course(

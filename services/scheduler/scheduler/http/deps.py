@@ -25,6 +25,7 @@ from scheduler.application.handlers import Scheduling
 from scheduler.application.hosting import Hosting
 from scheduler.application.keys import Keys
 from scheduler.application.notifications import Notifications
+from scheduler.application.reads import Reads
 from scheduler.application.runner import to_the_end
 from scheduler.calendar_feeds import CalendarFeedStore
 from scheduler.directory import Directory, Principal
@@ -32,7 +33,8 @@ from scheduler.http.observe import AUTHENTICATED
 from scheduler.http.problems import ProblemError
 from scheduler.http.schemas import FIRST_YEAR, LAST_YEAR
 from scheduler.idempotency import IdempotencyKeys
-from scheduler.readmodels.course_index import CourseIndexView
+from scheduler.readmodels.course_index import INDEXED_TOPICS, CourseIndexView
+from scheduler.readmodels.freshness import caught_up
 from scheduler.readmodels.delivery import relay_dead_letters
 
 T = TypeVar("T")
@@ -76,18 +78,25 @@ class Services:
     keys: Keys = field(init=False)
     notifications: Notifications = field(init=False)
     calendar_feeds: CalendarFeeds = field(init=False)
+    reads: Reads = field(init=False)
 
     def __post_init__(self) -> None:
         calendars = CalendarIds(self.partner_key)
         self.scheduling = Scheduling(self.courses, self.directory, self.index, calendars, self.run)
         self.calendar_feeds = CalendarFeeds(self.courses, self.directory, CalendarFeedStore(self.directory.pool),
                                             calendars, self.run)
+        self.reads = Reads(self.index, self.directory, self.index_caught_up, self.run)
         self.hosting = Hosting(self.courses, self.index, self.directory, self.run)
         self.clinics = Clinics(self.directory)
         self.keys = Keys(self.directory, self.directory.keys)
         self.notifications = Notifications(
             self.directory, self.notifier, self.webhook_allow_private,
             relay_dead_letters=lambda limit, offset: relay_dead_letters(self.directory.pool, limit, offset))
+
+    async def index_caught_up(self) -> None:
+        """Wait (bounded) until the course index holds every event stored before now: read your writes."""
+        await caught_up(self.directory.pool, self.courses.recorder.events_table_name, self.courses.name,
+                        INDEXED_TOPICS)
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run a synchronous eventsourcing call off the event loop, in the request's context (a command decided

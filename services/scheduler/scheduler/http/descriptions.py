@@ -27,8 +27,14 @@ DESCRIPTIONS: dict[str, str] = {
     "createRoom": "The operator or the clinic adds a room (a medicine room hosts monitored sessions).",
     "listClinicWebhooks": "The operator or the clinic lists the clinic's active webhooks, without their secrets.",
     "disableClinicWebhook": "The operator or the clinic disables a webhook; its pending deliveries are marked failed.",
-    "listCourses": "The courses this principal may see (a clinic: its own; the operator: all), 50 a page, newest "
-                   "activity first; filter by status. A projection: it follows a command within milliseconds.",
+    "listCourses": "The courses this principal may see (a clinic: its own; the operator: all), newest first (ties "
+                   "by id), `limit` a page (default 50, at most 200); filter by `status`, `phase`, `clinician_id` "
+                   "(a booked session with that clinician) and the start of the next booked session "
+                   "(`next_session_from`, `next_session_before`). Follow `next_cursor` (pass it as `cursor`; null "
+                   "on the last page): a walk sees every course once, however many are opened meanwhile. `page` "
+                   "numbers still work (each answer without a cursor carries `next_page`) but shift as courses "
+                   "open. A projection that shows every command answered before the read (it waits up to 2 s for "
+                   "the index, else 503). Every read is logged.",
     "openCourse": "A clinic opens a couple's course: the dosing model (`taking_turns` or `together`), pseudonymous "
                   "references for partners a and b, and protocol settings within each rule's bounds (defaults from "
                   "the clinical rules). The course is an encrypted event stream from here on.",
@@ -203,6 +209,18 @@ DESCRIPTIONS: dict[str, str] = {
                        "leaves the feed. Never a partner, note, dose or reason. No key: the token in the URL is the "
                        "credential (404 once revoked, or if it never existed); each feed is limited to a burst of "
                        "10 fetches, then one every 5 seconds.",
+    "getClinicianCalendar": "The clinician's sessions in one local day (`view=day`) or ISO week (`view=week`, "
+                            "Monday to Monday; the default) of its clinic's time zone holding `date` (default: "
+                            "today there), each that overlaps it, by start: kind, times in the clinic's zone with "
+                            "their UTC offset, hosting clinic, room, clinicians, status and the host's "
+                            "confirmation. `hours` is the period's elapsed length (167 or 169 for a week across a "
+                            "daylight-saving change). Cancelled sessions, and a discontinued course's, only with "
+                            "`include_cancelled=true`. Never a partner or note. The operator or the clinician's "
+                            "clinic; to anyone else the clinician does not exist (404). Shows every command "
+                            "answered before the read; every read is logged.",
+    "getRoomCalendar": "The room's sessions in one local day or ISO week of its clinic's time zone, as "
+                       "getClinicianCalendar shows a clinician's. The operator or the room's clinic (the one in the "
+                       "path); to anyone else the room does not exist (404).",
     "listRelayDeadLetters": "The operator lists stored events the relay could not publish (too large, or refused by "
                             "the stream): position, course, topic, error. The events stay in the event store and the "
                             "course's history; everything after them was published.",

@@ -25,6 +25,7 @@ from litestar.types import Send
 
 from scheduler.api_keys import TooManyKeysError
 from scheduler.calendar_feeds import TooManyFeedsError
+from scheduler.readmodels.freshness import IndexBehindError
 from scheduler.http import observe
 from scheduler.application.errors import (
     AlreadyCreatedError,
@@ -242,6 +243,15 @@ def unavailable(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     return response
 
 
+def index_behind(request: Request, exc: IndexBehindError) -> Response[dict[str, Any]]:
+    """A read of the course index that could not show the writes before it: no process keeps the index (health
+    says so), or it is stuck. Unavailable rather than an answer that hides a write."""
+    _why(request, str(exc))
+    response = problem(503, "unavailable", "Service unavailable", f"{exc}; retry shortly")
+    response.headers["Retry-After"] = "2"
+    return response
+
+
 def data_refused(request: Request, exc: asyncpg.DataError) -> Response[dict[str, Any]]:
     """PostgreSQL refused a value (out of its column's range, a character it cannot store): invalid input that a
     bound in the schemas should have caught first, so it is logged to be added there."""
@@ -297,6 +307,7 @@ EXCEPTION_HANDLERS = {
     asyncpg.InterfaceError: unavailable,
     psycopg.OperationalError: unavailable,
     StoreUnavailableError: unavailable,
+    IndexBehindError: index_behind,
     OutcomeUnknownError: outcome_unknown,
     eventsourcing.persistence.OperationalError: unavailable,
     eventsourcing.persistence.InterfaceError: unavailable,

@@ -606,14 +606,48 @@ class CourseSummary(Struct, kw_only=True):
     home_clinic_id: str
     model: str
     status: str
+    # assessment | preparation | medicine | completed | discontinued (None: indexed before phases were kept and
+    # not rebuilt since)
+    phase: str | None
     opened_at: datetime
     updated_at: datetime
+    next_session_at: datetime | None  # the start of its earliest session still booked
 
 
 class CoursePage(Struct, kw_only=True):
     items: list[CourseSummary]
-    page: int
+    next_cursor: str | None  # pass as `cursor` for the next page; None: this is the last
+    page: int | None  # the older page numbers (None once a cursor is followed)
     next_page: int | None
+
+
+class CalendarEntryView(Struct, kw_only=True):
+    """A session in a clinician's or room's calendar: scheduling facts only, never partners or notes."""
+
+    session_id: str
+    course_id: UUID
+    kind: str
+    starts_at: datetime  # in the clinic's time zone, with its UTC offset
+    ends_at: datetime
+    clinic_id: str  # the hosting clinic
+    room_id: str | None
+    clinician_ids: list[str]
+    status: Literal["booked", "held", "missed", "cancelled"]
+    confirmation: Literal["not_needed", "pending", "confirmed", "declined"]
+
+
+class CalendarView(Struct, kw_only=True):
+    """A clinician's or room's sessions in one local day or ISO week (Monday to Monday) of its clinic's zone."""
+
+    resource: Literal["clinician", "room"]
+    resource_id: UUID
+    clinic_id: UUID
+    timezone: str
+    view: Literal["day", "week"]
+    starts_at: datetime  # the local midnight the period starts at, with its UTC offset
+    ends_at: datetime
+    hours: float  # elapsed: 24 (or 23, 25) a day, 168 (or 167, 169) a week across a daylight-saving change
+    entries: list[CalendarEntryView]
 
 
 class EventView(Struct, kw_only=True):

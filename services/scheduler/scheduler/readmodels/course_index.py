@@ -1,9 +1,11 @@
-"""The course list, the prescribers' approval queue and the open integration-window deadlines: a projection of the
-event store kept in PostgreSQL (`changes` says what each event changes; `indexer.Indexer` writes it)."""
+"""The course list, the clinicians' and rooms' calendars, the prescribers' approval queue and the open
+integration-window deadlines: a projection of the event store kept in PostgreSQL (`changes` says what each event
+changes; `indexer.Indexer` writes it)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from functools import singledispatch
 from typing import Any
@@ -19,6 +21,9 @@ from scheduler.domain.model import Kind
 
 PAGE_SIZE = 50
 HOSTED_LIMIT = 500
+CALENDAR_LIMIT = 1000  # sessions of one clinician or room in a day or a week: far more than a week can hold
+# Tables the index writes, in the order a rebuild moves them into place (`rebuild`): the tracking table last.
+TABLES = ("course_index", "calendar_entries", "approval_queue", "integration_deadlines", "hosted_sessions")
 
 
 class CourseIndexView(PostgresTrackingRecorder):
@@ -37,6 +42,33 @@ class CourseIndexView(PostgresTrackingRecorder):
             ).format(schema),
             SQL(
                 "CREATE INDEX IF NOT EXISTS course_index_clinic ON {0}.course_index (clinic_id, status, opened_at)"
+            ).format(schema),
+            # The phase (assessment, preparation, medicine, completed, discontinued) and the start of the earliest
+            # session still booked; an index made before they were kept has them NULL until it is rebuilt
+            # (`storage.migrate` starts it again from the first event).
+            SQL("ALTER TABLE {0}.course_index ADD COLUMN IF NOT EXISTS phase text").format(schema),
+            SQL("ALTER TABLE {0}.course_index ADD COLUMN IF NOT EXISTS next_session_at timestamptz").format(schema),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS course_index_opened ON {0}.course_index (opened_at DESC, course_id)"
+            ).format(schema),
+            # One row per session of every course, wherever hosted: the calendars of clinicians and rooms by day
+            # and week, and each course's next session. Scheduling facts only (no partners, notes or doses).
+            # status: booked | held | missed | cancelled (a discontinued course's booked sessions are cancelled:
+            # they no longer hold their time).
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.calendar_entries ("
+                "course_id uuid NOT NULL, session_id text NOT NULL, clinic_id text NOT NULL, kind text NOT NULL, "
+                "starts_at timestamptz NOT NULL, ends_at timestamptz NOT NULL, room_id text, "
+                "clinician_ids text[] NOT NULL, status text NOT NULL, confirmation text NOT NULL, "
+                "PRIMARY KEY (course_id, session_id))"
+            ).format(schema),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS calendar_entries_clinicians ON {0}.calendar_entries "
+                "USING gin (clinician_ids)"
+            ).format(schema),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS calendar_entries_room ON {0}.calendar_entries (room_id, starts_at) "
+                "WHERE room_id IS NOT NULL"
             ).format(schema),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0}.approval_queue ("
@@ -168,6 +200,47 @@ class CourseIndexView(PostgresTrackingRecorder):
             curs.execute(query, params)
             return [dict(row) for row in curs.fetchall()]
 
+    def find_courses(self, query: CourseQuery) -> list[dict[str, Any]]:
+        """Courses as `query` filters them, newest first (ties by id), from its cursor or page on: `limit` + 1 rows
+        at most (one more tells whether another page follows)."""
+        sql = SQL(
+            "SELECT course_id, clinic_id, status, phase, model, opened_at, updated_at, next_session_at "
+            "FROM {0}.course_index c "
+            "WHERE (%(clinic)s::text IS NULL OR clinic_id = %(clinic)s) "
+            "AND (%(status)s::text IS NULL OR status = %(status)s) "
+            "AND (%(phase)s::text IS NULL OR phase = %(phase)s) "
+            "AND (%(next_from)s::timestamptz IS NULL OR next_session_at >= %(next_from)s) "
+            "AND (%(next_before)s::timestamptz IS NULL OR next_session_at < %(next_before)s) "
+            "AND (%(clinician)s::text IS NULL OR EXISTS (SELECT 1 FROM {0}.calendar_entries e "
+            "WHERE e.course_id = c.course_id AND e.status = 'booked' AND e.clinician_ids @> ARRAY[%(clinician)s::text])) "
+            "AND (%(after_at)s::timestamptz IS NULL OR opened_at < %(after_at)s "
+            "OR (opened_at = %(after_at)s AND course_id > %(after_id)s::uuid)) "
+            "ORDER BY opened_at DESC, course_id LIMIT %(limit)s OFFSET %(offset)s"
+        ).format(Identifier(self.datastore.schema))
+        after_at, after_id = query.after if query.after is not None else (None, None)
+        params = {"clinic": query.clinic_id, "status": query.status, "phase": query.phase,
+                  "next_from": query.next_session_from, "next_before": query.next_session_before,
+                  "clinician": query.clinician_id, "after_at": after_at, "after_id": after_id,
+                  "limit": query.limit + 1, "offset": query.offset}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(sql, params)
+            return [dict(row) for row in curs.fetchall()]
+
+    def calendar(self, resource: str, resource_id: str, starts_before: datetime, ends_after: datetime,
+                 include_cancelled: bool = False, limit: int = CALENDAR_LIMIT) -> list[dict[str, Any]]:
+        """The sessions of a clinician or a room (`resource`) that overlap [ends_after, starts_before), by start."""
+        held_by = ("clinician_ids @> ARRAY[%(id)s::text]" if resource == "clinician" else "room_id = %(id)s")
+        query = SQL(
+            "SELECT course_id, session_id, clinic_id, kind, starts_at, ends_at, room_id, clinician_ids, status, "
+            "confirmation FROM {0}.calendar_entries WHERE " + held_by + " AND starts_at < %(before)s "
+            "AND ends_at > %(after)s AND (%(cancelled)s OR status <> 'cancelled') "
+            "ORDER BY starts_at, course_id, session_id LIMIT %(limit)s"
+        ).format(Identifier(self.datastore.schema))
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, {"id": resource_id, "before": starts_before, "after": ends_after,
+                                 "cancelled": include_cancelled, "limit": limit})
+            return [dict(row) for row in curs.fetchall()]
+
     def hosted_sessions(self, host_clinic_id: str, starts_from: datetime, starts_before: datetime,
                         limit: int = HOSTED_LIMIT) -> list[dict[str, Any]]:
         """The sessions a clinic hosts for other clinics' courses, starting in [starts_from, starts_before)."""
@@ -211,13 +284,65 @@ class CourseIndexView(PostgresTrackingRecorder):
             return [dict(row) for row in curs.fetchall()]
 
 
+@dataclass(frozen=True)
+class CourseQuery:
+    """What the course list is filtered by (None: not filtered), and where its page starts: after the course of a
+    cursor (opened_at, course_id), or `offset` rows in (the older `page` parameter)."""
+
+    clinic_id: str | None = None
+    status: str | None = None
+    phase: str | None = None
+    clinician_id: str | None = None  # courses with a booked session with this clinician
+    next_session_from: datetime | None = None  # the next booked session starts at or after this
+    next_session_before: datetime | None = None  # ... and before this
+    after: tuple[datetime, UUID] | None = None
+    offset: int = 0
+    limit: int = PAGE_SIZE
+
+
 # What each indexed event changes ({0} is the schema).
 Change = tuple[SQL, dict[str, Any]]
 OPEN_COURSE = SQL(
-    "INSERT INTO {0}.course_index VALUES (%(id)s, %(clinic)s, 'open', %(model)s, %(at)s, %(at)s) "
-    "ON CONFLICT (course_id) DO NOTHING"
+    "INSERT INTO {0}.course_index AS c (course_id, clinic_id, status, model, opened_at, updated_at, phase) "
+    "VALUES (%(id)s, %(clinic)s, 'open', %(model)s, %(at)s, %(at)s, 'assessment') "
+    # A row indexed before phases were kept, replayed: it starts in assessment too (its milestones follow).
+    "ON CONFLICT (course_id) DO UPDATE SET phase = 'assessment' WHERE c.phase IS NULL"
 )
-CLOSE_COURSE = SQL("UPDATE {0}.course_index SET status = %(status)s, updated_at = %(at)s WHERE course_id = %(id)s")
+CLOSE_COURSE = SQL(
+    "UPDATE {0}.course_index SET status = %(status)s, phase = %(status)s, updated_at = %(at)s WHERE course_id = %(id)s"
+)
+# The milestones that move an open course into its next phase (I1).
+ENTER_PHASE = SQL(
+    "UPDATE {0}.course_index SET phase = %(phase)s, updated_at = %(at)s WHERE course_id = %(id)s AND status = 'open'"
+)
+# Written after every change to a course's sessions: the start of its earliest session still booked.
+NEXT_SESSION = SQL(
+    "UPDATE {0}.course_index SET next_session_at = (SELECT min(starts_at) FROM {0}.calendar_entries "
+    "WHERE course_id = %(course)s AND status = 'booked') WHERE course_id = %(course)s"
+)
+# Every session, wherever hosted; a medicine session hosted away waits for its host's confirmation.
+ENTER_SESSION = SQL(
+    "INSERT INTO {0}.calendar_entries SELECT %(course)s, %(sid)s, %(host)s, %(kind)s, %(starts)s, %(ends)s, "
+    "%(room)s, %(clinicians)s, 'booked', CASE WHEN %(kind)s = 'medicine' AND c.clinic_id <> %(host)s "
+    "THEN 'pending' ELSE 'not_needed' END FROM {0}.course_index c WHERE c.course_id = %(course)s "
+    "ON CONFLICT (course_id, session_id) DO NOTHING"
+)
+MOVE_SESSION = SQL(
+    "UPDATE {0}.calendar_entries SET starts_at = %(starts)s, ends_at = %(ends)s, room_id = %(room)s, "
+    "clinician_ids = %(clinicians)s, confirmation = CASE WHEN confirmation = 'not_needed' THEN confirmation "
+    "ELSE 'pending' END WHERE course_id = %(course)s AND session_id = %(sid)s"
+)
+SET_SESSION_STATUS = SQL(
+    "UPDATE {0}.calendar_entries SET status = %(status)s WHERE course_id = %(course)s AND session_id = %(sid)s"
+)
+SET_SESSION_CONFIRMATION = SQL(
+    "UPDATE {0}.calendar_entries SET confirmation = %(confirmation)s "
+    "WHERE course_id = %(course)s AND session_id = %(sid)s"
+)
+# A discontinued course's booked sessions no longer hold their time.
+CANCEL_BOOKED = SQL(
+    "UPDATE {0}.calendar_entries SET status = 'cancelled' WHERE course_id = %(id)s AND status = 'booked'"
+)
 # A closed course accepts no more commands: nothing of it is left to watch.
 CLOSE_DEADLINES = SQL(
     "UPDATE {0}.integration_deadlines SET status = 'closed' WHERE course_id = %(id)s AND status = 'open'"
@@ -285,41 +410,57 @@ def _(event: Course.Completed) -> list[Change]:
 @changes.register
 def _(event: Course.Discontinued) -> list[Change]:
     params = {"id": event.originator_id, "status": "discontinued", "at": event.timestamp}
-    return [(CLOSE_COURSE, params), (CLOSE_DEADLINES, params), (CLOSE_HOSTED, params), (CLOSE_APPROVALS, params)]
+    return [(CLOSE_COURSE, params), (CLOSE_DEADLINES, params), (CLOSE_HOSTED, params), (CLOSE_APPROVALS, params),
+            (CANCEL_BOOKED, params), (NEXT_SESSION, {"course": event.originator_id})]
+
+
+@changes.register(Course.Assessed)
+@changes.register(Course.Prepared)
+def _(event: Course.Event) -> list[Change]:
+    phase = "preparation" if isinstance(event, Course.Assessed) else "medicine"
+    return [(ENTER_PHASE, {"id": event.originator_id, "phase": phase, "at": event.timestamp})]
 
 
 @changes.register
 def _(event: Course.SessionBooked) -> list[Change]:
     session = event.session
     confirmation = "pending" if session["kind"] == Kind.MEDICINE.value else "not_needed"
-    return [(HOST_SESSION, {"course": event.originator_id, "sid": session["id"], "host": session["clinic_id"],
+    course = {"course": event.originator_id}
+    return [(ENTER_SESSION, {**course, "sid": session["id"], "host": session["clinic_id"], "kind": session["kind"],
+                             "starts": session["starts_at"], "ends": session["ends_at"],
+                             "room": session.get("room_id"), "clinicians": list(session.get("clinician_ids", ()))}),
+            (NEXT_SESSION, course),
+            (HOST_SESSION, {**course, "sid": session["id"], "host": session["clinic_id"],
                             "kind": session["kind"], "starts": session["starts_at"], "ends": session["ends_at"],
                             "confirmation": confirmation})]
 
 
 @changes.register
 def _(event: Course.SessionRescheduled) -> list[Change]:
-    return [(MOVE_HOSTED, {"course": event.originator_id, "sid": event.session_id, "starts": event.starts_at,
-                           "ends": event.ends_at})]
+    moved = {"course": event.originator_id, "sid": event.session_id, "starts": event.starts_at, "ends": event.ends_at}
+    return [(MOVE_SESSION, {**moved, "room": event.room_id, "clinicians": list(event.clinician_ids)}),
+            (NEXT_SESSION, moved), (MOVE_HOSTED, moved)]
 
 
-# Held sessions are not read (a held medicine session says so again, small, in Dosed; a held session of another
-# kind keeps 'booked' here and the course itself says it was held): decrypting every record held would cost the
-# indexer more than the rest of its work together.
+# A held session's record is decrypted with it (the calendars show it held); among the hosted sessions a held
+# medicine session is marked by Dosed, and one of another kind keeps 'booked' (the course itself says it was held).
 @changes.register(Course.SessionCancelled)
 @changes.register(Course.SessionMissed)
+@changes.register(Course.SessionHeld)
 def _(event: Course.Event) -> list[Change]:
-    status = "cancelled" if isinstance(event, Course.SessionCancelled) else "missed"
-    return [(SET_HOSTED_STATUS, {"course": event.originator_id, "sid": event.session_id,  # type: ignore[attr-defined]
-                                 "status": status})]
+    status = {Course.SessionCancelled: "cancelled", Course.SessionMissed: "missed"}.get(type(event), "held")
+    params = {"course": event.originator_id, "sid": event.session_id, "status": status}  # type: ignore[attr-defined]
+    hosted = [] if status == "held" else [(SET_HOSTED_STATUS, params)]
+    return [(SET_SESSION_STATUS, params), (NEXT_SESSION, params), *hosted]
 
 
 @changes.register(Course.SessionConfirmed)
 @changes.register(Course.SessionDeclined)
 def _(event: Course.Event) -> list[Change]:
     confirmation = "confirmed" if isinstance(event, Course.SessionConfirmed) else "declined"
-    return [(SET_HOSTED_CONFIRMATION, {"course": event.originator_id, "sid": event.session_id,  # type: ignore[attr-defined]
-                                       "confirmation": confirmation})]
+    params = {"course": event.originator_id, "sid": event.session_id,  # type: ignore[attr-defined]
+              "confirmation": confirmation}
+    return [(SET_SESSION_CONFIRMATION, params), (SET_HOSTED_CONFIRMATION, params)]
 
 
 @changes.register

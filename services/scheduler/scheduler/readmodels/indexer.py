@@ -17,7 +17,7 @@ from scheduler.application.courses import Courses
 from scheduler.background import BackgroundThread
 from scheduler.event_store import ListenFirstSubscription
 from scheduler.domain.course import Course
-from scheduler.readmodels.course_index import INDEXED_TOPICS, Change, CourseIndexView, changes
+from scheduler.readmodels.course_index import HOST_SESSION, INDEXED_TOPICS, Change, CourseIndexView, changes
 
 log = logging.getLogger("kact.indexer")
 
@@ -46,7 +46,7 @@ class Indexer(BackgroundThread):
         elif isinstance(event, Course.SessionBooked):
             home = self._homes.get(event.originator_id) or self.view.home_clinic(event.originator_id)
             if home == event.session["clinic_id"]:
-                return []
+                return [c for c in changes(event) if c[0] is not HOST_SESSION]
         return changes(event)
 
     def _run(self) -> None:
