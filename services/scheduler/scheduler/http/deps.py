@@ -17,6 +17,7 @@ from litestar.exceptions import NotAuthorizedException
 from nats.aio.client import Client as NATS
 from notifier.admin import NotifierAdmin
 
+from scheduler.application.availability import Availability
 from scheduler.application.calendar_feeds import CalendarFeeds
 from scheduler.application.calendars import CalendarIds
 from scheduler.application.courses import Courses
@@ -78,6 +79,7 @@ class Services:
     keys: Keys = field(init=False)
     notifications: Notifications = field(init=False)
     calendar_feeds: CalendarFeeds = field(init=False)
+    availability: Availability = field(init=False)
     reads: Reads = field(init=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +87,7 @@ class Services:
         self.scheduling = Scheduling(self.courses, self.directory, self.index, calendars, self.run)
         self.calendar_feeds = CalendarFeeds(self.courses, self.directory, CalendarFeedStore(self.directory.pool),
                                             calendars, self.run)
+        self.availability = Availability(self.courses, self.directory, calendars, self.run)
         self.reads = Reads(self.index, self.directory, self.index_caught_up, self.run)
         self.hosting = Hosting(self.courses, self.index, self.directory, self.run)
         self.clinics = Clinics(self.directory)

@@ -160,6 +160,16 @@ DESCRIPTIONS: dict[str, str] = {
                        "(several intervals a day; a weekday without one is closed; past midnight: until 24:00, then "
                        "from 00:00 the next day; null: always open). Kept with the earlier settings. New bookings and "
                        "moves are checked against them; booked sessions stay.",
+    "listFreeSlots": "The times from `from` to `to` (local dates in the clinic's zone, at most 31 days) at which a "
+                     "session of `kind` lasting `duration_minutes` could be booked at the clinic, each with the "
+                     "clinicians and room a booking would take (one per `require`). Start times lie on a grid of "
+                     "`step_minutes` from each local midnight, so they stay at the same local times across a "
+                     "daylight-saving change, and are shown in the clinic's zone with their UTC offset. Each is "
+                     "judged as a booking would be: opening hours, closures, working hours, the clinic's booking "
+                     "rules (buffers, notice, horizon, limits, its daily cap on partner-hosted medicine sessions) "
+                     "and every calendar, open holds included. The clinic and the operator ask; a partner clinic "
+                     "asks when their agreed partnership covers the kind (it sees free times only); to anyone else "
+                     "the clinic does not exist (404).",
     "getBookingRules": "The operator or the clinic reads its booking rules in force and every setting of them (who, "
                        "when), the current one last; never set: the defaults, which restrict nothing but holds.",
     "setBookingRules": "The operator or the clinic sets its booking rules: buffers before and after each kind of "

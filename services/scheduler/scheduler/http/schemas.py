@@ -621,6 +621,24 @@ class CoursePage(Struct, kw_only=True):
     next_page: int | None
 
 
+class FreeSlotView(Struct, kw_only=True):
+    starts_at: datetime  # in the clinic's time zone, with its UTC offset
+    ends_at: datetime
+    clinician_ids: list[str]  # the clinicians a booking at this time would take, one per requirement
+    room_id: str | None
+
+
+class FreeSlots(Struct, kw_only=True):
+    """Free slots in order of start: book one with these clinicians and room and it is accepted, unless the
+    calendars or the course changed since."""
+
+    clinic_id: UUID
+    timezone: str
+    kind: str
+    duration_minutes: int
+    slots: list[FreeSlotView]
+
+
 class CalendarEntryView(Struct, kw_only=True):
     """A session in a clinician's or room's calendar: scheduling facts only, never partners or notes."""
 

@@ -47,7 +47,7 @@ class FreeSlot:
 
 def grid(zone: ZoneInfo, first_day: date, last_day: date, step_minutes: int) -> Iterator[datetime]:
     """Every local wall-clock time from `first_day` to `last_day` (both included) at a multiple of the step from
-    local midnight, as instants in order; skipped times left out, repeated ones twice."""
+    local midnight, as instants (UTC) in order; skipped times left out, repeated ones twice."""
     day = first_day
     while day <= last_day:
         seen: list[datetime] = []
@@ -58,7 +58,7 @@ def grid(zone: ZoneInfo, first_day: date, last_day: date, step_minutes: int) -> 
                 instant = at.astimezone(timezone.utc)
                 if instant.astimezone(zone).replace(tzinfo=None) == wall and instant not in seen:
                     seen.append(instant)
-        yield from (t.astimezone(zone) for t in sorted(seen))
+        yield from sorted(seen)
         day += timedelta(days=1)
 
 
@@ -74,13 +74,13 @@ def free_slots(*, kind: str, length: timedelta, schedule: Schedule, requirements
     for starts_at in grid(zone, first_day, last_day, step_minutes):
         if len(found) >= limit:
             break
-        ends_at = starts_at + length
+        ends_at = starts_at + length  # elapsed time: both in UTC
         if starts_at < now:
             continue
         chosen = _accepted(kind, starts_at, ends_at, schedule, bare, requirements, now, ledger, course_id)
         if chosen is None or (also is not None and not also(starts_at, ends_at)):
             continue
-        found.append(FreeSlot(starts_at, ends_at,
+        found.append(FreeSlot(starts_at.astimezone(zone), ends_at.astimezone(zone),
                               tuple(o.id for o in chosen if o.resource is Resource.CLINICIAN),
                               next((o.id for o in chosen if o.resource is Resource.ROOM), None)))
     return found
