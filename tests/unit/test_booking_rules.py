@@ -183,7 +183,8 @@ def test_a_course_holds_a_slot_as_it_would_book_it_and_books_it_from_the_hold() 
     now = T0 - timedelta(days=1)
     hold_slot(course, "hold_1", "assessment", T0, now)
     # an integration session cannot be held before any medicine session, as it cannot be booked (I1)
-    error = refused(course, RulesBrokenError, lambda: hold_slot(course, "hold_2", "integration", T0, now))
+    error = refused(course, RulesBrokenError,
+                    lambda: hold_slot(course, "hold_2", "integration", T0 + timedelta(hours=3), now))
     assert [v.rule for v in error.violations] == ["I1"]
     # the couple's own holds do not overlap either
     error = refused(course, RulesBrokenError,
@@ -207,6 +208,28 @@ def test_an_expired_hold_is_booked_no_more_and_is_recorded_expired_once() -> Non
     assert expired.id == "hold_1" and course.holds == {}
     assert course.expire_holds(now=now + 4 * MIN, by=BY) == []
     assert event_types(course)[-1] == "HoldExpired"
+
+
+def test_the_holds_of_a_plan_are_judged_as_the_bookings_they_become() -> None:
+    course, end = prepared_course()
+    now = end
+    medicine = end + timedelta(days=1)
+    hold_slot(course, "hold_m", "medicine", medicine, now, minutes=10)
+    # its first integration session may follow the held (not yet booked) medicine session, inside its window
+    hold_slot(course, "hold_i", "integration", medicine + timedelta(hours=20), now)
+    # but not a second medicine session too soon after it (I5), nor one overlapping it (I10)
+    error = refused(course, RulesBrokenError,
+                    lambda: hold_slot(course, "hold_x", "medicine", medicine + timedelta(days=2), now))
+    assert [v.rule for v in error.violations] == ["I5"]
+    # once the medicine hold expired, the integration hold alone would not be accepted again
+    later = now + timedelta(minutes=11)
+    error = refused(course, RulesBrokenError,
+                    lambda: hold_slot(course, "hold_y", "integration", medicine + timedelta(hours=30), later))
+    assert "I1" in [v.rule for v in error.violations]
+    # booked in order, the plan's holds become its sessions
+    course.book_hold(hold_id="hold_m", session_id="m1", host=HOME_HOST, by=BY, now=now + MIN)
+    course.book_hold(hold_id="hold_i", session_id="i1", host=HOME_HOST, by=BY, now=now + MIN)
+    assert course.sessions["i1"].follows == "m1" and course.holds == {}
 
 
 def test_holds_end_with_the_course_and_bad_holds_are_refused() -> None:

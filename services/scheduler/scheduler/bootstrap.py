@@ -24,6 +24,7 @@ from scheduler.api_keys import ApiKeys
 from scheduler.application.calendars import partner_calendar_key
 from scheduler.application.courses import Courses, event_store_env
 from scheduler.http.availability import ROUTES as AVAILABILITY_ROUTES
+from scheduler.http.planning import ROUTES as PLANNING_ROUTES
 from scheduler.http.calendar_feeds import ROUTES as CALENDAR_FEED_ROUTES
 from scheduler.http.calendars import ROUTES as CALENDAR_ROUTES
 from scheduler.directory import Directory
@@ -168,7 +169,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             ClinicController, ClinicianController, PartnershipController, CourseController, DoseApprovalController,
             HostedSessionController, SharedSessionController, live, ready, delivery,
             read_feed, list_dead_letters, redrive_dead_letter, list_relay_dead_letters, *NOTIFICATION_ROUTES,
-            *KEY_ROUTES, *CALENDAR_FEED_ROUTES, *CALENDAR_ROUTES, *AVAILABILITY_ROUTES, list_problem_types, get_problem_type, get_rules, docs_ui.docs_file,
+            *KEY_ROUTES, *CALENDAR_FEED_ROUTES, *CALENDAR_ROUTES, *AVAILABILITY_ROUTES, *PLANNING_ROUTES, list_problem_types, get_problem_type, get_rules, docs_ui.docs_file,
             metrics_route(settings.operator_token, settings.metrics_public),
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),

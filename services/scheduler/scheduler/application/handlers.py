@@ -76,6 +76,33 @@ class Record:
     not_dosed_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Slotted:
+    """A session to book or hold: what, when, where (None: the home clinic), with which room and clinicians."""
+
+    kind: str
+    partners: tuple[str, ...]
+    starts_at: datetime
+    ends_at: datetime
+    clinic_id: UUID | None
+    room_id: UUID | None
+    clinician_ids: tuple[UUID, ...]
+    timezone: str | None = None
+    hours_override_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Placing:
+    """What the directory says of a slot's host, read before the command: its id and zone, I11's facts, its hours
+    and booking rules, the working hours of the slot's clinicians."""
+
+    host_id: str
+    timezone: str
+    host: HostFacts | None
+    schedule: hours.Schedule
+    staff_hours: dict[str, hours.WorkingHours]
+
+
 class Scheduling:
     """Courses and the calendars their sessions hold: each use case checks who acts and what the directory says,
     then runs one command over the course and every calendar involved, saved together."""
@@ -176,41 +203,69 @@ class Scheduling:
                            starts_at: datetime, ends_at: datetime, clinic_id: UUID | None, room_id: UUID | None,
                            clinician_ids: list[UUID], timezone: str | None,
                            hours_override_reason: str | None = None, now: datetime | None = None) -> Session:
-        home = access.clinic_of(principal)
-        host_id = str(clinic_id or home)
-        clinic = await self.directory.clinic(UUID(host_id))
-        if clinic is None:
-            raise UnknownReferenceError(f"clinic {host_id} is unknown")
-        await self._room_of(room_id, host_id)
-        await self._staff_of(principal, clinician_ids, {host_id})
-        host = await self._host_facts(host_id, home, kind)
-        schedule, staff_hours = await self.directory.hours_of(UUID(host_id), clinician_ids)
+        slot = Slotted(kind, tuple(partners), starts_at, ends_at, clinic_id, room_id, tuple(clinician_ids), timezone,
+                       hours_override_reason)
+        placing = await self._placing(principal, slot)
         session_id = str(new_id("session"))
 
         def booking(work: Work) -> Session:
             course = access.owned(work.course(course_id), principal)
-            if session_id in course.sessions:  # an earlier run of this request booked it (ids.new_id)
-                raise AlreadyCreatedError("session", session_id)
-            outside, override = _clinic_rules(schedule, staff_hours, clinician_ids, starts_at, ends_at,
-                                              hours_override_reason, now)
-            try:
-                course.book_session(
-                    session_id=session_id, kind=kind, partners=partners, starts_at=starts_at, ends_at=ends_at,
-                    clinic_id=host_id, room_id=str(room_id) if room_id else None,
-                    clinician_ids=[str(i) for i in clinician_ids], timezone=timezone or clinic["timezone"],
-                    host=host, hours_override=override, by=principal.ref, now=now,
-                )
-                broken: list[Violation] = []
-            except RulesBrokenError as refused:
-                broken = list(refused.violations)
-            if broken or outside:  # the course's rules, the hours and the calendars', named together
-                raise RulesBrokenError([*broken, *outside, *self._clashes_of_booking(
-                    work, course, partners, starts_at, ends_at, room_id, clinician_ids)])
-            session = course.sessions[session_id]
-            self._reserve(work, course, session, self.calendars.held_by(course, session), schedule, now)
-            return session
+            return self._book_in(work, course, principal, session_id, slot, placing, now)
 
         return await self._run(self.courses.execution(booking, now))
+
+    async def book_plan(self, principal: Principal, course_id: UUID, slots: list[Slotted],
+                        now: datetime) -> list[Session]:
+        """Book every session of a plan, in order, in one transaction: all or none (each judged beside the ones
+        before it, as a clinic booking them one after the other would be)."""
+        placings = [await self._placing(principal, slot) for slot in slots]
+        session_ids = [str(new_id(f"session-{i}")) for i in range(len(slots))]
+
+        def booking(work: Work) -> list[Session]:
+            course = access.owned(work.course(course_id), principal)
+            return [self._book_in(work, course, principal, sid, slot, placing, now)
+                    for sid, slot, placing in zip(session_ids, slots, placings, strict=True)]
+
+        return await self._run(self.courses.execution(booking, now))
+
+    async def _placing(self, principal: Principal, slot: Slotted) -> Placing:
+        """What a booking or hold of `slot` needs from the directory, read before the command runs: the host
+        (known, its room and clinicians its own, I11's facts) and its hours and booking rules."""
+        home = access.clinic_of(principal)
+        host_id = str(slot.clinic_id or home)
+        clinic = await self.directory.clinic(UUID(host_id))
+        if clinic is None:
+            raise UnknownReferenceError(f"clinic {host_id} is unknown")
+        await self._room_of(slot.room_id, host_id)
+        await self._staff_of(principal, list(slot.clinician_ids), {host_id})
+        host = await self._host_facts(host_id, home, slot.kind)
+        schedule, staff_hours = await self.directory.hours_of(UUID(host_id), list(slot.clinician_ids))
+        return Placing(host_id, clinic["timezone"], host, schedule, staff_hours)
+
+    def _book_in(self, work: Work, course: Course, principal: Principal, session_id: str, slot: Slotted,
+                 placing: Placing, now: datetime | None) -> Session:
+        """Book `slot` in the course and its calendars, within a command, or refuse naming every rule broken."""
+        if session_id in course.sessions:  # an earlier run of this request booked it (ids.new_id)
+            raise AlreadyCreatedError("session", session_id)
+        clinician_ids = list(slot.clinician_ids)
+        outside, override = _clinic_rules(placing.schedule, placing.staff_hours, clinician_ids, slot.starts_at,
+                                          slot.ends_at, slot.hours_override_reason, now)
+        try:
+            course.book_session(
+                session_id=session_id, kind=slot.kind, partners=slot.partners, starts_at=slot.starts_at,
+                ends_at=slot.ends_at, clinic_id=placing.host_id, room_id=str(slot.room_id) if slot.room_id else None,
+                clinician_ids=[str(i) for i in clinician_ids], timezone=slot.timezone or placing.timezone,
+                host=placing.host, hours_override=override, by=principal.ref, now=now,
+            )
+            broken: list[Violation] = []
+        except RulesBrokenError as refused:
+            broken = list(refused.violations)
+        if broken or outside:  # the course's rules, the hours and the calendars', named together
+            raise RulesBrokenError([*broken, *outside, *self._clashes_of_booking(
+                work, course, list(slot.partners), slot.starts_at, slot.ends_at, slot.room_id, clinician_ids)])
+        session = course.sessions[session_id]
+        self._reserve(work, course, session, self.calendars.held_by(course, session), placing.schedule, now)
+        return session
 
     async def reschedule_session(self, principal: Principal, course_id: UUID, session_id: str, *,
                                  starts_at: datetime, ends_at: datetime, room_id: UUID | None,
@@ -273,76 +328,98 @@ class Scheduling:
         """Keep a slot for the course for a few minutes (the hosting clinic's `hold_minutes`, or fewer if asked):
         judged as a booking there would be, and taken in the clinicians', room's and (at a partner clinic) the
         host's ledger, where the host's cap on a partner clinic's open holds applies."""
-        home = access.clinic_of(principal)
-        host_id = str(clinic_id or home)
-        clinic = await self.directory.clinic(UUID(host_id))
-        if clinic is None:
-            raise UnknownReferenceError(f"clinic {host_id} is unknown")
-        await self._room_of(room_id, host_id)
-        await self._staff_of(principal, clinician_ids, {host_id})
-        host = await self._host_facts(host_id, home, kind)
-        schedule, staff_hours = await self.directory.hours_of(UUID(host_id), clinician_ids)
-        hold_id = f"hold_{new_id('hold').hex}"
-        lasts = min(minutes or schedule.rules.hold_minutes, schedule.rules.hold_minutes)
+        (held,) = await self.hold_plan(principal, course_id, [Slotted(
+            kind, tuple(partners), starts_at, ends_at, clinic_id, room_id, tuple(clinician_ids), timezone,
+            hours_override_reason)], now, minutes)
+        return held
 
-        def holding(work: Work) -> Hold:
+    async def hold_plan(self, principal: Principal, course_id: UUID, slots: list[Slotted], now: datetime,
+                        minutes: int | None = None) -> list[Hold]:
+        """Hold every slot, in order, in one transaction (all or none), each judged beside the holds before it
+        as the booking it would become."""
+        placings = [await self._placing(principal, slot) for slot in slots]
+        hold_ids = [f"hold_{new_id(f'hold-{i}').hex}" for i in range(len(slots))]
+
+        def holding(work: Work) -> list[Hold]:
             course = access.owned(work.course(course_id), principal)
-            if hold_id in course.holds:  # an earlier run of this request took it (ids.new_id)
-                raise AlreadyCreatedError("hold", hold_id)
-            outside, override = _clinic_rules(schedule, staff_hours, clinician_ids, starts_at, ends_at,
-                                              hours_override_reason, now)
-            try:
-                course.hold_slot(
-                    hold_id=hold_id, kind=kind, partners=partners, starts_at=starts_at, ends_at=ends_at,
-                    clinic_id=host_id, room_id=str(room_id) if room_id else None,
-                    clinician_ids=[str(i) for i in clinician_ids], timezone=timezone or clinic["timezone"],
-                    host=host, hours_override=override, expires_at=now + timedelta(minutes=lasts),
-                    by=principal.ref, now=now,
-                )
-                broken: list[Violation] = []
-            except RulesBrokenError as refused:
-                broken = list(refused.violations)
-            if broken or outside:
-                raise RulesBrokenError([*broken, *outside])
-            held = course.holds[hold_id]
-            self._reserve(work, course, held, self.calendars.held_by(course, held), schedule, now)
-            return held
+            return [self._hold_in(work, course, principal, hid, slot, placing, minutes, now)
+                    for hid, slot, placing in zip(hold_ids, slots, placings, strict=True)]
 
         return await self._run(self.courses.execution(holding, now))
+
+    def _hold_in(self, work: Work, course: Course, principal: Principal, hold_id: str, slot: Slotted,
+                 placing: Placing, minutes: int | None, now: datetime) -> Hold:
+        if hold_id in course.holds:  # an earlier run of this request took it (ids.new_id)
+            raise AlreadyCreatedError("hold", hold_id)
+        rules = placing.schedule.rules
+        lasts = min(minutes or rules.hold_minutes, rules.hold_minutes)
+        clinician_ids = list(slot.clinician_ids)
+        outside, override = _clinic_rules(placing.schedule, placing.staff_hours, clinician_ids, slot.starts_at,
+                                          slot.ends_at, slot.hours_override_reason, now)
+        try:
+            course.hold_slot(
+                hold_id=hold_id, kind=slot.kind, partners=slot.partners, starts_at=slot.starts_at,
+                ends_at=slot.ends_at, clinic_id=placing.host_id, room_id=str(slot.room_id) if slot.room_id else None,
+                clinician_ids=[str(i) for i in clinician_ids], timezone=slot.timezone or placing.timezone,
+                host=placing.host, hours_override=override, expires_at=now + timedelta(minutes=lasts),
+                by=principal.ref, now=now,
+            )
+            broken: list[Violation] = []
+        except RulesBrokenError as refused:
+            broken = list(refused.violations)
+        if broken or outside:
+            raise RulesBrokenError([*broken, *outside])
+        held = course.holds[hold_id]
+        self._reserve(work, course, held, self.calendars.held_by(course, held), placing.schedule, now)
+        return held
 
     async def book_hold(self, principal: Principal, course_id: UUID, hold_id: str, now: datetime) -> Session:
         """Book the held slot: the session takes the hold's place in every calendar, in one transaction, judged
         again as any booking (the course or the clinic's rules may have changed since it was held)."""
+        (session,) = await self.book_holds(principal, course_id, [hold_id], now)
+        return session
+
+    async def book_holds(self, principal: Principal, course_id: UUID, hold_ids: list[str],
+                         now: datetime) -> list[Session]:
+        """Book held slots in order, in one transaction (all or none): a plan held in one call is booked in one."""
         home = access.clinic_of(principal)
         current: Course = access.owned(await self.in_thread(lambda: self.courses.get_course(course_id)), principal)
-        held = current.hold(hold_id)
-        host = await self._host_facts(held.clinic_id, home, held.kind.value)
-        schedule, staff_hours = await self.directory.hours_of(UUID(held.clinic_id),
-                                                              [UUID(i) for i in held.clinician_ids])
-        session_id = str(new_id("session"))
+        facts = {}
+        for hold_id in hold_ids:
+            held = current.hold(hold_id)
+            facts[hold_id] = (await self._host_facts(held.clinic_id, home, held.kind.value),
+                              *await self.directory.hours_of(UUID(held.clinic_id),
+                                                             [UUID(i) for i in held.clinician_ids]))
+        session_ids = [str(new_id(f"session-{i}")) for i in range(len(hold_ids))]
 
-        def booking(work: Work) -> Session:
+        def booking(work: Work) -> list[Session]:
             course = access.owned(work.course(course_id), principal)
-            if session_id in course.sessions:
-                raise AlreadyCreatedError("session", session_id)
-            hold = course.hold(hold_id)
-            staffed = [UUID(i) for i in hold.clinician_ids]
-            outside, _ = _clinic_rules(schedule, staff_hours, staffed, hold.starts_at, hold.ends_at,
-                                       hold.hours_override, now)
-            try:
-                course.book_hold(hold_id=hold_id, session_id=session_id, host=host, by=principal.ref, now=now)
-                broken: list[Violation] = []
-            except RulesBrokenError as refused:
-                broken = list(refused.violations)
-            if broken or outside:
-                raise RulesBrokenError([*broken, *outside])
-            session = course.sessions[session_id]
-            self._reserve(work, course, session, self.calendars.held_by(course, session), schedule, now,
-                          replaces=[hold_id])
-            self._release(work, course, hold)  # what the session did not take over (a ledger it does not count in)
-            return session
+            return [self._book_hold_in(work, course, principal, hold_id, sid, *facts[hold_id], now)
+                    for hold_id, sid in zip(hold_ids, session_ids, strict=True)]
 
         return await self._run(self.courses.execution(booking, now))
+
+    def _book_hold_in(self, work: Work, course: Course, principal: Principal, hold_id: str, session_id: str,
+                      host: HostFacts | None, schedule: hours.Schedule, staff_hours: dict[str, hours.WorkingHours],
+                      now: datetime) -> Session:
+        if session_id in course.sessions:
+            raise AlreadyCreatedError("session", session_id)
+        hold = course.hold(hold_id)
+        staffed = [UUID(i) for i in hold.clinician_ids]
+        outside, _ = _clinic_rules(schedule, staff_hours, staffed, hold.starts_at, hold.ends_at, hold.hours_override,
+                                   now)
+        try:
+            course.book_hold(hold_id=hold_id, session_id=session_id, host=host, by=principal.ref, now=now)
+            broken: list[Violation] = []
+        except RulesBrokenError as refused:
+            broken = list(refused.violations)
+        if broken or outside:
+            raise RulesBrokenError([*broken, *outside])
+        session = course.sessions[session_id]
+        self._reserve(work, course, session, self.calendars.held_by(course, session), schedule, now,
+                      replaces=[hold_id])
+        self._release(work, course, hold)  # what the session did not take over (a ledger it does not count in)
+        return session
 
     async def release_hold(self, principal: Principal, course_id: UUID, hold_id: str,
                            now: datetime | None = None) -> Hold:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import field, replace
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -592,6 +593,15 @@ class Course(CourseState, Aggregate):
         problems += given
         if problems:
             raise InvalidCommandError(problems)
+        violations, follows = self.booking_violations(kind, starts_at, ends_at, clinic_id, host, now)
+        self._refuse_if(violations)
+        return kind, partners, starts_at, ends_at, follows
+
+    def booking_violations(self, kind: Kind, starts_at: datetime, ends_at: datetime, clinic_id: str,
+                           host: HostFacts | None, now: datetime | None) -> tuple[list[Violation], str | None]:
+        """The course's rules a joint session of `kind` booked at [starts_at, ends_at) (UTC) would break (the
+        course's state, I1, I2, I4, I5, I10 for the couple, I11), and the medicine session an integration session
+        there would follow: what a booking checks, for the free-slot search and the planner to ask."""
         violations = closed_violations(self)
         now = self._now(now)
         if now is not None:
@@ -599,8 +609,22 @@ class Course(CourseState, Aggregate):
         placed, follows = placement.placement_violations(self, kind, starts_at, ends_at)
         violations += placed
         violations += hosting.hosting_violations(kind, self.home_clinic_id, clinic_id, host)
-        self._refuse_if(violations)
-        return kind, partners, starts_at, ends_at, follows
+        return violations, follows
+
+    def tentatively(self, now: datetime | None) -> Course:
+        """A scratch copy in which the holds still open at `now` are booked sessions (never saved): a new hold is
+        judged beside them, so that the holds of a plan (a medicine session, then its integration sessions)
+        are judged as the bookings they become."""
+        scratch = copy.deepcopy(self)
+        for held in sorted(self.holds.values(), key=lambda h: h.starts_at):
+            if now is None or held.open_at(utc(now)):
+                scratch.trigger_event(self.SessionBooked, session={
+                    "id": held.id, "kind": held.kind.value, "partners": list(held.partners),
+                    "starts_at": held.starts_at, "ends_at": held.ends_at, "clinic_id": held.clinic_id,
+                    "room_id": held.room_id, "clinician_ids": list(held.clinician_ids), "timezone": held.timezone,
+                    "follows": placement.placement_violations(scratch, held.kind, held.starts_at, held.ends_at)[1],
+                }, by="scratch")
+        return scratch
 
     # ------------------------------------------------------------------ holds
 
@@ -628,13 +652,11 @@ class Course(CourseState, Aggregate):
             if hold_id in self.holds or hold_id in self.sessions else []
         if utc(expires_at) <= utc(now):
             problems.append("a hold expires after it is taken")
-        kind, partners, starts_at, ends_at, _ = self._placed(kind, partners, starts_at, ends_at, clinic_id, host,
-                                                             now, problems)
-        clash = [h for h in self.holds.values() if h.open_at(utc(now)) and h.starts_at < ends_at
-                 and starts_at < h.ends_at]
-        if clash:
-            self._refuse_if([Violation("I10", f"the couple already holds a slot ({clash[0].id}) overlapping "
-                                              f"{starts_at.isoformat()}")])
+        # Judged beside the course's open holds as if booked: the couple never holds two overlapping slots (I10),
+        # and an integration session may follow a medicine session held but not booked yet.
+        basis = self.tentatively(now) if self.holds else self
+        kind, partners, starts_at, ends_at, _ = basis._placed(kind, partners, starts_at, ends_at, clinic_id, host,
+                                                              now, problems)
         self.trigger_event(
             self.SlotHeld,
             hold={

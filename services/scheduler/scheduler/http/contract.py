@@ -90,7 +90,7 @@ FORBIDDEN = {
     "createClinic", "consentToPartnership", "endPartnership", "openCourse", "recordScreening", "bookSession", "rescheduleSession",
     "cancelSession", "confirmSession", "recordSession", "reportAdverseEvent", "withdrawDoseApproval", "recordDischarge", "requestDoseApproval", "acknowledgeMissedWindow",
     "completeCourse", "discontinueCourse", "listDoseApprovals", "redriveDelivery", "listSharedSessions",
-    "holdSlot", "bookHold", "releaseHold",
+    "holdSlot", "bookHold", "releaseHold", "listNextSlots", "planCourse", "holdPlan", "bookPlan",
 }
 NOT_FOUND_WITHOUT_ID = {"readFeed", "listDeadLetters", "listRelayDeadLetters"}
 UNAUTHENTICATED = {"live", "ready", "deliveryHealth", "listProblemTypes", "getProblemType", "getRules",

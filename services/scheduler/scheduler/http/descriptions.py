@@ -170,6 +170,27 @@ DESCRIPTIONS: dict[str, str] = {
                      "and every calendar, open holds included. The clinic and the operator ask; a partner clinic "
                      "asks when their agreed partnership covers the kind (it sees free times only); to anyone else "
                      "the clinic does not exist (404).",
+    "listNextSlots": "The next slots in which the course's rules allow a session of `kind`, at the home clinic or "
+                     "`clinic_id` (a partner under an agreed partnership): the phase order, the integration window "
+                     "(by default the search ends with it), the interval and count of medicine sessions, the "
+                     "couple's own calendar across courses, hosting, and every calendar and rule of the host "
+                     "(hours, closures, booking rules, holds). Each slot names the rules it was judged by "
+                     "(`checked`); booked as offered (its clinicians and room), it is accepted unless something "
+                     "changed in between. Only the home clinic asks.",
+    "planCourse": "Proposes every session the course still needs to complete under its protocol: the joint "
+                  "assessment, the preparation minimum, then each medicine session (`medicine_sessions` in all, "
+                  "default the protocol's maximum) with its integration minimum, in the order the rules let them "
+                  "be held, each as early as every calendar and the preferences allow (weekdays, local start "
+                  "times, where medicine sessions are hosted, which resources each kind needs, at most one session "
+                  "a day by default). Every item is judged beside the ones before it, so the plan, booked and "
+                  "held in order, completes the course. Nothing is booked: hold the items (`plan/hold`) or book "
+                  "them (`plan/book`). 409 `no-plan` names the first session that fits nowhere within 120 days."
+                  + " Only the course's home clinic asks.",
+    "holdPlan": "Holds every item of a plan in one call, in order, each judged beside the holds before it as the "
+                "booking it would become: all are held, or none (409 naming every rule the first refused item "
+                "breaks)." + _COMMAND,
+    "bookPlan": "Books every item of a plan (`items`), or every hold of a held plan (`hold_ids`), in order and in "
+                "one transaction: all or none." + _COMMAND,
     "getBookingRules": "The operator or the clinic reads its booking rules in force and every setting of them (who, "
                        "when), the current one last; never set: the defaults, which restrict nothing but holds.",
     "setBookingRules": "The operator or the clinic sets its booking rules: buffers before and after each kind of "

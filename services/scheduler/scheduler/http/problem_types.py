@@ -174,6 +174,11 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
     "hold-expired": ProblemType(
         "The hold expired", 409, "A hold keeps its slot until its `expires_at`; after that it is booked no more.",
         "Hold the slot again (`POST /v1/courses/{id}/holds`) or book it directly.", "hold-expired"),
+    "no-plan": ProblemType(
+        "No plan fits", 409, "The planner found no slot for one of the sessions the course needs (`item`, 0-based, "
+        "and its `kind`) within 120 days of the session before it, under the course's rules, the calendars and "
+        "the preferences given.", "Loosen the preferences (weekdays, start times, resources), plan fewer medicine "
+        "sessions, or free the clinicians' calendars."),
     "version-conflict": ProblemType(
         "The course changed concurrently", 409, "Other writers kept changing the course while this command ran.",
         "Retry the command (with the same Idempotency-Key)."),

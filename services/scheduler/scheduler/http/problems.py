@@ -40,6 +40,7 @@ from scheduler.application.errors import (
     UnknownReferenceError,
     WebhookDisabledError,
 )
+from scheduler.domain.rules.planning import UnplannableError
 from scheduler.domain.errors import (
     DomainError,
     InvalidCommandError,
@@ -141,6 +142,8 @@ def domain_error(request: Request, exc: DomainError) -> Response[dict[str, Any]]
         return problem(422, "invalid-input", "The request is not valid", str(exc), errors=[{"detail": str(exc)}])
     if isinstance(exc, ForbiddenError):
         return problem(403, "forbidden", "Forbidden", str(exc))
+    if isinstance(exc, UnplannableError):
+        return problem(409, "no-plan", "No plan fits", str(exc), item=exc.index, kind=exc.need.kind.value)
     if isinstance(exc, ConcurrentUpdateError):
         return problem(409, "version-conflict", "The course changed concurrently", str(exc))
     if isinstance(exc, NotHostingError):  # another clinic's session does not exist for this one

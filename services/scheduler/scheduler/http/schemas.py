@@ -639,6 +639,77 @@ class FreeSlots(Struct, kw_only=True):
     slots: list[FreeSlotView]
 
 
+class NextSlotView(Struct, kw_only=True):
+    starts_at: datetime  # in the hosting clinic's time zone, with its UTC offset
+    ends_at: datetime
+    clinic_id: str
+    clinician_ids: list[str]
+    room_id: str | None
+    checked: list[str]  # the rules the slot was judged by (I1..I11 and the clinic's), as a booking would be
+
+
+class NextSlots(Struct, kw_only=True):
+    course_id: UUID
+    kind: str
+    clinic_id: str
+    timezone: str
+    slots: list[NextSlotView]
+
+
+Clock = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")]
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+Requirement = Annotated[str, Meta(max_length=400)]
+
+
+class PlanRequest(Input, kw_only=True):
+    """What to plan: how many medicine sessions in all (default: the protocol's maximum, I2), and preferences."""
+
+    medicine_sessions: Annotated[int, Meta(ge=1, le=8)] | None = None
+    medicine_clinic_id: UUID | None = None  # where medicine sessions are hosted (default: the home clinic)
+    # By kind, the resources each session needs, as free-slots' `require` (default: a therapist; for a medicine
+    # session a prescriber and, if the clinic has rooms, a room).
+    require: dict[Literal["assessment", "preparation", "medicine", "integration"],
+                  Annotated[list[Requirement], Meta(max_length=10)]] = msgspec.field(default_factory=dict)
+    weekdays: Annotated[list[Weekday], Meta(max_length=7)] = msgspec.field(default_factory=list)  # none: any day
+    starts_between: Annotated[list[Clock], Meta(min_length=2, max_length=2)] | None = None  # local start times
+    one_a_day: bool = True  # at most one session of the couple a day
+    step_minutes: Annotated[int, Meta(ge=5, le=240)] = 30
+
+
+class PlanItemView(Struct, kw_only=True):
+    kind: str
+    partners: list[str]
+    starts_at: datetime
+    ends_at: datetime
+    clinic_id: str
+    room_id: str | None
+    clinician_ids: list[str]
+    follows_item: int | None  # an integration session: the plan's item (0-based) it follows
+    follows: str | None  # ... or the booked medicine session it follows
+
+
+class PlanView(Struct, kw_only=True):
+    """Every session the course still needs, in order; hold them (`plan/hold`) or book them (`plan/book`) as
+    they are, in one call."""
+
+    course_id: UUID
+    timezone: str
+    items: list[PlanItemView]
+
+
+class PlanHold(Input, kw_only=True):
+    items: Annotated[list[SessionCreate], Meta(min_length=1, max_length=64)]
+    minutes: Annotated[int, Meta(ge=1, le=60)] | None = None
+
+
+class PlanBook(Input, kw_only=True):
+    """Either the sessions to book (a plan's items) or the holds to book (a held plan), in order."""
+
+    items: Annotated[list[SessionCreate], Meta(max_length=64)] = msgspec.field(default_factory=list)
+    hold_ids: Annotated[list[Annotated[str, Meta(pattern=r"^hold_[0-9a-f]{32}$")]], Meta(max_length=64)] = \
+        msgspec.field(default_factory=list)
+
+
 class CalendarEntryView(Struct, kw_only=True):
     """A session in a clinician's or room's calendar: scheduling facts only, never partners or notes."""
 

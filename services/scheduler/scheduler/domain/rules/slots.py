@@ -65,9 +65,12 @@ def grid(zone: ZoneInfo, first_day: date, last_day: date, step_minutes: int) -> 
 def free_slots(*, kind: str, length: timedelta, schedule: Schedule, requirements: Sequence[Requirement],
                first_day: date, last_day: date, step_minutes: int, now: datetime, limit: int,
                ledger: Calendar | None = None, course_id: str = "",
-               also: Callable[[datetime, datetime], bool] | None = None) -> list[FreeSlot]:
-    """The first `limit` free slots. `ledger`: the host's ledger, when it hosts for a partner clinic (its daily
-    medicine cap); `also`: a further test of a candidate (a course's own rules), after the clinic's."""
+               also: Callable[[datetime, datetime], bool] | None = None,
+               not_before: datetime | None = None) -> list[FreeSlot]:
+    """The first `limit` free slots, judged at `now` (when a booking would be made), none starting before `now` or
+    `not_before`. `ledger`: the host's ledger, when it hosts for a partner clinic (its daily medicine cap); `also`:
+    a further test of a candidate (a course's own rules), after the clinic's."""
+    first = max(now, not_before) if not_before is not None else now
     zone = ZoneInfo(schedule.timezone)
     bare = Schedule(schedule.name, schedule.timezone)  # a clinician's working hours alone
     found: list[FreeSlot] = []
@@ -75,7 +78,7 @@ def free_slots(*, kind: str, length: timedelta, schedule: Schedule, requirements
         if len(found) >= limit:
             break
         ends_at = starts_at + length  # elapsed time: both in UTC
-        if starts_at < now:
+        if starts_at < first:
             continue
         chosen = _accepted(kind, starts_at, ends_at, schedule, bare, requirements, now, ledger, course_id)
         if chosen is None or (also is not None and not also(starts_at, ends_at)):
