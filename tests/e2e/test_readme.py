@@ -78,7 +78,7 @@ def test_the_walkthrough_and_every_block_after_it_run_in_one_shell(tmp_path: Pat
         assert re.search(r'^refused: \{"type":"/problems/rule-violations"', run.stderr, re.M), run.stderr
         # the later blocks: the partnership changed then ended, opening hours and a closure set, a key rotated (the
         # old one refused from then on), a room's calendar feed read then revoked (404 from then on), a webhook
-        # registered (its secret shown once), the feed read from the start
+        # registered (its secret shown once), the feed read from the start; between them the week's reads and booking
         after = out[out.index("Completed") + 1:]
         assert after[:3] == ["['medicine']", "ended", "{'weekday': 'monday', 'opens': '13:30', 'closes': '18:00'}"]
         assert re.fullmatch(r"[0-9a-f-]{36}", after[3]) and "'created_by': 'operator:root'" in after[4], run.stdout
@@ -86,7 +86,13 @@ def test_the_walkthrough_and_every_block_after_it_run_in_one_shell(tmp_path: Pat
         assert after[7:13] == ["SUMMARY:Medicine session", "DTSTART:20260112T090000Z",
                                "LOCATION:Lindenhof Ketamine Clinic\\, Treatment room 2", "STATUS:CONFIRMED",
                                "204", "404"], run.stdout
-        assert after[13].startswith("whsec_") and after[14] == "update" and len(after) == 15, run.stdout
+        # a clinician's week and a room's day (times in the clinic's zone), the course list's last page
+        assert after[13:16] == ["2026-01-13T10:00:00+01:00", "medicine", "None"], run.stdout
+        # booking: the rules set, the partnership agreed again, a plan (its medicine session on the Tuesday after a
+        # day each for assessment and preparation), booked up to it, the next integration slots and a hold booked
+        assert after[16:22] == ["1440", "agreed", "2026-02-10T09:00:00+01:00", "True", "['I1', 'I4']", "booked"], \
+            run.stdout
+        assert after[22].startswith("whsec_") and after[23] == "update" and len(after) == 24, run.stdout
     finally:
         stop(process)
 

@@ -157,3 +157,16 @@ def test_a_vitals_override_tells_the_home_and_the_clinic_hosting_the_dose() -> N
     assert {m.recipient for m in out.messages} == {HOME, PARTNER}
     assert {m.notice for m in out.messages} == {"update"}
     assert out.timers == [] and out.cancel == []
+
+
+def test_a_hold_that_expired_is_told_to_the_clinic_that_held_it_and_a_hold_at_a_partner_to_the_partner_too() -> None:
+    expired = ev.HoldExpired(hold_id="hold_1", expired_at=T)
+    assert decide(expired, COURSE, facts(), POLICY).messages == [Message(HOME, "hold_expired")]
+    held = ev.SlotHeld(hold_id="hold_2", kind="medicine", starts_at=T, ends_at=T + timedelta(hours=3),
+                       clinic_id="partner", room_id=None, clinician_ids=["rx-1"], expires_at=T + timedelta(minutes=10))
+    assert decide(held, COURSE, facts(), POLICY).messages == [Message(HOME, "update"), Message(PARTNER, "update")]
+    at_home = ev.SlotHeld(hold_id="hold_3", kind="integration", starts_at=T, ends_at=T + timedelta(hours=1),
+                          clinic_id="home", room_id=None, clinician_ids=[], expires_at=T + timedelta(minutes=10))
+    assert decide(at_home, COURSE, facts(), POLICY).messages == [Message(HOME, "update")]
+    released = ev.HoldReleased(hold_id="hold_2", outcome="booked", session_id="med-2")
+    assert decide(released, COURSE, facts(), POLICY).messages == [Message(HOME, "update")]

@@ -192,7 +192,8 @@ MEDICINE_HELD = {**MEDICINE_BOOKED, "status": "held", "record": MEDICINE_RECORD}
 HOLD = {"id": "hold_9f1c2b3a4d5e6f708192a3b4c5d6e7f8", **{k: v for k, v in EXAMPLES["HoldCreate"].items()
                                                           if k != "minutes"},
         "partners": ["a", "b"], "clinic_id": CLINIC, "room_id": None, "timezone": ZONE,
-        "expires_at": "2026-03-02T12:40:00Z"}
+        "expires_at": "2026-03-02T12:40:00Z", "starts_at_local": "2026-03-03T15:00:00+01:00",
+        "ends_at_local": "2026-03-03T16:00:00+01:00"}
 INTEGRATION_HELD_ID = "0c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5"
 RULES_SET = {"rules": EXAMPLES["BookingRulesSet"], "history": [
     {"rules": EXAMPLES["BookingRulesSet"], "at": "2026-01-20T10:05:00Z", "by": BY_CLINIC}]}
@@ -411,7 +412,8 @@ RESPONSES: dict[str, Any] = {
         {"kind": "integration", "partners": ["a", "b"], "starts_at": "2026-03-03T10:00:00+01:00",
          "ends_at": "2026-03-03T11:00:00+01:00", "clinic_id": CLINIC, "room_id": None, "clinician_ids": [THERAPIST],
          "follows_item": 0, "follows": None}]},
-    "holdPlan": [{**HOLD, "starts_at": "2026-03-03T09:00:00Z", "ends_at": "2026-03-03T10:00:00Z"}],
+    "holdPlan": [{**HOLD, "starts_at": "2026-03-03T09:00:00Z", "ends_at": "2026-03-03T10:00:00Z",
+                  "starts_at_local": "2026-03-03T10:00:00+01:00", "ends_at_local": "2026-03-03T11:00:00+01:00"}],
     "bookPlan": [_session(INTEGRATION_HELD_ID, "integration", ["a", "b"], HOLD["starts_at"], HOLD["ends_at"],
                           status="booked", follows=MEDICINE)],
     "getBookingRules": RULES_SET,

@@ -320,6 +320,8 @@ class HoldView(Struct, kw_only=True):
     clinician_ids: list[str]
     timezone: str
     expires_at: datetime
+    starts_at_local: datetime  # the same instants in the hosting clinic's zone, with its UTC offset
+    ends_at_local: datetime
 
 
 class BufferIn(Input, kw_only=True):
@@ -697,15 +699,23 @@ class PlanView(Struct, kw_only=True):
     items: list[PlanItemView]
 
 
+class PlanItemIn(SessionCreate, kw_only=True):
+    """A session to book or hold: as `SessionCreate`, or a plan's item as `plan` answered it (its `follows` and
+    `follows_item` are what the rules will work out again, and are not read)."""
+
+    follows_item: int | None = None
+    follows: str | None = None
+
+
 class PlanHold(Input, kw_only=True):
-    items: Annotated[list[SessionCreate], Meta(min_length=1, max_length=64)]
+    items: Annotated[list[PlanItemIn], Meta(min_length=1, max_length=64)]
     minutes: Annotated[int, Meta(ge=1, le=60)] | None = None
 
 
 class PlanBook(Input, kw_only=True):
     """Either the sessions to book (a plan's items) or the holds to book (a held plan), in order."""
 
-    items: Annotated[list[SessionCreate], Meta(max_length=64)] = msgspec.field(default_factory=list)
+    items: Annotated[list[PlanItemIn], Meta(max_length=64)] = msgspec.field(default_factory=list)
     hold_ids: Annotated[list[Annotated[str, Meta(pattern=r"^hold_[0-9a-f]{32}$")]], Meta(max_length=64)] = \
         msgspec.field(default_factory=list)
 

@@ -62,7 +62,9 @@ def session_view(session: Session) -> SessionView:
 def hold_view(hold: Hold) -> HoldView:
     return HoldView(id=hold.id, kind=hold.kind.value, partners=list(hold.partners), starts_at=hold.starts_at,
                     ends_at=hold.ends_at, clinic_id=hold.clinic_id, room_id=hold.room_id,
-                    clinician_ids=list(hold.clinician_ids), timezone=hold.timezone, expires_at=hold.expires_at)
+                    clinician_ids=list(hold.clinician_ids), timezone=hold.timezone, expires_at=hold.expires_at,
+                    starts_at_local=hold.starts_at.astimezone(ZoneInfo(hold.timezone)),
+                    ends_at_local=hold.ends_at.astimezone(ZoneInfo(hold.timezone)))
 
 
 def hosted_session_view(session: Session) -> HostedSessionView:
