@@ -14,7 +14,7 @@ from uuid import UUID
 from eventsourcing.persistence import InfrastructureFactory, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.utils import Environment
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 from scheduler.domain.course import Course
 from scheduler.domain.model import Kind
@@ -33,6 +33,7 @@ class CourseIndexView(PostgresTrackingRecorder):
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
+        self._composed: dict[int, tuple[SQL, Composed]] = {}
         schema = Identifier(self.datastore.schema)
         self.sql_create_statements += [
             SQL(
@@ -124,9 +125,19 @@ class CourseIndexView(PostgresTrackingRecorder):
             # Derived data, rebuilt from the event store: an index row need not wait for its own fsync.
             # Rows and tracking commit together, so a crash can only lose both, never one of them.
             curs.execute("SET LOCAL synchronous_commit TO off")
-            for statement, params in changes:
-                curs.execute(statement.format(Identifier(self.datastore.schema)), params)
+            # One round trip for the batch (pipeline mode), not one per statement: a course's sessions each write
+            # several rows (calendar entries, the next session, hosted sessions).
+            with curs.connection.pipeline():
+                for statement, params in changes:
+                    curs.execute(self._in_schema(statement), params)
             self._insert_tracking(curs, tracking)
+
+    def _in_schema(self, statement: SQL) -> Composed:
+        """The statement with this index's schema (composed once per statement, not once per event)."""
+        composed = self._composed.get(id(statement))
+        if composed is None or composed[0] is not statement:
+            composed = self._composed[id(statement)] = (statement, statement.format(Identifier(self.datastore.schema)))
+        return composed[1]
 
     def due_deadlines(self, now: datetime, limit: int = 500, min_age_seconds: float = 0.0) -> list[dict[str, Any]]:
         """Open deadlines that passed before `now`, earliest first, of rows indexed at least `min_age_seconds` ago."""
