@@ -121,6 +121,7 @@ def test_a_plan_is_all_or_none(home: Tenant) -> None:
     ok(home.post(f"/v1/courses/{other}/sessions", {**last, "kind": "assessment"}, at=EARLY), 201)
     refused = home.post(f"/v1/courses/{cid}/plan/book", {"items": body}, at=EARLY)
     assert refused.status_code == 409 and refused.json()["type"] == "/problems/double-booking", refused.text
+    assert refused.json()["violations"][0]["detail"].startswith(f"plan item {len(body) - 1}: "), refused.text
     course = ok(home.client.get(f"/v1/courses/{cid}", headers=home.headers), 200)
     assert course["sessions"] == []
     # a plan that fits nowhere names its first session: open on Mondays only, asked for Sundays

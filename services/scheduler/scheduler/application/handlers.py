@@ -223,8 +223,8 @@ class Scheduling:
 
         def booking(work: Work) -> list[Session]:
             course = access.owned(work.course(course_id), principal)
-            return [self._book_in(work, course, principal, sid, slot, placing, now)
-                    for sid, slot, placing in zip(session_ids, slots, placings, strict=True)]
+            return [_as_item(i, lambda: self._book_in(work, course, principal, sid, slot, placing, now))
+                    for i, (sid, slot, placing) in enumerate(zip(session_ids, slots, placings, strict=True))]
 
         return await self._run(self.courses.execution(booking, now))
 
@@ -342,8 +342,10 @@ class Scheduling:
 
         def holding(work: Work) -> list[Hold]:
             course = access.owned(work.course(course_id), principal)
-            return [self._hold_in(work, course, principal, hid, slot, placing, minutes, now)
-                    for hid, slot, placing in zip(hold_ids, slots, placings, strict=True)]
+            if len(slots) == 1:
+                return [self._hold_in(work, course, principal, hold_ids[0], slots[0], placings[0], minutes, now)]
+            return [_as_item(i, lambda: self._hold_in(work, course, principal, hid, slot, placing, minutes, now))
+                    for i, (hid, slot, placing) in enumerate(zip(hold_ids, slots, placings, strict=True))]
 
         return await self._run(self.courses.execution(holding, now))
 
@@ -394,8 +396,11 @@ class Scheduling:
 
         def booking(work: Work) -> list[Session]:
             course = access.owned(work.course(course_id), principal)
-            return [self._book_hold_in(work, course, principal, hold_id, sid, *facts[hold_id], now)
-                    for hold_id, sid in zip(hold_ids, session_ids, strict=True)]
+            if len(hold_ids) == 1:
+                return [self._book_hold_in(work, course, principal, hold_ids[0], session_ids[0],
+                                           *facts[hold_ids[0]], now)]
+            return [_as_item(i, lambda: self._book_hold_in(work, course, principal, hold_id, sid, *facts[hold_id], now))
+                    for i, (hold_id, sid) in enumerate(zip(hold_ids, session_ids, strict=True))]
 
         return await self._run(self.courses.execution(booking, now))
 
@@ -709,6 +714,15 @@ class Scheduling:
         return [v for h in self.calendars.held_by(course, probe) if h.resource is not Resource.HOST
                 if (v := work.calendar(h.calendar_id, h.resource).violation(
                     starts_at, ends_at, h.label, other_courses_than=str(course.id)))]
+
+
+def _as_item(index: int, step: Callable[[], T]) -> T:
+    """One item of a plan booked or held in one command: a refusal says which item (0-based) broke what."""
+    try:
+        return step()
+    except RulesBrokenError as refused:
+        raise RulesBrokenError([Violation(v.rule, f"plan item {index}: {v.message}")
+                                for v in refused.violations]) from None
 
 
 def _clinic_rules(schedule: hours.Schedule, staff_hours: dict[str, hours.WorkingHours], clinician_ids: list[UUID],
