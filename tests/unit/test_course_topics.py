@@ -214,7 +214,7 @@ def test_streams_recorded_before_the_split_load_to_the_same_course() -> None:
 # empty (None) when the command leaves them out, so old and new events mean the same.
 # `occurred_at`, added to every event, is None where the command gave no clock (as these do).
 # `traceparent` and `request_id`, added to every event, are None where the command has no trace and no request.
-EVERY_EVENT_ADDED = {"occurred_at", "traceparent", "request_id"}
+EVERY_EVENT_ADDED = {"occurred_at", "traceparent", "request_id", "by_clinic"}
 ADDED_FIELDS = {"kact.course:SessionMissed.v1": {"clinician_id"},
                 "kact.course:SessionRescheduled.v1": {"hours_override"},
                 "kact.course:MissedWindowAcknowledged.v1": {"clinician_id"}}

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import project_aggregate, AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError
 from eventsourcing.popo import POPOApplicationRecorder
@@ -189,6 +189,15 @@ class Courses(Application):
             raise CourseNotFoundError(course_id)
         return course
 
+    def course_at(self, course_id: UUID, at: datetime) -> Course:
+        """The course replayed from the events recorded at or before `at` (not found: it had not been opened)."""
+        events = [e for e in self.events.get(course_id) if e.timestamp <= at]
+        if not events or not isinstance(events[0], Course.Created):
+            raise CourseNotFoundError(course_id)
+        course = project_aggregate(None, events)
+        assert isinstance(course, Course)
+        return course
+
     def peek(self, course_id: UUID) -> Course:
         """The course as this process last saw it (from the store if it holds none): for what never changes
         once recorded (its home clinic, where a session is hosted)."""
@@ -227,7 +236,8 @@ class Courses(Application):
 
         return run_steps(self.execution(opening))
 
-    def execution(self, command: Callable[[Work], T], now: datetime | None = None) -> Generator[Step, Any, T]:
+    def execution(self, command: Callable[[Work], T], now: datetime | None = None,
+                  acting_clinic_id: str | None = None) -> Generator[Step, Any, T]:
         """Running `command` on the aggregates it asks its `Work` for and saving what they record, together, as
         steps for a driver (`runner`): `Call` reads the store and decides (in a worker thread), `Commit` waits
         for the group commit, `Pause` backs off. Returns the command's result once saved.
@@ -244,12 +254,13 @@ class Courses(Application):
 
         The command is a span (child of the request's), and so is each wait for the group commit; while traces are
         not exported, neither is made (nothing would see them) unless the command has no trace yet (a job's): its
-        events then keep the request's trace context. Every event keeps it and the request's id (`Origin`)."""
+        events then keep the request's trace context. Every event keeps it, the request's id and the acting
+        principal's clinic (`acting_clinic_id`: a prescriber's, whose own id alone is in `by`) as its `Origin`."""
         span = None
         if tracing.exporting() or not trace.get_current_span().get_span_context().is_valid:
             span = tracing.start(_command_name(command))
         origin = Origin(tracing.traceparent(span) if span is not None else tracing.current_traceparent(),
-                        logs.request_id())
+                        logs.request_id(), acting_clinic_id)
         try:
             return (yield from self._execution(command, now, origin, span))
         finally:

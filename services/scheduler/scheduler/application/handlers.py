@@ -125,7 +125,7 @@ class Scheduling:
             command(course)
             return course
 
-        return await self._run(self.courses.execution(on_course, now))
+        return await self._run(self.courses.execution(on_course, now, principal.clinic_id))
 
     # ----------------------------------------------------------------- courses
 
@@ -141,7 +141,7 @@ class Scheduling:
             self._join(work, course)
             return course
 
-        return await self._run(self.courses.execution(opening, now))
+        return await self._run(self.courses.execution(opening, now, principal.clinic_id))
 
     async def list_courses(self, principal: Principal, status: str | None, page: int) -> list[Row]:
         if principal.kind == "prescriber":
@@ -151,8 +151,15 @@ class Scheduling:
         await self.directory.log_access(principal, "list_courses", None)
         return rows  # type: ignore[no-any-return]
 
-    async def get_course(self, principal: Principal, course_id: UUID, as_of: int | None = None) -> Course:
-        course: Course = await self.in_thread(lambda: self.courses.get_course(course_id, as_of))
+    async def get_course(self, principal: Principal, course_id: UUID,
+                         as_of: int | datetime | None = None) -> Course:
+        """The course now, or as it stood at a version or an instant (replayed from its events: what had been
+        recorded by then)."""
+        if isinstance(as_of, datetime):
+            at = as_of
+            course: Course = await self.in_thread(lambda: self.courses.course_at(course_id, at))
+        else:
+            course = await self.in_thread(lambda: self.courses.get_course(course_id, as_of))
         if not access.may_see(course.home_clinic_id, principal):
             raise CourseNotFoundError(course_id)
         await self.directory.log_access(principal, "read_course", course_id)
@@ -195,7 +202,7 @@ class Scheduling:
                 self._release(work, course, placed)
             return course
 
-        return await self._run(self.courses.execution(discontinuing, now))
+        return await self._run(self.courses.execution(discontinuing, now, principal.clinic_id))
 
     # ---------------------------------------------------------------- sessions
 
@@ -212,7 +219,7 @@ class Scheduling:
             course = access.owned(work.course(course_id), principal)
             return self._book_in(work, course, principal, session_id, slot, placing, now)
 
-        return await self._run(self.courses.execution(booking, now))
+        return await self._run(self.courses.execution(booking, now, principal.clinic_id))
 
     async def book_plan(self, principal: Principal, course_id: UUID, slots: list[Slotted],
                         now: datetime) -> list[Session]:
@@ -226,7 +233,7 @@ class Scheduling:
             return [_as_item(i, lambda: self._book_in(work, course, principal, sid, slot, placing, now))
                     for i, (sid, slot, placing) in enumerate(zip(session_ids, slots, placings, strict=True))]
 
-        return await self._run(self.courses.execution(booking, now))
+        return await self._run(self.courses.execution(booking, now, principal.clinic_id))
 
     async def _placing(self, principal: Principal, slot: Slotted) -> Placing:
         """What a booking or hold of `slot` needs from the directory, read before the command runs: the host
@@ -317,7 +324,7 @@ class Scheduling:
                 work.calendar(left, next(h.resource for h in before if h.calendar_id == left)).release(session_id)
             return moved
 
-        return await self._run(self.courses.execution(rescheduling, now))
+        return await self._run(self.courses.execution(rescheduling, now, principal.clinic_id))
 
     # ------------------------------------------------------------------ holds
 
@@ -347,7 +354,7 @@ class Scheduling:
             return [_as_item(i, lambda: self._hold_in(work, course, principal, hid, slot, placing, minutes, now))
                     for i, (hid, slot, placing) in enumerate(zip(hold_ids, slots, placings, strict=True))]
 
-        return await self._run(self.courses.execution(holding, now))
+        return await self._run(self.courses.execution(holding, now, principal.clinic_id))
 
     def _hold_in(self, work: Work, course: Course, principal: Principal, hold_id: str, slot: Slotted,
                  placing: Placing, minutes: int | None, now: datetime) -> Hold:
@@ -402,7 +409,7 @@ class Scheduling:
             return [_as_item(i, lambda: self._book_hold_in(work, course, principal, hold_id, sid, *facts[hold_id], now))
                     for i, (hold_id, sid) in enumerate(zip(hold_ids, session_ids, strict=True))]
 
-        return await self._run(self.courses.execution(booking, now))
+        return await self._run(self.courses.execution(booking, now, principal.clinic_id))
 
     def _book_hold_in(self, work: Work, course: Course, principal: Principal, hold_id: str, session_id: str,
                       host: HostFacts | None, schedule: hours.Schedule, staff_hours: dict[str, hours.WorkingHours],
@@ -436,7 +443,7 @@ class Scheduling:
             self._release(work, course, held)
             return held
 
-        return await self._run(self.courses.execution(releasing, now))
+        return await self._run(self.courses.execution(releasing, now, principal.clinic_id))
 
     async def cancel_session(self, principal: Principal, course_id: UUID, session_id: str, reason: str | None,
                              now: datetime, *, cancelled_by: str = "home_clinic", reason_code: str = "other",
@@ -453,7 +460,7 @@ class Scheduling:
             self._release(work, course, session)
             return session
 
-        return await self._run(self.courses.execution(cancelling, now))
+        return await self._run(self.courses.execution(cancelling, now, principal.clinic_id))
 
     async def report_adverse_event(self, principal: Principal, course_id: UUID, session_id: str, *, partner: str,
                                    at: datetime, kind: str, severity: str, note: str, follow_up: str,
@@ -471,7 +478,7 @@ class Scheduling:
                                         by=principal.ref)
             return course.adverse_events[-1]
 
-        return await self._run(self.courses.execution(reporting, now))
+        return await self._run(self.courses.execution(reporting, now, principal.clinic_id))
 
     async def confirm_session(self, principal: Principal, course_id: UUID, session_id: str, *, decision: str,
                               reason: str, now: datetime | None = None) -> Session:
@@ -488,7 +495,7 @@ class Scheduling:
                                    by=principal.ref)
             return course.sessions[session_id]
 
-        return await self._run(self.courses.execution(confirming, now))
+        return await self._run(self.courses.execution(confirming, now, principal.clinic_id))
 
     async def record_session(self, principal: Principal, course_id: UUID, session_id: str, record: Record,
                              now: datetime) -> Session:
@@ -514,7 +521,7 @@ class Scheduling:
                 )
             return course.sessions[session_id]
 
-        return await self._run(self.courses.execution(recording, now))
+        return await self._run(self.courses.execution(recording, now, principal.clinic_id))
 
     async def record_discharge(self, principal: Principal, course_id: UUID, session_id: str, *,
                                discharged_at: datetime, vitals: list[Row], ended_at: datetime | None,
@@ -530,7 +537,7 @@ class Scheduling:
                                     ended_at=ended_at, now=now, by=principal.ref, clinician_id=str(clinician_id))
             return course.sessions[session_id]
 
-        return await self._run(self.courses.execution(discharging, now))
+        return await self._run(self.courses.execution(discharging, now, principal.clinic_id))
 
     # ----------------------------------------------------------- dose approvals
 
@@ -587,7 +594,7 @@ class Scheduling:
             )
             return course.approvals[approval_id]
 
-        return course_id, await self._run(self.courses.execution(deciding, now))
+        return course_id, await self._run(self.courses.execution(deciding, now, principal.clinic_id))
 
     async def override_vitals_limit(self, principal: Principal, approval_id: str, *, reading_at: datetime,
                                     systolic: int, diastolic: int, heart_rate: int | None, reason: str,
@@ -605,7 +612,7 @@ class Scheduling:
                                          reason=reason, now=now, by=principal.ref)
             return course.approvals[approval_id]
 
-        return course_id, await self._run(self.courses.execution(overriding, now))
+        return course_id, await self._run(self.courses.execution(overriding, now, principal.clinic_id))
 
     # --------------------------------------------------------------- helpers
 

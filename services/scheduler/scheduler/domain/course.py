@@ -83,6 +83,7 @@ class Origin(NamedTuple):
 
     traceparent: str | None = None
     request_id: str | None = None
+    clinic_id: str | None = None  # the acting principal's clinic (a clinic's own id; a prescriber's clinic)
 
 
 class Course(CourseState, Aggregate):
@@ -98,6 +99,9 @@ class Course(CourseState, Aggregate):
         # The command's `Origin`, set where `occurred_at` is (`occurring`); events stored before lack them (None).
         traceparent: str | None = field(default=None, kw_only=True)
         request_id: str | None = field(default=None, kw_only=True)
+        # The clinic of the principal in `by` (a clinic's own id, a prescriber's clinic); None for the system, the
+        # operator, and events stored before it was kept.
+        by_clinic: str | None = field(default=None, kw_only=True)
 
     class Created(Event, Aggregate.Created):
         """The course was opened (named Created because the library expects that name)."""
@@ -459,6 +463,7 @@ class Course(CourseState, Aggregate):
             occurred_at=utc(now) if now is not None else None,
             traceparent=origin.traceparent if origin is not None else None,
             request_id=origin.request_id if origin is not None else None,
+            by_clinic=origin.clinic_id if origin is not None else None,
         )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Course:
@@ -489,6 +494,8 @@ class Course(CourseState, Aggregate):
         if origin is not None:
             kwargs.setdefault("traceparent", origin.traceparent)
             kwargs.setdefault("request_id", origin.request_id)
+            if origin.clinic_id is not None:
+                kwargs.setdefault("by_clinic", origin.clinic_id)
         super().trigger_event(event_class, **kwargs)
 
     def occurring(self, now: datetime | None, origin: Origin | None = None) -> None:

@@ -12,6 +12,7 @@ from litestar.params import Parameter
 from scheduler.application.handlers import Record
 from scheduler.application.reads import MAX_LIMIT, CourseFilter
 from scheduler.directory import Principal
+from scheduler.domain.errors import InvalidCommandError
 from scheduler.domain.protocol import Protocol, VitalsLimit
 from scheduler.http.deps import Services
 from scheduler.http.examples import body
@@ -54,6 +55,26 @@ from scheduler.http.views import (
     session_view,
 )
 from scheduler.readmodels.course_index import PAGE_SIZE
+
+
+AS_OF_PATTERN = r"^([1-9][0-9]{0,9}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2}))$"
+
+
+def _as_of(value: str | None) -> int | datetime | None:
+    """A version, or an instant with its offset (the pattern has checked the form)."""
+    if value is None:
+        return None
+    if value.isdigit():
+        if int(value) > 2**31 - 1:
+            raise InvalidCommandError(["as_of: a version is at most 2147483647"])
+        return int(value)
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidCommandError([f"as_of: {value} is not a date and time"]) from None
+    if not 2000 <= at.year <= 2099:
+        raise InvalidCommandError(["as_of: instants lie in the years 2000 to 2099"])
+    return at
 
 
 class CourseController(Controller):
@@ -106,9 +127,12 @@ class CourseController(Controller):
     @get("/{course_id:uuid}", operation_id="getCourse", summary="A course: phase, milestones, sessions, approvals, next actions")
     async def get_course(
         self, course_id: UUID, principal: Principal, services: Services,
-        as_of: int | None = Parameter(default=None, ge=1, le=2**31 - 1, description="Version to show the course as of"),
+        as_of: str | None = Parameter(
+            default=None, max_length=40, pattern=AS_OF_PATTERN,
+            description="Show the course as it stood then, replayed from its events: a version (an integer), or an "
+                        "instant (RFC 3339, with its offset: the events recorded by then)"),
     ) -> CourseView:
-        return course_view(await services.scheduling.get_course(principal, course_id, as_of))
+        return course_view(await services.scheduling.get_course(principal, course_id, _as_of(as_of)))
 
     @get("/{course_id:uuid}/events", operation_id="listCourseEvents", summary="The course's audit history")
     async def list_events(self, course_id: UUID, principal: Principal, services: Services) -> list[EventView]:

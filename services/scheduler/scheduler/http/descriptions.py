@@ -38,7 +38,8 @@ DESCRIPTIONS: dict[str, str] = {
     "openCourse": "A clinic opens a couple's course: the dosing model (`taking_turns` or `together`), pseudonymous "
                   "references for partners a and b, and protocol settings within each rule's bounds (defaults from "
                   "the clinical rules). The course is an encrypted event stream from here on.",
-    "getCourse": "The course as it stands (or as of a version): phase, milestones, sessions, dose approvals, missed "
+    "getCourse": "The course as it stands, or as it stood at `as_of` (a version, or an instant: the events recorded by "
+                 "then, replayed from the event store): phase, milestones, sessions, dose approvals, missed "
                  "windows and the actions allowed next. Another clinic's course is 404. Every read is logged.",
     "completeCourse": "Completes the course once its last medicine session is Integrated (I3) and no session is still "
                       "booked." + _COMMAND,
@@ -47,7 +48,9 @@ DESCRIPTIONS: dict[str, str] = {
                            "prescriber is notified (webhook and pending list), reminded, then the home clinic is "
                            "alerted if it stays undecided." + _COMMAND,
     "listCourseEvents": "The course's audit history: every event with its type, time, version, acting principal and "
-                        "data. Only the home clinic and the operator see it.",
+                        "data, and its `actor`: role and id, clinic, the clinician it names, the request id and trace "
+                        "id of the command that recorded it, and the reason it gave. Only the home clinic and the "
+                        "operator see it.",
     "acknowledgeMissedWindow": "A clinician of the home clinic (`clinician_id`) acknowledges a missed integration "
                                "window (I4) with a reason, which unblocks the next dose. A window that closed by "
                                "the course's own times (`X-Kact-Now` in simulation) is acknowledged even if the "

@@ -749,6 +749,20 @@ class CalendarView(Struct, kw_only=True):
     entries: list[CalendarEntryView]
 
 
+class ActorView(Struct, kw_only=True):
+    """Who recorded an event: the principal (its role and id), its clinic, the clinician it named, the request and
+    trace it came from, and the reason it gave, where each is known (events stored before some were kept lack
+    them)."""
+
+    role: Literal["clinic", "prescriber", "operator", "system"]
+    id: str
+    clinic_id: str | None
+    clinician_id: str | None
+    request_id: str | None
+    trace_id: str | None
+    reason: str | None
+
+
 class EventView(Struct, kw_only=True):
     version: int
     type: str
@@ -759,6 +773,7 @@ class EventView(Struct, kw_only=True):
     occurred_at: datetime | None = None
     principal: str
     data: dict[str, Any]
+    actor: ActorView | None = None
 
 
 class Health(Struct, kw_only=True):
