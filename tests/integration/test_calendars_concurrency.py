@@ -74,7 +74,7 @@ def assessment(start: datetime, **extra: Any) -> dict[str, Any]:
             "ends_at": iso(start + timedelta(hours=1)), **extra}
 
 
-def one_winner(responses: list[httpx.Response], resource: str) -> None:
+def one_winner(responses: list[httpx.Response], resource: str, taken: str = "already booked for session") -> None:
     statuses = Counter(r.status_code for r in responses)
     assert sum(n for status, n in statuses.items() if 200 <= status < 300) == 1, statuses
     assert statuses[409] == RACERS - 1, [r.text for r in responses if not r.is_success]
@@ -82,7 +82,7 @@ def one_winner(responses: list[httpx.Response], resource: str) -> None:
         problem = refused.json()
         assert problem["type"] == "/problems/double-booking"
         assert [v["invariant"] for v in problem["violations"]] == ["I10"]
-        assert resource in problem["detail"] and "already booked for session" in problem["detail"]
+        assert resource in problem["detail"] and taken in problem["detail"]
 
 
 def slots(event_store: Courses, calendar_id: Any) -> list[Any]:
@@ -122,6 +122,19 @@ def test_fifty_courses_booking_one_room_at_once(home: Tenant, processes: list[st
     one_winner(responses, f"room {room['id']}")
     held = slots(event_store, CalendarIds(b"").room(room["id"]))
     assert [s.session_id for s in held] == [next(r.json()["id"] for r in responses if r.is_success)]
+
+
+def test_fifty_courses_holding_one_therapists_hour_at_once(
+        home: Tenant, processes: list[str], event_store: Courses) -> None:
+    """Two holds of one resource-slot never both succeed, whichever API process takes them."""
+    course_ids = courses_of(home, RACERS)
+    therapist = home.therapist["id"]
+    responses = race(processes, [(f"/v1/courses/{cid}/holds", assessment(HOUR, clinician_ids=[therapist]))
+                                 for cid in course_ids], booking(home))
+    one_winner(responses, f"clinician {therapist}", "already held for a slot")
+    winner = next(r.json() for r in responses if r.is_success)
+    held = slots(event_store, CalendarIds(b"").clinician(therapist))
+    assert [(s.session_id, s.starts_at, s.expires_at is not None) for s in held] == [(winner["id"], HOUR, True)]
 
 
 def test_fifty_reschedules_into_one_therapists_hour_at_once(
