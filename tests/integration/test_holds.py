@@ -82,6 +82,19 @@ def test_a_released_or_expired_hold_frees_its_slot_and_the_expiry_is_recorded(ho
     assert ok(home.client.get(f"/v1/courses/{first}", headers=home.headers), 200)["holds"] == []
 
 
+def test_the_clinic_that_held_a_slot_is_told_when_the_hold_expired(home: Tenant, notifier) -> None:
+    cid = home.open_course()["id"]
+    short = ok(hold(home, cid, {**slot(home, "assessment", T0 + timedelta(days=3)), "minutes": 1}), 201)
+
+    def told() -> list[dict[str, Any]]:
+        items = ok(home.client.get("/v1/feed", params={"after": 0, "limit": 500}, headers=home.headers), 200)["items"]
+        return [i for i in items if i["notice"] == "hold_expired"]
+
+    (notice,) = eventually(told, bool, timeout=45)
+    assert notice["event"]["type"] == "kact.course.hold.expired.v1" and notice["event"]["courseid"] == cid
+    assert notice["event"]["data"]["hold_id"] == short["id"]
+
+
 def test_a_partner_clinic_caps_the_slots_a_home_clinic_holds_there(
         clinics: tuple[Tenant, Tenant], client: httpx.Client) -> None:  # noqa: F811
     home, host = clinics
