@@ -37,6 +37,7 @@ from scheduler.http.deps import (
     provide_principal,
     provide_services,
 )
+from scheduler.http.export import ROUTES as EXPORT_ROUTES
 from scheduler.http.directory import ClinicController, ClinicianController, PartnershipController
 from scheduler.http.hosting import HostedSessionController, SharedSessionController
 from scheduler.http.feed import read_feed
@@ -169,7 +170,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             ClinicController, ClinicianController, PartnershipController, CourseController, DoseApprovalController,
             HostedSessionController, SharedSessionController, live, ready, delivery,
             read_feed, list_dead_letters, redrive_dead_letter, list_relay_dead_letters, *NOTIFICATION_ROUTES,
-            *KEY_ROUTES, *CALENDAR_FEED_ROUTES, *CALENDAR_ROUTES, *AVAILABILITY_ROUTES, *PLANNING_ROUTES, list_problem_types, get_problem_type, get_rules, docs_ui.docs_file,
+            *KEY_ROUTES, *CALENDAR_FEED_ROUTES, *CALENDAR_ROUTES, *AVAILABILITY_ROUTES, *PLANNING_ROUTES, *EXPORT_ROUTES, list_problem_types, get_problem_type, get_rules, docs_ui.docs_file,
             metrics_route(settings.operator_token, settings.metrics_public),
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),

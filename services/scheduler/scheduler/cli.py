@@ -1,5 +1,5 @@
 """The `kact` command: `up` serves the scheduler and its servers, `projections` rebuilds the read models or says
-how far behind they are, `version` prints the version."""
+how far behind they are, `audit export` writes a course's history for an auditor, `version` prints the version."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
@@ -68,12 +69,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dir (the one a running `kact up` serves, or started for the command and stopped after it).", 100))
     projections.add_argument("action", choices=["rebuild", "status"])
     projections.add_argument("--data-dir", type=Path, help="where data, keys and logs are kept (KACT_DATA_DIR)")
+    audit = commands.add_parser("audit", help="audit a course: export its history",
+                                description="Audit a course: export its history for an auditor.")
+    audit_actions = audit.add_subparsers(dest="audit_action", required=True, metavar="ACTION")
+    _add_audit_export(audit_actions)
     commands.add_parser("version", help="print the installed version")
     args = parser.parse_args(argv)
 
     if args.command == "version":
         print(installed_version("kact"))
         return 0
+    if args.command == "audit":
+        return args.run(args)  # type: ignore[no-any-return]
     if args.command == "projections":
         from scheduler.projections_cli import run_projections  # the event store's libraries, only when needed
 
@@ -100,6 +107,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kact: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _add_audit_export(audit_actions: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    export = audit_actions.add_parser(
+        "export", help="write a course's history for an auditor: NDJSON, an HTML timeline, FHIR R4",
+        description=textwrap.fill(
+            "Write a course's history as files named after it: history.ndjson (one event a line, with who recorded "
+            "it and its link in the hash chain), timeline.html (to read) and fhir-bundle.json (a FHIR R4 "
+            "collection Bundle), owner-only. The export is logged in the access log (operator:cli:<user>, "
+            "export_course) first. The database is found as `kact projections` finds it.", 100))
+    export.add_argument("--course", required=True, type=UUID, metavar="ID", help="the course's id")
+    export.add_argument("--format", choices=["ndjson", "html", "fhir", "all"], default="all",
+                        help="what to write (default: all)")
+    export.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
+                        help="the directory to write into (created if missing; default: the current one)")
+    export.add_argument("--data-dir", type=Path, help="where data, keys and logs are kept (KACT_DATA_DIR)")
+
+    def run(args: argparse.Namespace) -> int:
+        from scheduler.export_cli import run_export  # the event store's libraries, only when needed
+
+        return run_export(args)
+
+    export.set_defaults(run=run)
 
 
 def _port(text: str) -> int:

@@ -23,7 +23,7 @@ from litestar.openapi.spec import (
 
 from scheduler.http import schemas
 from scheduler.http.descriptions import DESCRIPTIONS
-from scheduler.http.examples import RESPONSES, UNHEALTHY
+from scheduler.http.examples import MEDIA_RESPONSES, RESPONSES, UNHEALTHY
 from scheduler.http.problems import MEDIA_TYPE
 
 _STRING, _INTEGER, _OBJECT, _ARRAY = OpenAPIType.STRING, OpenAPIType.INTEGER, OpenAPIType.OBJECT, OpenAPIType.ARRAY
@@ -97,6 +97,32 @@ UNAUTHENTICATED = {"live", "ready", "deliveryHealth", "listProblemTypes", "getPr
                    "getCalendarFeed"}
 # Operations without a key that still answer problems: a calendar feed's URL holds its credential (its token).
 PUBLIC_PROBLEMS = {"getCalendarFeed": {404, 422, 503}}
+
+
+# Operations that answer in one of several media types (a query parameter chooses): the schema of each.
+MEDIA_SCHEMAS: dict[str, dict[str, Schema]] = {"exportCourse": {
+    "application/x-ndjson": Schema(type=_STRING, description="One JSON object per line, one line per event"),
+    "text/html; charset=utf-8": Schema(type=_STRING, description="An HTML page"),
+    "application/fhir+json": Schema(type=_OBJECT, required=["resourceType", "type", "entry"], properties={
+        "resourceType": Schema(type=_STRING, const="Bundle"), "type": Schema(type=_STRING, const="collection"),
+        "entry": Schema(type=_ARRAY, items=Schema(type=_OBJECT, required=["fullUrl", "resource"]))},
+        description="A FHIR R4 Bundle (https://hl7.org/fhir/R4/bundle.html)"),
+}}
+
+
+def _media_alternatives(operation_id: str, responses: dict[str, Any]) -> None:
+    """The success response of an operation with several media types: each with its schema and its example."""
+    media = MEDIA_SCHEMAS.get(operation_id)
+    success = responses.get("200")
+    if media is None or not isinstance(success, OpenAPIResponse):
+        return
+    success.description = "The export, in the media type of the format asked for"
+    success.headers = {"Content-Disposition": OpenAPIHeader(
+        description='inline; filename="course-<id>-history.ndjson" (timeline.html, fhir-bundle.json)',
+        schema=Schema(type=_STRING))}
+    success.content = {name: OpenAPIMediaType(schema=schema, examples={"success": Example(
+        summary="A short course: opened, its medicine session booked, approved and held",
+        value=Verbatim(MEDIA_RESPONSES[operation_id][name]))}) for name, schema in media.items()}
 
 
 def problem_statuses(operation_id: str, method: str, path: str, has_parameters: bool, has_body: bool,
@@ -201,6 +227,7 @@ def complete(doc: OpenAPI, rate_limited: bool = False) -> OpenAPI:
                         "unhealthy": Example(summary="A check failed",
                                              value=Verbatim(UNHEALTHY[operation.operation_id]))})})
             _success_examples(operation.operation_id or "", responses, operation.request_body is not None)
+            _media_alternatives(operation.operation_id or "", responses)
             for status in sorted(problem_statuses(operation.operation_id or "", method, path,
                                                   bool(operation.parameters), operation.request_body is not None,
                                                   rate_limited)):

@@ -22,6 +22,7 @@ from scheduler.application.calendar_feeds import CalendarFeeds
 from scheduler.application.calendars import CalendarIds
 from scheduler.application.courses import Courses
 from scheduler.application.directory import Clinics
+from scheduler.application.export import Exports
 from scheduler.application.handlers import Scheduling
 from scheduler.application.hosting import Hosting
 from scheduler.application.keys import Keys
@@ -81,6 +82,7 @@ class Services:
     calendar_feeds: CalendarFeeds = field(init=False)
     availability: Availability = field(init=False)
     reads: Reads = field(init=False)
+    exports: Exports = field(init=False)
 
     def __post_init__(self) -> None:
         calendars = CalendarIds(self.partner_key)
@@ -92,6 +94,7 @@ class Services:
         self.hosting = Hosting(self.courses, self.index, self.directory, self.run)
         self.clinics = Clinics(self.directory)
         self.keys = Keys(self.directory, self.directory.keys)
+        self.exports = Exports(self.courses, self.directory.log_access, self.run, self.clock)
         self.notifications = Notifications(
             self.directory, self.notifier, self.webhook_allow_private,
             relay_dead_letters=lambda limit, offset: relay_dead_letters(self.directory.pool, limit, offset))

@@ -47,6 +47,18 @@ DESCRIPTIONS: dict[str, str] = {
     "requestDoseApproval": "Asks a prescriber to approve one partner's dose for one medicine session (I6): the "
                            "prescriber is notified (webhook and pending list), reminded, then the home clinic is "
                            "alerted if it stays undecided." + _COMMAND,
+    "exportCourse": "The operator's audit export of a course, in one of three formats (`format`): `ndjson` "
+                    "(`application/x-ndjson`), one line per event as `listCourseEvents` shows it (`time`: when "
+                    "recorded; `occurred_at`: when it happened; `actor`; `data`) with `course_id` and `chain`, the "
+                    "event's link in the course's hash chain (null while none is kept); `html` (`text/html`), a "
+                    "timeline a person reads: the course, its sessions and every event with who recorded it, in a "
+                    "sentence and in full, everything escaped; `fhir` (`application/fhir+json`), a FHIR R4 (4.0.1) "
+                    "collection Bundle validated with the R4 models: the partners as Patients known only by their "
+                    "pseudonymous references, an Appointment per session (booked, fulfilled, noshow, cancelled), an "
+                    "Encounter per session held, a MedicationAdministration per dose (ketamine, mg), and per vitals "
+                    "reading a blood-pressure panel (LOINC 85354-9: 8480-6, 8462-4 in mm[Hg]) and a heart-rate "
+                    "(8867-4, /min) Observation; clinicians and rooms by id only. Only the operator exports: to any "
+                    "other key the course does not exist (404). Every export is logged (`export_course`).",
     "listCourseEvents": "The course's audit history: every event with its type, time, version, acting principal and "
                         "data, and its `actor`: role and id, clinic, the clinician it names, the request id and trace "
                         "id of the command that recorded it, and the reason it gave. Only the home clinic and the "

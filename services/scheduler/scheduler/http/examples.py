@@ -314,6 +314,60 @@ def _feed_example() -> str:
     return render(f"Jonas Berg ({clinic})", entries, locations, at("2026-03-02T12:00:00Z")).decode()
 
 
+def _export_history() -> list[Any]:
+    """A short course as the event store gives it: opened, its medicine session booked, the dose approved, the session
+    held (one dose, three readings): what the export examples render."""
+    from scheduler.domain.course import Course
+
+    def at(instant: str) -> datetime:
+        return datetime.fromisoformat(_offset(instant))
+
+    course, opened = UUID(COURSE), EXAMPLES["CourseCreate"]
+    trace = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "request_id": "0c8f2b1e6a3d4f5e"}
+    booked = {"id": MEDICINE, "kind": "medicine", "partners": BOOKED["partners"], "starts_at": at(BOOKED["starts_at"]),
+              "ends_at": at(BOOKED["ends_at"]), "clinic_id": CLINIC, "room_id": ROOM, "clinician_ids": [THERAPIST],
+              "timezone": ZONE, "follows": None}
+    record = {**MEDICINE_RECORD, "doses": [{**d, "at": at(d["at"])} for d in MEDICINE_RECORD["doses"]],
+              "vitals": [{**v, "at": at(v["at"])} for v in MEDICINE_RECORD["vitals"]],
+              "adverse_events": [{**a, "at": at(a["at"])} for a in MEDICINE_RECORD["adverse_events"]],
+              "discharged_at": at(MEDICINE_RECORD["discharged_at"])}
+    request, decided = EXAMPLES["DoseApprovalCreate"], APPROVED
+    return [
+        Course.Created(originator_id=course, originator_version=1, timestamp=at("2026-02-02T08:30:00Z"),
+                       originator_topic=Course.TOPIC, by=BY_CLINIC, occurred_at=at("2026-02-02T08:30:00Z"),
+                       by_clinic=CLINIC, home_clinic_id=CLINIC, model=opened["model"], protocol=PROTOCOL,
+                       partners=PARTNERS, first_dosed=opened["first_dosed"], **trace),
+        Course.SessionBooked(originator_id=course, originator_version=2, timestamp=at("2026-02-23T14:05:00Z"),
+                             by=BY_CLINIC, occurred_at=at("2026-02-23T14:05:00Z"), by_clinic=CLINIC, session=booked,
+                             **trace),
+        Course.DoseApprovalRequested(originator_id=course, originator_version=3, timestamp=at(decided["requested_at"]),
+                                     by=BY_CLINIC, occurred_at=at(decided["requested_at"]), by_clinic=CLINIC,
+                                     approval_id=APPROVAL, session_id=MEDICINE, partner=request["partner"],
+                                     prescriber_id=PRESCRIBER, requested_mg=float(request["requested_mg"]),
+                                     requested_at=at(decided["requested_at"]), **trace),
+        Course.DoseApprovalDecided(originator_id=course, originator_version=4, timestamp=at(decided["decided_at"]),
+                                   by=BY_PRESCRIBER, occurred_at=at(decided["decided_at"]), by_clinic=CLINIC,
+                                   approval_id=APPROVAL, decision="approved", approved_mg=decided["approved_mg"],
+                                   decided_at=at(decided["decided_at"]), expires_at=at(decided["expires_at"]),
+                                   reason=decided["reason"], vitals_override_reason=None, **trace),
+        Course.SessionHeld(originator_id=course, originator_version=5, timestamp=at("2026-03-02T11:30:00Z"),
+                           by=BY_CLINIC, occurred_at=at("2026-03-02T11:30:00Z"), by_clinic=CLINIC,
+                           session_id=MEDICINE, record=record, **trace),
+    ]
+
+
+def _export_examples() -> dict[str, Any]:
+    """The export of that course in each format, as the API answers it (the FHIR Bundle as JSON)."""
+    from scheduler.application.export import MEDIA_TYPES, render
+
+    history, course, exported = _export_history(), UUID(COURSE), datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
+    return {MEDIA_TYPES[fmt]: (msgspec.json.decode(export.body) if fmt == "fhir" else export.body.decode())
+            for fmt in MEDIA_TYPES for export in [render(fmt, course, history, {}, exported)]}
+
+
+# operation id: the success response's body for each media type it answers in (one operation, several formats).
+MEDIA_RESPONSES: dict[str, dict[str, Any]] = {"exportCourse": _export_examples()}
+
 # operation id: the body of its success response (204s have none).
 RESPONSES: dict[str, Any] = {
     "live": {"status": "ok", "checks": {}},

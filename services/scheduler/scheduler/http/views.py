@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from scheduler.application.attribution import actor_of, event_data, event_type
 from scheduler.domain.course import Course
 from scheduler.domain.model import DoseApproval, Hold, Session
 from scheduler.http.schemas import (
@@ -128,18 +130,11 @@ def course_view(course: Course) -> CourseView:
     )
 
 
-# Not the event's data: where and when it happened, and the trace context and request id of the command that
-# recorded it (kept for the operator's diagnosis and the trace, not part of the course's history).
-ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "by", "occurred_at", "traceparent",
-            "request_id", "by_clinic"}
-REASONS = ("reason", "note", "hours_override", "not_dosed")  # what a command says of why, by event field
-
-
 def event_view(event: Any) -> EventView:
-    data = {k: v for k, v in vars(event).items() if k not in ENVELOPE}
+    data = event_data(event)
     return EventView(
         version=event.originator_version,
-        type=type(event).TOPIC.split(":", 1)[1].split(".v")[0],
+        type=event_type(event),
         topic=type(event).TOPIC,
         time=event.timestamp,
         occurred_at=event.occurred_at,
@@ -150,16 +145,5 @@ def event_view(event: Any) -> EventView:
 
 
 def actor_view(event: Any, data: dict[str, Any]) -> ActorView:
-    """Who recorded `event`, as far as it says: the principal of `by` (`kind:id`), its clinic, the clinician it
-    names (a prescriber is its own), the request and trace, the reason it gives."""
-    role, _, principal_id = str(event.by).partition(":")
-    held = data.get("session") if isinstance(data.get("session"), dict) else data.get("record")
-    nested = held if isinstance(held, dict) else {}
-    reason = next((str(v) for key in REASONS for v in (data.get(key), nested.get(key)) if v), None)
-    clinician = data.get("clinician_id") or nested.get("clinician_id") or (principal_id if role == "prescriber" else None)
-    clinic = getattr(event, "by_clinic", None) or (principal_id if role == "clinic" else None)
-    traceparent = getattr(event, "traceparent", None)
-    trace_id = traceparent.split("-")[1] if traceparent and traceparent.count("-") == 3 else None
-    return ActorView(role=role if role in ("clinic", "prescriber", "operator") else "system",  # type: ignore[arg-type]
-                     id=principal_id or str(event.by), clinic_id=clinic, clinician_id=clinician,
-                     request_id=getattr(event, "request_id", None), trace_id=trace_id, reason=reason)
+    """Who recorded `event` (`attribution.actor_of`: the export shows the same)."""
+    return ActorView(**asdict(actor_of(event, data)))  # type: ignore[arg-type]
