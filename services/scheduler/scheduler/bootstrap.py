@@ -20,7 +20,7 @@ from litestar.routes import HTTPRoute
 from kact_contracts import logs, tracing
 from notifier.admin import NotifierAdmin
 
-from scheduler.api_keys import ApiKeys
+from scheduler.api_keys import ApiKeys, hash_key
 from scheduler.application.calendars import partner_calendar_key
 from scheduler.application.courses import Courses, event_store_env
 from scheduler.http.availability import ROUTES as AVAILABILITY_ROUTES
@@ -41,7 +41,8 @@ from scheduler.http.export import ROUTES as EXPORT_ROUTES
 from scheduler.http.directory import ClinicController, ClinicianController, PartnershipController
 from scheduler.http.hosting import HostedSessionController, SharedSessionController
 from scheduler.http.feed import read_feed
-from scheduler.http import docs_ui
+from scheduler.http import docs_ui, pages
+from scheduler.http.sign_in_links import create_sign_in_link
 from scheduler.http.body_guard import body_guard
 from scheduler.http.contract import complete as complete_contract
 from scheduler.http.health import delivery, live, ready
@@ -55,6 +56,7 @@ from scheduler.http.ratelimit import RateLimits, rate_limiting
 from scheduler.http.problems import EXCEPTION_HANDLERS
 from scheduler.idempotency import IdempotencyKeys
 from scheduler.jobs import BackgroundJobs, course_index_lock, relay_lock
+from scheduler.page_sessions import PageSessions
 from scheduler.readmodels.course_index import CourseIndexView
 from scheduler.settings import Settings
 from scheduler.storage import migrate
@@ -151,6 +153,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             delivery=DeliveryLimits(settings.nats_stream, relay_lock(settings), settings.relay_max_lag,
                                     settings.notifier_max_silence) if settings.nats_url else None,
             webhook_allow_private=settings.webhook_allow_private,
+            page_sessions=PageSessions(pool, hash_key(settings.operator_token or "")),
         )
         try:
             yield
@@ -172,6 +175,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             read_feed, list_dead_letters, redrive_dead_letter, list_relay_dead_letters, *NOTIFICATION_ROUTES,
             *KEY_ROUTES, *CALENDAR_FEED_ROUTES, *CALENDAR_ROUTES, *AVAILABILITY_ROUTES, *PLANNING_ROUTES, *EXPORT_ROUTES, list_problem_types, get_problem_type, get_rules, docs_ui.docs_file,
             metrics_route(settings.operator_token, settings.metrics_public),
+            create_sign_in_link, pages.router(),
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),
             "now": Provide(provide_now, sync_to_thread=False),

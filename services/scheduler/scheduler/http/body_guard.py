@@ -7,6 +7,8 @@ says is what is accepted: no 0 for false, no "1" for 1). The result is handed on
 struct as it is instead of parsing the body again, and to the idempotency middleware, which compares requests by
 what they parse to.
 
+The HTML pages (under /pages/) post forms: a form body is bounded the same way and handed on as it is.
+
 GET, HEAD, DELETE and OPTIONS requests take no body here: one sent with them is not read or judged (no 413, 415 or
 422 for it), and nothing reads it after."""
 
@@ -29,6 +31,8 @@ SCHEMA_MISMATCH = "the body does not match its schema: "
 # A JSON escape of NUL that is not itself an escaped backslash followed by "u0000".
 _ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _JSON_TYPES = ("application/json",)
+FORM_PREFIX = "/pages/"  # the HTML pages post forms (bounded here like any body, parsed by their handlers)
+_FORM_TYPE = "application/x-www-form-urlencoded"
 _WITHOUT_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})  # no route of these methods takes a body
 
 
@@ -59,6 +63,10 @@ def _is_json(content_type: bytes) -> bool:
     return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
 
 
+def _is_form(content_type: bytes) -> bool:
+    return content_type.split(b";", 1)[0].strip().lower().decode("latin-1") == _FORM_TYPE
+
+
 def body_guard(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """The middleware factory (Litestar calls it with the next app)."""
 
@@ -83,7 +91,8 @@ def body_guard(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_depth: int = MA
             if not length and not chunked:  # no body: nothing to read or check
                 await app(scope, receive, send)
                 return
-            if not _is_json(headers.get(b"content-type", b"")):
+            form = scope["path"].startswith(FORM_PREFIX) and _is_form(headers.get(b"content-type", b""))
+            if not form and not _is_json(headers.get(b"content-type", b"")):
                 await send_problem(send, 415, "unsupported-media-type", "Unsupported media type",
                                    "send the body as JSON with 'Content-Type: application/json'")
                 return
@@ -102,7 +111,7 @@ def body_guard(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_depth: int = MA
                 if not message.get("more_body"):
                     break
             body = b"".join(chunks)
-            if body:
+            if body and not form:
                 body_type = _body_type(scope.get("route_handler"))
                 problem = _invalid_json(body, max_depth, body_type)
                 if isinstance(problem, str):

@@ -91,6 +91,7 @@ FORBIDDEN = {
     "cancelSession", "confirmSession", "recordSession", "reportAdverseEvent", "withdrawDoseApproval", "recordDischarge", "requestDoseApproval", "acknowledgeMissedWindow",
     "completeCourse", "discontinueCourse", "listDoseApprovals", "redriveDelivery", "listSharedSessions",
     "holdSlot", "bookHold", "releaseHold", "listNextSlots", "planCourse", "holdPlan", "bookPlan",
+    "createSignInLink",
 }
 NOT_FOUND_WITHOUT_ID = {"readFeed", "listDeadLetters", "listRelayDeadLetters"}
 UNAUTHENTICATED = {"live", "ready", "deliveryHealth", "listProblemTypes", "getProblemType", "getRules",

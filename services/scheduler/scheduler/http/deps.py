@@ -17,10 +17,12 @@ from litestar.exceptions import NotAuthorizedException
 from nats.aio.client import Client as NATS
 from notifier.admin import NotifierAdmin
 
+from scheduler.application.audit import Audit
 from scheduler.application.availability import Availability
 from scheduler.application.calendar_feeds import CalendarFeeds
 from scheduler.application.calendars import CalendarIds
 from scheduler.application.courses import Courses
+from scheduler.application.desk import PrescriberDesk
 from scheduler.application.directory import Clinics
 from scheduler.application.export import Exports
 from scheduler.application.handlers import Scheduling
@@ -35,6 +37,7 @@ from scheduler.http.observe import AUTHENTICATED
 from scheduler.http.problems import ProblemError
 from scheduler.http.schemas import FIRST_YEAR, LAST_YEAR
 from scheduler.idempotency import IdempotencyKeys
+from scheduler.page_sessions import PageSessions
 from scheduler.readmodels.course_index import INDEXED_TOPICS, CourseIndexView
 from scheduler.readmodels.freshness import caught_up
 from scheduler.readmodels.delivery import relay_dead_letters
@@ -67,6 +70,7 @@ class Services:
     bus: NATS | None = None
     delivery: DeliveryLimits | None = None  # None: no NATS, nothing is relayed
     webhook_allow_private: bool = False  # KACT_WEBHOOK_ALLOW_PRIVATE: loopback or private webhook URLs
+    page_sessions: PageSessions | None = None  # the prescriber and operator pages' sign-ins (None: pages closed)
     # The threads the eventsourcing calls run in (asyncio's executor hand-off costs far less than anyio's).
     # Commands wait for the group commit without a thread, so a few threads keep up; more would only take
     # turns at the interpreter lock, and the event loop with them.
@@ -83,6 +87,8 @@ class Services:
     availability: Availability = field(init=False)
     reads: Reads = field(init=False)
     exports: Exports = field(init=False)
+    desk: PrescriberDesk = field(init=False)
+    audit: Audit = field(init=False)
 
     def __post_init__(self) -> None:
         calendars = CalendarIds(self.partner_key)
@@ -91,6 +97,8 @@ class Services:
                                             calendars, self.run)
         self.availability = Availability(self.courses, self.directory, calendars, self.run)
         self.reads = Reads(self.index, self.directory, self.index_caught_up, self.run)
+        self.desk = PrescriberDesk(self.scheduling, self.courses, self.directory, self.run, self.index_caught_up)
+        self.audit = Audit(self.scheduling, self.directory.pool, self.run)
         self.hosting = Hosting(self.courses, self.index, self.directory, self.run)
         self.clinics = Clinics(self.directory)
         self.keys = Keys(self.directory, self.directory.keys)

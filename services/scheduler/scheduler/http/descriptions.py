@@ -270,4 +270,11 @@ DESCRIPTIONS: dict[str, str] = {
     "listRelayDeadLetters": "The operator lists stored events the relay could not publish (too large, or refused by "
                             "the stream): position, course, topic, error. The events stay in the event store and the "
                             "course's history; everything after them was published.",
+    "createSignInLink": "A link that signs the person at a prescriber's (or the operator's) browser in to their page "
+                        "once: for a prescriber the pending dose approvals, to approve up to a dose or decline with a "
+                        "reason; for the operator the audit page. Asked for with the principal's own key when a "
+                        "`dose_approval_request` notice arrives, and handed to the person (mail, chat, an app). The "
+                        "link is shown only in this response, lasts 15 minutes, signs in once (opening it shows a "
+                        "button; the click uses it), and the session it opens ends when the key that asked for it is "
+                        "revoked. A clinic's key: 403.",
 }

@@ -519,6 +519,10 @@ RESPONSES: dict[str, Any] = {
     "listPrescriberKeys": [{**KEY, "id": KEYS[2], "owner": BY_PRESCRIBER, "created_at": "2026-01-20T09:55:00Z",
                             "created_by": BY_CLINIC}],  # the key createClinician gave
     "issuePrescriberKey": {**ISSUED, "id": KEYS[3], "owner": BY_PRESCRIBER, "api_key": NEXT_PRESCRIBER_KEY},
+    "createSignInLink": {
+        "url": "https://kact.example/pages/sign-in/link?token=Q2h0cE9uZVRpbWVUb2tlbl9leGFtcGxlX29ubHlfMDE",
+        "path": "/pages/sign-in/link?token=Q2h0cE9uZVRpbWVUb2tlbl9leGFtcGxlX29ubHlfMDE",
+        "expires_at": "2026-03-01T09:15:00Z", "valid_seconds": 900},
     "createClinicianCalendarFeed": {**CLINICIAN_FEED, "url": FEED_URL},
     "listClinicianCalendarFeeds": [OLD_FEED, CLINICIAN_FEED],
     "createRoomCalendarFeed": {**ROOM_FEED, "url": FEED_URL},

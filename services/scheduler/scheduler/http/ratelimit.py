@@ -173,6 +173,9 @@ PUBLIC_PREFIXES = ("/health/", "/problems/", "/schema/", FEED_PREFIX)
 
 
 METRICS_PATH = "/metrics"
+# The pages' sign-in forms (a key, or a one-time link's token) check a credential as a key does: each failure (401)
+# costs the client's address, so guessing through a form is as slow as through the API.
+PAGE_SIGN_IN_PREFIX = "/pages/sign-in"
 
 
 def is_public(path: str) -> bool:
@@ -269,6 +272,9 @@ def rate_limiting(limits: RateLimits | None, clock: Callable[[], float] = time.m
                 await address_checked(scope, receive, send, 404, (f"feed:{hash_key(token)}", limits.feed))
                 return
             if limits is not None and scope["path"] == METRICS_PATH:
+                await address_checked(scope, receive, send, 401)
+                return
+            if limits is not None and scope["method"] == "POST" and scope["path"].startswith(PAGE_SIGN_IN_PREFIX):
                 await address_checked(scope, receive, send, 401)
                 return
             key = None if is_public(scope["path"]) else bearer_token(scope["headers"])

@@ -855,6 +855,17 @@ class IssuedApiKey(ApiKey, kw_only=True):
     api_key: Annotated[str, Meta(description="The key's secret, shown only in this response")]
 
 
+class SignInLink(Struct, kw_only=True):
+    """A one-time link to the principal's page (prescriber: the pending dose approvals; operator: the audit)."""
+
+    url: Annotated[str, Meta(description="The link on this server's address as the request reached it; shown only in "
+                                         "this response")]
+    path: Annotated[str, Meta(description="The same link without the server's address, for a client that knows the "
+                                          "address people reach the scheduler at")]
+    expires_at: datetime
+    valid_seconds: int
+
+
 FeedLabel = Annotated[str, Meta(min_length=1, max_length=100,
                                 description="Where the feed is subscribed (e.g. 'Mara's Google Calendar')")]
 
