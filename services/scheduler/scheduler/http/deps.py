@@ -17,6 +17,8 @@ from litestar.exceptions import NotAuthorizedException
 from nats.aio.client import Client as NATS
 from notifier.admin import NotifierAdmin
 
+from scheduler.access_log import AccessLog
+from scheduler.application.audit import AccessLogReads
 from scheduler.application.availability import Availability
 from scheduler.application.calendar_feeds import CalendarFeeds
 from scheduler.application.calendars import CalendarIds
@@ -81,6 +83,7 @@ class Services:
     calendar_feeds: CalendarFeeds = field(init=False)
     availability: Availability = field(init=False)
     reads: Reads = field(init=False)
+    audit: AccessLogReads = field(init=False)
 
     def __post_init__(self) -> None:
         calendars = CalendarIds(self.partner_key)
@@ -90,6 +93,7 @@ class Services:
         self.availability = Availability(self.courses, self.directory, calendars, self.run)
         self.reads = Reads(self.index, self.directory, self.index_caught_up, self.run)
         self.hosting = Hosting(self.courses, self.index, self.directory, self.run)
+        self.audit = AccessLogReads(AccessLog(self.directory.pool))
         self.clinics = Clinics(self.directory)
         self.keys = Keys(self.directory, self.directory.keys)
         self.notifications = Notifications(
