@@ -268,3 +268,23 @@ def test_calendars_feeds_hosting_and_booking_searches_are_logged(restricted: Res
     assert [(r["action"], r["course_id"], r["outcome"]) for r in
             access_log(client, operator, principal=f"clinic:{stranger.clinic['id']}")] == [
         ("read_clinician_calendar", None, "denied"), ("list_hosted_sessions", None, "denied")]
+
+
+def test_an_access_log_of_earlier_kact_is_migrated_in_place(database_url: str, schema: str) -> None:
+    from kact_contracts.access_log import SCHEMA_SQL
+
+    with psycopg.connect(database_url, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        # The table as the code before made it, with a row it wrote (it logged successful reads only).
+        conn.execute("CREATE TABLE access_log (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), "
+                     "principal text NOT NULL, action text NOT NULL, course_id uuid); "
+                     "CREATE INDEX access_log_course ON access_log (course_id, at); "
+                     "INSERT INTO access_log (principal, action) VALUES ('clinic:x', 'list_courses')")
+        for _ in range(2):  # every start migrates again: nothing changes the second time
+            conn.execute(SCHEMA_SQL)
+        assert conn.execute("SELECT principal, action, outcome, request_id FROM access_log").fetchall() == [
+            ("clinic:x", "list_courses", "ok", None)]
+        assert {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))} == {
+            "access_log_pkey", "access_log_course", "access_log_principal", "access_log_at"}
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO access_log (principal, action, outcome) VALUES ('clinic:x', 'x', 'maybe')")

@@ -402,6 +402,8 @@ class Directory:
         through `application.audit.reading`, which gives the outcome."""
         await access_log_store.insert(self.pool, principal.ref, action, course_ids, outcome, request_id)
 
+    # The two below are kept for callers written before `audit.reading` (they log a read as ok).
+
     async def log_access(self, principal: Principal, action: str, course_id: UUID | None) -> None:
         await self.log_reads(principal, action, [course_id], request_id=logs.request_id())
 
