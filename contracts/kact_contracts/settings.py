@@ -128,6 +128,10 @@ CATALOGUE: tuple[Setting, ...] = (
     Setting("KACT_DB_SCHEMA", "kact", _named(SCHEMA_NAME),
             "PostgreSQL schema for all tables (a lower-case identifier, at most 63 characters, not `pg_…`)"),
     Setting("KACT_DB_POOL_SIZE", 10, _integer(1), "connections per pool (at least 1)"),
+    Setting("KACT_DB_MIGRATE", True, _flag,
+            "`0`: this process neither creates nor migrates the schema (its owner did: `kact up`, `kact db "
+            "grant`), so it may connect as the [append-only role](#append-only-database-role), which changes no "
+            "table's definition (`kact up` sets it for the processes it starts)"),
     Setting("KACT_NATS_URL", None, _url(NATS_SCHEMES), "use this NATS JetStream (`nats://host:port`); start none",
             shown="embedded server"),
     Setting("KACT_CIPHER_KEY", None, _key,

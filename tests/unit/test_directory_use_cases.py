@@ -3,6 +3,7 @@ request valid, over a directory of plain dicts."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -39,6 +40,7 @@ class FakeDirectory:
         self.staff: dict[str, Row] = {}
         self.consents: list[tuple[UUID, UUID, list[str]]] = []
         self.log: list[tuple[str, str]] = []
+        self.reads: list[tuple[str, str, list[UUID | None], str]] = []  # (principal, action, courses, outcome)
 
     def add_clinic(self) -> tuple[UUID, UUID, UUID]:
         """A clinic with a therapist and a prescriber."""
@@ -50,6 +52,11 @@ class FakeDirectory:
 
     async def log_access(self, principal: Principal, action: str, course_id: UUID | None) -> None:
         self.log.append((principal.ref, action))
+
+    async def log_reads(self, principal: Principal, action: str, course_ids: Sequence[UUID | None], *,
+                        outcome: str = "ok", request_id: str | None = None) -> None:
+        self.log.append((principal.ref, action))
+        self.reads.append((principal.ref, action, list(course_ids), outcome))
 
     async def clinic(self, clinic_id: UUID) -> Row | None:
         return self.clinics.get(clinic_id)
@@ -290,7 +297,10 @@ class FeedNotifier:
 
     def __init__(self) -> None:
         self.asked: list[Recipient] = []
-        self.letters = {1: SimpleNamespace(id=1, redriven_at=None), 2: SimpleNamespace(id=2, redriven_at="then")}
+        course = uuid4()
+        self.course = course
+        self.letters = {1: SimpleNamespace(id=1, redriven_at=None, payload=f'{{"courseid": "{course}"}}'),
+                        2: SimpleNamespace(id=2, redriven_at="then", payload="not json")}
 
     async def feed(self, recipient: Recipient, after: int, limit: int) -> Any:
         self.asked.append(recipient)
@@ -318,15 +328,22 @@ async def test_each_reads_its_own_feed_and_the_operator_names_one(directory: Fak
     assert (await use.feed(OPERATOR, f"clinic:{clinic}", 0, 10))[0] == Recipient("clinic", str(clinic))
     assert notifier.asked == [Recipient("clinic", str(clinic)), Recipient("prescriber", str(prescriber)),
                               Recipient("clinic", str(clinic))]
-    assert [action for _, action in directory.log] == ["read_feed"] * 3  # every read attributable
+    # Every read attributable, refused ones too (another's feed: denied; a bad request: failed).
+    assert [(who, action, outcome) for who, action, _, outcome in directory.reads] == [
+        (own.ref, "read_feed", "ok"), (rx.ref, "read_feed", "ok"), (own.ref, "read_feed", "denied"),
+        (OPERATOR.ref, "read_feed", "failed"), (OPERATOR.ref, "read_feed", "ok")]
 
 
 async def test_dead_letters_are_the_operators_and_redriven_once(directory: FakeDirectory) -> None:
     clinic, _, _ = directory.add_clinic()
-    use = Notifications(directory, FeedNotifier(), allow_private=False)  # type: ignore[arg-type]
+    notifier = FeedNotifier()
+    use = Notifications(directory, notifier, allow_private=False)  # type: ignore[arg-type]
     with pytest.raises(NotFoundError):
         await use.dead_letters(Principal("clinic", str(clinic), str(clinic)), True, 10, 0)
     assert len(await use.dead_letters(OPERATOR, True, 10, 0)) == 2
+    # A clinic asking is refused and logged so; the operator's read names the course a readable letter carries.
+    assert [(action, courses, outcome) for _, action, courses, outcome in directory.reads] == [
+        ("list_dead_letters", [None], "denied"), ("list_dead_letters", [notifier.course], "ok")]
     assert (await use.redrive_dead_letter(OPERATOR, 1)).id == 1
     with pytest.raises(AlreadyRedrivenError):
         await use.redrive_dead_letter(OPERATOR, 2)

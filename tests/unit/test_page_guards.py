@@ -10,7 +10,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from scheduler.application.audit import ChainStatus, chain_status
+from scheduler.application.course_audit import ChainStatus, chain_status
 from scheduler.http.body_guard import body_guard
 from scheduler.http.pages import _back_to, render
 from scheduler.http.ratelimit import UNKNOWN_KEY_BURST, RateLimits, rate_limiting

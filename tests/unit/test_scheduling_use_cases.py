@@ -4,7 +4,7 @@ step driver and group commit as in production."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
@@ -36,6 +36,7 @@ class FakeDirectory:
         self.rooms: dict[UUID, dict[str, Any]] = {}
         self.partnerships: set[frozenset[UUID]] = set()
         self.log: list[tuple[str, str, UUID | None]] = []
+        self.reads: list[tuple[str, str, list[UUID | None], str]] = []  # (principal, action, courses, outcome)
 
     def clinic_with_staff(self) -> tuple[UUID, UUID, UUID]:
         """A clinic with a therapist and a prescriber."""
@@ -69,6 +70,10 @@ class FakeDirectory:
 
     async def log_access(self, principal: Principal, action: str, course_id: UUID | None) -> None:
         self.log.append((principal.ref, action, course_id))
+
+    async def log_reads(self, principal: Principal, action: str, course_ids: Sequence[UUID | None], *,
+                        outcome: str = "ok", request_id: str | None = None) -> None:
+        self.reads.append((principal.ref, action, list(course_ids), outcome))
 
 
 class NoIndex:

@@ -5,6 +5,7 @@ Both services apply this DDL under the shared migration lock, so either may star
 from __future__ import annotations
 
 import asyncpg
+from kact_contracts import access_log
 from kact_contracts.locks import migration_lock
 
 from notifier import webhooks
@@ -74,7 +75,9 @@ CREATE TABLE IF NOT EXISTS notifier_heartbeats (
 
 
 def all_sql() -> str:
-    return SCHEMA_SQL + webhooks.SCHEMA_SQL
+    # The access log is the scheduler's, but the notifier writes it too (each webhook it delivers): either may
+    # create it first.
+    return SCHEMA_SQL + webhooks.SCHEMA_SQL + access_log.SCHEMA_SQL
 
 
 async def migrate(conn: asyncpg.Connection, schema: str) -> None:

@@ -75,8 +75,9 @@ class Notifier:
             server_settings={"search_path": s.db_schema, "application_name": "kact-notifier"},
         )
         try:
-            async with pool.acquire() as conn:
-                await schema.migrate(conn, s.db_schema)
+            if s.db_migrate:
+                async with pool.acquire() as conn:
+                    await schema.migrate(conn, s.db_schema)
             worker = webhooks.DeliveryWorker(
                 pool, cipher_key=s.cipher_key, timeout=s.webhook_timeout, max_attempts=s.webhook_max_attempts,
                 base_delay=s.webhook_base_delay, max_delay=s.webhook_max_delay,

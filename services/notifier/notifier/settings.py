@@ -22,6 +22,7 @@ class NotifierSettings:
     database_url: str
     nats_url: str
     db_schema: str = default("KACT_DB_SCHEMA")
+    db_migrate: bool = default("KACT_DB_MIGRATE")  # off: the schema's owner migrated it (append-only role)
     cipher_key: str | None = None  # encrypts webhook signing secrets at rest
     stream: StreamSettings = field(default_factory=StreamSettings)
     consumer: ConsumerSettings = field(default_factory=ConsumerSettings)
@@ -50,6 +51,7 @@ class NotifierSettings:
             database_url=database_url,
             nats_url=nats_url,
             db_schema=values["KACT_DB_SCHEMA"],
+            db_migrate=values["KACT_DB_MIGRATE"],
             cipher_key=values["KACT_CIPHER_KEY"],
             stream=StreamSettings(name=values["KACT_NATS_STREAM"], prefix=values["KACT_NATS_PREFIX"]),
             consumer=ConsumerSettings(durable_name=values["KACT_NATS_CONSUMER"]),

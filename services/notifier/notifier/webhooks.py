@@ -37,7 +37,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from kact_contracts import tracing
+from kact_contracts import access_log, tracing
 from standardwebhooks import Webhook
 
 from notifier.metrics import metrics
@@ -269,6 +269,13 @@ def _log_fields(payload: str) -> dict[str, str]:
         return {}
     fields = {"course_id": event.get("courseid"), "trace_id": tracing.trace_id_of(_event_traceparent({"event": event}))}
     return {k: v for k, v in fields.items() if isinstance(v, str)}
+
+
+def _uuid(text: str | None) -> UUID | None:
+    try:
+        return UUID(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def _event_traceparent(item: Any) -> str | None:
@@ -520,12 +527,17 @@ class DeliveryWorker:
         attempt = row["attempts"]
         async with self.pool.acquire() as conn, conn.transaction():
             # Recorded again after a commit whose answer was lost: still one row.
-            await conn.execute(
+            recorded = await conn.execute(
                 "INSERT INTO delivery_attempts (delivery_id, attempt, at, status_code, error, duration_ms) "
                 "SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM delivery_attempts "
                 "WHERE delivery_id = $1 AND attempt = $2 AND at = $3)",
                 row["id"], attempt, at, status_code, error, duration_ms,
             )
+            if recorded == "INSERT 0 1":  # the course's data went out to the webhook's owner: the access log's
+                course_id = _log_fields(row["payload"]).get("course_id")
+                await conn.execute(
+                    access_log.INSERT_SQL, f"webhook:{row['subscription_id']}", "deliver_webhook",
+                    [_uuid(course_id)], access_log.OK if error is None else access_log.FAILED, str(row["id"]))
             # Only while the lease is this worker's (the same attempt count, still pending).
             if error is None:
                 await conn.execute(

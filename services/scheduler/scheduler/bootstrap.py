@@ -23,6 +23,7 @@ from notifier.admin import NotifierAdmin
 from scheduler.api_keys import ApiKeys, hash_key
 from scheduler.application.calendars import partner_calendar_key
 from scheduler.application.courses import Courses, event_store_env
+from scheduler.http.audit import ROUTES as AUDIT_ROUTES
 from scheduler.http.availability import ROUTES as AVAILABILITY_ROUTES
 from scheduler.http.planning import ROUTES as PLANNING_ROUTES
 from scheduler.http.calendar_feeds import ROUTES as CALENDAR_FEED_ROUTES
@@ -59,7 +60,7 @@ from scheduler.jobs import BackgroundJobs, course_index_lock, relay_lock
 from scheduler.page_sessions import PageSessions
 from scheduler.readmodels.course_index import CourseIndexView
 from scheduler.settings import Settings
-from scheduler.storage import migrate
+from scheduler.storage import open_store
 
 log = logging.getLogger("kact")
 API_VERSION = "1.0.0"
@@ -124,7 +125,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
         env = event_store_env(settings)
 
         def start_event_store() -> tuple[Courses, CourseIndexView, BackgroundJobs | None]:
-            courses, view = migrate(settings, env)
+            courses, view = open_store(settings, env)
             jobs = BackgroundJobs.start(settings, env, courses, clock) if settings.background_jobs else None
             return courses, view, jobs
 
@@ -173,8 +174,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
             ClinicController, ClinicianController, PartnershipController, CourseController, DoseApprovalController,
             HostedSessionController, SharedSessionController, live, ready, delivery,
             read_feed, list_dead_letters, redrive_dead_letter, list_relay_dead_letters, *NOTIFICATION_ROUTES,
-            *KEY_ROUTES, *CALENDAR_FEED_ROUTES, *CALENDAR_ROUTES, *AVAILABILITY_ROUTES, *PLANNING_ROUTES, *EXPORT_ROUTES, list_problem_types, get_problem_type, get_rules, docs_ui.docs_file,
-            metrics_route(settings.operator_token, settings.metrics_public),
+            *KEY_ROUTES, *CALENDAR_FEED_ROUTES, *CALENDAR_ROUTES, *AVAILABILITY_ROUTES, *PLANNING_ROUTES, *EXPORT_ROUTES,
+            list_problem_types, get_problem_type, get_rules, docs_ui.docs_file,
+            metrics_route(settings.operator_token, settings.metrics_public), *AUDIT_ROUTES,
             create_sign_in_link, pages.router(),
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False), "principal": Provide(provide_principal),

@@ -86,8 +86,7 @@ class CalendarFeedStore:
             )
         return dict(row) if row is not None else None
 
-    async def active(self, token: str) -> dict[str, Any] | None:
-        """The feed of `token` unless it was revoked: one indexed read, on every fetch."""
-        row = await self.pool.fetchrow(
-            f"SELECT {COLUMNS} FROM calendar_feeds WHERE token_hash = $1 AND revoked_at IS NULL", hash_key(token))
+    async def find(self, token: str) -> dict[str, Any] | None:
+        """The feed of `token`, revoked or not: one indexed read, on every fetch."""
+        row = await self.pool.fetchrow(f"SELECT {COLUMNS} FROM calendar_feeds WHERE token_hash = $1", hash_key(token))
         return dict(row) if row is not None else None

@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -69,10 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dir (the one a running `kact up` serves, or started for the command and stopped after it).", 100))
     projections.add_argument("action", choices=["rebuild", "status"])
     projections.add_argument("--data-dir", type=Path, help="where data, keys and logs are kept (KACT_DATA_DIR)")
-    audit = commands.add_parser("audit", help="audit a course: export its history",
-                                description="Audit a course: export its history for an auditor.")
+    audit = commands.add_parser("audit", help="the audit trails: export a course's history, who read what",
+                                description="Audit: export a course's history for an auditor (export); every read "
+                                            "of course data, who, when, the outcome (access-log).")
     audit_actions = audit.add_subparsers(dest="audit_action", required=True, metavar="ACTION")
     _add_audit_export(audit_actions)
+    _add_audit_access_log(audit_actions)
+    _add_db(commands)
     commands.add_parser("version", help="print the installed version")
     args = parser.parse_args(argv)
 
@@ -81,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "audit":
         return args.run(args)  # type: ignore[no-any-return]
+    if args.command == "db":
+        return _db_grant(args)
     if args.command == "projections":
         from scheduler.projections_cli import run_projections  # the event store's libraries, only when needed
 
@@ -132,6 +138,66 @@ def _add_audit_export(audit_actions: argparse._SubParsersAction) -> None:  # typ
     export.set_defaults(run=run)
 
 
+def _add_audit_access_log(audit_commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from scheduler.audit_cli import instant
+
+    def when(text: str) -> object:
+        try:
+            return instant(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    command = audit_commands.add_parser(
+        "access-log", help="every read of course data: who, when, which course, which action, the outcome",
+        description=textwrap.fill(
+            "Print the access log, newest first: every read of course data (API, calendar feeds, webhooks), by "
+            "whom, of which course, with its outcome (ok, denied, failed). It finds the database as `kact "
+            "projections` does.", 100))
+    command.add_argument("--course", type=uuid.UUID, help="only reads of this course id")
+    command.add_argument("--principal", help="only reads by this principal (clinic:<id>, operator:root, ...)")
+    command.add_argument("--outcome", choices=["ok", "denied", "failed"], help="only reads with this outcome")
+    command.add_argument("--from", dest="since", type=when, metavar="T", help="only reads at or after this instant (RFC 3339)")
+    command.add_argument("--to", dest="until", type=when, metavar="T", help="only reads before this instant")
+    command.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
+    command.add_argument("--json", action="store_true", help="one JSON object a line")
+    command.add_argument("--data-dir", type=Path, help="where data, keys and logs are kept (KACT_DATA_DIR)")
+    command.set_defaults(run=_audit_access_log)
+
+
+def _audit_access_log(args: argparse.Namespace) -> int:
+    from scheduler.application.audit import AccessQuery
+    from scheduler.audit_cli import run_access_log
+
+    where = AccessQuery(course_id=args.course, principal=args.principal, outcome=args.outcome, since=args.since,
+                        until=args.until)
+    return run_access_log(where, max(1, args.limit), args.json, _with_data_dir(args.data_dir))
+
+
+def _add_db(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    db = commands.add_parser(
+        "db", help="grant a database role the services' rights (events and access log append-only)",
+        description=textwrap.fill(
+            "`grant`: migrate the schema as its owner (KACT_DATABASE_URL, or the data dir's embedded PostgreSQL) "
+            "and grant ROLE what the API, the jobs and the notifier need, with the stored events and the access "
+            "log append-only (no UPDATE, DELETE or TRUNCATE). Then run them as ROLE with KACT_DB_MIGRATE=0. Run it "
+            "again after every upgrade. `kact up` does this itself for its embedded PostgreSQL.", 100))
+    db.add_argument("action", choices=["grant"])
+    db.add_argument("--role", default="kact_app", help="the services' role, created beforehand (default kact_app)")
+    db.add_argument("--print", dest="print_only", action="store_true",
+                    help="print the GRANT and REVOKE statements instead of migrating and running them")
+    db.add_argument("--data-dir", type=Path, help="where data, keys and logs are kept (KACT_DATA_DIR)")
+
+
+def _db_grant(args: argparse.Namespace) -> int:
+    from scheduler.db_roles import run_grant
+
+    return run_grant(args.role, args.print_only, _with_data_dir(args.data_dir))
+
+
+def _with_data_dir(data_dir: Path | None) -> dict[str, str]:
+    return {**os.environ, **({"KACT_DATA_DIR": str(data_dir)} if data_dir else {})}
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -179,6 +245,14 @@ def up(settings: Settings, *, access_log: bool = False, notifier_metrics_port: i
             places.append(("NATS", f"external, {_redacted(nats_url)}"))
 
         runtime = resolve_runtime_settings(settings, database_url=database_url, nats_url=nats_url)
+        if settings.database_url is None:
+            # The services connect as a role of their own, for which the stored events and the access log are
+            # append-only; the cluster's owner only migrates and grants, here, before any of them starts.
+            from scheduler.db_roles import PASSWORD_FILE, SERVICES_ROLE, services_settings
+
+            runtime = services_settings(runtime, data_dir / PASSWORD_FILE)
+            places.append(("database role", f"the services connect as {SERVICES_ROLE} (events and access log "
+                                            "append-only)"))
         # Each helper serves its metrics on a loopback port of its own: the one set, else a free one (kept across
         # its restarts, so a scraper keeps finding it).
         jobs_metrics = settings.jobs_metrics_port or free_port()

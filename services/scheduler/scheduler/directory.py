@@ -9,12 +9,15 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+from kact_contracts import access_log, logs
 
+from scheduler import access_log as access_log_store
 from scheduler import api_keys
 from scheduler.application.errors import AlreadyCreatedError
 from scheduler.application.ids import new_id
@@ -78,12 +81,7 @@ CREATE TABLE IF NOT EXISTS booking_rules (
 CREATE INDEX IF NOT EXISTS booking_rules_clinic ON booking_rules (clinic_id, id);
 -- A closure is added once (a request run again names the same closure: `ids.new_id`).
 CREATE UNIQUE INDEX IF NOT EXISTS closure_changes_added ON closure_changes (closure_id) WHERE change = 'added';
-""" + api_keys.SCHEMA_SQL + """
-CREATE TABLE IF NOT EXISTS access_log (
-    id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), principal text NOT NULL,
-    action text NOT NULL, course_id uuid);
-CREATE INDEX IF NOT EXISTS access_log_course ON access_log (course_id, at);
-"""
+""" + api_keys.SCHEMA_SQL + access_log.SCHEMA_SQL
 
 
 log = logging.getLogger("kact.directory")
@@ -398,18 +396,21 @@ class Directory:
             self._rooms[room_id] = dict(row)
         return self._rooms[room_id]
 
+    async def log_reads(self, principal: Principal, action: str, course_ids: Sequence[UUID | None], *,
+                        outcome: str = access_log.OK, request_id: str | None = None) -> None:
+        """One read: a row per course it showed (None: a row without a course), in one statement. Use cases log
+        through `application.audit.reading`, which gives the outcome."""
+        await access_log_store.insert(self.pool, principal.ref, action, course_ids, outcome, request_id)
+
+    # The two below are kept for callers written before `audit.reading` (they log a read as ok).
+
     async def log_access(self, principal: Principal, action: str, course_id: UUID | None) -> None:
-        await self.pool.execute(
-            "INSERT INTO access_log (principal, action, course_id) VALUES ($1, $2, $3)", principal.ref, action, course_id
-        )
+        await self.log_reads(principal, action, [course_id], request_id=logs.request_id())
 
     async def log_accesses(self, principal: Principal, action: str, course_ids: list[UUID]) -> None:
         """One read of several courses' data, a row per course, in one statement."""
         if course_ids:
-            await self.pool.execute(
-                "INSERT INTO access_log (principal, action, course_id) SELECT $1, $2, unnest($3::uuid[])",
-                principal.ref, action, course_ids,
-            )
+            await self.log_reads(principal, action, course_ids, request_id=logs.request_id())
 
 
 _HOURS = {"clinic": ("opening_hours", "clinic_id"), "clinician": ("working_hours", "clinician_id")}

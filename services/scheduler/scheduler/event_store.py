@@ -77,6 +77,9 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
         self.sql_create_pg_function_insert_events = SQL(
             "CREATE OR REPLACE FUNCTION {schema}.{insert_events}(ids {id_type}[], versions bigint[], topics text[], "
             "states bytea[], guard_ids {id_type}[], guard_versions bigint[]) RETURNS SETOF bigint LANGUAGE plpgsql "
+            # As its owner: the services' role may insert events but not lock the table, which PostgreSQL allows
+            # only with UPDATE, DELETE or TRUNCATE rights (`db_roles`); every name in it is qualified.
+            "SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
             "AS $BODY$ BEGIN "
             "SET LOCAL lock_timeout = '{lock_timeout}s'; "
             "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "

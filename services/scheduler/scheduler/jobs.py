@@ -35,7 +35,7 @@ from scheduler.readmodels.indexer import Indexer
 from scheduler.relay import DEAD_LETTERS_TABLE, Relay, RelayRecorder, relay_tracking
 from scheduler.settings import Settings
 from scheduler.singleton import Singleton
-from scheduler.storage import migrate, projection_env
+from scheduler.storage import open_store, projection_env
 
 log = logging.getLogger("kact.jobs")
 
@@ -90,7 +90,7 @@ class BackgroundJobs:
     def start(
         cls, settings: Settings, env: dict[str, str], courses: Courses, clock: Callable[[], datetime]
     ) -> BackgroundJobs:
-        """Contend for every job; call once the tables exist (`migrate`). Integration windows pass by `clock`."""
+        """Contend for every job; call once the tables exist (`storage.migrate`). Integration windows pass by `clock`."""
         indexer = indexer_singleton(settings, env, courses).start()
         relay = relay_singleton(settings, env, courses).start() if settings.nats_url else None
         watcher = deadline_singleton(
@@ -137,7 +137,7 @@ def main() -> None:
         signal.signal(sig, ask_to_stop)
     follow_supervisor()
     env = event_store_env(settings)
-    courses, view = migrate(settings, env)
+    courses, view = open_store(settings, env)
     view.datastore.close()
     jobs = BackgroundJobs.start(settings, env, courses, lambda: datetime.now(UTC))
     log.info("background jobs started (schema %s)", settings.db_schema)

@@ -49,6 +49,7 @@ class Settings:
     nats_prefix: str = default("KACT_NATS_PREFIX")
     cipher_key: str | None = default("KACT_CIPHER_KEY")
     db_pool_size: int = default("KACT_DB_POOL_SIZE")
+    db_migrate: bool = default("KACT_DB_MIGRATE")
     simulated_time: bool = default("KACT_SIMULATED_TIME")
     workers: int = default("KACT_WORKERS")
     deadline_check_seconds: float = default("KACT_DEADLINE_CHECK_SECONDS")
@@ -98,6 +99,7 @@ VARIABLES: dict[str, str] = {
     "nats_prefix": "KACT_NATS_PREFIX",
     "cipher_key": "KACT_CIPHER_KEY",
     "db_pool_size": "KACT_DB_POOL_SIZE",
+    "db_migrate": "KACT_DB_MIGRATE",
     "simulated_time": "KACT_SIMULATED_TIME",
     "workers": "KACT_WORKERS",
     "deadline_check_seconds": "KACT_DEADLINE_CHECK_SECONDS",

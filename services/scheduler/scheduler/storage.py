@@ -39,3 +39,11 @@ def migrate(settings: Settings, env: dict[str, str]) -> tuple[Courses, CourseInd
             conn.execute(f"DELETE FROM {TRACKING_TABLE} WHERE application_name = %s", (courses.name,))
         relay_tracking({**projection_env(env), "CREATE_TABLE": "y"}).datastore.close()
     return courses, view
+
+
+def open_store(settings: Settings, env: dict[str, str]) -> tuple[Courses, CourseIndexView]:
+    """The event store and the course index of a service: migrated first, unless the schema's owner did that
+    (KACT_DB_MIGRATE=0) and this process may run as a role that changes no table's definition."""
+    if settings.db_migrate:
+        return migrate(settings, env)
+    return Courses(env={**env, "CREATE_TABLE": "n"}), course_index_view(projection_env(env))

@@ -1,74 +1,148 @@
-"""The operator's audit of one course: its timeline (every event, who recorded it, when), the course as it stood
-after any event, whether its hash chain verifies, and who read or changed it (the access log)."""
+"""The read audit: every read of course data is logged (who, when, which course, which action, the outcome), and
+the operator queries that log.
+
+A use case that reads course data wraps the read in `reading(...)`, whatever edge calls it (the API, pages,
+exports): one INSERT when the read ends, a row per course it showed (`Read.show`), or a row for the course it
+named, or one row without a course. A read refused (a course another clinic's, a principal of the wrong kind) is
+logged `denied` with what it asked for; one that failed otherwise (invalid input, the database) `failed`. A read
+is answered only once its row is written: if the log cannot be written, the read fails."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import base64
+import binascii
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
-import asyncpg
+from kact_contracts import logs
+from kact_contracts.access_log import DENIED, FAILED, OK, OUTCOMES
 
 from scheduler.api_keys import Principal
-from scheduler.application.errors import ForbiddenError
-from scheduler.application.handlers import Scheduling
-from scheduler.domain.course import Course
-from scheduler.readmodels.access_log import AccessRow, course_access_log
+from scheduler.application.errors import CourseNotFoundError, ForbiddenError, NotFoundError
+from scheduler.domain.errors import InvalidCommandError, NotAddressedError, NotHostingError
+
+log = logging.getLogger("kact.audit")
+Row = dict[str, Any]
+# Refusals of who asks (404 for what the principal may not see, 403 for a principal of the wrong kind).
+DENIALS = (CourseNotFoundError, NotFoundError, ForbiddenError, NotHostingError, NotAddressedError)
+MAX_LIMIT = 1000
+FIRST_YEAR, LAST_YEAR = 2000, 2099
+CURSOR_VERSION = 1
+
+
+class ReadLog(Protocol):
+    async def log_reads(self, principal: Principal, action: str, course_ids: Sequence[UUID | None], *,
+                        outcome: str = OK, request_id: str | None = None) -> None: ...
+
+
+@dataclass
+class Read:
+    """One read in progress: the course it names (None: a list), and the courses it showed once known."""
+
+    course_id: UUID | None
+    shown: list[UUID] | None = None
+
+    def show(self, course_ids: Iterable[UUID]) -> None:
+        """The courses whose data the read answers with (each once; none: a row without a course)."""
+        self.shown = list(dict.fromkeys(course_ids))
+
+    def rows(self) -> list[UUID | None]:
+        if self.shown is None:
+            return [self.course_id]
+        return list(self.shown) or [None]
+
+
+@asynccontextmanager
+async def reading(read_log: ReadLog, principal: Principal, action: str,
+                  course_id: UUID | None = None) -> AsyncIterator[Read]:
+    """Log the read done inside the block, with its outcome (`ok`, `denied`, `failed`), in one INSERT."""
+    read = Read(course_id)
+    try:
+        yield read
+    except Exception as error:
+        outcome = DENIED if isinstance(error, DENIALS) else FAILED
+        try:
+            await read_log.log_reads(principal, action, [course_id], outcome=outcome, request_id=logs.request_id())
+        except Exception as unlogged:  # the read's own error is the answer; this one is the operator's to see
+            log.error("a %s read (%s, %s by %s) was not logged: %s", outcome, action, course_id, principal.ref,
+                      unlogged)
+        raise
+    await read_log.log_reads(principal, action, read.rows(), outcome=OK, request_id=logs.request_id())
+
+
+# ------------------------------------------------------------------------------------------ the operator's query
 
 
 @dataclass(frozen=True)
-class ChainStatus:
-    """What verifying a course's hash chain found: `verified` (every event links to the one before), or where and
-    why it broke (`detail`)."""
+class AccessQuery:
+    """Which rows: of a course, of a principal (`clinic:<id>`, `operator:root`, ...), with an outcome, in a time
+    range (`since` included, `until` not)."""
 
-    verified: bool
-    detail: str
-    checked_at: datetime | None = None
-    events_checked: int | None = None
+    course_id: UUID | None = None
+    principal: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
-def chain_status(course_id: UUID) -> ChainStatus | None:
-    """The course's hash-chain verification, or None: not verified (the page says so).
-
-    The one place the audit page asks; the tamper-evidence work (`kact audit verify`) wires its per-course
-    verification here. It runs in a worker thread (it may read the event store synchronously); should it need the
-    store, give it `courses` as a second argument: `Audit.timeline` is its only caller."""
-    return None
+class AccessLogStore(Protocol):
+    async def entries(self, where: AccessQuery, after: tuple[datetime, int] | None, limit: int) -> list[Row]: ...
 
 
 @dataclass(frozen=True)
-class Timeline:
-    course_id: UUID
-    events: list[Any]  # the stored events, oldest first (`http.views.event_view` shows each)
-    chain: ChainStatus | None
-    access: list[AccessRow]
+class AccessLogPage:
+    rows: list[Row]
+    next_cursor: str | None
 
 
-class Audit:
-    """The operator page's reads, through the API's own use cases (each logs its read of the course)."""
+def encode_cursor(at: datetime, row_id: int) -> str:
+    raw = json.dumps({"v": CURSOR_VERSION, "at": at.isoformat(), "id": row_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
-    def __init__(self, scheduling: Scheduling, pool: asyncpg.Pool,
-                 in_thread: Callable[[Callable[[], Any]], Awaitable[Any]]) -> None:
-        self.scheduling, self.pool, self.in_thread = scheduling, pool, in_thread
 
-    @staticmethod
-    def _operator(principal: Principal) -> None:
+def decode_cursor(text: str) -> tuple[datetime, int]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION or not isinstance(data.get("id"), int):
+            raise ValueError("unknown cursor")
+        at = datetime.fromisoformat(data["at"])
+        if at.tzinfo is None:
+            raise ValueError("a cursor's instant has an offset")
+        return at, data["id"]
+    except (binascii.Error, ValueError, UnicodeDecodeError, KeyError, TypeError):
+        raise InvalidCommandError(["cursor is not one this API answered with (use next_cursor as given)"]) from None
+
+
+class AccessLogReads:
+    """The operator reads the access log; to anyone else it does not exist."""
+
+    def __init__(self, store: AccessLogStore) -> None:
+        self.store = store
+
+    async def entries(self, principal: Principal, where: AccessQuery, *, cursor: str | None,
+                      limit: int) -> AccessLogPage:
+        """A page of the rows `where` asks for, newest first (by time, then id); `next_cursor` continues it."""
         if principal.kind != "operator":
-            raise ForbiddenError("the audit page is for the operator")
-
-    async def timeline(self, principal: Principal, course_id: UUID) -> Timeline:
-        self._operator(principal)
-        events = await self.scheduling.history(principal, course_id)  # logs read_history
-        chain = await self.in_thread(lambda: chain_status(course_id))
-        # Read after the history: the log shows this very read.
-        return Timeline(course_id, events, chain, await course_access_log(self.pool, course_id))
-
-    async def course_at(self, principal: Principal, course_id: UUID, version: int) -> tuple[Course, int]:
-        """The course replayed up to and including event `version` (logs read_course, as `?as_of=` does), and the
-        version it has now."""
-        self._operator(principal)
-        course = await self.scheduling.get_course(principal, course_id, version)
-        latest: int = await self.in_thread(lambda: self.scheduling.courses.get_course(course_id).version)
-        return course, latest
+            raise NotFoundError("access log for", principal.ref)
+        problems = []
+        if not 1 <= limit <= MAX_LIMIT:
+            problems.append(f"limit must be from 1 to {MAX_LIMIT}")
+        for at in (where.since, where.until):
+            if at is not None and (at.tzinfo is None or not FIRST_YEAR <= at.year <= LAST_YEAR):
+                problems.append(f"from and to are instants with a UTC offset, in the years {FIRST_YEAR} to "
+                                f"{LAST_YEAR}")
+        if where.outcome is not None and where.outcome not in OUTCOMES:
+            problems.append(f"outcome is one of {', '.join(OUTCOMES)}")
+        if problems:
+            raise InvalidCommandError(list(dict.fromkeys(problems)))
+        after = decode_cursor(cursor) if cursor is not None else None
+        rows = await self.store.entries(where, after, limit + 1)
+        shown = rows[:limit]
+        more = len(rows) > limit
+        return AccessLogPage(shown, encode_cursor(shown[-1]["at"], shown[-1]["id"]) if more else None)

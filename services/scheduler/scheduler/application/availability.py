@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from scheduler.api_keys import Principal
 from scheduler.application import access
+from scheduler.application.audit import reading
 from scheduler.application.calendars import CalendarIds
 from scheduler.application.courses import Courses
 from scheduler.application.errors import NotFoundError, UnknownReferenceError
@@ -82,11 +83,36 @@ class Availability:
                  in_thread: Callable[[Callable[[], Any]], Awaitable[Any]]) -> None:
         self.courses, self.directory, self.calendars, self.in_thread = courses, directory, calendars, in_thread
 
-    # ------------------------------------------------------------ free slots
+    # Each search reads calendars (and, but for free slots, the course): each is a read in the access log.
 
     async def free_slots(self, principal: Principal, clinic_id: UUID, query: SlotQuery,
                          now: datetime) -> tuple[list[FreeSlot], str]:
-        """The free slots, and the clinic's zone they are shown in."""
+        """The free slots, and the clinic's zone they are shown in (they show nothing of any course)."""
+        async with reading(self.directory, principal, "list_free_slots"):
+            return await self._free_slots(principal, clinic_id, query, now)
+
+    async def next_slots(self, principal: Principal, course_id: UUID, kind: str, clinic_id: UUID | None,
+                         requirements: tuple[str, ...], minutes: int | None, first_day: date | None,
+                         last_day: date | None, step_minutes: int, limit: int,
+                         now: datetime) -> tuple[list[FreeSlot], str, list[str]]:
+        """The next slots the course's rules allow a session of `kind` in (at its home clinic, or `clinic_id`):
+        the slots, the zone they are shown in, and the rules each was checked against."""
+        async with reading(self.directory, principal, "list_next_slots", course_id):
+            return await self._next_slots(principal, course_id, kind, clinic_id, requirements, minutes, first_day,
+                                          last_day, step_minutes, limit, now)
+
+    async def plan(self, principal: Principal, course_id: UUID, medicine_sessions: int | None,
+                   preferences: Preferences, now: datetime) -> tuple[list[planning.Placed], str]:
+        """A proposal for every session the course still needs, earliest first within the preferences: each
+        judged by the course's rules beside the ones before it and by every calendar (the plan's own sessions
+        included). Nothing is booked or held."""
+        async with reading(self.directory, principal, "plan_course", course_id):
+            return await self._plan(principal, course_id, medicine_sessions, preferences, now)
+
+    # ------------------------------------------------------------ free slots
+
+    async def _free_slots(self, principal: Principal, clinic_id: UUID, query: SlotQuery,
+                          now: datetime) -> tuple[list[FreeSlot], str]:
         clinic = await self.directory.clinic(clinic_id)
         host = str(clinic_id)
         if clinic is None or principal.kind == "prescriber":
@@ -108,12 +134,10 @@ class Availability:
 
     # ------------------------------------------------------------ next slots
 
-    async def next_slots(self, principal: Principal, course_id: UUID, kind: str, clinic_id: UUID | None,
-                         requirements: tuple[str, ...], minutes: int | None, first_day: date | None,
-                         last_day: date | None, step_minutes: int, limit: int,
-                         now: datetime) -> tuple[list[FreeSlot], str, list[str]]:
-        """The next slots the course's rules allow a session of `kind` in (at its home clinic, or `clinic_id`):
-        the slots, the zone they are shown in, and the rules each was checked against."""
+    async def _next_slots(self, principal: Principal, course_id: UUID, kind: str, clinic_id: UUID | None,
+                          requirements: tuple[str, ...], minutes: int | None, first_day: date | None,
+                          last_day: date | None, step_minutes: int, limit: int,
+                          now: datetime) -> tuple[list[FreeSlot], str, list[str]]:
         home = access.clinic_of(principal)
         course = access.owned(await self.in_thread(lambda: self.courses.get_course(course_id)), principal)
         host_id = str(clinic_id or home)
@@ -147,11 +171,8 @@ class Availability:
 
     # ------------------------------------------------------------------ plan
 
-    async def plan(self, principal: Principal, course_id: UUID, medicine_sessions: int | None,
-                   preferences: Preferences, now: datetime) -> tuple[list[planning.Placed], str]:
-        """A proposal for every session the course still needs, earliest first within the preferences: each
-        judged by the course's rules beside the ones before it and by every calendar (the plan's own sessions
-        included). Nothing is booked or held."""
+    async def _plan(self, principal: Principal, course_id: UUID, medicine_sessions: int | None,
+                    preferences: Preferences, now: datetime) -> tuple[list[planning.Placed], str]:
         home = access.clinic_of(principal)
         course = access.owned(await self.in_thread(lambda: self.courses.get_course(course_id)), principal)
         wanted = medicine_sessions or course.protocol.max_medicine_sessions

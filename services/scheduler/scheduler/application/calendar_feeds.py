@@ -18,6 +18,7 @@ from uuid import UUID
 
 from scheduler.api_keys import Principal
 from scheduler.application.access import manages
+from scheduler.application.audit import Read, reading
 from scheduler.application.calendars import CalendarIds
 from scheduler.application.courses import Courses
 from scheduler.application.errors import NotFoundError
@@ -39,7 +40,7 @@ class FeedStore(Protocol):
 
     async def revoke(self, resource: str, resource_id: UUID, feed_id: UUID, by: Principal) -> Row | None: ...
 
-    async def active(self, token: str) -> Row | None: ...
+    async def find(self, token: str) -> Row | None: ...
 
 
 @dataclass(frozen=True)
@@ -139,10 +140,19 @@ class CalendarFeeds:
             raise NotFoundError("calendar feed", feed_id)
 
     async def feed(self, token: str, now: datetime) -> Feed:
-        """What the feed of `token` shows at `now`; NotFoundError for a token unknown or revoked."""
-        row = await self.store.active(token)
+        """What the feed of `token` shows at `now`; NotFoundError for a token unknown or revoked. Each fetch is
+        logged under the feed's name (`calendar-feed:<id>`), a revoked feed's as denied; a token that names no feed
+        names nobody to log."""
+        row = await self.store.find(token)
         if row is None:
             raise NotFoundError("calendar feed", "with this token")
+        async with reading(self.directory, Principal("calendar-feed", str(row["id"])),
+                           "read_calendar_feed") as logged:
+            if row["revoked_at"] is not None:
+                raise NotFoundError("calendar feed", "with this token")
+            return await self._feed(row, now, logged)
+
+    async def _feed(self, row: Row, now: datetime, logged: Read) -> Feed:
         resource, resource_id = Resource(row["resource"]), str(row["resource_id"])
         calendar_id = (self.calendars.clinician(resource_id) if resource is Resource.CLINICIAN
                        else self.calendars.room(resource_id))
@@ -156,8 +166,7 @@ class CalendarFeeds:
 
         slots, courses = await self.in_thread(read)
         shown = entries(slots, courses, resource, resource_id, now)
-        await self.directory.log_accesses(Principal("calendar-feed", str(row["id"])), "read_calendar_feed",
-                                          list(dict.fromkeys(UUID(e.course_id) for e in shown)))
+        logged.show(UUID(e.course_id) for e in shown)
         # Sessions share a few places: each (clinic, room) is looked up once per fetch.
         places = {(e.clinic_id, e.room_id): "" for e in shown}
         for clinic_id, room_id in list(places):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from scheduler.api_keys import Principal
 from scheduler.application import access
+from scheduler.application.audit import reading
 from scheduler.application.calendars import CalendarIds, Held
 from scheduler.application.courses import Courses, Work
 from scheduler.application.errors import (
@@ -48,6 +49,9 @@ class Directory(Protocol):
     async def log_access(self, principal: Principal, action: str, course_id: UUID | None) -> None: ...
 
     async def log_accesses(self, principal: Principal, action: str, course_ids: list[UUID]) -> None: ...
+
+    async def log_reads(self, principal: Principal, action: str, course_ids: Sequence[UUID | None], *,
+                        outcome: str = "ok", request_id: str | None = None) -> None: ...
 
 
 class CourseIndex(Protocol):
@@ -144,33 +148,36 @@ class Scheduling:
         return await self._run(self.courses.execution(opening, now, principal.clinic_id))
 
     async def list_courses(self, principal: Principal, status: str | None, page: int) -> list[Row]:
-        if principal.kind == "prescriber":
-            return []
-        clinic = None if principal.kind == "operator" else principal.clinic_id
-        rows = await self.in_thread(lambda: self.index.list_courses(clinic, status, page))
-        await self.directory.log_access(principal, "list_courses", None)
-        return rows  # type: ignore[no-any-return]
+        async with reading(self.directory, principal, "list_courses") as read:
+            if principal.kind == "prescriber":
+                read.show([])
+                return []
+            clinic = None if principal.kind == "operator" else principal.clinic_id
+            rows: list[Row] = await self.in_thread(lambda: self.index.list_courses(clinic, status, page))
+            read.show(r["course_id"] for r in rows)
+            return rows
 
     async def get_course(self, principal: Principal, course_id: UUID,
                          as_of: int | datetime | None = None) -> Course:
         """The course now, or as it stood at a version or an instant (replayed from its events: what had been
         recorded by then)."""
-        if isinstance(as_of, datetime):
-            at = as_of
-            course: Course = await self.in_thread(lambda: self.courses.course_at(course_id, at))
-        else:
-            course = await self.in_thread(lambda: self.courses.get_course(course_id, as_of))
-        if not access.may_see(course.home_clinic_id, principal):
-            raise CourseNotFoundError(course_id)
-        await self.directory.log_access(principal, "read_course", course_id)
-        return course
+        async with reading(self.directory, principal, "read_course" if as_of is None else "replay_course",
+                           course_id):
+            if isinstance(as_of, datetime):
+                at = as_of
+                course: Course = await self.in_thread(lambda: self.courses.course_at(course_id, at))
+            else:
+                course = await self.in_thread(lambda: self.courses.get_course(course_id, as_of))
+            if not access.may_see(course.home_clinic_id, principal):
+                raise CourseNotFoundError(course_id)
+            return course
 
     async def history(self, principal: Principal, course_id: UUID) -> list[Any]:
-        events: list[Any] = await self.in_thread(lambda: self.courses.history(course_id))
-        if not access.may_see(events[0].home_clinic_id, principal):  # the opening event names the home clinic
-            raise CourseNotFoundError(course_id)
-        await self.directory.log_access(principal, "read_history", course_id)
-        return events
+        async with reading(self.directory, principal, "read_history", course_id):
+            events: list[Any] = await self.in_thread(lambda: self.courses.history(course_id))
+            if not access.may_see(events[0].home_clinic_id, principal):  # the opening event names the home clinic
+                raise CourseNotFoundError(course_id)
+            return events
 
     async def record_screening(self, principal: Principal, course_id: UUID, *, partner: str, result: str,
                                clinician_id: UUID, notes: str, now: datetime | None = None) -> Course:
@@ -570,14 +577,16 @@ class Scheduling:
 
     async def approval_queue(self, principal: Principal, status: str | None) -> list[tuple[UUID, DoseApproval]]:
         """The approvals addressed to a prescriber (the operator sees every one)."""
-        if principal.kind == "clinic":
-            raise ForbiddenError("the approval queue is for prescribers")
-        prescriber = principal.id if principal.kind == "prescriber" else None
-        rows = await self.in_thread(lambda: self.index.list_approvals(prescriber, status))
-        # The queue holds ids only; the requested dose is read from the (encrypted) course itself.
-        course_ids = {r["course_id"] for r in rows}
-        courses = await self.in_thread(lambda: {cid: self.courses.get_course(cid) for cid in course_ids})
-        return [(r["course_id"], courses[r["course_id"]].approvals[r["approval_id"]]) for r in rows]
+        async with reading(self.directory, principal, "list_dose_approvals") as read:
+            if principal.kind == "clinic":
+                raise ForbiddenError("the approval queue is for prescribers")
+            prescriber = principal.id if principal.kind == "prescriber" else None
+            rows = await self.in_thread(lambda: self.index.list_approvals(prescriber, status))
+            # The queue holds ids only; the requested dose is read from the (encrypted) course itself.
+            course_ids = list(dict.fromkeys(r["course_id"] for r in rows))
+            courses = await self.in_thread(lambda: {cid: self.courses.get_course(cid) for cid in course_ids})
+            read.show(course_ids)
+            return [(r["course_id"], courses[r["course_id"]].approvals[r["approval_id"]]) for r in rows]
 
     async def decide_dose_approval(self, principal: Principal, approval_id: str, *, approve: bool, now: datetime,
                                    approved_mg: float | None, reason: str) -> tuple[UUID, DoseApproval]:

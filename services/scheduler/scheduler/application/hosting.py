@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from scheduler.api_keys import Principal
+from scheduler.application.audit import reading
 from scheduler.application.courses import Courses
 from scheduler.application.errors import ForbiddenError, NotFoundError
 from scheduler.application.handlers import Directory
@@ -67,6 +68,13 @@ class Hosting:
                    starts_before: datetime | None = None) -> list[HostedSession]:
         """The sessions `clinic_id` hosts for other clinics' courses starting in the range (its own key, or the
         operator's); a range given no end is a week long."""
+        async with reading(self.directory, principal, "list_hosted_sessions") as read:
+            hosted = await self._week(principal, clinic_id, starts_from, starts_before)
+            read.show(s.course_id for s in hosted)
+            return hosted
+
+    async def _week(self, principal: Principal, clinic_id: UUID, starts_from: datetime,
+                    starts_before: datetime | None) -> list[HostedSession]:
         _own_or_operator(principal, clinic_id)
         # Checked before any arithmetic on them: near year 1 or 9999 a week (or an offset) overflows.
         if any(at.tzinfo is None or not 2000 <= at.year <= 2099 for at in (starts_from, starts_before or starts_from)):
@@ -78,29 +86,29 @@ class Hosting:
                                        f"{LONGEST_RANGE.days} days"])
         rows: list[Row] = await self.in_thread(
             lambda: self.index.hosted_sessions(str(clinic_id), starts_from, starts_before))
-        return await self._from_courses(principal, rows)
+        return await self._from_courses(rows)
 
     async def to_rebook(self, principal: Principal, partner_clinic_id: UUID) -> list[HostedSession]:
         """The booked sessions one clinic hosts for the other's courses, either way: what to rebook once their
         partnership ends."""
-        if principal.kind != "clinic" or principal.clinic_id is None:
-            raise ForbiddenError("a clinic's key lists the sessions it shares with a partner")
-        rows: list[Row] = await self.in_thread(
-            lambda: self.index.booked_between(principal.clinic_id or "", str(partner_clinic_id)))
-        hosted = await self._from_courses(principal, rows)
-        return [s for s in hosted if s.status == SessionStatus.BOOKED.value]  # as the course says now
+        async with reading(self.directory, principal, "list_shared_sessions") as read:
+            if principal.kind != "clinic" or principal.clinic_id is None:
+                raise ForbiddenError("a clinic's key lists the sessions it shares with a partner")
+            rows: list[Row] = await self.in_thread(
+                lambda: self.index.booked_between(principal.clinic_id or "", str(partner_clinic_id)))
+            hosted = await self._from_courses(rows)
+            shared = [s for s in hosted if s.status == SessionStatus.BOOKED.value]  # as the course says now
+            read.show(s.course_id for s in shared)
+            return shared
 
-    async def _from_courses(self, principal: Principal, rows: list[Row]) -> list[HostedSession]:
+    async def _from_courses(self, rows: list[Row]) -> list[HostedSession]:
         """The index's rows as their courses say now (status, time, staff; the index may trail a moment, and
         it does not follow every state of a session)."""
         course_ids = list(dict.fromkeys(r["course_id"] for r in rows))
         courses: dict[UUID, Course] = await self.in_thread(  # as stored now, not as this process last saw them
             lambda: {cid: self.courses.get_course(cid) for cid in course_ids})
-        shown = [_hosted(row, courses[row["course_id"]]) for row in rows
-                 if row["session_id"] in courses[row["course_id"]].sessions and not courses[row["course_id"]].closed]
-        await self.directory.log_accesses(principal, "list_hosted_sessions",
-                                          list(dict.fromkeys(s.course_id for s in shown)))
-        return shown
+        return [_hosted(row, courses[row["course_id"]]) for row in rows
+                if row["session_id"] in courses[row["course_id"]].sessions and not courses[row["course_id"]].closed]
 
 
 def _own_or_operator(principal: Principal, clinic_id: UUID) -> None:

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -14,6 +15,7 @@ from notifier.admin import DeadLetter, Delivery, DeliveryAttempt, NotifierAdmin,
 
 from scheduler.api_keys import Principal
 from scheduler.application.access import managed_owner
+from scheduler.application.audit import reading
 from scheduler.application.directory import ManagedDirectory
 from scheduler.application.errors import (
     AlreadyRedrivenError,
@@ -51,23 +53,29 @@ class Notifications:
 
     async def feed(self, principal: Principal, recipient: str | None, after: int,
                    limit: int) -> tuple[Recipient, Page[dict[str, Any]]]:
-        """The caller's feed after a position (the operator names whose feed); reading it is logged."""
-        if principal.kind == "operator":
-            if not recipient:
-                raise InvalidCommandError(["the operator names a feed: ?recipient=clinic:<id> or prescriber:<id>"])
-            feed = Recipient.parse(recipient)
-        else:
-            feed = Recipient(principal.kind, principal.id if principal.kind == "prescriber" else str(principal.clinic_id))
-            if recipient not in (None, feed.ref):
-                raise NotFoundError("feed", recipient)
-        page = await self.notifier.feed(feed, after, limit)
-        await self.directory.log_access(principal, "read_feed", None)
-        return feed, page
+        """The caller's feed after a position (the operator names whose feed); reading it is logged, a row per
+        course its items name."""
+        async with reading(self.directory, principal, "read_feed") as read:
+            if principal.kind == "operator":
+                if not recipient:
+                    raise InvalidCommandError(["the operator names a feed: ?recipient=clinic:<id> or prescriber:<id>"])
+                feed = Recipient.parse(recipient)
+            else:
+                feed = Recipient(principal.kind,
+                                 principal.id if principal.kind == "prescriber" else str(principal.clinic_id))
+                if recipient not in (None, feed.ref):
+                    raise NotFoundError("feed", recipient)
+            page = await self.notifier.feed(feed, after, limit)
+            read.show(_course_ids(item.get("event") for item in page.items))
+            return feed, page
 
     async def dead_letters(self, principal: Principal, pending: bool, limit: int, offset: int) -> list[DeadLetter]:
-        """Course events the notifier could not process (the operator's)."""
-        _operator(principal)
-        return await self.notifier.dead_letters(pending, limit, offset)
+        """Course events the notifier could not process (the operator's); a read of each course they name."""
+        async with reading(self.directory, principal, "list_dead_letters") as read:
+            _operator(principal)
+            found = await self.notifier.dead_letters(pending, limit, offset)
+            read.show(_course_ids(_json(d.payload) for d in found))
+            return found
 
     async def redrive_dead_letter(self, principal: Principal, dead_letter_id: int) -> DeadLetter:
         """Ask the notifier to process a dead letter again (once)."""
@@ -81,9 +89,12 @@ class Notifications:
 
     async def relay_dead_letters(self, principal: Principal, limit: int, offset: int) -> list[Any]:
         """Stored events the relay could not publish (the operator's)."""
-        _operator(principal)
-        assert self._relay_dead_letters is not None, "composed without the relay's dead letters"
-        return await self._relay_dead_letters(limit, offset)
+        async with reading(self.directory, principal, "list_relay_dead_letters") as read:
+            _operator(principal)
+            assert self._relay_dead_letters is not None, "composed without the relay's dead letters"
+            found = await self._relay_dead_letters(limit, offset)
+            read.show(row["course_id"] for row in found)
+            return found
 
     async def deliveries(self, principal: Principal, status: str | None, limit: int,
                          offset: int) -> Page[Delivery]:
@@ -138,6 +149,25 @@ class Notifications:
             # A host name is checked again at every delivery, against what it resolves to then.
             raise InvalidCommandError(
                 [f"url: {parts.hostname} is not a public address (KACT_WEBHOOK_ALLOW_PRIVATE=1 allows it)"])
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _course_ids(events: Iterable[Any]) -> list[UUID]:
+    """The courses some CloudEvents name (`courseid`; a notice or an unreadable message names none)."""
+    found = []
+    for event in events:
+        course = event.get("courseid") if isinstance(event, dict) else None
+        try:
+            found.append(UUID(course))
+        except (TypeError, ValueError):
+            continue
+    return found
 
 
 def _operator(principal: Principal) -> None:

@@ -1,6 +1,7 @@
 """Reads of a clinic's week from the course index: the course list (filtered, a cursor to the next page) and the
 calendars of clinicians and rooms by local day and ISO week. Each waits for the index to hold every write committed
-before it (`freshness`), so a read right after a command shows it; each is written to the access log."""
+before it (`freshness`), so a read right after a command shows it; each is written to the access log
+(`audit.reading`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from scheduler.api_keys import Principal
+from scheduler.application.audit import reading
 from scheduler.application.calendar_feeds import managed_resource
 from scheduler.application.handlers import Directory
 from scheduler.domain.errors import InvalidCommandError
@@ -148,6 +150,13 @@ class Reads:
     async def courses(self, principal: Principal, filters: CourseFilter, *, cursor: str | None, page: int | None,
                       limit: int) -> CoursePage:
         """A page of the courses the principal sees (a clinic: its own; the operator: all; a prescriber: none)."""
+        async with reading(self.directory, principal, "list_courses") as read:
+            found = await self._courses(principal, filters, cursor=cursor, page=page, limit=limit)
+            read.show(r["course_id"] for r in found.rows)
+            return found
+
+    async def _courses(self, principal: Principal, filters: CourseFilter, *, cursor: str | None, page: int | None,
+                       limit: int) -> CoursePage:
         if cursor is not None and page is not None:
             raise InvalidCommandError(["give either cursor or page, not both (page is kept for older clients)"])
         if not 1 <= limit <= MAX_LIMIT:
@@ -169,7 +178,6 @@ class Reads:
             offset=(page - 1) * limit if page is not None else 0, limit=limit)
         await self.fresh()
         rows: list[Row] = await self.in_thread(lambda: self.index.find_courses(query))
-        await self.directory.log_access(principal, "list_courses", None)
         shown, more = rows[:limit], len(rows) > limit
         next_cursor = encode_cursor(Cursor(shown[-1]["opened_at"], shown[-1]["course_id"])) if more else None
         return CoursePage(shown, next_cursor, page, page + 1 if more and page is not None else None)
@@ -179,6 +187,14 @@ class Reads:
         """The sessions of a clinician or a room in a local day or ISO week of its clinic's zone (the one holding
         `day`, else `now`), those that overlap it included, by start. The clinic of the clinician or room (or the
         operator) reads it; to anyone else it does not exist."""
+        async with reading(self.directory, principal, f"read_{resource}_calendar") as read:
+            found = await self._calendar(principal, resource, resource_id, clinic_id, view, day, now,
+                                         include_cancelled)
+            read.show(e.course_id for e in found.entries)
+            return found
+
+    async def _calendar(self, principal: Principal, resource: str, resource_id: UUID, clinic_id: UUID | None,
+                        view: View, day: date | None, now: datetime, include_cancelled: bool) -> CalendarDay:
         if day is not None and not FIRST_YEAR <= day.year <= LAST_YEAR:
             raise InvalidCommandError([f"date must lie in the years {FIRST_YEAR} to {LAST_YEAR}"])
         owner = await managed_resource(self.directory, principal, resource, resource_id, clinic_id)
@@ -194,10 +210,4 @@ class Reads:
             starts_at=r["starts_at"].astimezone(zone), ends_at=r["ends_at"].astimezone(zone),
             clinic_id=r["clinic_id"], room_id=r["room_id"], clinician_ids=tuple(r["clinician_ids"]),
             status=r["status"], confirmation=r["confirmation"]) for r in rows]
-        action = f"read_{resource}_calendar"
-        shown = list(dict.fromkeys(e.course_id for e in entries))
-        if shown:
-            await self.directory.log_accesses(principal, action, shown)
-        else:  # nothing of a course was read, but the read is recorded all the same
-            await self.directory.log_access(principal, action, None)
         return CalendarDay(resource, resource_id, owner, zone.key, view, period, entries)

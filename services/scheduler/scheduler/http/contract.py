@@ -93,7 +93,7 @@ FORBIDDEN = {
     "holdSlot", "bookHold", "releaseHold", "listNextSlots", "planCourse", "holdPlan", "bookPlan",
     "createSignInLink",
 }
-NOT_FOUND_WITHOUT_ID = {"readFeed", "listDeadLetters", "listRelayDeadLetters"}
+NOT_FOUND_WITHOUT_ID = {"readFeed", "listDeadLetters", "listRelayDeadLetters", "listAccessLog"}
 UNAUTHENTICATED = {"live", "ready", "deliveryHealth", "listProblemTypes", "getProblemType", "getRules",
                    "getCalendarFeed"}
 # Operations without a key that still answer problems: a calendar feed's URL holds its credential (its token).

@@ -17,7 +17,9 @@ from litestar.exceptions import NotAuthorizedException
 from nats.aio.client import Client as NATS
 from notifier.admin import NotifierAdmin
 
-from scheduler.application.audit import Audit
+from scheduler.access_log import AccessLog
+from scheduler.application.audit import AccessLogReads
+from scheduler.application.course_audit import Audit
 from scheduler.application.availability import Availability
 from scheduler.application.calendar_feeds import CalendarFeeds
 from scheduler.application.calendars import CalendarIds
@@ -88,7 +90,8 @@ class Services:
     reads: Reads = field(init=False)
     exports: Exports = field(init=False)
     desk: PrescriberDesk = field(init=False)
-    audit: Audit = field(init=False)
+    course_audit: Audit = field(init=False)  # the operator's audit page of a course
+    audit: AccessLogReads = field(init=False)  # the read-access log's queries
 
     def __post_init__(self) -> None:
         calendars = CalendarIds(self.partner_key)
@@ -98,8 +101,9 @@ class Services:
         self.availability = Availability(self.courses, self.directory, calendars, self.run)
         self.reads = Reads(self.index, self.directory, self.index_caught_up, self.run)
         self.desk = PrescriberDesk(self.scheduling, self.courses, self.directory, self.run, self.index_caught_up)
-        self.audit = Audit(self.scheduling, self.directory.pool, self.run)
+        self.course_audit = Audit(self.scheduling, self.directory.pool, self.run)
         self.hosting = Hosting(self.courses, self.index, self.directory, self.run)
+        self.audit = AccessLogReads(AccessLog(self.directory.pool))
         self.clinics = Clinics(self.directory)
         self.keys = Keys(self.directory, self.directory.keys)
         self.exports = Exports(self.courses, self.directory.log_access, self.run, self.clock)

@@ -277,4 +277,13 @@ DESCRIPTIONS: dict[str, str] = {
                         "link is shown only in this response, lasts 15 minutes, signs in once (opening it shows a "
                         "button; the click uses it), and the session it opens ends when the key that asked for it is "
                         "revoked. A clinic's key: 403.",
+    "listAccessLog": "The operator reads the access log: every read of course data through the API, the calendar "
+                     "feeds and the webhooks delivered, newest first (by time, then id). Each row names the "
+                     "principal, the action (`read_course`, `replay_course` for `?as_of=`, `read_history`, "
+                     "`list_courses`, `read_feed`, ...), the course (a row per course a read showed; none for a list "
+                     "that showed none), the outcome (`ok`; `denied`: a principal refused, 404 or 403, e.g. a clinic "
+                     "asking for another clinic's course; `failed`: any other error) and the request id. Filter by "
+                     "`course_id`, `principal`, `outcome` and a time range (`from` included, `to` not); follow "
+                     "`next_cursor`. The log is append-only: the services' database role cannot change or delete "
+                     "its rows. Anyone but the operator gets 404.",
 }

@@ -543,4 +543,13 @@ RESPONSES: dict[str, Any] = {
                      "starts_at": "2026-03-09T11:00:00+01:00", "ends_at": "2026-03-09T14:00:00+01:00",
                      "clinic_id": PARTNER_CLINIC, "room_id": PARTNER_ROOM, "clinician_ids": [PARTNER_THERAPIST],
                      "status": "booked", "confirmation": "confirmed"}]},
+    # Newest first: the home clinic reads the course, another clinic is refused it, the prescriber's queue shows it.
+    "listAccessLog": {"items": [
+        {"id": 90412, "at": "2026-03-02T09:15:02.118Z", "principal": BY_CLINIC, "action": "read_course",
+         "course_id": COURSE, "outcome": "ok", "request_id": "7f3a9c2e5b1d4e60"},
+        {"id": 90398, "at": "2026-03-02T09:14:40.530Z", "principal": f"clinic:{PARTNER_CLINIC}",
+         "action": "read_course", "course_id": COURSE, "outcome": "denied", "request_id": "1c4e7a0d3f6b9e28"},
+        {"id": 90377, "at": "2026-03-02T09:12:11.007Z", "principal": BY_PRESCRIBER, "action": "list_dose_approvals",
+         "course_id": COURSE, "outcome": "ok", "request_id": "b8d1f4a7c0e3b6d9"}],
+        "next_cursor": "eyJ2IjoxLCJhdCI6IjIwMjYtMDMtMDJUMDk6MTI6MTEuMDA3MDAwKzAwOjAwIiwiaWQiOjkwMzc3fQ"},
 }

@@ -355,7 +355,7 @@ async def audit_home(request: Request[Any, Any, Any], course_id: str | None = No
 async def audit_course(request: Request[Any, Any, Any], course_id: UUID) -> Response[str]:
     services = _services(request)
     session = await _signed_in(request, services, "operator")
-    timeline = await services.audit.timeline(session.principal, course_id)
+    timeline = await services.course_audit.timeline(session.principal, course_id)
     return _page("audit_course.html", session=session, csrf=session.csrf, course_id=course_id,
                  events=[event_view(e) for e in timeline.events], chain=timeline.chain, access=timeline.access)
 
@@ -366,7 +366,7 @@ async def audit_course_at(request: Request[Any, Any, Any], course_id: UUID, vers
     session = await _signed_in(request, services, "operator")
     if not 1 <= version <= 2**31 - 1:
         raise PageRefused(404, "No such version", f"course {course_id} has no event {version}")
-    course, latest = await services.audit.course_at(session.principal, course_id, version)
+    course, latest = await services.course_audit.course_at(session.principal, course_id, version)
     if course.version < version:
         raise PageRefused(404, "No such version", f"course {course_id} has {course.version} events, not {version}")
     return _page("audit_course_at.html", session=session, csrf=session.csrf, course=course_view(course),

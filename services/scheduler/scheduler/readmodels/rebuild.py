@@ -15,6 +15,7 @@ import psycopg
 from eventsourcing.persistence import Tracking
 from psycopg import sql
 
+from scheduler import db_roles
 from scheduler.application.courses import Courses
 from scheduler.readmodels.course_index import INDEXED_TOPICS, TABLES, CourseIndexView, changes, course_index_view
 from scheduler.readmodels.freshness import TRACKING_TABLE, IndexLag, lag_sql
@@ -96,9 +97,11 @@ def _swap(database_url: str, schema: str, shadow: str, courses: Courses, view: C
             "UPDATE {new}.integration_deadlines n SET status = o.status, opened_at = o.opened_at "
             "FROM {live}.integration_deadlines o WHERE n.course_id = o.course_id AND n.session_id = o.session_id "
             "AND n.status = 'open' AND o.status = 'checked'").format(new=new, live=live))
+        grants = db_roles.table_grants(conn, schema, tables)
         for table in tables:
             conn.execute(sql.SQL("DROP TABLE {}.{}").format(live, sql.Identifier(table)))
             conn.execute(sql.SQL("ALTER TABLE {}.{} SET SCHEMA {}").format(new, sql.Identifier(table), live))
+        db_roles.copy_grants(conn, schema, grants)  # the services' role writes the new tables as it wrote the old
     return position, applied
 
 
