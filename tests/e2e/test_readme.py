@@ -92,7 +92,10 @@ def test_the_walkthrough_and_every_block_after_it_run_in_one_shell(tmp_path: Pat
         # day each for assessment and preparation), booked up to it, the next integration slots and a hold booked
         assert after[16:22] == ["1440", "agreed", "2026-02-10T09:00:00+01:00", "True", "['I1', 'I4']", "booked"], \
             run.stdout
-        assert after[22].startswith("whsec_") and after[23] == "update" and len(after) == 24, run.stdout
+        assert after[22].startswith("whsec_") and after[23] == "update", run.stdout
+        # the read access log: the ketamine clinic's read of the course refused (404) and logged as its, one page
+        assert after[24] == "404" and re.fullmatch(r"clinic:[0-9a-f-]{36}", after[25]), run.stdout
+        assert after[26] == "None" and len(after) == 27, run.stdout
     finally:
         stop(process)
 

@@ -234,4 +234,4 @@ def test_the_operator_reads_a_timeline_replays_an_earlier_event_and_sees_the_acc
     expect(page.get_by_role("heading", level=1)).to_contain_text(f"As of event #{version - 1}")
     expect(page.get_by_role("heading", name=re.compile(r"^Dose approvals"))).to_have_text("Dose approvals (0)")
     page.goto(f"/pages/audit/courses/{waiting.course_id}")
-    expect(log.filter(has_text="operator:root").filter(has_text="read_course")).to_have_count(2)
+    expect(log.filter(has_text="operator:root").filter(has_text="replay_course")).to_have_count(2)

@@ -66,7 +66,7 @@ class Audit:
         return Timeline(course_id, events, chain, await course_access_log(self.pool, course_id))
 
     async def course_at(self, principal: Principal, course_id: UUID, version: int) -> tuple[Course, int]:
-        """The course replayed up to and including event `version` (logs read_course, as `?as_of=` does), and the
+        """The course replayed up to and including event `version` (logs replay_course, as `?as_of=` does), and the
         version it has now."""
         self._operator(principal)
         course = await self.scheduling.get_course(principal, course_id, version)
