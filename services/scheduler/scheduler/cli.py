@@ -1,5 +1,5 @@
 """The `kact` command: `up` serves the scheduler and its servers, `projections` rebuilds the read models or says
-how far behind they are, `version` prints the version."""
+how far behind they are, `audit` checks the stored events for tampering, `version` prints the version."""
 
 from __future__ import annotations
 
@@ -68,6 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dir (the one a running `kact up` serves, or started for the command and stopped after it).", 100))
     projections.add_argument("action", choices=["rebuild", "status"])
     projections.add_argument("--data-dir", type=Path, help="where data, keys and logs are kept (KACT_DATA_DIR)")
+    audit = commands.add_parser(
+        "audit", help="check the event store against its hash chain and signed heads (tamper evidence)",
+        description=textwrap.fill(
+            "`verify` recomputes the hash chain over every stored event, compares it with the chain the jobs keep "
+            "and with every signed head (the data dir's audit-heads.log and the chain_heads table), and prints "
+            "\"ok\" or the first broken link (exit code 1). It finds the database as `kact projections` does and "
+            "needs the audit key (KACT_AUDIT_KEY or the data dir's audit.key), not the cipher key.", 100))
+    audit.add_argument("action", choices=["verify"])
+    audit.add_argument("--data-dir", type=Path, help="where data, keys and logs are kept (KACT_DATA_DIR)")
     commands.add_parser("version", help="print the installed version")
     args = parser.parse_args(argv)
 
@@ -79,6 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         environ = {**os.environ, **({"KACT_DATA_DIR": str(args.data_dir)} if args.data_dir else {})}
         return run_projections(args.action, environ)
+    if args.command == "audit":
+        from scheduler.chain.cli import run_audit
+
+        environ = {**os.environ, **({"KACT_DATA_DIR": str(args.data_dir)} if args.data_dir else {})}
+        return run_audit(args.action, environ)
     overrides = {"KACT_HTTP_HOST": args.host, "KACT_HTTP_PORT": args.port, "KACT_DATA_DIR": args.data_dir}
     environ = {**os.environ, **{k: str(v) for k, v in overrides.items() if v is not None}}
     try:
