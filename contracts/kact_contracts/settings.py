@@ -113,6 +113,10 @@ def _key(env: Environment, name: str, default: Any) -> Any:
     return env.key(name)
 
 
+def _hmac_key(env: Environment, name: str, default: Any) -> Any:
+    return env.key(name, sizes=(32, 64))
+
+
 # In the README's order: where the API runs, its servers and secrets, its limits, then delivery.
 CATALOGUE: tuple[Setting, ...] = (
     Setting("KACT_HTTP_HOST", "127.0.0.1", _text, "address the API listens on (`0.0.0.0`: every IPv4 address)"),
@@ -137,6 +141,13 @@ CATALOGUE: tuple[Setting, ...] = (
     Setting("KACT_CIPHER_KEY", None, _key,
             "AES-GCM key (base64 of 16, 24 or 32 bytes; generated: 32) that encrypts stored events; losing it "
             "loses the data", shown="generated once into the data dir"),
+    Setting("KACT_AUDIT_KEY", None, _hmac_key,
+            "HMAC-SHA256 key (base64 of 32 or 64 bytes) that signs the event chain's heads (see [Tamper "
+            "evidence](#tamper-evidence)); kept out of the database. The jobs process and `kact audit verify` need "
+            "it", shown="generated once into the data dir"),
+    Setting("KACT_AUDIT_SIGN_SECONDS", 60.0, _seconds(above_zero=True),
+            "seconds (more than 0) between two signed heads of the event chain; the jobs process also signs one "
+            "when it stops"),
     Setting("KACT_WORKERS", 1, _integer(1),
             "API worker processes, at least 1 (`2` uses both cores of a small machine)"),
     Setting("KACT_RATE_LIMIT", 20.0, _rate,

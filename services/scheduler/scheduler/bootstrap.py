@@ -31,6 +31,7 @@ from scheduler.http.calendars import ROUTES as CALENDAR_ROUTES
 from scheduler.directory import Directory
 from scheduler.http.courses import CourseController, DoseApprovalController
 from scheduler.http.dead_letters import list_dead_letters, list_relay_dead_letters, redrive_dead_letter
+from scheduler.chain.audit import ChainAudit
 from scheduler.http.deps import (
     DeliveryLimits,
     Services,
@@ -155,6 +156,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Li
                                     settings.notifier_max_silence) if settings.nats_url else None,
             webhook_allow_private=settings.webhook_allow_private,
             page_sessions=PageSessions(pool, hash_key(settings.operator_token or "")),
+            chain_audit=ChainAudit.from_settings(settings) if settings.audit_key else None,
         )
         try:
             yield

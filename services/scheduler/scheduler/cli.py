@@ -1,5 +1,6 @@
 """The `kact` command: `up` serves the scheduler and its servers, `projections` rebuilds the read models or says
-how far behind they are, `audit export` writes a course's history for an auditor, `version` prints the version."""
+how far behind they are, `audit` exports a course's history, lists who read what and checks the stored events for
+tampering, `db grant` gives the services' role its rights, `version` prints the version."""
 
 from __future__ import annotations
 
@@ -70,12 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dir (the one a running `kact up` serves, or started for the command and stopped after it).", 100))
     projections.add_argument("action", choices=["rebuild", "status"])
     projections.add_argument("--data-dir", type=Path, help="where data, keys and logs are kept (KACT_DATA_DIR)")
-    audit = commands.add_parser("audit", help="the audit trails: export a course's history, who read what",
+    audit = commands.add_parser("audit", help="the audit trails: export a course's history, who read what, verify "
+                                              "the hash chain",
                                 description="Audit: export a course's history for an auditor (export); every read "
-                                            "of course data, who, when, the outcome (access-log).")
+                                            "of course data, who, when, the outcome (access-log); the stored "
+                                            "events checked against their hash chain and signed heads (verify).")
     audit_actions = audit.add_subparsers(dest="audit_action", required=True, metavar="ACTION")
     _add_audit_export(audit_actions)
     _add_audit_access_log(audit_actions)
+    _add_audit_verify(audit_actions)
     _add_db(commands)
     commands.add_parser("version", help="print the installed version")
     args = parser.parse_args(argv)
@@ -113,6 +117,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kact: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _add_audit_verify(audit_actions: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    verify = audit_actions.add_parser(
+        "verify", help="check the event store against its hash chain and signed heads (tamper evidence)",
+        description=textwrap.fill(
+            "`verify` recomputes the hash chain over every stored event, compares it with the chain the jobs keep "
+            "and with every signed head (the data dir's audit-heads.log and the chain_heads table), and prints "
+            "\"ok\" or the first broken link (exit code 1). It finds the database as `kact projections` does and "
+            "needs the audit key (KACT_AUDIT_KEY or the data dir's audit.key), not the cipher key.", 100))
+    verify.add_argument("--data-dir", type=Path, help="where data, keys and logs are kept (KACT_DATA_DIR)")
+
+    def run(args: argparse.Namespace) -> int:
+        from scheduler.chain.cli import run_audit  # the event store's libraries, only when needed
+
+        return run_audit("verify", _with_data_dir(args.data_dir))
+
+    verify.set_defaults(run=run)
 
 
 def _add_audit_export(audit_actions: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

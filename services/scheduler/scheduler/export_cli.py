@@ -29,6 +29,7 @@ from scheduler.application.errors import CourseNotFoundError
 from scheduler.application.export import FORMATS, Export, Exports
 from scheduler.embedded import ServerError
 from scheduler.projections_cli import _database
+from scheduler.chain.audit import ChainAudit
 from scheduler.runtime import resolve_runtime_settings
 from scheduler.settings import Settings
 from scheduler.storage import migrate
@@ -77,7 +78,9 @@ def export_files(course_id: UUID, formats: list[str], environ: Mapping[str, str]
                     conn.execute("INSERT INTO access_log (principal, action, course_id) VALUES (%s, %s, %s)",
                                  (principal.ref, action, course))
 
-                exports = Exports(courses, log_access, asyncio.to_thread, lambda: datetime.now(timezone.utc))
+                chained = {"links": ChainAudit.from_settings(runtime).links_of} if runtime.audit_key else {}
+                exports = Exports(courses, log_access, asyncio.to_thread, lambda: datetime.now(timezone.utc),
+                                  **chained)
                 return asyncio.run(exports.export(cli_principal(), course_id, formats))
         finally:
             courses.close()

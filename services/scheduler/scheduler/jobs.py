@@ -1,6 +1,6 @@
-"""The scheduler's background jobs: the course index projection, the relay to JetStream and the deadline
-watcher. Each runs in one process at a time (a `Singleton`: whoever holds its advisory lock), so any number
-of scheduler processes may run them and one takes over when another dies.
+"""The scheduler's background jobs: the course index projection, the relay to JetStream, the deadline
+watcher and the event chain (tamper evidence). Each runs in one process at a time (a `Singleton`: whoever holds
+its advisory lock), so any number of scheduler processes may run them and one takes over when another dies.
 
 `kact up` runs them in a process of their own (`python -m scheduler.jobs`) so that the API processes spend
 their interpreter on requests; an API process started alone (tests, `create_app` with the default
@@ -27,6 +27,7 @@ from kact_contracts.metrics import serve_metrics
 from prometheus_client import REGISTRY
 
 from scheduler.application.courses import Courses, event_store_env
+from scheduler.chain.keeper import chain_singleton
 from scheduler.deadlines import deadline_singleton
 from scheduler.metrics import RelayLagCollector
 from scheduler.readmodels.delivery import relay_lag_sql
@@ -85,6 +86,7 @@ class BackgroundJobs:
     indexer: Singleton
     relay: Singleton | None  # without NATS, nothing to relay to
     watcher: Singleton | None  # KACT_DEADLINE_CHECK_SECONDS=0 turns it off
+    chain: Singleton | None = None  # the event chain: every stored event hashed into it, its head signed
 
     @classmethod
     def start(
@@ -97,10 +99,12 @@ class BackgroundJobs:
             settings.database_url or "", f"{settings.db_schema}.deadlines", courses, projection_env(env), clock,
             settings.deadline_check_seconds,
         ).start() if settings.deadline_check_seconds > 0 else None
-        return cls(indexer, relay, watcher)
+        chain = chain_singleton(settings, courses.recorder.events_table_name).start()
+        return cls(indexer, relay, watcher, chain)
 
     def stop(self) -> None:
-        for job in (self.watcher, self.relay, self.indexer):  # the watcher reads what the indexer writes
+        # The watcher reads what the indexer writes; the chain, stopping, signs its head last.
+        for job in (self.watcher, self.relay, self.indexer, self.chain):
             if job is not None:
                 job.stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import secrets
 
@@ -12,6 +13,7 @@ from scheduler.settings import Settings
 
 OPERATOR_KEY_FILE = "operator.key"
 CIPHER_KEY_FILE = "cipher.key"
+AUDIT_KEY_FILE = "audit.key"  # signs the event chain's heads (`scheduler.chain`)
 
 
 def resolve_runtime_settings(settings: Settings, *, database_url: str, nats_url: str) -> Settings:
@@ -25,10 +27,15 @@ def resolve_runtime_settings(settings: Settings, *, database_url: str, nats_url:
     cipher_key = settings.cipher_key or read_or_create(
         data_dir / CIPHER_KEY_FILE, lambda: AESCipher.create_key(32)
     )
+    # Losing this key leaves the signed heads unverifiable (the chain itself still checks): never rotated here.
+    audit_key = settings.audit_key or read_or_create(
+        data_dir / AUDIT_KEY_FILE, lambda: base64.b64encode(secrets.token_bytes(32)).decode()
+    )
     return dataclasses.replace(
         settings,
         database_url=database_url,
         nats_url=nats_url,
         operator_token=operator_token,
         cipher_key=cipher_key,
+        audit_key=audit_key,
     )

@@ -48,6 +48,8 @@ class Settings:
     nats_stream: str = default("KACT_NATS_STREAM")
     nats_prefix: str = default("KACT_NATS_PREFIX")
     cipher_key: str | None = default("KACT_CIPHER_KEY")
+    audit_key: str | None = default("KACT_AUDIT_KEY")
+    audit_sign_seconds: float = default("KACT_AUDIT_SIGN_SECONDS")
     db_pool_size: int = default("KACT_DB_POOL_SIZE")
     db_migrate: bool = default("KACT_DB_MIGRATE")
     simulated_time: bool = default("KACT_SIMULATED_TIME")
@@ -98,6 +100,8 @@ VARIABLES: dict[str, str] = {
     "nats_stream": "KACT_NATS_STREAM",
     "nats_prefix": "KACT_NATS_PREFIX",
     "cipher_key": "KACT_CIPHER_KEY",
+    "audit_key": "KACT_AUDIT_KEY",
+    "audit_sign_seconds": "KACT_AUDIT_SIGN_SECONDS",
     "db_pool_size": "KACT_DB_POOL_SIZE",
     "db_migrate": "KACT_DB_MIGRATE",
     "simulated_time": "KACT_SIMULATED_TIME",

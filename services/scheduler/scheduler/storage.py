@@ -8,6 +8,7 @@ from notifier import schema as notifier_schema
 
 from scheduler import calendar_feeds, directory, idempotency, page_sessions
 from scheduler.application.courses import Courses
+from scheduler.chain import store as chain_store
 from scheduler.readmodels.course_index import CourseIndexView, course_index_view
 from scheduler.readmodels.freshness import TRACKING_TABLE
 from scheduler.relay import relay_tracking
@@ -29,7 +30,7 @@ def migrate(settings: Settings, env: dict[str, str]) -> tuple[Courses, CourseInd
         conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
         conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(schema))
         conn.execute(directory.SCHEMA_SQL + calendar_feeds.SCHEMA_SQL + idempotency.SCHEMA_SQL
-                     + page_sessions.SCHEMA_SQL + notifier_schema.all_sql())
+                     + page_sessions.SCHEMA_SQL + notifier_schema.all_sql() + chain_store.SCHEMA_SQL)
         # An index made before it kept calendars (and phases) is written again from the first event: every change
         # is idempotent in effect, so replaying onto its rows converges on what a fresh index holds.
         outdated = conn.execute("SELECT to_regclass('course_index') IS NOT NULL "

@@ -29,13 +29,17 @@ class ChainStatus:
     events_checked: int | None = None
 
 
-def chain_status(course_id: UUID) -> ChainStatus | None:
-    """The course's hash-chain verification, or None: not verified (the page says so).
+ChainCheck = Callable[[UUID], tuple[bool, str, int]]  # (verified, what it found, events checked)
 
-    The one place the audit page asks; the tamper-evidence work (`kact audit verify`) wires its per-course
-    verification here. It runs in a worker thread (it may read the event store synchronously); should it need the
-    store, give it `courses` as a second argument: `Audit.timeline` is its only caller."""
-    return None
+
+def chain_status(course_id: UUID, check: ChainCheck | None = None,
+                 now: Callable[[], datetime] | None = None) -> ChainStatus | None:
+    """The course's hash-chain verification (`ChainAudit.status_of`, blocking: run it in a worker thread), or None
+    where this process has no audit key to check the signed heads with (the page says "not verified")."""
+    if check is None:
+        return None
+    verified, detail, events = check(course_id)
+    return ChainStatus(verified, detail, (now or (lambda: datetime.now().astimezone()))(), events)
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,8 @@ class Audit:
     """The operator page's reads, through the API's own use cases (each logs its read of the course)."""
 
     def __init__(self, scheduling: Scheduling, pool: asyncpg.Pool,
-                 in_thread: Callable[[Callable[[], Any]], Awaitable[Any]]) -> None:
-        self.scheduling, self.pool, self.in_thread = scheduling, pool, in_thread
+                 in_thread: Callable[[Callable[[], Any]], Awaitable[Any]], check: ChainCheck | None = None) -> None:
+        self.scheduling, self.pool, self.in_thread, self.check = scheduling, pool, in_thread, check
 
     @staticmethod
     def _operator(principal: Principal) -> None:
@@ -61,7 +65,7 @@ class Audit:
     async def timeline(self, principal: Principal, course_id: UUID) -> Timeline:
         self._operator(principal)
         events = await self.scheduling.history(principal, course_id)  # logs read_history
-        chain = await self.in_thread(lambda: chain_status(course_id))
+        chain = await self.in_thread(lambda: chain_status(course_id, self.check))
         # Read after the history: the log shows this very read.
         return Timeline(course_id, events, chain, await course_access_log(self.pool, course_id))
 

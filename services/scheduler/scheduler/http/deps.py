@@ -20,6 +20,7 @@ from notifier.admin import NotifierAdmin
 from scheduler.access_log import AccessLog
 from scheduler.application.audit import AccessLogReads
 from scheduler.application.course_audit import Audit
+from scheduler.chain.audit import ChainAudit
 from scheduler.application.availability import Availability
 from scheduler.application.calendar_feeds import CalendarFeeds
 from scheduler.application.calendars import CalendarIds
@@ -73,6 +74,8 @@ class Services:
     delivery: DeliveryLimits | None = None  # None: no NATS, nothing is relayed
     webhook_allow_private: bool = False  # KACT_WEBHOOK_ALLOW_PRIVATE: loopback or private webhook URLs
     page_sessions: PageSessions | None = None  # the prescriber and operator pages' sign-ins (None: pages closed)
+    # Checks the hash chain of a course and gives its links (None: this process has no audit key to check heads with).
+    chain_audit: ChainAudit | None = None
     # The threads the eventsourcing calls run in (asyncio's executor hand-off costs far less than anyio's).
     # Commands wait for the group commit without a thread, so a few threads keep up; more would only take
     # turns at the interpreter lock, and the event loop with them.
@@ -101,12 +104,14 @@ class Services:
         self.availability = Availability(self.courses, self.directory, calendars, self.run)
         self.reads = Reads(self.index, self.directory, self.index_caught_up, self.run)
         self.desk = PrescriberDesk(self.scheduling, self.courses, self.directory, self.run, self.index_caught_up)
-        self.course_audit = Audit(self.scheduling, self.directory.pool, self.run)
+        self.course_audit = Audit(self.scheduling, self.directory.pool, self.run,
+                                  self.chain_audit.status_of if self.chain_audit is not None else None)
         self.hosting = Hosting(self.courses, self.index, self.directory, self.run)
         self.audit = AccessLogReads(AccessLog(self.directory.pool))
         self.clinics = Clinics(self.directory)
         self.keys = Keys(self.directory, self.directory.keys)
-        self.exports = Exports(self.courses, self.directory.log_access, self.run, self.clock)
+        self.exports = Exports(self.courses, self.directory.log_access, self.run, self.clock,
+                               **({"links": self.chain_audit.links_of} if self.chain_audit is not None else {}))
         self.notifications = Notifications(
             self.directory, self.notifier, self.webhook_allow_private,
             relay_dead_letters=lambda limit, offset: relay_dead_letters(self.directory.pool, limit, offset))
