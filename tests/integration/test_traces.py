@@ -76,7 +76,8 @@ def test_one_trace_id_spans_the_request_to_the_webhook(live_server, notifier, cl
     other = webhook_of(receiver, path, second["id"]).headers["traceparent"].split("-")[1]
     assert other != trace_id and int(other, 16) != 0
 
-    # The stored event keeps the trace context and the request id; the course's history shows neither.
+    # The stored event keeps the trace context and the request id; the course's history shows the trace id and the
+    # request id as who recorded each event (its actor), never the raw trace context.
     courses = Courses(env=event_store_env(live_server.settings))
     try:
         booked = [e for e in courses.history(course["id"]) if type(e).__name__ == "SessionBooked"]
@@ -85,7 +86,10 @@ def test_one_trace_id_spans_the_request_to_the_webhook(live_server, notifier, cl
     assert booked[0].traceparent == event_trace and booked[0].request_id == "trace-test-req-1"
     assert booked[1].traceparent.split("-")[1] == other and len(booked[1].request_id) == 24
     history = ok(client.get(f"/v1/courses/{course['id']}/events", headers=home.headers), 200)
-    assert "traceparent" not in str(history) and "trace-test-req-1" not in str(history)
+    assert "traceparent" not in str(history) and event_trace not in str(history)
+    actors = [e["actor"] for e in history if e["type"] == "SessionBooked"]
+    assert (actors[0]["request_id"], actors[0]["trace_id"]) == ("trace-test-req-1", trace_id)
+    assert actors[1]["trace_id"] == other
 
 
 @pytest.fixture
