@@ -192,6 +192,8 @@ class Locator(Protocol):
 
 @dataclass
 class Walk:
+    """How far a walk got: the events it checked, the last head they matched, and the break it stopped at."""
+
     checked: int = 0
     head: Head | None = None
     broken: Break | None = None
