@@ -19,6 +19,7 @@ from scheduler.application.calendars import CalendarIds
 from scheduler.application.courses import Courses
 from scheduler.application.errors import CourseNotFoundError, ForbiddenError, NotFoundError
 from scheduler.application.handlers import Scheduling
+from scheduler.application.reads import CourseFilter, Reads
 from scheduler.domain.errors import InvalidCommandError
 from test_scheduling_use_cases import FakeDirectory, NoIndex, clinic_key, open_course
 
@@ -79,12 +80,19 @@ async def test_lists_log_a_row_per_course_shown_or_one_without_a_course(
     await scheduling.approval_queue(Principal("prescriber", str(prescriber), str(home)), None)
     with pytest.raises(ForbiddenError):
         await scheduling.approval_queue(clinic_key(home), None)
-    assert await scheduling.list_courses(Principal("prescriber", str(prescriber), str(home)), None, 1) == []
+    reads = Reads(NoIndex(), directory, _nothing_to_wait_for, asyncio.to_thread)  # type: ignore[arg-type]
+    found = await reads.courses(Principal("prescriber", str(prescriber), str(home)), CourseFilter(), cursor=None,
+                                page=1, limit=50)
+    assert found.rows == []
     assert directory.reads == [
         (f"prescriber:{prescriber}", "list_dose_approvals", [None], "ok"),
         (f"clinic:{home}", "list_dose_approvals", [None], "denied"),
         (f"prescriber:{prescriber}", "list_courses", [None], "ok"),
     ]
+
+
+async def _nothing_to_wait_for() -> None:
+    return None
 
 
 class Recorded:

@@ -77,9 +77,6 @@ class FakeDirectory:
 
 
 class NoIndex:
-    def list_courses(self, *args: Any) -> list[dict[str, Any]]:
-        return []
-
     def list_approvals(self, *args: Any) -> list[dict[str, Any]]:
         return []
 

@@ -146,7 +146,7 @@ class Availability:
         host = await self._host_facts(host_id, home, kind)
         site = await self._site(UUID(host_id), kind, requirements, home)
         zone = site.zone
-        earliest = max(now, _earliest(course, Kind(kind)))
+        earliest = max(now, planning.earliest_start(course, Kind(kind)))
         first = first_day or earliest.astimezone(zone).date()
         deadline = _deadline(course, Kind(kind))
         last = last_day or min(first + timedelta(days=13),
@@ -301,17 +301,6 @@ def checked_rules(kind: str, partner_hosted: bool) -> list[str]:
     clinic = ["opening-hours", "closure", "working-hours", "min-notice", "booking-horizon", "buffers",
               "clinician-daily-limit", "clinician-weekly-limit"]
     return course + clinic + (["partner-medicine-daily-cap"] if partner_hosted else [])
-
-
-def _earliest(course: Course, kind: Kind) -> datetime:
-    """When a session of `kind` can first start by the course's own sessions (I1 for integration, I5 for
-    medicine): the rest is for the search to judge."""
-    medicine = [s for s in course.sessions.values() if s.kind is Kind.MEDICINE and s.active and not s.not_dosed]
-    if kind is Kind.INTEGRATION and medicine:
-        return max(s.finished_at for s in medicine)
-    if kind is Kind.MEDICINE and medicine:
-        return max(s.starts_at for s in medicine) + timedelta(days=course.protocol.min_medicine_interval_days)
-    return datetime.min.replace(tzinfo=timezone.utc)
 
 
 def _deadline(course: Course, kind: Kind) -> datetime | None:

@@ -57,8 +57,6 @@ class Directory(Protocol):
 class CourseIndex(Protocol):
     """The read model's queries the use cases answer from (synchronous: run in a worker thread)."""
 
-    def list_courses(self, clinic_id: str | None, status: str | None, page: int) -> list[Row]: ...
-
     def list_approvals(self, prescriber_id: str | None, status: str | None) -> list[Row]: ...
 
 
@@ -146,16 +144,6 @@ class Scheduling:
             return course
 
         return await self._run(self.courses.execution(opening, now, principal.clinic_id))
-
-    async def list_courses(self, principal: Principal, status: str | None, page: int) -> list[Row]:
-        async with reading(self.directory, principal, "list_courses") as read:
-            if principal.kind == "prescriber":
-                read.show([])
-                return []
-            clinic = None if principal.kind == "operator" else principal.clinic_id
-            rows: list[Row] = await self.in_thread(lambda: self.index.list_courses(clinic, status, page))
-            read.show(r["course_id"] for r in rows)
-            return rows
 
     async def get_course(self, principal: Principal, course_id: UUID,
                          as_of: int | datetime | None = None) -> Course:
@@ -264,16 +252,11 @@ class Scheduling:
         clinician_ids = list(slot.clinician_ids)
         outside, override = _clinic_rules(placing.schedule, placing.staff_hours, clinician_ids, slot.starts_at,
                                           slot.ends_at, slot.hours_override_reason, now)
-        try:
-            course.book_session(
-                session_id=session_id, kind=slot.kind, partners=slot.partners, starts_at=slot.starts_at,
-                ends_at=slot.ends_at, clinic_id=placing.host_id, room_id=str(slot.room_id) if slot.room_id else None,
-                clinician_ids=[str(i) for i in clinician_ids], timezone=slot.timezone or placing.timezone,
-                host=placing.host, hours_override=override, by=principal.ref, now=now,
-            )
-            broken: list[Violation] = []
-        except RulesBrokenError as refused:
-            broken = list(refused.violations)
+        broken = _refusals(lambda: course.book_session(
+            session_id=session_id, kind=slot.kind, partners=slot.partners, starts_at=slot.starts_at,
+            ends_at=slot.ends_at, clinic_id=placing.host_id, room_id=str(slot.room_id) if slot.room_id else None,
+            clinician_ids=[str(i) for i in clinician_ids], timezone=slot.timezone or placing.timezone,
+            host=placing.host, hours_override=override, by=principal.ref, now=now))
         if broken or outside:  # the course's rules, the hours and the calendars', named together
             raise RulesBrokenError([*broken, *outside, *self._clashes_of_booking(
                 work, course, list(slot.partners), slot.starts_at, slot.ends_at, slot.room_id, clinician_ids)])
@@ -311,17 +294,12 @@ class Scheduling:
             before = list(self.calendars.held_by(course, session))
             outside, override = _clinic_rules(schedule, staff_hours, staffed, starts_at, ends_at,
                                               hours_override_reason, now)
-            try:
-                course.reschedule_session(
-                    session_id=session_id, starts_at=starts_at, ends_at=ends_at,
-                    room_id=str(room_id) if room_id else None,
-                    clinician_ids=[str(i) for i in clinician_ids] if clinician_ids is not None else None,
-                    host=host, hours_override=override, by=principal.ref, now=now,
-                    new_approval_id=lambda: approval_id_for(course_id),
-                )
-                broken: list[Violation] = []
-            except RulesBrokenError as refused:
-                broken = list(refused.violations)
+            broken = _refusals(lambda: course.reschedule_session(
+                session_id=session_id, starts_at=starts_at, ends_at=ends_at,
+                room_id=str(room_id) if room_id else None,
+                clinician_ids=[str(i) for i in clinician_ids] if clinician_ids is not None else None,
+                host=host, hours_override=override, by=principal.ref, now=now,
+                new_approval_id=lambda: approval_id_for(course_id)))
             if broken or outside:
                 raise RulesBrokenError([*broken, *outside])
             moved = course.sessions[session_id]
@@ -372,17 +350,12 @@ class Scheduling:
         clinician_ids = list(slot.clinician_ids)
         outside, override = _clinic_rules(placing.schedule, placing.staff_hours, clinician_ids, slot.starts_at,
                                           slot.ends_at, slot.hours_override_reason, now)
-        try:
-            course.hold_slot(
-                hold_id=hold_id, kind=slot.kind, partners=slot.partners, starts_at=slot.starts_at,
-                ends_at=slot.ends_at, clinic_id=placing.host_id, room_id=str(slot.room_id) if slot.room_id else None,
-                clinician_ids=[str(i) for i in clinician_ids], timezone=slot.timezone or placing.timezone,
-                host=placing.host, hours_override=override, expires_at=now + timedelta(minutes=lasts),
-                by=principal.ref, now=now,
-            )
-            broken: list[Violation] = []
-        except RulesBrokenError as refused:
-            broken = list(refused.violations)
+        broken = _refusals(lambda: course.hold_slot(
+            hold_id=hold_id, kind=slot.kind, partners=slot.partners, starts_at=slot.starts_at,
+            ends_at=slot.ends_at, clinic_id=placing.host_id, room_id=str(slot.room_id) if slot.room_id else None,
+            clinician_ids=[str(i) for i in clinician_ids], timezone=slot.timezone or placing.timezone,
+            host=placing.host, hours_override=override, expires_at=now + timedelta(minutes=lasts),
+            by=principal.ref, now=now))
         if broken or outside:
             raise RulesBrokenError([*broken, *outside])
         held = course.holds[hold_id]
@@ -427,11 +400,8 @@ class Scheduling:
         staffed = [UUID(i) for i in hold.clinician_ids]
         outside, _ = _clinic_rules(schedule, staff_hours, staffed, hold.starts_at, hold.ends_at, hold.hours_override,
                                    now)
-        try:
-            course.book_hold(hold_id=hold_id, session_id=session_id, host=host, by=principal.ref, now=now)
-            broken: list[Violation] = []
-        except RulesBrokenError as refused:
-            broken = list(refused.violations)
+        broken = _refusals(lambda: course.book_hold(hold_id=hold_id, session_id=session_id, host=host,
+                                                    by=principal.ref, now=now))
         if broken or outside:
             raise RulesBrokenError([*broken, *outside])
         session = course.sessions[session_id]
@@ -730,6 +700,16 @@ class Scheduling:
         return [v for h in self.calendars.held_by(course, probe) if h.resource is not Resource.HOST
                 if (v := work.calendar(h.calendar_id, h.resource).violation(
                     starts_at, ends_at, h.label, other_courses_than=str(course.id)))]
+
+
+def _refusals(command: Callable[[], Any]) -> list[Violation]:
+    """Run a course's command; the rules it breaks, if it refuses (named together with the clinic's and the
+    calendars' by the caller)."""
+    try:
+        command()
+    except RulesBrokenError as refused:
+        return list(refused.violations)
+    return []
 
 
 def _as_item(index: int, step: Callable[[], T]) -> T:

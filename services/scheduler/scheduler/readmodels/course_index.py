@@ -200,17 +200,6 @@ class CourseIndexView(PostgresTrackingRecorder):
             curs.execute(query, {"course": course_id})
             return {row["session_id"]: (row["deadline"], row["status"]) for row in curs.fetchall()}
 
-    def list_courses(self, clinic_id: str | None, status: str | None, page: int) -> list[dict[str, Any]]:
-        query = SQL(
-            "SELECT course_id, clinic_id, status, model, opened_at, updated_at FROM {0}.course_index "
-            "WHERE (%(clinic)s::text IS NULL OR clinic_id = %(clinic)s) AND (%(status)s::text IS NULL OR status = %(status)s) "
-            "ORDER BY opened_at DESC, course_id LIMIT %(limit)s OFFSET %(offset)s"
-        ).format(Identifier(self.datastore.schema))
-        params = {"clinic": clinic_id, "status": status, "limit": PAGE_SIZE + 1, "offset": (page - 1) * PAGE_SIZE}
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(query, params)
-            return [dict(row) for row in curs.fetchall()]
-
     def find_courses(self, query: CourseQuery) -> list[dict[str, Any]]:
         """Courses as `query` filters them, newest first (ties by id), from its cursor or page on: `limit` + 1 rows
         at most (one more tells whether another page follows)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from scheduler.domain.errors import DomainError
@@ -92,12 +92,7 @@ def plan(course: Course, medicine_sessions: int, now: datetime, find: Finder) ->
     cursor = max([now, *busy])
     placed: list[Placed] = []
     for index, need in enumerate(needs(course, medicine_sessions)):
-        earliest = cursor
-        if need.kind is Kind.MEDICINE:
-            earlier = [s.starts_at for s in scratch.sessions.values() if s.kind is Kind.MEDICINE and s.active
-                       and not s.not_dosed]
-            if earlier:
-                earliest = max(earliest, max(earlier) + timedelta(days=course.protocol.min_medicine_interval_days))
+        earliest = max(cursor, earliest_start(scratch, need.kind))
         found = find(need, earliest, scratch)
         if found is None:
             raise UnplannableError(need, index, earliest)
@@ -108,6 +103,18 @@ def plan(course: Course, medicine_sessions: int, now: datetime, find: Finder) ->
                              follows))
         cursor = ends_at
     return placed
+
+
+def earliest_start(course: Course, kind: Kind) -> datetime:
+    """When a session of `kind` can first start by the course's own sessions (after the latest medicine session's end
+    for an integration session, I1; the interval after its start for a medicine session, I5): where a search may
+    begin. The rules themselves judge each slot (`Course.booking_violations`)."""
+    medicine = [s for s in course.sessions.values() if s.kind is Kind.MEDICINE and s.active and not s.not_dosed]
+    if kind is Kind.INTEGRATION and medicine:
+        return max(s.finished_at for s in medicine)
+    if kind is Kind.MEDICINE and medicine:
+        return max(s.starts_at for s in medicine) + timedelta(days=course.protocol.min_medicine_interval_days)
+    return datetime.min.replace(tzinfo=timezone.utc)
 
 
 def _book(scratch: Course, session_id: str, need: Need, starts_at: datetime, ends_at: datetime, clinic_id: str,
