@@ -15,33 +15,14 @@ from kact_contracts import logs
 from scheduler.api_keys import OPERATOR, Principal
 from scheduler.application import audit
 from scheduler.application.audit import AccessLogReads, AccessQuery, reading
-from scheduler.application.calendars import CalendarIds
-from scheduler.application.courses import Courses
 from scheduler.application.errors import CourseNotFoundError, ForbiddenError, NotFoundError
 from scheduler.application.handlers import Scheduling
 from scheduler.application.reads import CourseFilter, Reads
 from scheduler.domain.errors import InvalidCommandError
 from test_scheduling_use_cases import FakeDirectory, NoIndex, clinic_key, open_course
+from test_scheduling_use_cases import courses, directory, scheduling  # noqa: F401 - the fixtures
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def courses() -> Iterator[Courses]:
-    app = Courses(env={"PERSISTENCE_MODULE": "eventsourcing.popo", "AGGREGATE_CACHE_MAXSIZE": "1000",
-                       "AGGREGATE_CACHE_FASTFORWARD": "y"})
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def directory() -> FakeDirectory:
-    return FakeDirectory()
-
-
-@pytest.fixture
-def scheduling(courses: Courses, directory: FakeDirectory) -> Scheduling:
-    return Scheduling(courses, directory, NoIndex(), CalendarIds(b"partner key"), asyncio.to_thread)
 
 
 async def test_a_course_read_is_logged_ok_for_its_clinic_and_denied_to_any_other(
