@@ -71,3 +71,13 @@ def test_a_cursor_comes_back_as_it_went() -> None:
 def test_anything_but_an_answered_cursor_is_invalid_input(text: str) -> None:
     with pytest.raises(InvalidCommandError):
         decode_cursor(text)
+
+
+def test_a_batch_works_out_each_courses_next_session_once_after_its_other_changes() -> None:
+    from scheduler.readmodels.course_index import ENTER_SESSION, NEXT_SESSION, SET_SESSION_STATUS, once_per_course
+
+    first, second = {"course": "c1", "sid": "s1"}, {"course": "c2", "sid": "s2"}
+    changes = [(ENTER_SESSION, first), (NEXT_SESSION, first), (ENTER_SESSION, second), (NEXT_SESSION, second),
+               (SET_SESSION_STATUS, first), (NEXT_SESSION, {"course": "c1"})]
+    assert once_per_course(changes) == [(ENTER_SESSION, first), (ENTER_SESSION, second), (SET_SESSION_STATUS, first),
+                                        (NEXT_SESSION, {"course": "c1"}), (NEXT_SESSION, second)]

@@ -128,7 +128,7 @@ class CourseIndexView(PostgresTrackingRecorder):
             # One round trip for the batch (pipeline mode), not one per statement: a course's sessions each write
             # several rows (calendar entries, the next session, hosted sessions).
             with curs.connection.pipeline():
-                for statement, params in changes:
+                for statement, params in once_per_course(changes):
                     curs.execute(self._in_schema(statement), params)
             self._insert_tracking(curs, tracking)
 
@@ -320,6 +320,13 @@ NEXT_SESSION = SQL(
     "UPDATE {0}.course_index SET next_session_at = (SELECT min(starts_at) FROM {0}.calendar_entries "
     "WHERE course_id = %(course)s AND status = 'booked') WHERE course_id = %(course)s"
 )
+def once_per_course(changes: list[Change]) -> list[Change]:
+    """The batch's changes with its courses' next sessions worked out once each, after every other change (it is
+    recomputed from the calendar entries: once at the end says what every time would have said last)."""
+    later = {params["course"]: (statement, params) for statement, params in changes if statement is NEXT_SESSION}
+    return [c for c in changes if c[0] is not NEXT_SESSION] + list(later.values())
+
+
 # Every session, wherever hosted; a medicine session hosted away waits for its host's confirmation.
 ENTER_SESSION = SQL(
     "INSERT INTO {0}.calendar_entries SELECT %(course)s, %(sid)s, %(host)s, %(kind)s, %(starts)s, %(ends)s, "
