@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 from eventsourcing.persistence import IntegrityError, InterfaceError, Notification, OperationalError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory, PostgresSubscription
+from eventsourcing.postgres import (PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresFactory,
+                                   PostgresSubscription)
 from psycopg.sql import SQL, Identifier, Literal
 
 T = TypeVar("T")
@@ -28,6 +29,35 @@ _TRANSIENT = (InterfaceError, OperationalError)
 STATEMENT_TIMEOUT = "POSTGRES_STATEMENT_TIMEOUT"
 
 
+class LatestSnapshotRecorder(PostgresAggregateRecorder):
+    """The snapshot table (the only aggregate recorder here), which keeps each aggregate's latest snapshot only: a
+    busy calendar's grows with its sessions, and one is taken every `snapshots.SNAPSHOT_EVERY` events. A snapshot
+    is an aid to loading, never a record (the events are): inserting one that exists already does nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        table = SQL("{schema}.{table}").format(schema=Identifier(self.datastore.schema),
+                                               table=Identifier(self.events_table_name))
+        self._sql_insert_latest = SQL(
+            "WITH new AS (INSERT INTO {table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b, %b, %b, %b) ON CONFLICT DO NOTHING RETURNING originator_id, originator_version) "
+            "DELETE FROM {table} t USING new WHERE t.originator_id = new.originator_id "
+            "AND t.originator_version < new.originator_version").format(table=table)
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """One attempt (the caller drops a snapshot it could not store: the next one will do)."""
+        columns = ([e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
+                   [e.topic for e in stored_events], [e.state for e in stored_events])
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self._sql_insert_latest, columns, prepare=True)
+        return None
+
+    def select_events(self, originator_id: Any, **kwargs: Any) -> Sequence[StoredEvent]:
+        """As the event store's (`LockedInsertRecorder.select_events`): retried for `READ_RETRY_SECONDS` only."""
+        once = PostgresAggregateRecorder.select_events.__wrapped__  # type: ignore[attr-defined]
+        return within(READ_RETRY_SECONDS, lambda: once(self, originator_id, **kwargs))
+
+
 class TimedPostgresFactory(PostgresFactory):
     """The library's PostgreSQL persistence, with a statement timeout on each of its connections.
 
@@ -36,6 +66,8 @@ class TimedPostgresFactory(PostgresFactory):
     lasts. With the timeout PostgreSQL cancels the statement and rolls it back, and the request is answered 503
     within its bound. Set as a connection option (`-c statement_timeout=...`) on the pool's connection arguments,
     as the library itself sets the password there: every connection the pool opens carries it."""
+
+    aggregate_recorder_class = LatestSnapshotRecorder
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)

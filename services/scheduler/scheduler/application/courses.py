@@ -24,6 +24,7 @@ from opentelemetry import trace
 from scheduler.application.errors import AlreadyCreatedError, ConcurrentUpdateError, CourseNotFoundError
 from scheduler.application.group_commit import GroupCommit
 from scheduler.application.runner import Call, Commit, Pause, Step, run_steps
+from scheduler.application.snapshots import CalendarSnapshots
 from scheduler.domain.calendar import Calendar, Resource
 from scheduler.domain.course import Course, Origin
 from scheduler.event_store import STATEMENT_TIMEOUT, GuardedMemoryRecorder, LockedInsertRecorder
@@ -64,16 +65,6 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         "AGGREGATE_CACHE_MAXSIZE": "5000",
         "AGGREGATE_CACHE_FASTFORWARD": "y",
     }
-
-
-def replay(aggregate: Aggregate | None, events: Iterable[Any]) -> Aggregate | None:
-    """The aggregate with `events` applied in order: the library's `project_aggregate` without its assertion that
-    each event is an instance of a runtime-checkable Protocol. On Python 3.11 that check alone took a third of
-    the time of loading a calendar with a long history (a busy clinician's, hundreds of events), which every read
-    of a calendar not cached pays (bench/booking_scale.py); every event stored here has `mutate`."""
-    for event in events:
-        aggregate = event.mutate(aggregate)
-    return aggregate
 
 
 class _NotCached(Exception):
@@ -165,18 +156,29 @@ class Courses(Application):
     another writer wins."""
 
     name = "courses"
+    is_snapshotting_enabled = True  # calendars' (`snapshots`): the `courses_snapshots` table
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env=env)
+        assert self.snapshots is not None
+        self.calendar_snapshots = CalendarSnapshots(self.snapshots)
         self._group_commit: GroupCommit | None = None
         self._group_commit_lock = threading.Lock()
         self._cache_lock = threading.Lock()
+
+    @property
+    def _replay(self) -> Callable[[Aggregate | None, Iterable[Any]], Aggregate | None]:
+        return self.calendar_snapshots.replay
 
     def _submit(self, aggregates: list[Aggregate], guards: list[tuple[UUID, int]]) -> Future[None]:
         with self._group_commit_lock:  # started on first use: a process that only reads never starts it
             if self._group_commit is None:
                 self._group_commit = GroupCommit(self)
-        return self._group_commit.submit(aggregates, guards)
+        due = self.calendar_snapshots.due([a for a in aggregates if isinstance(a, Calendar)])
+        committed = self._group_commit.submit(aggregates, guards)
+        if due:
+            self.calendar_snapshots.after_commit(due, committed)
+        return committed
 
     def construct_recorder(self) -> ApplicationRecorder:
         recorder = super().construct_recorder()
@@ -188,11 +190,12 @@ class Courses(Application):
     def close(self) -> None:
         if self._group_commit is not None:
             self._group_commit.close()
+        self.calendar_snapshots.close()
         super().close()
 
     def get_course(self, course_id: UUID, version: int | None = None) -> Course:
         try:
-            course = self.repository.get(course_id, version=version, projector_func=replay)
+            course = self.repository.get(course_id, version=version, projector_func=self._replay)
         except AggregateNotFoundError:
             raise CourseNotFoundError(course_id) from None
         if not isinstance(course, Course):
@@ -216,7 +219,7 @@ class Courses(Application):
 
     def get_calendar(self, calendar_id: UUID) -> Calendar | None:
         try:
-            calendar = self.repository.get(calendar_id, projector_func=replay)
+            calendar = self.repository.get(calendar_id, projector_func=self._replay)
         except AggregateNotFoundError:
             return None
         return calendar if isinstance(calendar, Calendar) else None
@@ -354,7 +357,7 @@ class Courses(Application):
     def _current(self, aggregate_id: UUID, may_be_new: bool = False) -> Aggregate | None:
         """The aggregate as stored now (the cached copy fast-forwarded), or None if it was never saved."""
         try:
-            return self.repository.get(aggregate_id, projector_func=replay)
+            return self.repository.get(aggregate_id, projector_func=self._replay)
         except AggregateNotFoundError:
             return None
 

@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic, register_topic
 
 from scheduler.domain.errors import RulesBrokenError, Violation
 
@@ -115,8 +116,48 @@ class Calendar(Aggregate):
         def apply(self, calendar: Calendar) -> None:
             calendar.courses = calendar.courses | {self.course_id}
 
+    class Snapshot(Aggregate.Snapshot):
+        """A calendar as it stood at one version: its resource, courses and slots, each slot as a row of plain
+        values, and the bounds of its searches (which cover every slot it ever held, as replaying finds). A busy
+        clinician's calendar holds hundreds of sessions after years of events: loading it from its latest
+        snapshot reads that snapshot and the few events after it (`application.snapshots`)."""
+
+        TOPIC = "kact.calendar:Snapshot.v1"
+
+        @classmethod
+        def take(cls, aggregate: Any) -> Calendar.Snapshot:
+            assert isinstance(aggregate, Calendar)
+            state = {
+                "resource": aggregate.resource.value,
+                "courses": sorted(aggregate.courses),
+                "created_on": aggregate.created_on.isoformat(),
+                "modified_on": aggregate.modified_on.isoformat(),
+                "slots": [_row(aggregate.slots[session_id]) for _, session_id in aggregate._starts],
+                "bounds_us": [_micros(aggregate._longest), _micros(aggregate._most_before),
+                              _micros(aggregate._most_after)],
+            }
+            return cls(originator_id=aggregate.id, originator_version=aggregate.version,  # type: ignore[call-arg]
+                       timestamp=cls.create_timestamp(), topic=get_topic(Calendar), state=state)
+
+        def mutate(self, _: Any) -> Calendar:
+            state = self.state
+            calendar = object.__new__(Calendar)
+            calendar.__dict__.update(_id=self.originator_id, _version=self.originator_version, _pending_events=[],
+                                     _created_on=datetime.fromisoformat(state["created_on"]),
+                                     _modified_on=datetime.fromisoformat(state["modified_on"]))
+            calendar._empty(Resource(state["resource"]))
+            calendar.courses = frozenset(state["courses"])
+            for row in state["slots"]:
+                calendar._put(_slot(row))
+            calendar._longest, calendar._most_before, calendar._most_after = (
+                timedelta(microseconds=us) for us in state["bounds_us"])
+            return calendar
+
     def __init__(self, resource: str) -> None:
-        self.resource = Resource(resource)
+        self._empty(Resource(resource))
+
+    def _empty(self, resource: Resource) -> None:
+        self.resource = resource
         self.slots: dict[str, Slot] = {}
         # The slots by start, and the longest one: a clash is looked for among the few that start within that
         # length before the end of the time asked for, however many slots a busy clinician's calendar holds.
@@ -269,6 +310,29 @@ class Calendar(Aggregate):
         """Free a session's slot (cancelled, or moved to another resource); nothing to do if it holds none."""
         if session_id in self.slots:
             self.trigger_event(self.Released, session_id=session_id)
+
+
+def _row(slot: Slot) -> list[Any]:
+    """A slot as a snapshot keeps it: plain values in a fixed order (times as ISO 8601, with their offsets)."""
+    return [slot.course_id, slot.session_id, slot.starts_at.isoformat(), slot.ends_at.isoformat(),
+            None if slot.changed_at is None else slot.changed_at.isoformat(), slot.moves,
+            _whole_minutes(slot.before), _whole_minutes(slot.after),
+            None if slot.expires_at is None else slot.expires_at.isoformat(), slot.holder, slot.kind]
+
+
+def _micros(span: timedelta) -> int:
+    return span // timedelta(microseconds=1)
+
+
+def _slot(row: list[Any]) -> Slot:
+    course_id, session_id, starts_at, ends_at, changed_at, moves, before, after, expires_at, holder, kind = row
+    return Slot(course_id, session_id, datetime.fromisoformat(starts_at), datetime.fromisoformat(ends_at),
+                None if changed_at is None else datetime.fromisoformat(changed_at), moves,
+                timedelta(minutes=before), timedelta(minutes=after),
+                None if expires_at is None else datetime.fromisoformat(expires_at), holder, kind)
+
+
+register_topic(Calendar.Snapshot.TOPIC, Calendar.Snapshot)  # a process may read a snapshot before it takes one
 
 
 def _ignored(ignore: str | Collection[str] | None) -> Collection[str]:
