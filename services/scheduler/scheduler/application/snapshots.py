@@ -28,7 +28,7 @@ from eventsourcing.persistence import EventStore
 from scheduler.domain.calendar import Calendar
 
 log = logging.getLogger("kact.snapshots")
-SNAPSHOT_EVERY = 50  # events: loading reads at most this many after the snapshot
+SNAPSHOT_EVERY = 20  # events: loading reads fewer than this many after the snapshot
 QUEUE_LIMIT = 1000  # calendars waiting to be snapshotted; beyond it one is dropped (the next crossing takes it)
 
 
