@@ -17,7 +17,8 @@ from scheduler.readmodels.course_index import TABLES
 
 pytestmark = pytest.mark.integration
 ORDER = {"course_index": "course_id", "calendar_entries": "course_id, session_id", "approval_queue": "approval_id",
-         "integration_deadlines": "course_id, session_id", "hosted_sessions": "course_id, session_id"}
+         "integration_deadlines": "course_id, session_id", "hosted_sessions": "course_id, session_id",
+         "open_holds": "course_id, hold_id"}
 
 
 def snapshot(database_url: str, schema: str) -> dict[str, list[tuple]]:
@@ -52,7 +53,7 @@ def test_a_rebuild_gives_the_live_projections_rows(database_url, nats_url, schem
             monkeypatch.setenv(name, value or "")
         assert main(["projections", "rebuild"]) == 0
         out = capsys.readouterr()
-        assert "rebuilt the course index" in out.out and "0 behind the event store" in out.out
+        assert "the replayed read models are in place" in out.out and "0 behind the event store" in out.out
         assert "events/s" in out.err  # the progress bar
         assert snapshot(database_url, schema) == live
 

@@ -219,13 +219,23 @@ def test_a_rebuilt_index_keeps_the_services_roles_rights(restricted: Restricted,
     monkeypatch.setenv("KACT_DATABASE_URL", restricted.owner_url)
     monkeypatch.setenv("KACT_DB_SCHEMA", restricted.schema)
     monkeypatch.setenv("KACT_CIPHER_KEY", restricted.server.settings.cipher_key or "")
-    assert main(["projections", "rebuild"]) == 0
-    assert "rebuilt the course index" in capsys.readouterr().out
+    assert main(["replay"]) == 0
+    assert "the replayed read models are in place" in capsys.readouterr().out
     # The indexer, as the services' role, writes the new tables: a booking shows in the clinician's week.
     session = home.book(course["id"], "assessment", T0 + timedelta(days=1))
     week = ok(client.get(f"/v1/clinicians/{home.therapist['id']}/calendar",
                          params={"date": session["starts_at"][:10]}, headers=home.headers), 200)
     assert [e["session_id"] for e in week["entries"]] == [session["id"]]
+    # And the notifier, as that role, goes on keeping its course facts in the replayed table.
+    facts = sql.SQL("SELECT facts FROM {}.notifier_courses WHERE course_id = %s").format(
+        sql.Identifier(restricted.schema))
+
+    def sessions() -> dict[str, Any]:
+        with psycopg.connect(restricted.owner_url) as conn:
+            row = conn.execute(facts, (course["id"],)).fetchone()
+        return row[0]["sessions"] if row else {}
+
+    assert session["id"] in eventually(sessions, lambda found: session["id"] in found)
 
 
 def test_calendars_feeds_hosting_and_booking_searches_are_logged(restricted: Restricted,

@@ -22,7 +22,7 @@ from notifier import flows, webhooks
 NOTICE_ID_NAMESPACE = uuid.UUID("0b6f5d0e-2a71-5c43-8f0e-9d3c1a6b7e22")
 
 
-def _facts_from_row(home_clinic_id: str, facts: dict[str, Any]) -> flows.CourseFacts:
+def facts_from_row(home_clinic_id: str, facts: dict[str, Any]) -> flows.CourseFacts:
     return flows.CourseFacts(
         home_clinic_id=home_clinic_id,
         sessions={sid: flows.SessionFacts(**s) for sid, s in facts.get("sessions", {}).items()},
@@ -30,7 +30,7 @@ def _facts_from_row(home_clinic_id: str, facts: dict[str, Any]) -> flows.CourseF
     )
 
 
-def _facts_to_json(facts: flows.CourseFacts) -> str:
+def facts_to_json(facts: flows.CourseFacts) -> str:
     # msgspec encodes the (flat, frozen) dataclasses field by field, without asdict's deep copies
     return msgspec.json.encode({"sessions": facts.sessions, "approvals": facts.approvals}).decode()
 
@@ -72,7 +72,7 @@ async def process_batch(conn: asyncpg.Connection, batch: list[Received], policy:
             await conn.executemany(
                 "INSERT INTO notifier_courses (course_id, home_clinic_id, facts) VALUES ($1, $2, $3::jsonb) "
                 "ON CONFLICT (course_id) DO UPDATE SET facts = EXCLUDED.facts",
-                [(course_id, f.home_clinic_id, _facts_to_json(f)) for course_id, f in facts.items()],
+                [(course_id, f.home_clinic_id, facts_to_json(f)) for course_id, f in facts.items()],
             )
     return fresh
 
@@ -107,7 +107,7 @@ async def _load_facts(
         "ORDER BY course_id FOR UPDATE", ids,
     )
     for row in rows:
-        facts[row["course_id"]] = _facts_from_row(row["home_clinic_id"], json.loads(row["facts"]))
+        facts[row["course_id"]] = facts_from_row(row["home_clinic_id"], json.loads(row["facts"]))
     for received in batch:
         facts.setdefault(uuid.UUID(received.message.courseid), flows.CourseFacts(received.message.clinicid))
 

@@ -1,5 +1,5 @@
-"""The `kact` command: `up` serves the scheduler and its servers, `projections` rebuilds the read models or says
-how far behind they are, `audit` exports a course's history, lists who read what and checks the stored events for
+"""The `kact` command: `up` serves the scheduler and its servers, `replay` (or `projections rebuild`) replays the
+event store into every read model, `projections status` says how far behind the course index is, `audit` exports a course's history, lists who read what and checks the stored events for
 tampering, `db grant` gives the services' role its rights, `version` prints the version."""
 
 from __future__ import annotations
@@ -71,6 +71,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dir (the one a running `kact up` serves, or started for the command and stopped after it).", 100))
     projections.add_argument("action", choices=["rebuild", "status"])
     projections.add_argument("--data-dir", type=Path, help="where data, keys and logs are kept (KACT_DATA_DIR)")
+    replay_command = commands.add_parser(
+        "replay", help="replay the event store into every read model, compare them with the live ones, swap",
+        description=textwrap.fill(
+            "Every read model derived from the course events (the course index: course list, calendars, approval "
+            "queue, deadlines, hosted sessions, open holds; and the notifier's course facts) is written again from "
+            "the first event into fresh tables, with a progress bar (events/s, ETA), compared with the live tables "
+            "row by row, then moved into place in one transaction while the system runs. --check compares only "
+            "(exit code 1 if any table differs). The database is found as `kact projections` finds it.", 100))
+    replay_command.add_argument("--check", action="store_true",
+                                help="compare only: leave the live read models as they are")
+    replay_command.add_argument("--data-dir", type=Path, help="where data, keys and logs are kept (KACT_DATA_DIR)")
     audit = commands.add_parser("audit", help="the audit trails: export a course's history, who read what, verify "
                                               "the hash chain",
                                 description="Audit: export a course's history for an auditor (export); every read "
@@ -91,10 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)  # type: ignore[no-any-return]
     if args.command == "db":
         return _db_grant(args)
-    if args.command == "projections":
+    if args.command in ("projections", "replay"):
         from scheduler.projections_cli import run_projections  # the event store's libraries, only when needed
 
         environ = {**os.environ, **({"KACT_DATA_DIR": str(args.data_dir)} if args.data_dir else {})}
+        if args.command == "replay":
+            return run_projections("rebuild", environ, check=args.check)
         return run_projections(args.action, environ)
     overrides = {"KACT_HTTP_HOST": args.host, "KACT_HTTP_PORT": args.port, "KACT_DATA_DIR": args.data_dir}
     environ = {**os.environ, **{k: str(v) for k, v in overrides.items() if v is not None}}

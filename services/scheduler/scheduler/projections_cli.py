@@ -1,5 +1,6 @@
-"""`kact projections rebuild|status`: rebuild the course index from the event store with a progress bar, or
-report how far it is behind.
+"""`kact replay [--check]` (and `kact projections rebuild`, the same): every read model replayed from the event
+store with a progress bar, compared with the live one and moved into place (`readmodels.replay`);
+`kact projections status`: how far the course index is behind.
 
 The database is found as `kact up` finds it: KACT_DATABASE_URL, else the embedded PostgreSQL in the data dir. If a
 `kact up` serves that cluster (it holds the cluster's lock file), the command connects to it (its port from
@@ -25,7 +26,7 @@ from rich.text import Text
 
 from scheduler.application.courses import Courses, event_store_env
 from scheduler.embedded import LOOPBACK, EmbeddedPostgres, ServerError
-from scheduler.readmodels.rebuild import index_lag, rebuild
+from scheduler.readmodels.replay import Replayed, index_lag, replay
 from scheduler.runtime import resolve_runtime_settings
 from scheduler.settings import Settings
 from scheduler.storage import migrate
@@ -38,7 +39,8 @@ class EventRate(ProgressColumn):
         return Text(f"{task.speed:,.0f} events/s" if task.speed else "- events/s", style="progress.data.speed")
 
 
-def run_projections(action: str, environ: Mapping[str, str]) -> int:
+def run_projections(action: str, environ: Mapping[str, str], check: bool = False) -> int:
+    """`action`: rebuild (replay and swap; with `check`, compare only) or status."""
     try:
         settings = Settings.from_values(catalogue.read(environ))
     except SettingError as error:
@@ -52,7 +54,7 @@ def run_projections(action: str, environ: Mapping[str, str]) -> int:
             courses, view = migrate(runtime, env)
             view.datastore.close()
             try:
-                return _rebuild(runtime, env, courses) if action == "rebuild" else _status(runtime, courses)
+                return _replay(runtime, env, courses, check) if action == "rebuild" else _status(runtime, courses)
             finally:
                 courses.close()
     except ServerError as error:
@@ -67,23 +69,37 @@ def _status(settings: Settings, courses: Courses) -> int:
     return 0
 
 
-def _rebuild(settings: Settings, env: dict[str, str], courses: Courses) -> int:
+def _replay(settings: Settings, env: dict[str, str], courses: Courses, check: bool) -> int:
+    """Exit code 0 once replayed and swapped; with `check`, 0 if the live read models agree, 1 if not."""
     console = Console(stderr=True)
-    columns = (TextColumn("rebuilding"), BarColumn(bar_width=20), TaskProgressColumn(), EventRate(),
-               TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[applied]:,} indexed"))
+    columns = (TextColumn("replaying"), BarColumn(bar_width=20), TaskProgressColumn(), EventRate(),
+               TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[read]:,} course events"))
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("course index", total=None, applied=0)
+        task = progress.add_task("read models", total=None, read=0)
 
-        def advance(position: int, head: int, applied: int) -> None:
-            progress.update(task, completed=position, total=max(head, 1), applied=applied)
+        def advance(position: int, head: int, read: int) -> None:
+            progress.update(task, completed=position, total=max(head, 1), read=read)
 
-        done = rebuild(settings.database_url or "", settings.db_schema, env, courses, advance)
-    rate = done.events / done.seconds if done.seconds else 0.0
-    print(f"rebuilt the course index: {done.events} indexed events up to event {done.position} in "
-          f"{done.seconds:.1f} s ({rate:,.0f} events/s)")
+        done = replay(settings.database_url or "", settings.db_schema, env, courses, advance, swap=not check)
+    _report(done)
+    if check:
+        return 1 if done.differences else 0
+    return _status(settings, courses)
+
+
+def _report(done: Replayed) -> None:
+    print(f"replayed {done.events:,} course events up to event {done.position} in {done.seconds:.1f} s "
+          f"({done.rate:,.0f} events/s)")
     for table, count in done.rows.items():
         print(f"  {table:<22} {count} rows")
-    return _status(settings, courses)
+    if done.differences:
+        print("the live read models differed from the replay:")
+        for d in done.differences:
+            print(f"  {d.table:<22} {d.only_live} rows only in the live table, {d.only_replayed} only in the replay")
+    else:
+        print("the live read models agreed with the replay")
+    if done.swapped:
+        print("the replayed read models are in place")
 
 
 @contextmanager

@@ -23,7 +23,8 @@ PAGE_SIZE = 50
 HOSTED_LIMIT = 500
 CALENDAR_LIMIT = 1000  # sessions of one clinician or room in a day or a week: far more than a week can hold
 # Tables the index writes, in the order a rebuild moves them into place (`rebuild`): the tracking table last.
-TABLES = ("course_index", "calendar_entries", "approval_queue", "integration_deadlines", "hosted_sessions")
+TABLES = ("course_index", "calendar_entries", "approval_queue", "integration_deadlines", "hosted_sessions",
+          "open_holds")
 
 
 class CourseIndexView(PostgresTrackingRecorder):
