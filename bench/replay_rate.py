@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from scheduler.application.courses import event_store_env
-from scheduler.readmodels.replay import replay
+from scheduler.readmodels.replay import replay, replay_env
 from scheduler.settings import Settings
 from scheduler.storage import migrate
 
@@ -40,7 +40,7 @@ def main() -> int:
         p.error("--database-url or KACT_DATABASE_URL")
     settings = Settings(database_url=args.database_url, db_schema=args.schema,
                         cipher_key=args.cipher_key_file.read_text(encoding="utf-8").strip())
-    env = event_store_env(settings)
+    env = replay_env(event_store_env(settings))
     courses, view = migrate(settings, env)
     view.datastore.close()
     with psycopg.connect(args.database_url) as conn:

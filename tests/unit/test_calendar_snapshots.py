@@ -5,7 +5,6 @@ takes one, and a load reads only the events after the latest."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import uuid4
@@ -20,6 +19,7 @@ from scheduler.application.runner import run_steps
 from scheduler.application.snapshots import SNAPSHOT_EVERY, due_after_save
 from scheduler.domain.calendar import Calendar, Resource, _row
 from scheduler.domain.errors import RulesBrokenError
+from test_replay import cached  # noqa: F401 (a fixture)
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
 OFFSET = timezone(timedelta(hours=1))  # a time kept with another offset than UTC keeps it through a snapshot
@@ -115,11 +115,8 @@ def test_a_snapshot_is_due_when_saving_passes_a_multiple_of_the_interval(version
 
 
 @pytest.fixture
-def app() -> Iterator[Courses]:
-    app = Courses(env={"PERSISTENCE_MODULE": "eventsourcing.popo", "AGGREGATE_CACHE_MAXSIZE": "100",
-                       "AGGREGATE_CACHE_FASTFORWARD": "y"})
-    yield app
-    app.close()
+def app(cached: Courses) -> Courses:
+    return cached  # test_replay's: in memory, cached and fast-forwarded as in the services
 
 
 def book(app: Courses, calendar_id: Any, sessions: range) -> None:

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from scheduler.application.courses import Courses, event_store_env
 from scheduler.embedded import LOOPBACK, EmbeddedPostgres, ServerError
-from scheduler.readmodels.replay import Replayed, index_lag, replay
+from scheduler.readmodels.replay import Replayed, index_lag, replay, replay_env
 from scheduler.runtime import resolve_runtime_settings
 from scheduler.settings import Settings
 from scheduler.storage import migrate
@@ -50,7 +50,7 @@ def run_projections(action: str, environ: Mapping[str, str], check: bool = False
     try:
         with _database(settings) as database_url:
             runtime = resolve_runtime_settings(settings, database_url=database_url, nats_url="")
-            env = event_store_env(runtime)
+            env = replay_env(event_store_env(runtime))
             courses, view = migrate(runtime, env)
             view.datastore.close()
             try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import random
 import threading
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from copy import deepcopy
 from dataclasses import dataclass
@@ -166,10 +166,6 @@ class Courses(Application):
         self._group_commit_lock = threading.Lock()
         self._cache_lock = threading.Lock()
 
-    @property
-    def _replay(self) -> Callable[[Aggregate | None, Iterable[Any]], Aggregate | None]:
-        return self.calendar_snapshots.replay
-
     def _submit(self, aggregates: list[Aggregate], guards: list[tuple[UUID, int]]) -> Future[None]:
         with self._group_commit_lock:  # started on first use: a process that only reads never starts it
             if self._group_commit is None:
@@ -195,7 +191,7 @@ class Courses(Application):
 
     def get_course(self, course_id: UUID, version: int | None = None) -> Course:
         try:
-            course = self.repository.get(course_id, version=version, projector_func=self._replay)
+            course = self.repository.get(course_id, version=version, projector_func=self.calendar_snapshots.replay)
         except AggregateNotFoundError:
             raise CourseNotFoundError(course_id) from None
         if not isinstance(course, Course):
@@ -219,7 +215,7 @@ class Courses(Application):
 
     def get_calendar(self, calendar_id: UUID) -> Calendar | None:
         try:
-            calendar = self.repository.get(calendar_id, projector_func=self._replay)
+            calendar = self.repository.get(calendar_id, projector_func=self.calendar_snapshots.replay)
         except AggregateNotFoundError:
             return None
         return calendar if isinstance(calendar, Calendar) else None
@@ -357,7 +353,7 @@ class Courses(Application):
     def _current(self, aggregate_id: UUID, may_be_new: bool = False) -> Aggregate | None:
         """The aggregate as stored now (the cached copy fast-forwarded), or None if it was never saved."""
         try:
-            return self.repository.get(aggregate_id, projector_func=self._replay)
+            return self.repository.get(aggregate_id, projector_func=self.calendar_snapshots.replay)
         except AggregateNotFoundError:
             return None
 
